@@ -1,0 +1,3 @@
+from rn50.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""The work directory: artifacts, ``manifest.json``, atomic writes, versions of the tools that ran.
+
+Every file is written to a temporary name in the same folder, flushed, then renamed over the target,
+so an interrupted or failed step leaves the previous artifact intact and never a half-written one
+where the next step would pick it up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rn50 import __version__
+from rn50.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKDIR = Path("rn50-out")
+MANIFEST = "manifest.json"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _os_error(path: Path, e: OSError) -> UsageError:
+    if e.errno == errno.ENOSPC:
+        return UsageError(f"no space left on the device writing {path}", fix="free some space or pass --out on another disk")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UsageError(f"cannot write {path} (permission denied)", fix="pass --out a directory you can write to")
+    return UsageError(f"cannot write {path}: {e.strerror or e}", fix="check the path and pass --out a writable directory")
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yields a temporary path next to ``target``; on success it replaces ``target``, else it is removed."""
+    target = Path(target)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        os.close(fd)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get ordinary permissions
+    except OSError as e:
+        raise _os_error(target, e) from e
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as e:
+        raise _os_error(target, e) from e
+    finally:  # also on KeyboardInterrupt
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    atomic_write_bytes(target, text.encode())
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, Any]:
+    """Versions of everything that can change a result, read without importing heavy modules."""
+    ort = _version("onnxruntime") or _version("onnxruntime-gpu")
+    out: dict[str, Any] = {
+        "rn50": __version__,
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "onnx": _version("onnx"),
+        "onnxruntime": ort,
+        "onnxsim": _version("onnxsim"),
+        "tensorrt": _version("tensorrt") or _version("tensorrt-cu12") or _version("tensorrt-cu13"),
+        "machine": platform.machine(),
+    }
+    import sys
+
+    if "torch" in sys.modules:  # only when already loaded: no import cost for light commands
+        torch = sys.modules["torch"]
+        out["cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            cap = torch.cuda.get_device_capability()
+            out["gpu"] = torch.cuda.get_device_name()
+            out["compute_capability"] = f"{cap[0]}.{cap[1]}"
+    return out
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str  # manifest key, e.g. "onnx-fp32"
+    path: str  # relative to the work directory
+    kind: str  # onnx | engine | calibration-table | report
+    precision: str  # fp32 | fp16 | int8 | -
+    sha256: str
+    parent_sha256: str | None
+    config: dict[str, Any]
+    versions: dict[str, Any]
+    verified: bool | None = None
+    created: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkDir:
+    """A work directory and its manifest. Creating it checks that it can be written."""
+
+    def __init__(self, root: Path | str = DEFAULT_WORKDIR):
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"output path {self.root} is a file, not a directory", fix="pass --out a directory")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".rn50-write-check.")
+            probe.close()
+        except OSError as e:
+            raise _os_error(self.root, e) from e
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            return {"rn50": __version__, "model": None, "artifacts": {}}
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(
+                f"{self.manifest_path} is not a readable manifest ({e})",
+                fix="remove it (its artifacts will be rebuilt) or pass --out another directory",
+            ) from e
+        if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
+            raise UsageError(f"{self.manifest_path} is not an rn50 manifest", fix="pass --out another directory")
+        return data
+
+    def check_model(self, model: dict[str, Any]) -> None:
+        """Refuse a directory whose artifacts were made from another model (depth or weights)."""
+        held = self.manifest().get("model")
+        if held and (held.get("depth"), held.get("weights_sha256")) != (model["depth"], model["weights_sha256"]):
+            raise UsageError(
+                f"{self.root} holds artifacts of another model (ResNet-{held.get('depth')}, weights "
+                f"{str(held.get('weights_sha256'))[:12]}, from {held.get('weights')})",
+                fix="pass --out a new directory, or remove the old one",
+            )
+
+    def record(self, artifact: Artifact, *, model: dict[str, Any] | None = None) -> None:
+        data = self.manifest()
+        if model is not None:
+            data["model"] = model
+        data["rn50"] = __version__
+        data["artifacts"][artifact.name] = asdict(artifact)
+        atomic_write_text(self.manifest_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        log.info("manifest: recorded %s -> %s", artifact.name, artifact.path)
+
+    def artifact(self, name: str) -> Artifact | None:
+        entry = self.manifest()["artifacts"].get(name)
+        return Artifact(**entry) if entry else None
+
+    def artifacts(self) -> list[Artifact]:
+        return [Artifact(**e) for e in self.manifest()["artifacts"].values()]
+
+    def current(self, name: str) -> Artifact | None:
+        """The artifact if its file is present and still matches the recorded sha256."""
+        art = self.artifact(name)
+        if art is None or not self.path(art.path).is_file():
+            return None
+        if sha256_file(self.path(art.path)) != art.sha256:
+            log.warning("%s changed since the manifest recorded it; it will not be reused", art.path)
+            return None
+        return art

@@ -1,0 +1,39 @@
+"""Typed errors. Each says what was received, what was expected, and the fix.
+
+Exit codes (the CLI maps them): 0 ok, 1 a check failed, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+
+class Rn50Error(Exception):
+    """Base of every error rn50 raises on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, *, fix: str | None = None):
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return f"{self.problem} — {self.fix}" if self.fix else self.problem
+
+
+class UsageError(Rn50Error):
+    """Bad input: a file, option or value the user gave."""
+
+
+class EnvironmentProblem(Rn50Error):
+    """Something missing on this machine (a package, a GPU, a provider)."""
+
+
+class CheckFailed(Rn50Error):
+    """A check ran and failed (parity below threshold, export verification)."""
+
+    exit_code = 1
+
+
+class Interrupted(Rn50Error):
+    """Ctrl-C: the step was abandoned and nothing half-written was kept."""

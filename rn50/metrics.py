@@ -1,0 +1,128 @@
+"""Error statistics of one output against a reference, and pass/fail thresholds per precision.
+
+Definitions follow Polygraphy where it has one: relative error is |a - b| / |b| with b the reference
+(a tiny epsilon keeps exact zeros in the reference from turning it into infinity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from rn50.errors import UsageError
+
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    max_abs: float
+    mean_abs: float
+    median_abs: float
+    max_rel: float
+    mean_rel: float
+    min_atol: float  # the smallest absolute tolerance (with rtol 0) under which every element passes
+    cosine_mean: float
+    cosine_min: float  # the worst sample
+    sqnr_db: float
+    top1_agreement: float | None  # fraction of samples whose arg-max matches; None if not a class output
+    top5_overlap: float | None  # mean |top5(a) ∩ top5(b)| / 5
+    samples: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-safe: infinities (SQNR of identical outputs) become None."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float | int | None]) -> OutputMetrics:
+        values = dict(data)
+        if values.get("sqnr_db") is None:
+            values["sqnr_db"] = math.inf
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    cos = (a * b).sum(1) / np.maximum(na * nb, EPS)
+    return np.where(both_zero, 1.0, cos)
+
+
+def compare(candidate: np.ndarray, reference: np.ndarray) -> OutputMetrics:
+    """Statistics of ``candidate`` against ``reference`` (same shape; first axis is the batch)."""
+    if candidate.shape != reference.shape:
+        raise UsageError(
+            f"output shape {candidate.shape} does not match the reference's {reference.shape}",
+            fix="compare artifacts of the same model and batch",
+        )
+    a = candidate.astype(np.float64).reshape(len(candidate), -1)
+    b = reference.astype(np.float64).reshape(len(reference), -1)
+    diff = np.abs(a - b)
+    rel = diff / (np.abs(b) + EPS)
+    cos = _cosines(a, b)
+    noise = float((diff**2).sum())
+    sqnr = math.inf if noise == 0 else 10 * math.log10(max(float((b**2).sum()), EPS) / noise)
+    top1 = top5 = None
+    if a.shape[1] >= 5 and candidate.ndim == 2:
+        top1 = float((a.argmax(1) == b.argmax(1)).mean())
+        ta, tb = np.argsort(-a, 1)[:, :5], np.argsort(-b, 1)[:, :5]
+        top5 = float(np.mean([len(set(x) & set(y)) / 5 for x, y in zip(ta, tb, strict=True)]))
+    return OutputMetrics(
+        max_abs=float(diff.max()),
+        mean_abs=float(diff.mean()),
+        median_abs=float(np.median(diff)),
+        max_rel=float(rel.max()),
+        mean_rel=float(rel.mean()),
+        min_atol=float(diff.max()),
+        cosine_mean=float(cos.mean()),
+        cosine_min=float(cos.min()),
+        sqnr_db=sqnr,
+        top1_agreement=top1,
+        top5_overlap=top5,
+        samples=len(a),
+    )
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A result passes when every set bound holds. ``None`` leaves a bound unchecked."""
+
+    min_cosine: float | None = None  # on the worst sample
+    min_top1: float | None = None
+    max_abs: float | None = None
+
+    def failures(self, m: OutputMetrics) -> list[str]:
+        out = []
+        if self.min_cosine is not None and not m.cosine_min >= self.min_cosine:
+            out.append(f"cosine_min {m.cosine_min:.6f} < {self.min_cosine}")
+        if self.min_top1 is not None and m.top1_agreement is not None and not m.top1_agreement >= self.min_top1:
+            out.append(f"top1_agreement {m.top1_agreement:.3f} < {self.min_top1}")
+        if self.max_abs is not None and not m.max_abs <= self.max_abs:
+            out.append(f"max_abs {m.max_abs:.3g} > {self.max_abs}")
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_cosine is not None:
+            parts.append(f"cos≥{self.min_cosine}")
+        if self.min_top1 is not None:
+            parts.append(f"top1≥{self.min_top1}")
+        if self.max_abs is not None:
+            parts.append(f"abs≤{self.max_abs}")
+        return ", ".join(parts)
+
+
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "fp32": Thresholds(min_cosine=0.99999, min_top1=0.99, max_abs=1e-3),
+    "fp16": Thresholds(min_cosine=0.9999, min_top1=0.9),
+    "int8": Thresholds(min_cosine=0.985, min_top1=0.7),
+}
+
+
+def thresholds_for(precision: str, **overrides: float | None) -> Thresholds:
+    if precision not in DEFAULT_THRESHOLDS:
+        raise UsageError(f"unknown precision {precision!r}", fix=f"use one of {', '.join(DEFAULT_THRESHOLDS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(DEFAULT_THRESHOLDS[precision], **given)

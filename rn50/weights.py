@@ -1,0 +1,175 @@
+"""Model weights: a user's torchvision-style checkpoint, or deterministic ``seeded`` weights.
+
+Seeded weights are for demos and tests only: deterministic initialisation, then BatchNorm statistics
+re-estimated on the sample photos. A freshly initialised ResNet predicts one class for every image,
+which would make top-1 parity meaningless; with re-estimated statistics outputs depend on the input.
+They carry no knowledge of ImageNet: their "classes" mean nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rn50.errors import UsageError
+from rn50.model import VARIANTS, ResNet, resnet
+
+log = logging.getLogger(__name__)
+
+SEEDED = "seeded"
+SEED = 0
+BN_CROPS = 16
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ResNet
+    source: str  # "seeded" or the checkpoint path
+    fingerprint: str  # sha256 over the state dict's tensors
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(str(tuple(value.shape)).encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def seeded_model(depth: int = 50, *, seed: int = SEED) -> ResNet:
+    """Deterministic init, then BatchNorm running statistics measured on sample-photo crops."""
+    from rn50.samples import sample_crops
+
+    torch.manual_seed(seed)
+    model = resnet(depth)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the pass
+    crops = torch.from_numpy(sample_crops(BN_CROPS, split="weights"))
+    pooled: list[torch.Tensor] = []
+    hook = model.avgpool.register_forward_hook(lambda _m, _i, out: pooled.append(torch.flatten(out, 1)))
+    model.train()
+    with torch.no_grad():
+        model(crops)  # one batch: eval mode then reproduces what train mode computed
+        hook.remove()
+        for bn in bns:
+            bn.momentum = 0.1
+        # Centre the classifier on the same crops: without it one class dominates every image
+        # (pooled features are all positive), and top-1 agreement would measure little.
+        model.fc.bias -= model.fc(pooled[0]).mean(0)
+    return model.eval()
+    return model
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, object]:
+    if not path.exists():
+        raise UsageError(f"weights file not found: {path}", fix="pass an existing .pth file or --weights seeded")
+    if path.is_dir():
+        raise UsageError(f"weights path is a directory: {path}", fix="pass the checkpoint file itself")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(
+            f"{path} is not a torch.save archive (truncated, or another format)",
+            fix="re-download it, or re-save it with torch.save(model.state_dict(), PATH)",
+        )
+    try:
+        # weights_only: a checkpoint is data; rn50 never runs code pickled into it.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UsageError(
+            f"{path} holds pickled Python objects, not only tensors (a whole nn.Module?)",
+            fix="re-save the weights with torch.save(model.state_dict(), PATH)",
+        ) from e
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"could not read {path} as a PyTorch checkpoint ({reason})",
+            fix="the file may be truncated or corrupt; re-download it or re-save it with torch.save(model.state_dict(), PATH)",
+        ) from e
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping):
+                log.info("using the state dict stored under %r in %s", key, path)
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UsageError(
+            f"{path} holds no state dict (got {type(obj).__name__})",
+            fix="save the weights with torch.save(model.state_dict(), PATH), or a dict with them under 'state_dict' or 'model'",
+        )
+    if all(str(k).startswith("module.") for k in obj):
+        log.info("stripping the DataParallel 'module.' prefix from %s", path)
+        obj = {str(k)[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def guess_depth(state: Mapping[str, object]) -> int | None:
+    """The ResNet depth whose keys a state dict has, if any."""
+    blocks = []
+    for i in range(1, 5):
+        idx = {int(k.split(".")[1]) for k in state if k.startswith(f"layer{i}.") and k.split(".")[1].isdigit()}
+        blocks.append(max(idx) + 1 if idx else 0)
+    bottleneck = any(k.endswith("conv3.weight") for k in state)
+    for depth, v in VARIANTS.items():
+        if tuple(blocks) == v.layers and (v.block.expansion == 4) == bottleneck:
+            return depth
+    return None
+
+
+def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return None
+
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {few(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {few(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches: {few(shapes)}")
+    return "; ".join(parts)
+
+
+def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
+    """Build ResNet-``depth`` and load ``weights`` strictly (``"seeded"`` or a checkpoint path)."""
+    if str(weights) == SEEDED:
+        model = seeded_model(depth)
+        return LoadedModel(model, SEEDED, state_fingerprint(model))
+    path = Path(weights)
+    state = _read_checkpoint(path)
+    fc = state.get("fc.weight")
+    classes = int(fc.shape[0]) if isinstance(fc, torch.Tensor) and fc.ndim == 2 else 1000
+    model = resnet(depth, num_classes=classes)
+    problem = _mismatch_report(model, state)  # type: ignore[arg-type]
+    if problem:
+        guessed = guess_depth(state)
+        hint = (
+            f"these look like ResNet-{guessed} weights: pass --depth {guessed}"
+            if guessed and guessed != depth
+            else f"pass a torchvision-style ResNet-{depth} state dict"
+        )
+        raise UsageError(f"{path} does not fit ResNet-{depth}: {problem}", fix=hint)
+    model.load_state_dict(state, strict=True)  # type: ignore[arg-type]
+    model.eval()
+    return LoadedModel(model, str(path), state_fingerprint(model))

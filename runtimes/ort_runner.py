@@ -1,0 +1,123 @@
+"""ONNX Runtime: CPU provider, CUDA provider (IOBinding, device-resident buffers), TensorRT provider.
+
+ONNX Runtime silently falls back to the CPU when a GPU provider cannot load its libraries; this runner
+checks which providers the session really got and refuses to report CPU numbers under a GPU label.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rn50.errors import EnvironmentProblem, UsageError
+from rn50.runtimes.base import Feed, Runner, TensorSpec
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+# Libraries a GPU provider needs, probed by name when it fails to load, so the message can name one.
+GPU_LIBRARIES = {
+    "cuda": ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcufft.so.12", "libcudnn.so.9"],
+    "tensorrt": ["libnvinfer.so.10", "libnvonnxparser.so.10"],
+}
+ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(uint8)": "uint8"}
+
+
+def missing_libraries(names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            out.append(name)
+    return out
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise EnvironmentProblem("onnxruntime is not installed", fix="pip install onnxruntime (or onnxruntime-gpu)") from e
+    return onnxruntime
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, model_path: Path | str, *, provider: str = "cpu", threads: int | None = None, label: str | None = None):
+        if provider not in PROVIDERS:
+            raise UsageError(f"unknown ONNX Runtime provider {provider!r}", fix=f"use one of {', '.join(PROVIDERS)}")
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}", fix="pass a positive thread count")
+        super().__init__(label=label or f"onnxruntime-{provider}")
+        self.model_path = Path(model_path)
+        self.provider = provider
+        self.threads = threads
+        self.session: Any = None
+
+    def activate(self) -> None:
+        ort = import_onnxruntime()
+        if not self.model_path.is_file():
+            raise UsageError(f"ONNX file not found: {self.model_path}", fix="run rn50 export first or pass an existing file")
+        wanted = PROVIDERS[self.provider]
+        if wanted not in ort.get_available_providers():
+            raise EnvironmentProblem(
+                f"this onnxruntime build has no {wanted} (available: {', '.join(ort.get_available_providers())})",
+                fix="pip install onnxruntime-gpu (in place of onnxruntime) on a machine with CUDA",
+            )
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        chain = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=chain)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise UsageError(
+                f"ONNX Runtime cannot load {self.model_path}: {str(e).splitlines()[0]}",
+                fix="check that the file is a valid ONNX model (rn50 export writes one)",
+            ) from e
+        got = self.session.get_providers()
+        if wanted not in got:
+            missing = missing_libraries(GPU_LIBRARIES.get(self.provider, []))
+            raise EnvironmentProblem(
+                f"ONNX Runtime fell back to {got[0]} instead of {wanted}"
+                + (f": cannot load {', '.join(missing)}" if missing else ""),
+                fix="install the CUDA/cuDNN libraries onnxruntime-gpu was built for (or `import torch` first so its CUDA libraries load)",
+            )
+
+    def deactivate(self) -> None:
+        self.session = None
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [
+            TensorSpec(i.name, ORT_TYPES.get(i.type, i.type), tuple(d if isinstance(d, int) else None for d in i.shape))
+            for i in self.session.get_inputs()
+        ]
+
+    @property
+    def device(self) -> str:
+        return self.session.get_providers()[0] if self.session else PROVIDERS[self.provider]
+
+    def _infer(self, feed: Feed) -> Feed:
+        names = [o.name for o in self.session.get_outputs()]
+        if self.provider == "cpu":
+            return dict(zip(names, self.session.run(names, feed), strict=True))
+        # GPU: inputs copied to the device once, outputs left there until read back.
+        ort = import_onnxruntime()
+        binding = self.session.io_binding()
+        for name, arr in feed.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0))
+        for name in names:
+            binding.bind_output(name, "cuda", 0)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(names, binding.copy_outputs_to_cpu(), strict=True))

@@ -1,0 +1,42 @@
+"""The reference: the PyTorch model in FP32, on the CPU or on CUDA with TF32 off."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rn50.errors import EnvironmentProblem
+from rn50.runtimes.base import Feed, Runner, TensorSpec
+
+
+class TorchRunner(Runner):
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module, *, device: str = "cpu", label: str = "torch-fp32"):
+        super().__init__(label=label)
+        self.model = model
+        self._device = device
+
+    def activate(self) -> None:
+        if self._device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise EnvironmentProblem("torch cannot see a CUDA GPU", fix="run the reference on --device cpu")
+            # The reference must be plain FP32: TF32 matmuls/convs would hide real errors.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self.model.eval().to(self._device)
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]
+
+    @property
+    def device(self) -> str:
+        if self._device.startswith("cuda"):
+            return f"{self._device} ({torch.cuda.get_device_name(torch.device(self._device))})"
+        return "cpu"
+
+    def _infer(self, feed: Feed) -> Feed:
+        with torch.inference_mode():
+            x = torch.from_numpy(feed["input"]).to(self._device)
+            y = self.model(x)
+        return {"logits": y.float().cpu().numpy().astype(np.float32, copy=False)}
