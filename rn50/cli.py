@@ -9,11 +9,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from rn50 import __version__
@@ -68,11 +69,11 @@ def handles_errors(fn: F) -> F:
         except Rn50Error as e:
             if STATE["verbose"]:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             e2 = Interrupted("interrupted", fix="nothing half-written was kept; run the command again")
-            err.print(f"[bold red]error:[/] {e2.message}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(e2.message)}", soft_wrap=True)
             raise typer.Exit(e2.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -171,6 +172,128 @@ def export(
             out.print(table)
     if v is not None and not v.passed:
         raise CheckFailed(f"{result.path} does not match the PyTorch model: {v.failures()[0]}", fix="the manifest marks it unverified; report it with --verbose")
+
+
+ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Image folder (class sub-folders + classes.txt add accuracy).")]
+ArraysOpt = Annotated[Optional[Path], typer.Option("--arrays", help=".npy/.npz of preprocessed float32 NCHW images.")]
+RandomOpt = Annotated[Optional[int], typer.Option("--random", help="N seeded random tensors (flagged: says little).")]
+CountOpt = Annotated[int, typer.Option("--count", help="How many sample-photo crops when no other source is given.")]
+
+
+def parse_thresholds(items: list[str]) -> dict[str, dict[str, float]]:
+    """``PRECISION:KEY=VALUE`` items, e.g. ``int8:min_cosine=0.99``."""
+    from rn50.errors import UsageError
+    from rn50.metrics import DEFAULT_THRESHOLDS, Thresholds
+
+    keys = set(Thresholds.__dataclass_fields__)
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        try:
+            prec, rest = item.split(":", 1)
+            key, value = rest.split("=", 1)
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99") from None
+        if prec not in DEFAULT_THRESHOLDS or key not in keys:
+            raise UsageError(f"bad --threshold {item!r}", fix=f"precision in {sorted(DEFAULT_THRESHOLDS)}, key in {sorted(keys)}")
+        out.setdefault(prec, {})[key] = number
+    return out
+
+
+def reference_model(workdir: Any) -> Any:
+    """The PyTorch model the work directory's artifacts were made from (weights re-checked)."""
+    from rn50.errors import UsageError
+    from rn50.weights import load_model
+
+    record = workdir.manifest().get("model")
+    if not record:
+        raise UsageError(f"{workdir.manifest_path} names no model", fix="run rn50 export --out DIR first")
+    loaded = load_model(record["weights"], depth=record["depth"])
+    if loaded.fingerprint != record["weights_sha256"]:
+        raise UsageError(f"the weights {record['weights']} changed since the artifacts were made",
+                         fix="re-run rn50 export with these weights, or restore the original file")  # fmt: skip
+    return loaded.model
+
+
+@app.command()
+@handles_errors
+def parity(
+    out_dir: OutOpt = Path("rn50-out"),
+    images: ImagesOpt = None,
+    arrays: ArraysOpt = None,
+    random: RandomOpt = None,
+    count: CountOpt = 32,
+    batch: Annotated[int, typer.Option(help="Batch size for every runtime.")] = 8,
+    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="Runtime(s) to run (default: every available one).")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Manifest artifact(s) to compare (default: all).")] = None,
+    onnx_file: Annotated[Optional[list[Path]], typer.Option("--onnx", help="Extra ONNX file(s) to compare.")] = None,
+    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="Override, e.g. int8:min_cosine=0.99.")] = None,
+    reference_device: Annotated[str, typer.Option(help="Device for the PyTorch reference: cpu or cuda.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime CPU.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
+    from rn50 import feeds as feed_sources
+    from rn50 import parity_report
+    from rn50.artifacts import WorkDir
+    from rn50.errors import CheckFailed, UsageError
+    from rn50.metrics import thresholds_for
+    from rn50.parity import plan, run_parity
+    from rn50.runtimes.registry import check_runtime_names
+    from rn50.runtimes.torch_runner import TorchRunner
+
+    if runtime:
+        check_runtime_names(runtime)
+    if reference_device not in ("cpu", "cuda"):
+        raise UsageError(f"--reference-device {reference_device!r}", fix="use cpu or cuda")
+    overrides = parse_thresholds(threshold or [])
+    workdir = WorkDir(out_dir)
+    targets, skipped = plan(workdir, runtimes=runtime, artifacts=artifact, extra_onnx=onnx_file)
+    feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count)
+    model = reference_model(workdir)
+    with err.status("parity…") as status:
+        report, errors = run_parity(
+            TorchRunner(model, device=reference_device), targets, feeds,
+            thresholds=lambda p: thresholds_for(p, **overrides.get(p, {})), batch=batch, skipped=skipped,
+            strict_runtimes=bool(runtime), threads=threads, progress=lambda m: status.update(f"parity: {m}"),
+        )  # fmt: skip
+    written = parity_report.write(report, errors, workdir.root)
+    if as_json:
+        print_json(parity_report.to_dict(report))
+    else:
+        print_parity(report)
+        out.print("wrote " + ", ".join(str(p) for p in written))
+    if not report.passed:
+        r = report.failed[0]
+        raise CheckFailed(f"{r.label}: {'; '.join(r.failures) or r.reason}", fix="see parity.md; INT8 per-layer errors are in the quantize report")
+
+
+def print_parity(report: Any) -> None:
+    for w in report.feeds.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    table = Table(title=f"parity vs {report.reference['label']} ({report.reference['device']}), {report.feeds['description']}")
+    for col in ("runtime · artifact", "max abs", "cos worst", "SQNR dB", "top-1", "top-5", "verdict"):
+        table.add_column(col, justify="left" if col in ("runtime · artifact", "verdict") else "right")
+    ran = [r for r in report.results if r.metrics is not None]
+    for r in ran:
+        m = r.metrics
+        verdict = "[green]✓[/]" if r.status == "pass" else f"[red]✗ {escape('; '.join(r.failures))}[/]"
+        sqnr = f"{m.sqnr_db:.1f}" if m.sqnr_db != float("inf") else "inf"
+        table.add_row(r.label, f"{m.max_abs:.3g}", f"{m.cosine_min:.6f}", sqnr, f"{m.top1_agreement:.3f}", f"{m.top5_overlap:.3f}", verdict)
+    out.print(table)
+    for r in ran:
+        out.print(f"  {r.label}: ran on {r.device}; thresholds {r.thresholds}; max rel {r.metrics.max_rel:.3g}")
+        if r.vs_onnxruntime_cpu is not None:
+            c = r.vs_onnxruntime_cpu
+            out.print(f"    vs onnxruntime-cpu on the same Q/DQ file: max abs {c.max_abs:.3g}, cos worst {c.cosine_min:.6f}")
+        if r.accuracy_top1 is not None:
+            out.print(f"    accuracy: top-1 {r.accuracy_top1:.4f}, top-5 {r.accuracy_top5:.4f}")
+    if report.feeds.get("labelled"):
+        out.print(f"  reference accuracy: top-1 {report.reference['accuracy_top1']:.4f}, top-5 {report.reference['accuracy_top5']:.4f}")
+    for r in report.results:
+        if r.metrics is None:
+            colour = "yellow" if r.status == "skipped" else "red"
+            out.print(f"  [{colour}]{r.status}[/] {escape(r.label)}: {escape(str(r.reason))}")
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def check_feed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], *, where
                 hint = " (this looks like NHWC; transpose to NCHW with arr.transpose(0, 3, 1, 2))"
             problems.append(f"{spec.name}: shape {arr.shape}, expected {spec.shape}{hint}")
     if problems:
-        raise UsageError(f"{where}: " + "; ".join(problems), fix="feed what the model's input spec says (rn50 info shows it)")
+        raise UsageError(f"{where}: " + "; ".join(problems), fix="rn50 feeds 'input' float32 (N, 3, 224, 224); export the model with rn50 export, or feed what its inputs say")
 
 
 class Runner(abc.ABC):

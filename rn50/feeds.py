@@ -1,0 +1,193 @@
+"""Where images come from: an image folder, .npy/.npz arrays, the sample photos, or seeded noise.
+
+All of them yield the same thing: float32 NCHW arrays after the one preprocess, a fingerprint of the
+set, and labels when a folder has class sub-folders and a class-index file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rn50.errors import UsageError
+from rn50.preprocess import DEFAULT, Preprocess, preprocess
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+CLASS_INDEX_FILES = ("classes.txt", "class_index.json", "imagenet_class_index.json")
+DEFAULT_SAMPLE_COUNT = 32
+
+
+@dataclass(frozen=True)
+class FeedSet:
+    kind: str  # samples | folder | arrays | random
+    description: str
+    images: np.ndarray  # (N, 3, H, W) float32
+    fingerprint: str
+    labels: np.ndarray | None = None  # (N,) int64 class indices, where known
+    skipped: int = 0  # unreadable files left out
+    warnings: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, size: int) -> list[np.ndarray]:
+        return [np.ascontiguousarray(self.images[i : i + size]) for i in range(0, len(self.images), size)]
+
+
+RANDOM_WARNING = (
+    "seeded random noise is not an image: parity on it says little about real inputs, and INT8 scales "
+    "calibrated on it are meaningless"
+)
+
+
+def check_finite(images: np.ndarray, where: str) -> None:
+    bad = ~np.isfinite(images)
+    if bad.any():
+        first = int(np.argwhere(bad.reshape(len(images), -1).any(1))[0][0])
+        raise UsageError(
+            f"{where} holds {int(bad.sum())} NaN/Inf values (first in image {first})",
+            fix="clean the arrays; feeds must be finite float32",
+        )
+
+
+def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spec: Preprocess = DEFAULT) -> FeedSet:
+    from rn50.samples import fingerprint, sample_crops
+
+    if count < 1:
+        raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
+    return FeedSet("samples", f"{count} sample-photo crops ({split} split)", sample_crops(count, split=split, spec=spec),
+                   fingerprint(count, split=split, spec=spec))  # fmt: skip
+
+
+def random_noise(count: int, *, seed: int = 0, spec: Preprocess = DEFAULT) -> FeedSet:
+    if count < 1:
+        raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
+    log.warning(RANDOM_WARNING)
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((count, 3, spec.crop, spec.crop), dtype=np.float32)
+    fp = hashlib.sha256(f"random|{count}|{seed}|{spec.describe()}".encode()).hexdigest()
+    return FeedSet("random", f"{count} seeded random tensors (seed {seed})", images, fp, warnings=(RANDOM_WARNING,))
+
+
+def _class_index(folder: Path) -> list[str] | None:
+    for name in CLASS_INDEX_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if path.suffix == ".txt":
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as e:
+            raise UsageError(f"{path} is not valid JSON ({e})", fix="fix the class-index file") from e
+        if isinstance(data, dict) and all(str(k).isdigit() for k in data):  # {"0": ["n01440764", "tench"], ...}
+            entries = [data[k] for k in sorted(data, key=int)]
+            return [e[0] if isinstance(e, list) else str(e) for e in entries]
+        if isinstance(data, list):
+            return [str(e) for e in data]
+        raise UsageError(f"{path}: expected a list of class names or {{index: [id, name]}}", fix="fix the class-index file")
+    return None
+
+
+def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int | None = None) -> FeedSet:
+    """Every image under ``folder`` (recursively), sorted by path; unreadable files skipped and counted."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    others = sum(1 for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in CLASS_INDEX_FILES)
+    if limit is not None:
+        files = files[:limit]
+    classes = _class_index(root)
+    images, labels, used, skipped = [], [], [], 0
+    digest = hashlib.sha256(f"folder|{spec.describe()}".encode())
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                arr = preprocess(img, spec)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            log.warning("skipping %s: %s", path, e)
+            skipped += 1
+            continue
+        images.append(arr)
+        used.append(path)
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        if classes is not None:
+            top = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None
+            labels.append(classes.index(top) if top in classes else -1)
+    skipped += others
+    if not images:
+        raise UsageError(
+            f"no readable images in {root} ({skipped} other or unreadable files skipped)",
+            fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder",
+        )
+    label_arr = None
+    if classes is not None:
+        label_arr = np.asarray(labels, np.int64)
+        if (label_arr < 0).any():
+            log.warning("%d images are not in a class sub-folder named in the class index; they count as wrong", int((label_arr < 0).sum()))
+    warnings = (f"skipped {skipped} unreadable or non-image files",) if skipped else ()
+    return FeedSet("folder", f"{len(images)} images from {root}" + (f" ({skipped} skipped)" if skipped else ""),
+                   np.stack(images), digest.hexdigest(), label_arr, skipped, warnings)  # fmt: skip
+
+
+def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
+    """A .npy array or a .npz archive (key ``input``, or its only array), float32 (N, 3, H, W), preprocessed."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"array file not found: {p}", fix="pass --arrays an existing .npy or .npz file")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise UsageError(f"cannot read {p} as .npy/.npz ({e})", fix="save it with np.save / np.savez") from e
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        if "input" in keys:
+            arr = loaded["input"]
+        elif len(keys) == 1:
+            arr = loaded[keys[0]]
+        else:
+            raise UsageError(f"{p} holds arrays {keys} and none is named 'input'", fix="name the images array 'input'")
+        labels = loaded["labels"].astype(np.int64) if "labels" in keys else None
+    else:
+        arr, labels = loaded, None
+    want = (3, spec.crop, spec.crop)
+    if arr.ndim == 3 and arr.shape == want:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1:] != want:
+        hint = " (looks like NHWC: transpose with a.transpose(0, 3, 1, 2))" if arr.ndim == 4 and arr.shape[-1] == 3 else ""
+        raise UsageError(f"{p}: shape {arr.shape}, expected (N, {', '.join(map(str, want))}){hint}",
+                         fix="save preprocessed NCHW float32 images")  # fmt: skip
+    if arr.dtype != np.float32:
+        raise UsageError(f"{p}: dtype {arr.dtype}, expected float32",
+                         fix="save a.astype(np.float32) after the ImageNet preprocess (not raw uint8 pixels)")  # fmt: skip
+    if len(arr) == 0:
+        raise UsageError(f"{p} holds zero images", fix="save at least one image")
+    check_finite(arr, str(p))
+    fp = hashlib.sha256(b"arrays|" + arr.tobytes()).hexdigest()
+    return FeedSet("arrays", f"{len(arr)} arrays from {p}", np.ascontiguousarray(arr), fp, labels)
+
+
+def resolve(*, images: Path | None = None, arrays_path: Path | None = None, random_count: int | None = None,
+            count: int = DEFAULT_SAMPLE_COUNT, split: str = "evaluation", limit: int | None = None) -> FeedSet:  # fmt: skip
+    """The one feed source the user named (at most one of them), else the sample photos."""
+    named = [x for x in (images, arrays_path, random_count) if x is not None]
+    if len(named) > 1:
+        raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
+    if images is not None:
+        return image_folder(images, limit=limit)
+    if arrays_path is not None:
+        return arrays(arrays_path)
+    if random_count is not None:
+        return random_noise(random_count)
+    return samples(count, split=split)

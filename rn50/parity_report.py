@@ -1,0 +1,145 @@
+"""parity.json (loadable, to compare two machines later), parity.md and an error-distribution PNG."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.errors import UsageError
+from rn50.metrics import OutputMetrics
+from rn50.parity import ParityReport, TargetResult
+
+log = logging.getLogger(__name__)
+SCHEMA = "rn50.parity/1"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_dict(report: ParityReport) -> dict[str, Any]:
+    data = asdict(report)
+    data["schema"] = SCHEMA
+    data["passed"] = report.passed
+    return _clean(data)
+
+
+def from_dict(data: dict[str, Any]) -> ParityReport:
+    if data.get("schema") != SCHEMA:
+        raise UsageError(f"not an rn50 parity report (schema {data.get('schema')!r})", fix=f"pass a parity.json written by rn50 ({SCHEMA})")
+    results = []
+    for r in data["results"]:
+        r = dict(r)
+        for key in ("metrics", "vs_onnxruntime_cpu"):
+            if r.get(key) is not None:
+                r[key] = OutputMetrics.from_dict(r[key])
+        r["failures"] = tuple(r.get("failures", ()))
+        results.append(TargetResult(**r))
+    return ParityReport(data["feeds"], data["reference"], tuple(results), data["machine"], data["created"])
+
+
+def load(path: Path) -> ParityReport:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read parity report {path} ({e})", fix="pass a parity.json written by rn50 parity") from e
+    return from_dict(data)
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def markdown(report: ParityReport) -> str:
+    lines = [
+        "# rn50 parity",
+        "",
+        f"Reference: {report.reference['label']} on {report.reference['device']}. "
+        f"Feeds: {report.feeds['description']}. Verdict: **{'PASS' if report.passed else 'FAIL'}**.",
+        "",
+    ]
+    lines += [f"> warning: {w}" for w in report.feeds.get("warnings", [])]
+    lines += [
+        "",
+        "| runtime | artifact | precision | device | max abs | mean abs | max rel | cos mean | cos worst | SQNR dB | top-1 agr | top-5 ovl | thresholds | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.results:
+        m = r.metrics
+        verdict = {"pass": "✓ pass", "fail": "✗ " + "; ".join(r.failures), "skipped": f"skipped: {r.reason}", "error": f"error: {r.reason}"}[r.status]
+        if m is None:
+            lines.append(f"| {r.runtime} | {r.artifact} | {r.precision} | – | | | | | | | | | | {verdict} |")
+            continue
+        lines.append(
+            f"| {r.runtime} | {r.artifact} | {r.precision} | {r.device} | {m.max_abs:.3g} | {m.mean_abs:.3g} | {m.max_rel:.3g} "
+            f"| {m.cosine_mean:.6f} | {m.cosine_min:.6f} | {_fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, '.1f')} "
+            f"| {_fmt(m.top1_agreement, '.3f')} | {_fmt(m.top5_overlap, '.3f')} | {r.thresholds} | {verdict} |"
+        )
+    cross = [r for r in report.results if r.vs_onnxruntime_cpu is not None]
+    if cross:
+        lines += ["", "## INT8: GPU runtime vs ONNX Runtime CPU on the same Q/DQ file", "",
+                  "| runtime | artifact | max abs | cos worst | top-1 agr |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in cross:
+            c = r.vs_onnxruntime_cpu
+            assert c is not None
+            lines.append(f"| {r.runtime} | {r.artifact} | {c.max_abs:.3g} | {c.cosine_min:.6f} | {_fmt(c.top1_agreement, '.3f')} |")
+    if report.feeds.get("labelled"):
+        lines += ["", "## Accuracy", "", "| runtime | artifact | top-1 | top-5 |", "|---|---|---|---|",
+                  f"| reference | {report.reference['label']} | {_fmt(report.reference['accuracy_top1'], '.4f')} | {_fmt(report.reference['accuracy_top5'], '.4f')} |"]  # fmt: skip
+        lines += [f"| {r.runtime} | {r.artifact} | {_fmt(r.accuracy_top1, '.4f')} | {_fmt(r.accuracy_top5, '.4f')} |" for r in report.results if r.metrics]
+    m = report.machine
+    lines += ["", f"Machine: {m.get('machine')}, Python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
+              f"TensorRT {m.get('tensorrt') or '—'}, GPU {m.get('gpu') or '—'}."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def error_plot(errors: dict[str, np.ndarray]) -> bytes | None:
+    """Box plot of |candidate − reference| per runtime (log scale); None when matplotlib is absent."""
+    if not errors:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no error plot (pip install 'rn50[plot]')")
+        return None
+    labels = list(errors)
+    data = [np.maximum(errors[k], 1e-12) for k in labels]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(labels) + 1.6))
+    ax.boxplot(data, vert=False, showfliers=False, whis=(1, 99))
+    ax.set_yticks(range(1, len(labels) + 1), labels)
+    ax.set_xscale("log")
+    ax.set_xlabel("|output − PyTorch FP32| per logit (box: quartiles, whiskers: 1st–99th percentile)")
+    ax.set_title("rn50 parity: error distribution per runtime")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> list[Path]:
+    written = [folder / "parity.json", folder / "parity.md"]
+    atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
+    atomic_write_text(written[1], markdown(report))
+    png = error_plot(errors)
+    if png is not None:
+        atomic_write_bytes(folder / "parity.png", png)
+        written.append(folder / "parity.png")
+    return written

@@ -1,0 +1,70 @@
+"""Which runtimes can run which artifact here, and a runner for each (heavy imports deferred)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from rn50.errors import UsageError
+from rn50.runtimes.base import Runner
+
+ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
+ENGINE_RUNTIMES = ("tensorrt",)
+RUNTIMES = (*ONNX_RUNTIMES, *ENGINE_RUNTIMES)
+PROVIDER_OF = {"onnxruntime-cpu": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class Target:
+    runtime: str
+    precision: str
+    artifact: str  # manifest name, or the file name for an explicit path
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} · {self.artifact}"
+
+
+def check_runtime_names(names: list[str]) -> None:
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown:
+        raise UsageError(f"unknown runtime(s) {', '.join(unknown)}", fix=f"use any of {', '.join(RUNTIMES)}")
+
+
+def unavailable_reason(runtime: str) -> str | None:
+    """Why ``runtime`` cannot run on this machine, or None if it may (loading can still fail)."""
+    if runtime.startswith("onnxruntime"):
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        import onnxruntime
+
+        from rn50.runtimes.ort_runner import PROVIDERS
+
+        provider = PROVIDERS[PROVIDER_OF[runtime]]
+        if provider not in onnxruntime.get_available_providers():
+            return f"this onnxruntime build has no {provider} (pip install 'rn50[gpu]' on a CUDA host)"
+        return None
+    if runtime == "tensorrt":
+        from rn50.runtimes.trt_env import tensorrt_reason
+
+        reason = tensorrt_reason()
+        if reason:
+            return reason
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to torch"
+        return None
+    raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIMES)}")
+
+
+def make_runner(target: Target, *, threads: int | None = None) -> Runner:
+    if target.runtime in ONNX_RUNTIMES:
+        from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(target.path, provider=PROVIDER_OF[target.runtime], threads=threads, label=target.label)
+    from rn50.runtimes.trt_runner import TensorRTRunner
+
+    return TensorRTRunner(target.path, label=target.label)

@@ -1,0 +1,106 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from typer.testing import CliRunner
+
+from rn50 import parity_report
+from rn50.cli import app
+from rn50.metrics import Thresholds, compare, thresholds_for
+
+cli = CliRunner()
+
+
+def test_metrics_on_known_values() -> None:
+    ref = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]], np.float32)
+    got = ref.copy()
+    got[0, 0] += 0.5
+    m = compare(got, ref)
+    assert m.max_abs == pytest.approx(0.5) and m.min_atol == m.max_abs
+    assert m.max_rel == pytest.approx(0.5)
+    assert m.mean_abs == pytest.approx(0.5 / 12)
+    assert m.top1_agreement == 1.0 and m.top5_overlap == 1.0
+    assert m.cosine_min < 1.0 and m.sqnr_db == pytest.approx(10 * np.log10((ref.astype(float) ** 2).sum() / 0.25))
+    assert compare(ref, ref).sqnr_db == float("inf")
+    flipped = compare(ref[::-1].copy(), ref)
+    assert flipped.top1_agreement == 0.0
+
+
+def test_thresholds_name_the_failing_metric() -> None:
+    m = compare(np.array([[1.0, 0, 0, 0, 0]], np.float32), np.array([[0, 1.0, 0, 0, 0]], np.float32))
+    failures = thresholds_for("fp16").failures(m)
+    assert any(f.startswith("cosine_min") for f in failures) and any(f.startswith("top1_agreement") for f in failures)
+    assert Thresholds().failures(m) == []
+    assert thresholds_for("int8", min_cosine=0.5).min_cosine == 0.5
+
+
+def _tampered(fp32_onnx: Path, tmp_path: Path) -> Path:
+    model = onnx.load(str(fp32_onnx))
+    init = next(i for i in model.graph.initializer if len(i.dims) == 4)
+    w = numpy_helper.to_array(init) * 3.0
+    init.CopyFrom(numpy_helper.from_array(w.astype(np.float32), init.name))
+    path = tmp_path / "tampered.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_parity_cli_passes_and_writes_loadable_reports(workdir_copy: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "8", "--runtime", "onnxruntime-cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((workdir_copy / "parity.json").read_text())
+    assert data["passed"] is True
+    (row,) = data["results"]
+    assert row["runtime"] == "onnxruntime-cpu" and row["device"] == "CPUExecutionProvider" and row["status"] == "pass"
+    loaded = parity_report.load(workdir_copy / "parity.json")
+    assert parity_report.to_dict(loaded) == data  # JSON round trip
+    assert "| onnxruntime-cpu | onnx-fp32 |" in (workdir_copy / "parity.md").read_text()
+    assert (workdir_copy / "parity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_broken_artifact_fails_parity_with_the_metric_named(workdir_copy: Path, fp32_onnx: Path, tmp_path: Path) -> None:
+    bad = _tampered(fp32_onnx, tmp_path)
+    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "4", "--runtime", "onnxruntime-cpu", "--onnx", str(bad)])
+    assert result.exit_code == 1, result.output
+    assert "tampered.onnx" in result.output and "cosine_min" in result.output
+    data = json.loads((workdir_copy / "parity.json").read_text())
+    verdicts = {r["artifact"]: r["status"] for r in data["results"]}
+    assert verdicts == {"onnx-fp32": "pass", "tampered.onnx": "fail"}
+
+
+def test_unavailable_runtimes_are_reported_as_skipped(workdir_copy: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["results"]
+    assert {r["runtime"] for r in rows} >= {"onnxruntime-cpu"}
+    for r in rows:
+        assert r["status"] in ("pass", "skipped")
+        if r["status"] == "skipped":
+            assert r["reason"] and r["metrics"] is None
+
+
+def test_parity_bad_input(workdir_copy: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.onnx"
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3, 224, 224])
+    y = helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["n", 3, 224, 224])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g", [x], [y])), str(other))
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["--runtime", "onnxruntime-gpu"], "unknown runtime"),
+        (["--threshold", "int8:cosine=0.9"], "bad --threshold"),
+        (["--batch", "0"], "--batch must be >= 1"),
+        (["--images", str(tmp_path / "empty")], "no readable images"),
+        (["--artifact", "engine-int8"], "no artifact named engine-int8"),
+        (["--runtime", "onnxruntime-cpu", "--onnx", str(other), "--artifact", "onnx-fp32"], "missing input(s) ['x']"),
+        (["--runtime", "onnxruntime-cuda"], "CUDAExecutionProvider"),
+    ]
+    for args, message in cases:
+        result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "2", *args])
+        if "CUDA" in message and result.exit_code == 0:
+            continue  # a machine with onnxruntime-gpu and a GPU
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    result = cli.invoke(app, ["parity", "--out", str(tmp_path / "fresh")])
+    assert result.exit_code == 2 and "names no model" in result.output or "nothing to compare" in result.output

@@ -1,0 +1,101 @@
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rn50.errors import EnvironmentProblem, UsageError
+from rn50.metrics import compare
+from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+from rn50.runtimes.torch_runner import TorchRunner
+from rn50.samples import sample_crops
+from rn50.weights import LoadedModel
+
+
+def _ort_providers() -> list[str]:
+    import onnxruntime
+
+    return onnxruntime.get_available_providers()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def feed() -> dict[str, np.ndarray]:
+    return {"input": sample_crops(4, split="evaluation")}
+
+
+def test_onnxruntime_cpu_matches_torch(fp32_onnx: Path, seeded50: LoadedModel, feed: dict) -> None:
+    with OnnxRuntimeRunner(fp32_onnx, threads=2) as ort, TorchRunner(seeded50.model) as ref:
+        assert ort.device == "CPUExecutionProvider" and ref.device == "cpu"
+        assert [s.name for s in ort.input_specs()] == ["input"]
+        m = compare(ort.infer(feed)["logits"], ref.infer(feed)["logits"])
+    assert m.cosine_min > 0.99999 and m.max_abs < 1e-3 and m.top1_agreement == 1.0
+
+
+def test_feed_errors_are_clear(fp32_onnx: Path, feed: dict) -> None:
+    x = feed["input"]
+    with OnnxRuntimeRunner(fp32_onnx) as ort:
+        with pytest.raises(UsageError, match=r"missing input\(s\) \['input'\].*unexpected input\(s\) \['images'\]"):
+            ort.infer({"images": x})
+        with pytest.raises(UsageError, match="dtype float64, expected float32"):
+            ort.infer({"input": x.astype(np.float64)})
+        with pytest.raises(UsageError, match="looks like NHWC"):
+            ort.infer({"input": np.ascontiguousarray(x.transpose(0, 2, 3, 1))})
+        with pytest.raises(UsageError, match="expected rank 4"):
+            ort.infer({"input": x[0]})
+
+
+def test_runner_needs_its_context(fp32_onnx: Path, feed: dict) -> None:
+    with pytest.raises(RuntimeError, match="context manager"):
+        OnnxRuntimeRunner(fp32_onnx).infer(feed)
+
+
+def test_bad_runner_arguments(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown ONNX Runtime provider"):
+        OnnxRuntimeRunner(tmp_path / "m.onnx", provider="rocm")
+    with pytest.raises(UsageError, match="ONNX file not found"):
+        OnnxRuntimeRunner(tmp_path / "m.onnx").__enter__()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"nope")
+    with pytest.raises(UsageError, match="cannot load"):
+        OnnxRuntimeRunner(bad).__enter__()
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in _ort_providers(), reason="this onnxruntime has the CUDA provider")
+def test_cuda_provider_missing_is_an_error_not_a_cpu_fallback(fp32_onnx: Path) -> None:
+    with pytest.raises(EnvironmentProblem, match="no CUDAExecutionProvider"):
+        OnnxRuntimeRunner(fp32_onnx, provider="cuda").__enter__()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("CUDAExecutionProvider" not in _ort_providers() or not _cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_onnxruntime_cuda_matches_torch_cuda(fp32_onnx: Path, seeded50: LoadedModel, feed: dict) -> None:
+    with OnnxRuntimeRunner(fp32_onnx, provider="cuda") as ort, TorchRunner(seeded50.model, device="cuda") as ref:
+        assert ort.device == "CUDAExecutionProvider"
+        m = compare(ort.infer(feed)["logits"], ref.infer(feed)["logits"])
+    assert m.cosine_min > 0.99999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_torch_cuda_reference_has_tf32_off(seeded50: LoadedModel) -> None:
+    import torch
+
+    with TorchRunner(seeded50.model, device="cuda"):
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    seeded50.model.to("cpu")
+
+
+def test_tensorrt_stubs_are_not_mistaken_for_tensorrt() -> None:
+    from rn50.runtimes.trt_env import import_tensorrt, tensorrt_reason
+
+    if importlib.util.find_spec("tensorrt") is None or tensorrt_reason():
+        with pytest.raises(EnvironmentProblem, match="TensorRT"):
+            import_tensorrt()
+    else:
+        assert hasattr(import_tensorrt(), "Builder")
