@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -19,6 +18,7 @@ from rich.table import Table
 
 from rn50 import __version__
 from rn50.errors import Interrupted, Rn50Error
+from rn50.jsonio import jsonable
 
 app = typer.Typer(
     name="rn50",
@@ -41,22 +41,8 @@ WeightsOpt = Annotated[
 ]
 
 
-def _jsonable(obj: Any) -> Any:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and obj != obj or obj in (float("inf"), float("-inf")):
-        return None
-    return obj
-
-
 def print_json(obj: Any) -> None:
-    out.print_json(json.dumps(_jsonable(obj)))
+    out.print_json(json.dumps(jsonable(obj)))
 
 
 def handles_errors(fn: F) -> F:
@@ -294,6 +280,113 @@ def print_parity(report: Any) -> None:
         if r.metrics is None:
             colour = "yellow" if r.status == "skipped" else "red"
             out.print(f"  [{colour}]{r.status}[/] {escape(r.label)}: {escape(str(r.reason))}")
+
+
+MethodOpt = Annotated[str, typer.Option("--method", help="Range method: minmax, entropy or percentile.")]
+PercentileOpt = Annotated[Optional[float], typer.Option("--percentile", help="Percentile for --method percentile (default 99.99).")]
+CALIBRATION_COUNT = 64
+
+
+def _calibrate(workdir: Any, *, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
+               percentile: float | None, batch: int) -> Any:  # fmt: skip
+    from rich.progress import Progress
+
+    from rn50 import feeds as feed_sources
+    from rn50.calibration.ranges import method_options
+    from rn50.calibration.run import calibrate as run_calibrate
+    from rn50.errors import UsageError
+
+    if batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}", fix="pass a positive batch size")
+    method_options(method, percentile=percentile)  # bad options fail before images are read
+    feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count, split="calibration")
+    for w in feeds.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"calibrating ({method})", total=len(feeds))
+        return run_calibrate(workdir, feeds, method=method, percentile=percentile, batch=batch,
+                             progress=lambda n: bar.advance(task, n))  # fmt: skip
+
+
+@app.command()
+@handles_errors
+def calibrate(
+    out_dir: OutOpt = Path("rn50-out"),
+    images: ImagesOpt = None,
+    arrays: ArraysOpt = None,
+    random: RandomOpt = None,
+    count: CountOpt = CALIBRATION_COUNT,
+    method: MethodOpt = "percentile",
+    percentile: PercentileOpt = None,
+    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = 16,
+    as_json: JsonOpt = False,
+) -> None:
+    """Collect activation ranges (or reuse the cached table for the same model, images and method)."""
+    from rn50.artifacts import WorkDir
+
+    result = _calibrate(WorkDir(out_dir), images=images, arrays=arrays, random=random, count=count, method=method,
+                        percentile=percentile, batch=batch)  # fmt: skip
+    t = result.table
+    if as_json:
+        print_json({"path": result.path, "reused": result.reused, "key": t.key, "method": t.method, "options": t.options,
+                    "images": t.images, "tensors": len(t.ranges)})  # fmt: skip
+        return
+    verb = "reused" if result.reused else "wrote"
+    out.print(f"{verb} {result.path}: {len(t.ranges)} tensor ranges, {t.method} {t.options}, {t.images} images ({escape(t.set_description)})")
+
+
+@app.command()
+@handles_errors
+def quantize(
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 Q/DQ artifacts from the calibration table.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 artifact with float32 input/output.")] = False,
+    target: Annotated[str, typer.Option("--target", help="INT8 target: tensorrt, onnxruntime-cpu or all.")] = "all",
+    out_dir: OutOpt = Path("rn50-out"),
+    images: ImagesOpt = None,
+    arrays: ArraysOpt = None,
+    random: RandomOpt = None,
+    count: CountOpt = CALIBRATION_COUNT,
+    method: MethodOpt = "percentile",
+    percentile: PercentileOpt = None,
+    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = 16,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
+    from rn50.artifacts import WorkDir
+    from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8, write_quality_report
+    from rn50.errors import UsageError
+
+    if not (int8 or fp16):
+        raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
+    targets = list(EMITTERS) if target == "all" else [target]
+    if any(t not in EMITTERS for t in targets):
+        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
+    workdir = WorkDir(out_dir)
+    results = []
+    if fp16:
+        with err.status("converting to FP16…"):
+            results.append(convert_fp16(workdir))
+    if int8:
+        calibration = _calibrate(workdir, images=images, arrays=arrays, random=random, count=count, method=method,
+                                 percentile=percentile, batch=batch)  # fmt: skip
+        if calibration.reused:
+            err.print(f"reusing calibration table {calibration.path}")
+        with err.status("emitting Q/DQ models and measuring per-layer error…"):
+            results += quantize_int8(workdir, calibration.table, targets)
+    reports = write_quality_report(workdir, results)
+    if as_json:
+        print_json([{"name": r.name, "path": r.path, "target": r.target, "output": r.output.to_dict(),
+                     "worst_layers": r.layers[:5], "notes": r.notes} for r in results])  # fmt: skip
+        return
+    table = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
+    for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
+        table.add_column(col, justify="left" if col in ("artifact", "file", "worst layer (SQNR dB)") else "right")
+    for r in results:
+        o = r.output
+        worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
+        table.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
+    out.print(table)
+    out.print("wrote " + ", ".join(str(p) for p in reports))
 
 
 def main() -> None:

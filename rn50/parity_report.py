@@ -14,6 +14,7 @@ import numpy as np
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.errors import UsageError
+from rn50.jsonio import jsonable
 from rn50.metrics import OutputMetrics
 from rn50.parity import ParityReport, TargetResult
 
@@ -21,21 +22,11 @@ log = logging.getLogger(__name__)
 SCHEMA = "rn50.parity/1"
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def to_dict(report: ParityReport) -> dict[str, Any]:
     data = asdict(report)
     data["schema"] = SCHEMA
     data["passed"] = report.passed
-    return _clean(data)
+    return jsonable(data)
 
 
 def from_dict(data: dict[str, Any]) -> ParityReport:

@@ -1,0 +1,113 @@
+"""Q/DQ for TensorRT's explicit quantization, written by hand: ONNX Runtime's quantizer cannot express
+TensorRT's placement rules (float bias; at a residual Add only the shortcut input quantized, so that
+TensorRT fuses Conv+Add+ReLU). Symmetric int8, zero point 0; per-channel weights (axis 0);
+per-tensor activations.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from rn50.calibration.table import CalibrationTable
+from rn50.errors import UsageError
+from rn50.exporter.graph import toposort
+
+QMAX = 127.0
+WEIGHTED = ("Conv", "Gemm")
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            out[name].append(node)
+    return out
+
+
+def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def shortcut_input(add: onnx.NodeProto, graph: onnx.GraphProto) -> str:
+    """The residual Add input that is the shortcut, not the branch whose Conv TensorRT fuses with the Add.
+
+    An identity shortcut is not produced by a Conv. A projection shortcut is a Conv too; it is the one whose
+    input (the block's input) also feeds the main branch, while the main branch's last Conv reads a tensor
+    nothing else reads.
+    """
+    made_by, read_by = producers(graph), consumers(graph)
+    a, b = add.input[0], add.input[1]
+    conv_a = made_by.get(a) is not None and made_by[a].op_type == "Conv"
+    conv_b = made_by.get(b) is not None and made_by[b].op_type == "Conv"
+    if conv_a != conv_b:
+        return b if conv_a else a
+    if conv_a and conv_b:
+        fan_a = len(read_by[made_by[a].input[0]])
+        fan_b = len(read_by[made_by[b].input[0]])
+        if fan_a != fan_b:
+            return a if fan_a > fan_b else b
+    raise UsageError(f"cannot tell the shortcut input of Add {add.name!r}", fix="the TensorRT target expects a ResNet-style graph")
+
+
+def _weight_scales(w: np.ndarray) -> np.ndarray:
+    amax = np.abs(w.reshape(w.shape[0], -1)).max(1)
+    return np.where(amax > 0, amax / QMAX, 1.0).astype(np.float32)
+
+
+def emit(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:
+    """A copy of the simplified FP32 ``model`` with TensorRT-style Q/DQ nodes (int8 weights + DQ)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inits = {i.name: i for i in graph.initializer}
+    new_nodes: list[onnx.NodeProto] = []
+    activation_dq: dict[str, str] = {}
+
+    def quantize_activation(tensor: str) -> str:
+        if tensor in activation_dq:
+            return activation_dq[tensor]
+        if tensor not in table.ranges:
+            raise UsageError(f"the calibration table has no range for {tensor!r}", fix="run rn50 calibrate on this model")
+        scale = max(table.amax(tensor), 1e-8) / QMAX
+        s, z = f"{tensor}_scale", f"{tensor}_zero_point"
+        graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), s),
+                                  numpy_helper.from_array(np.array(0, np.int8), z)])  # fmt: skip
+        q, dq = f"{tensor}_QuantizeLinear_Output", f"{tensor}_DequantizeLinear_Output"
+        new_nodes.append(helper.make_node("QuantizeLinear", [tensor, s, z], [q], name=f"{tensor}_QuantizeLinear"))
+        new_nodes.append(helper.make_node("DequantizeLinear", [q, s, z], [dq], name=f"{tensor}_DequantizeLinear"))
+        activation_dq[tensor] = dq
+        return dq
+
+    def quantize_weight(name: str, node: onnx.NodeProto) -> str:
+        w = numpy_helper.to_array(inits[name])
+        if node.op_type == "Gemm" and not any(a.name == "transB" and a.i == 1 for a in node.attribute):
+            raise UsageError(f"Gemm {node.name!r} without transB is not supported", fix="export with torch (Linear gives transB=1)")
+        scales = _weight_scales(w)
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        q = np.clip(np.round(w / scales.reshape(shape)), -QMAX, QMAX).astype(np.int8)
+        qn, s, z = f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"
+        graph.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(scales, s),
+                                  numpy_helper.from_array(np.zeros(len(scales), np.int8), z)])  # fmt: skip
+        dq = f"{name}_DequantizeLinear_Output"
+        new_nodes.append(helper.make_node("DequantizeLinear", [qn, s, z], [dq], name=f"{name}_DequantizeLinear", axis=0))
+        return dq
+
+    for node in graph.node:
+        if node.op_type in WEIGHTED:
+            node.input[0] = quantize_activation(node.input[0])
+            if node.input[1] in inits:
+                old = node.input[1]
+                node.input[1] = quantize_weight(old, node)
+                graph.initializer.remove(inits[old])
+    for node in graph.node:
+        if node.op_type == "Add" and not any(i in inits for i in node.input):
+            shortcut = shortcut_input(node, graph)
+            idx = list(node.input).index(shortcut)
+            node.input[idx] = quantize_activation(shortcut)
+    graph.node.extend(new_nodes)
+    toposort(graph)
+    return out

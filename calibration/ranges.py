@@ -1,0 +1,109 @@
+"""Range collection with ONNX Runtime's calibrators (minmax, entropy, percentile) over a feed set."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rn50.errors import UsageError
+from rn50.feeds import FeedSet, check_finite
+
+log = logging.getLogger(__name__)
+
+METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_METHOD = "percentile"
+DEFAULT_PERCENTILE = 99.99
+MIN_IMAGES_FOR_REAL_USE = 500
+CHUNK = 2
+
+
+def method_options(method: str, *, percentile: float | None = None) -> dict[str, Any]:
+    """The options that define a method's ranges (part of the table's cache key)."""
+    if method not in METHODS:
+        raise UsageError(f"unknown calibration method {method!r}", fix=f"use one of {', '.join(METHODS)}")
+    if method == "percentile":
+        p = DEFAULT_PERCENTILE if percentile is None else percentile
+        if not 50.0 < p <= 100.0:
+            raise UsageError(f"--percentile {p} is out of range", fix="pass a value in (50, 100], e.g. 99.99")
+        return {"percentile": p, "num_bins": 2048, "symmetric": True}
+    if percentile is not None:
+        raise UsageError(f"--percentile applies to --method percentile, not {method}", fix="drop --percentile or pass --method percentile")
+    if method == "entropy":
+        return {"num_bins": 128, "num_quantized_bins": 128, "symmetric": False}
+    return {"symmetric": False, "moving_average": False}
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over fixed batches, reporting progress."""
+
+    def __init__(self, batches: list[np.ndarray], progress: Callable[[int], None] | None):
+        self._batches = batches
+        self._progress = progress
+        self._it: Iterator[np.ndarray] = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._it, None)
+        if batch is None:
+            return None
+        if self._progress:
+            self._progress(len(batch))
+        return {"input": batch}
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._batches[start_index:end_index])
+
+
+def check_feeds(feeds: FeedSet, *, image_size: int = 224, warn_small: bool = True) -> None:
+    if len(feeds) == 0:
+        raise UsageError("the calibration set holds zero images", fix="pass --images with images, or use the sample photos")
+    if feeds.images.shape[1:] != (3, image_size, image_size):
+        raise UsageError(f"calibration images are {feeds.images.shape[1:]}, the model takes (3, {image_size}, {image_size})",
+                         fix="use the same preprocess as the model (resize 256, centre crop 224)")  # fmt: skip
+    check_finite(feeds.images, "the calibration set")
+    if warn_small and len(feeds) < MIN_IMAGES_FOR_REAL_USE:
+        log.warning("calibrating on %d images; use at least %d representative images for a deployment", len(feeds), MIN_IMAGES_FOR_REAL_USE)
+
+
+def collect_ranges(onnx_path: Path, feeds: FeedSet, method: str, options: dict[str, Any], *, batch: int = 16,
+                   progress: Callable[[int], None] | None = None, warn_small: bool = True) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """(low, high) of every activation tensor (all node outputs and the input), by ORT's calibrator."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    check_feeds(feeds, warn_small=warn_small)
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]  # fmt: skip
+    # ORT's calibrators print progress to stdout; rn50 reports its own.
+    with tempfile.TemporaryDirectory(prefix="rn50-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
+        calibrator = create_calibrator(
+            Path(onnx_path),
+            None,  # every tensor: one table serves every target's placement
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=ort_method,
+            providers=["CPUExecutionProvider"],
+            extra_options=options,
+        )
+        batches = feeds.batches(batch)
+        # A few batches per call: ORT keeps every intermediate output of a call in memory.
+        for i in range(0, len(batches), CHUNK):
+            calibrator.collect_data(_Reader(batches[i : i + CHUNK], progress))
+        data = calibrator.compute_data()
+        del calibrator
+    ranges = {}
+    for name in data:
+        td = data[name]
+        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
+        ranges[name] = (lo, hi)
+    return ranges

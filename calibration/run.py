@@ -1,0 +1,161 @@
+"""`rn50 calibrate` and `rn50 quantize`: one calibration table, FP16 and INT8 artifacts with manifest entries."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from rn50.artifacts import Artifact, WorkDir, atomic_path, atomic_write_text, sha256_file, versions
+from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
+from rn50.calibration.quality import LayerError, layer_errors
+from rn50.calibration.ranges import collect_ranges, method_options
+from rn50.calibration.table import CalibrationTable, table_key
+from rn50.errors import UsageError
+from rn50.exporter.run import FP32_NAME, stamp_metadata
+from rn50.feeds import FeedSet
+from rn50.jsonio import jsonable
+from rn50.metrics import OutputMetrics, compare
+
+log = logging.getLogger(__name__)
+EMITTERS = {"tensorrt": qdq_tensorrt.emit, "onnxruntime-cpu": qdq_onnxruntime.emit}
+QUALITY_CROPS = 16  # held-apart evaluation crops for the quality report
+
+
+def fp32_artifact(workdir: WorkDir) -> tuple[Artifact, Path]:
+    art = workdir.current(FP32_NAME)
+    if art is None:
+        raise UsageError(f"no current FP32 ONNX in {workdir.root}", fix=f"run rn50 export --out {workdir.root} first")
+    if art.verified is False:
+        raise UsageError(f"{art.path} failed export verification", fix="fix the export before quantizing it")
+    return art, workdir.path(art.path)
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    table: CalibrationTable
+    path: Path
+    reused: bool
+
+
+def calibrate(workdir: WorkDir, feeds: FeedSet, *, method: str, percentile: float | None = None, batch: int = 16,
+              progress: Callable[[int], None] | None = None) -> CalibrationResult:  # fmt: skip
+    """Collect ranges, or reuse the table cached under the same key (model, set, method, options)."""
+    options = method_options(method, percentile=percentile)
+    fp32, path = fp32_artifact(workdir)
+    key = table_key(fp32.sha256, feeds.fingerprint, method, options)
+    target = workdir.path(f"calibration/{method}-{key[:16]}.json")
+    if target.is_file():
+        table = CalibrationTable.load(target)
+        if table.key == key:
+            log.info("reusing calibration table %s", target)
+            return CalibrationResult(table, target, True)
+    ranges = collect_ranges(path, feeds, method, options, batch=batch, progress=progress)
+    table = CalibrationTable(ranges, method, options, fp32.sha256, feeds.fingerprint, feeds.description, len(feeds))
+    target.parent.mkdir(exist_ok=True)
+    table.save(target)
+    workdir.record(Artifact(f"calibration-{method}", str(target.relative_to(workdir.root)), "calibration-table", "int8",
+                            sha256_file(target), fp32.sha256, {"method": method, "options": options, "images": len(feeds),
+                            "set": feeds.description, "set_fingerprint": feeds.fingerprint}, versions()))  # fmt: skip
+    return CalibrationResult(table, target, False)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    name: str
+    path: Path
+    precision: str
+    target: str
+    output: OutputMetrics  # final logits vs the FP32 graph on held-apart crops
+    layers: tuple[LayerError, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tuple[Path, str]:
+    target = workdir.path(filename)
+    with atomic_path(target) as tmp:
+        onnx.save_model(proto, str(tmp))
+    return target, sha256_file(target)
+
+
+def _final_output(fp32: onnx.ModelProto, other: onnx.ModelProto, crops: np.ndarray) -> OutputMetrics:
+    from rn50.calibration.quality import _run
+
+    (ref,) = _run(fp32, crops, ["logits"])
+    (got,) = _run(other, crops, ["logits"])
+    return compare(got, ref)
+
+
+def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str]) -> list[QuantizeResult]:
+    from rn50.samples import sample_crops
+
+    fp32, path = fp32_artifact(workdir)
+    table.check_model(fp32.sha256)
+    model = onnx.load(str(path))
+    crops = sample_crops(QUALITY_CROPS, split="evaluation")
+    results = []
+    for target in targets:
+        if target not in EMITTERS:
+            raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
+        proto = EMITTERS[target](model, table)
+        lint.check(proto, target)  # before anything is written
+        onnx.checker.check_model(proto)
+        stamp_metadata(proto, {"rn50.precision": "int8", "rn50.qdq_target": target, "rn50.calibration": table.key,
+                               "rn50.calibration_method": table.method})  # fmt: skip
+        name = f"onnx-int8-{target}"
+        out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", f".int8.{target}.onnx"))
+        result = QuantizeResult(name, out_path, "int8", target, _final_output(model, proto, crops), tuple(layer_errors(model, proto, crops)))
+        workdir.record(Artifact(name, out_path.name, "onnx", "int8", digest, fp32.sha256,
+                                {"target": target, "method": table.method, "options": table.options, "table": table.key,
+                                 "calibration_images": table.images},
+                                versions(), extra={"cosine_mean": result.output.cosine_mean, "sqnr_db": result.output.sqnr_db}))  # fmt: skip
+        results.append(result)
+    return results
+
+
+def convert_fp16(workdir: WorkDir) -> QuantizeResult:
+    from rn50 import feeds as feed_sources
+    from rn50.exporter.fp16 import to_fp16
+    from rn50.samples import sample_crops
+
+    fp32, path = fp32_artifact(workdir)
+    model = onnx.load(str(path))
+    guard = feed_sources.samples(8, split="calibration")
+    ranges = collect_ranges(path, guard, "minmax", method_options("minmax"), batch=8, warn_small=False)
+    proto, kept = to_fp16(model, ranges)
+    onnx.checker.check_model(proto)
+    stamp_metadata(proto, {"rn50.precision": "fp16", "rn50.fp32_nodes": json.dumps(kept)})
+    out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
+    crops = sample_crops(QUALITY_CROPS, split="evaluation")
+    result = QuantizeResult("onnx-fp16", out_path, "fp16", "any", _final_output(model, proto, crops), (),
+                            tuple(f"kept in FP32: {n}" for n in kept))  # fmt: skip
+    workdir.record(Artifact("onnx-fp16", out_path.name, "onnx", "fp16", digest, fp32.sha256,
+                            {"io": "float32", "fp32_nodes": kept}, versions(),
+                            extra={"cosine_mean": result.output.cosine_mean}))  # fmt: skip
+    return result
+
+
+def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
+    data = [{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
+             "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes)} for r in results]  # fmt: skip
+    lines = ["# rn50 quantization report", "",
+             "Final logits and each Conv/Gemm output against the FP32 graph, on held-apart sample crops.", ""]  # fmt: skip
+    for r in results:
+        o = r.output
+        lines += [f"## {r.name} ({r.path.name})", "",
+                  f"Logits: cosine mean {o.cosine_mean:.6f}, worst {o.cosine_min:.6f}, SQNR {o.sqnr_db:.1f} dB, "
+                  f"top-1 agreement {o.top1_agreement:.3f}.", ""]  # fmt: skip
+        lines += [f"- {n}" for n in r.notes]
+        if r.layers:
+            lines += ["Per layer, worst first:", "", "| layer | op | SQNR dB | cosine |", "|---|---|---|---|"]
+            lines += [f"| {x.node} | {x.op} | {x.sqnr_db:.1f} | {x.cosine_mean:.5f} |" for x in r.layers]
+        lines.append("")
+    paths = [workdir.path("quantize-report.json"), workdir.path("quantize-report.md")]
+    atomic_write_text(paths[0], json.dumps(jsonable(data), indent=2) + "\n")
+    atomic_write_text(paths[1], "\n".join(lines))
+    return paths

@@ -1,0 +1,72 @@
+"""The calibration table: tensor → range, with what made it; cached content-addressed in the work dir.
+
+The key covers the ONNX sha256, the image-set fingerprint, the method and its options, so a changed
+model, set or method never reuses a stale table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rn50.artifacts import atomic_write_text, versions
+from rn50.errors import UsageError
+
+SCHEMA = "rn50.calibration/1"
+
+
+def table_key(onnx_sha256: str, set_fingerprint: str, method: str, options: dict[str, Any]) -> str:
+    text = json.dumps([onnx_sha256, set_fingerprint, method, options], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CalibrationTable:
+    ranges: dict[str, tuple[float, float]]
+    method: str
+    options: dict[str, Any]
+    onnx_sha256: str
+    set_fingerprint: str
+    set_description: str
+    images: int
+    versions: dict[str, Any] = field(default_factory=versions)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def key(self) -> str:
+        return table_key(self.onnx_sha256, self.set_fingerprint, self.method, self.options)
+
+    def amax(self, tensor: str) -> float:
+        lo, hi = self.ranges[tensor]
+        return max(abs(lo), abs(hi))
+
+    def check_model(self, onnx_sha256: str) -> None:
+        if onnx_sha256 != self.onnx_sha256:
+            raise UsageError(
+                f"the calibration table was made for another model (ONNX sha256 {self.onnx_sha256[:12]}, not {onnx_sha256[:12]})",
+                fix="run rn50 calibrate on this model",
+            )
+
+    def save(self, path: Path) -> None:
+        data = asdict(self) | {"schema": SCHEMA, "key": self.key}
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> CalibrationTable:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read calibration table {path} ({e})", fix="run rn50 calibrate again") from e
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise UsageError(f"{path} is not an rn50 calibration table", fix="run rn50 calibrate to make one")
+        data.pop("schema")
+        key = data.pop("key", None)
+        data["ranges"] = {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
+        table = cls(**data)
+        if key != table.key:
+            raise UsageError(f"{path} was edited: its key does not match its contents", fix="run rn50 calibrate again")
+        return table
