@@ -389,6 +389,59 @@ def quantize(
     out.print("wrote " + ", ".join(str(p) for p in reports))
 
 
+@app.command("build-trt")
+@handles_errors
+def build_trt(
+    fp16: Annotated[bool, typer.Option("--fp16", help="Build from the FP16 ONNX (made first if missing).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Build from the TensorRT Q/DQ ONNX (calibrated and quantized first if missing).")] = False,
+    min_batch: Annotated[int, typer.Option(help="Optimisation profile: smallest batch.")] = 1,
+    opt_batch: Annotated[int, typer.Option(help="Optimisation profile: batch TensorRT tunes for.")] = 8,
+    max_batch: Annotated[int, typer.Option(help="Optimisation profile: largest batch.")] = 32,
+    workspace: Annotated[int, typer.Option(help="Workspace limit in MiB.")] = 4096,
+    opt_level: Annotated[int, typer.Option(help="Builder optimisation level, 0-5.")] = 3,
+    hardware_compat: Annotated[str, typer.Option(help="none, ampere-plus or same-compute-capability.")] = "none",
+    version_compat: Annotated[bool, typer.Option("--version-compat", help="Engine loadable by later TensorRT versions.")] = False,
+    out_dir: OutOpt = Path("rn50-out"),
+    images: ImagesOpt = None,
+    arrays: ArraysOpt = None,
+    random: RandomOpt = None,
+    count: CountOpt = CALIBRATION_COUNT,
+    method: MethodOpt = "percentile",
+    percentile: PercentileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a strongly typed TensorRT engine (FP32, FP16 or INT8 from the ONNX's own precision)."""
+    from rn50.artifacts import WorkDir
+    from rn50.errors import UsageError
+    from rn50.runtimes.build_trt import build_trt as run_build
+    from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
+
+    if fp16 and int8:
+        raise UsageError("--fp16 and --int8 together", fix="build one precision per call")
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    opts = BuildOptions(precision, min_batch, opt_batch, max_batch, 224, workspace, opt_level, hardware_compat, version_compat)
+    opts.validate()
+    workdir = WorkDir(out_dir)
+    if workdir.current(ONNX_FOR_PRECISION[precision]) is None and precision != "fp32":
+        from rn50.calibration.run import convert_fp16, quantize_int8
+
+        if precision == "fp16":
+            convert_fp16(workdir)
+        else:
+            calibration = _calibrate(workdir, images=images, arrays=arrays, random=random, count=count, method=method,
+                                     percentile=percentile, batch=16)  # fmt: skip
+            quantize_int8(workdir, calibration.table, ["tensorrt"])
+    with err.status("building the TensorRT engine…") as status:
+        result = run_build(workdir, opts, progress=lambda m: status.update(f"build-trt: {escape(m)}"))
+    if as_json:
+        print_json(result)
+        return
+    out.print(f"{'reused' if result.reused else 'wrote'} {result.engine} (+ {result.sidecar.name})")
+    if result.layers:
+        r = result.layers
+        out.print(f"layers: {r.layers}; by input precision {r.precisions}; INT8 convolutions {r.int8_convolutions}; reformats {len(r.reformats)}")
+
+
 def main() -> None:
     app(prog_name="rn50")
 

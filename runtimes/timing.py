@@ -1,0 +1,88 @@
+"""Latency measurement and statistics, named as trtexec names them so users can compare."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rn50.errors import UsageError
+
+HIGH_CV = 0.05
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    batch: int
+    count: int
+    min_ms: float
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    std_ms: float
+    throughput: float  # images per second, from the median
+
+    @property
+    def cv(self) -> float:
+        return self.std_ms / self.mean_ms if self.mean_ms > 0 else 0.0
+
+    @property
+    def unstable(self) -> bool:
+        return self.cv > HIGH_CV
+
+
+def summarize(samples_ms: list[float], *, batch: int) -> LatencyStats:
+    if not samples_ms:
+        raise ValueError("no latency samples")
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    pct = np.percentile(arr, [90, 95, 99])
+    median = float(np.median(arr))
+    return LatencyStats(
+        batch=batch, count=len(arr), min_ms=float(arr.min()), mean_ms=float(arr.mean()), median_ms=median,
+        p90_ms=float(pct[0]), p95_ms=float(pct[1]), p99_ms=float(pct[2]), max_ms=float(arr.max()),
+        std_ms=statistics.pstdev(samples_ms) if len(arr) > 1 else 0.0,
+        throughput=batch * 1000.0 / median if median > 0 else math.inf,
+    )  # fmt: skip
+
+
+def check_budget(*, warmup_s: float, duration_s: float | None, iterations: int | None) -> None:
+    if warmup_s < 0:
+        raise UsageError(f"--warmup {warmup_s} is negative", fix="pass 0 or more seconds")
+    if duration_s is not None and duration_s <= 0:
+        raise UsageError(f"--duration {duration_s} must be > 0", fix="pass a positive number of seconds, e.g. 5")
+    if iterations is not None and iterations < 1:
+        raise UsageError(f"--iterations {iterations} must be >= 1", fix="pass a positive count")
+
+
+def measure(run: Callable[[], object], *, warmup_s: float = 1.0, warmup_min: int = 3, duration_s: float | None = 3.0,
+            iterations: int | None = None, min_iterations: int = 10,
+            clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
+    """Warm up (time- and count-based), then time ``run`` for a fixed duration or count; ms per call.
+
+    ``run`` must return only when its work is done (synchronise a GPU inside it, or pass a ``clock``
+    that does).
+    """
+    check_budget(warmup_s=warmup_s, duration_s=duration_s, iterations=iterations)
+    start, n = clock(), 0
+    while n < warmup_min or clock() - start < warmup_s:
+        run()
+        n += 1
+    samples: list[float] = []
+    begin = clock()
+    while True:
+        t0 = clock()
+        run()
+        samples.append((clock() - t0) * 1000.0)
+        if iterations is not None:
+            if len(samples) >= iterations:
+                break
+        elif len(samples) >= min_iterations and clock() - begin >= (duration_s or 0):
+            break
+    return samples

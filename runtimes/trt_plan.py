@@ -1,0 +1,198 @@
+"""TensorRT decisions as pure functions, tested without TensorRT or a GPU: options, profile shapes,
+which ONNX to build, engine cache keys, sidecar metadata and its check, and reading the engine
+inspector's layer report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rn50.errors import UsageError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+ONNX_FOR_PRECISION = {"fp32": "onnx-fp32", "fp16": "onnx-fp16", "int8": "onnx-int8-tensorrt"}
+HARDWARE_COMPAT = ("none", "ampere-plus", "same-compute-capability")
+MAX_OPT_LEVEL = 5
+SIDECAR_SCHEMA = "rn50.engine/1"
+
+# APIs TensorRT 10/11 removed (or that have no place in a strongly typed build); a test scans the TensorRT
+# modules for them.
+REMOVED_APIS = (
+    "FP16", "INT8", "BF16", "FP8", "INT4", "FP4",  # BuilderFlag precision flags: precision lives in the ONNX
+    "int8_calibrator", "IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
+    "IInt8LegacyCalibrator", "set_calibration_profile", "get_calibration_profile",
+    "platform_has_fast_fp16", "platform_has_fast_int8", "platform_has_tf32",
+    "device_memory_size",  # use device_memory_size_v2
+    "max_workspace_size", "build_engine", "build_cuda_engine", "execute_async_v2", "execute_v2",
+    "num_bindings", "get_binding_shape", "get_binding_index", "set_binding_shape", "binding_is_input",
+    "EXPLICIT_BATCH", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    precision: str = "fp16"
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    image_size: int = 224
+    workspace_mib: int = 4096
+    opt_level: int = 3
+    hardware_compat: str = "none"
+    version_compat: bool = False
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {self.precision!r}", fix="pass --fp16, --int8, or neither for FP32")
+        if self.min_batch < 1:
+            raise UsageError(f"--min-batch {self.min_batch} must be >= 1", fix="pass 1 or more")
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise UsageError(f"batch range min {self.min_batch} / opt {self.opt_batch} / max {self.max_batch} is not ordered",
+                             fix="pass --min-batch <= --opt-batch <= --max-batch")  # fmt: skip
+        if self.workspace_mib < 1:
+            raise UsageError(f"--workspace {self.workspace_mib} MiB must be >= 1", fix="pass a positive size in MiB")
+        if not 0 <= self.opt_level <= MAX_OPT_LEVEL:
+            raise UsageError(f"--opt-level {self.opt_level} is out of range", fix=f"pass 0 to {MAX_OPT_LEVEL} (default 3)")
+        if self.hardware_compat not in HARDWARE_COMPAT:
+            raise UsageError(f"--hardware-compat {self.hardware_compat!r}", fix=f"use one of {', '.join(HARDWARE_COMPAT)}")
+
+
+def profile_shapes(opts: BuildOptions) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    s = (3, opts.image_size, opts.image_size)
+    return (opts.min_batch, *s), (opts.opt_batch, *s), (opts.max_batch, *s)
+
+
+def engine_key(onnx_sha256: str, trt_version: str, compute_capability: str, opts: BuildOptions) -> str:
+    text = json.dumps([onnx_sha256, trt_version, compute_capability, asdict(opts)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def engine_filename(stem: str, opts: BuildOptions, key: str) -> str:
+    return f"{stem}.{opts.precision}.{key[:12]}.engine"
+
+
+def sidecar_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".json")
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    tensorrt: str
+    gpu: str
+    compute_capability: str  # "9.0"
+    onnx_sha256: str
+    engine_sha256: str
+    key: str
+    options: dict[str, Any]
+    profiles: list[dict[str, list[int]]]
+    io: list[dict[str, Any]]
+    layers: dict[str, Any] = field(default_factory=dict)  # summary of the inspector report
+    schema: str = SIDECAR_SCHEMA
+
+    def save(self, path: Path) -> None:
+        from rn50.artifacts import atomic_write_text
+
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Sidecar:
+        if not path.is_file():
+            raise UsageError(f"{path} is missing: the engine's metadata is unknown",
+                             fix="rebuild with `rn50 build-trt` (engines need their .engine.json sidecar)")  # fmt: skip
+        try:
+            data = json.loads(path.read_text())
+            if data.get("schema") != SIDECAR_SCHEMA:
+                raise ValueError(f"schema {data.get('schema')!r}")
+            return cls(**data)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"{path} is not an rn50 engine sidecar ({e})", fix="rebuild with `rn50 build-trt`") from e
+
+
+def _major(version: str) -> str:
+    return version.split(".")[0]
+
+
+def _cc(value: str) -> tuple[int, int]:
+    major, minor = value.split(".")
+    return int(major), int(minor)
+
+
+def check_sidecar(sidecar: Sidecar, *, tensorrt_version: str, compute_capability: str, precision: str) -> None:
+    """Refuse an engine built by another TensorRT or for another GPU, before deserialising it."""
+    fix = f"rebuild with `rn50 build-trt{'' if precision == 'fp32' else ' --' + precision}` on this machine"
+    same_version = sidecar.tensorrt == tensorrt_version
+    version_ok = same_version or (
+        sidecar.options.get("version_compat", False)
+        and _major(sidecar.tensorrt) == _major(tensorrt_version)
+        and tuple(map(int, tensorrt_version.split(".")[:3])) >= tuple(map(int, sidecar.tensorrt.split(".")[:3]))
+    )
+    if not version_ok:
+        raise UsageError(f"the engine was built with TensorRT {sidecar.tensorrt}; this machine has {tensorrt_version}", fix=fix)
+    compat = sidecar.options.get("hardware_compat", "none")
+    built, here = _cc(sidecar.compute_capability), _cc(compute_capability)
+    if compat == "ampere-plus":
+        ok = here >= (8, 0)
+    elif compat == "same-compute-capability":
+        ok = here == built
+    else:
+        ok = here == built  # a plain engine is tied to its GPU model; same CC is the closest check we can make
+    if not ok:
+        raise UsageError(
+            f"the engine was built for compute capability {sidecar.compute_capability} ({sidecar.gpu}); this GPU is {compute_capability}",
+            fix=fix + (" or build with --hardware-compat ampere-plus" if compat == "none" else ""),
+        )
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    layers: int
+    int8_convolutions: int
+    non_int8_convolutions: list[str]
+    reformats: list[str]
+    precisions: dict[str, int]  # first input data type -> layer count
+
+
+def _datatype(io: Any) -> str:
+    if isinstance(io, dict):
+        fmt = str(io.get("Format/Datatype", ""))
+        for name in ("Int8", "FP8", "Half", "Float", "BFloat16", "Int32", "Int64", "Bool"):
+            if name.lower() in fmt.lower():
+                return name
+    return "?"
+
+
+def read_layer_report(inspector_json: str) -> LayerReport:
+    """Per-layer precision and fusions from the engine inspector (ProfilingVerbosity.DETAILED)."""
+    data = json.loads(inspector_json)
+    layers = data.get("Layers", []) if isinstance(data, dict) else []
+    convs_bad, convs_int8, reformats = [], 0, []
+    precisions: dict[str, int] = {}
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        name, kind = str(layer.get("Name", "?")), str(layer.get("LayerType", ""))
+        inputs = layer.get("Inputs") or []
+        dtype = _datatype(inputs[0]) if inputs else "?"
+        precisions[dtype] = precisions.get(dtype, 0) + 1
+        if "Reformat" in kind or "reformat" in name.lower():
+            reformats.append(name)
+        if "Convolution" in kind or kind in ("CaskConvolution", "CaskGemmConvolution"):
+            if dtype == "Int8":
+                convs_int8 += 1
+            else:
+                convs_bad.append(f"{name} ({dtype})")
+    return LayerReport(len(layers), convs_int8, convs_bad, reformats, precisions)
+
+
+def check_int8_engine(report: LayerReport) -> None:
+    from rn50.errors import CheckFailed
+
+    if report.int8_convolutions == 0 or report.non_int8_convolutions:
+        raise CheckFailed(
+            f"INT8 engine has {len(report.non_int8_convolutions)} convolutions not running in INT8 "
+            f"({', '.join(report.non_int8_convolutions[:3]) or 'none found in INT8'})",
+            fix="check the Q/DQ placement (rn50 quantize --int8 --target tensorrt lints it) and the layer report",
+        )
