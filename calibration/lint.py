@@ -55,7 +55,7 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
         if node.name in bias_dq:
             continue  # int32 bias: allowed for ONNX Runtime, reported as float-bias below for TensorRT
         zp = inits.get(node.input[2]) if len(node.input) > 2 else None
-        scale = inits.get(node.input[1])
+        scale = inits.get(node.input[1]) if len(node.input) > 1 else None
         weight = is_weight_dq(node)
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         if target == "tensorrt":

@@ -24,6 +24,10 @@ def table_key(onnx_sha256: str, set_fingerprint: str, method: str, options: dict
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _digest(ranges: dict[str, tuple[float, float]]) -> str:
+    return hashlib.sha256(json.dumps({k: list(v) for k, v in ranges.items()}, sort_keys=True).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class CalibrationTable:
     ranges: dict[str, tuple[float, float]]
@@ -52,7 +56,7 @@ class CalibrationTable:
             )
 
     def save(self, path: Path) -> None:
-        data = asdict(self) | {"schema": SCHEMA, "key": self.key}
+        data = asdict(self) | {"schema": SCHEMA, "key": self.key, "ranges_sha256": _digest(self.ranges)}
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     @classmethod
@@ -65,8 +69,9 @@ class CalibrationTable:
             raise UsageError(f"{path} is not an rn50 calibration table", fix="run rn50 calibrate to make one")
         data.pop("schema")
         key = data.pop("key", None)
+        digest = data.pop("ranges_sha256", None)
         data["ranges"] = {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
         table = cls(**data)
-        if key != table.key:
+        if key != table.key or digest != _digest(table.ranges):
             raise UsageError(f"{path} was edited: its key does not match its contents", fix="run rn50 calibrate again")
         return table
