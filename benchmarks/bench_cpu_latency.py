@@ -63,7 +63,7 @@ def main() -> None:
                 rows[f"onnxruntime {name}"] = summarize(measure(lambda: r.infer(feed), duration_s=args.duration), batch=batch).median_ms
         base = rows["torch eager fp32"]
         print(f"\nbatch {batch}")
-        print(f"| path | median ms | ratio to torch eager |\n|---|---|---|")
+        print("| path | median ms | ratio to torch eager |\n|---|---|---|")
         for name, ms in rows.items():
             print(f"| {name} | {ms:.2f} | {ms / base:.3f}x |")
 
