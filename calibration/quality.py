@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from rn50.metrics import compare
+from rn50.metrics import OutputMetrics, compare
 
 LAYER_OPS = ("Conv", "Gemm")
 
@@ -49,15 +49,36 @@ def _run(model: onnx.ModelProto, feed: np.ndarray, tensors: list[str]) -> list[n
         return session.run(tensors, {"input": feed})
 
 
-def layer_errors(fp32: onnx.ModelProto, quantized: onnx.ModelProto, feed: np.ndarray) -> list[LayerError]:
-    """Worst first (lowest SQNR)."""
-    q_nodes = {n.name: n for n in quantized.graph.node if n.op_type in LAYER_OPS}
-    f_nodes = {n.name: n for n in fp32.graph.node if n.op_type in LAYER_OPS}
-    names = [n for n in f_nodes if n in q_nodes]
-    ref = _run(_with_layer_outputs(fp32, names), feed, [f_nodes[n].output[0] for n in names])
-    got = _run(_with_layer_outputs(quantized, names), feed, [q_nodes[n].output[0] for n in names])
+@dataclass(frozen=True)
+class Fp32Reference:
+    """The FP32 graph's logits and Conv/Gemm outputs on the quality feeds, computed once per command."""
+
+    logits: np.ndarray
+    layers: dict[str, np.ndarray]  # node name -> output
+    ops: dict[str, str]  # node name -> op type
+
+
+def _outputs(model: onnx.ModelProto, feed: np.ndarray, nodes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Logits and each named node's first output, in one run."""
+    by_name = {n.name: n for n in model.graph.node}
+    outs = _run(_with_layer_outputs(model, nodes), feed, ["logits", *(by_name[n].output[0] for n in nodes)])
+    return outs[0], dict(zip(nodes, outs[1:], strict=True))
+
+
+def fp32_reference(fp32: onnx.ModelProto, feed: np.ndarray, *, layers: bool = True) -> Fp32Reference:
+    ops = {n.name: n.op_type for n in fp32.graph.node if n.op_type in LAYER_OPS} if layers else {}
+    logits, outs = _outputs(fp32, feed, list(ops))
+    return Fp32Reference(logits, outs, ops)
+
+
+def compare_to_fp32(reference: Fp32Reference, candidate: onnx.ModelProto, feed: np.ndarray) -> tuple[OutputMetrics, list[LayerError]]:
+    """Final logits against FP32 and, for layers both graphs have, per-layer error worst first (lowest SQNR)."""
+    present = {n.name for n in candidate.graph.node if n.op_type in LAYER_OPS}
+    names = [n for n in reference.layers if n in present]
+    logits, got = _outputs(candidate, feed, names)
     rows = []
-    for name, a, b in zip(names, got, ref, strict=True):
-        m = compare(a, b)
-        rows.append(LayerError(name, f_nodes[name].op_type, m.sqnr_db, m.cosine_mean, m.max_abs))
-    return sorted(rows, key=lambda r: r.sqnr_db if math.isfinite(r.sqnr_db) else 1e9)
+    for name in names:
+        m = compare(got[name], reference.layers[name])
+        rows.append(LayerError(name, reference.ops[name], m.sqnr_db, m.cosine_mean, m.max_abs))
+    rows.sort(key=lambda r: r.sqnr_db if math.isfinite(r.sqnr_db) else 1e9)
+    return compare(logits, reference.logits), rows

@@ -8,19 +8,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from rn50.artifacts import Artifact, WorkDir, atomic_path, atomic_write_text, sha256_file, versions
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
-from rn50.calibration.quality import LayerError, layer_errors
+from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.calibration.table import CalibrationTable, table_key
 from rn50.errors import UsageError
 from rn50.exporter.run import FP32_NAME, stamp_metadata
 from rn50.feeds import FeedSet
 from rn50.jsonio import jsonable
-from rn50.metrics import OutputMetrics, compare
+from rn50.metrics import OutputMetrics
 
 log = logging.getLogger(__name__)
 EMITTERS = {"tensorrt": qdq_tensorrt.emit, "onnxruntime-cpu": qdq_onnxruntime.emit}
@@ -83,14 +82,6 @@ def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tupl
     return target, sha256_file(target)
 
 
-def _final_output(fp32: onnx.ModelProto, other: onnx.ModelProto, crops: np.ndarray) -> OutputMetrics:
-    from rn50.calibration.quality import _run
-
-    (ref,) = _run(fp32, crops, ["logits"])
-    (got,) = _run(other, crops, ["logits"])
-    return compare(got, ref)
-
-
 def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str]) -> list[QuantizeResult]:
     from rn50.samples import sample_crops
 
@@ -98,6 +89,7 @@ def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str])
     table.check_model(fp32.sha256)
     model = onnx.load(str(path))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
+    reference = fp32_reference(model, crops)
     results = []
     for target in targets:
         if target not in EMITTERS:
@@ -109,7 +101,8 @@ def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str])
                                "rn50.calibration_method": table.method})  # fmt: skip
         name = f"onnx-int8-{target}"
         out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", f".int8.{target}.onnx"))
-        result = QuantizeResult(name, out_path, "int8", target, _final_output(model, proto, crops), tuple(layer_errors(model, proto, crops)))
+        output, layers = compare_to_fp32(reference, proto, crops)
+        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers))
         workdir.record(Artifact(name, out_path.name, "onnx", "int8", digest, fp32.sha256,
                                 {"target": target, "method": table.method, "options": table.options, "table": table.key,
                                  "calibration_images": table.images},
@@ -132,7 +125,8 @@ def convert_fp16(workdir: WorkDir) -> QuantizeResult:
     stamp_metadata(proto, {"rn50.precision": "fp16", "rn50.fp32_nodes": json.dumps(kept)})
     out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
-    result = QuantizeResult("onnx-fp16", out_path, "fp16", "any", _final_output(model, proto, crops), (),
+    output, _ = compare_to_fp32(fp32_reference(model, crops, layers=False), proto, crops)
+    result = QuantizeResult("onnx-fp16", out_path, "fp16", "any", output, (),
                             tuple(f"kept in FP32: {n}" for n in kept))  # fmt: skip
     workdir.record(Artifact("onnx-fp16", out_path.name, "onnx", "fp16", digest, fp32.sha256,
                             {"io": "float32", "fp32_nodes": kept}, versions(),
