@@ -32,14 +32,13 @@ def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in graph.node for o in n.output}
 
 
-def shortcut_input(add: onnx.NodeProto, graph: onnx.GraphProto) -> str:
+def shortcut_input(add: onnx.NodeProto, made_by: dict[str, onnx.NodeProto], read_by: dict[str, list[onnx.NodeProto]]) -> str:
     """The residual Add input that is the shortcut, not the branch whose Conv TensorRT fuses with the Add.
 
     An identity shortcut is not produced by a Conv. A projection shortcut is a Conv too; it is the one whose
     input (the block's input) also feeds the main branch, while the main branch's last Conv reads a tensor
     nothing else reads.
     """
-    made_by, read_by = producers(graph), consumers(graph)
     a, b = add.input[0], add.input[1]
     conv_a = made_by.get(a) is not None and made_by[a].op_type == "Conv"
     conv_b = made_by.get(b) is not None and made_by[b].op_type == "Conv"
@@ -103,11 +102,12 @@ def emit(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:
                 old = node.input[1]
                 node.input[1] = quantize_weight(old, node)
                 graph.initializer.remove(inits[old])
-    for node in graph.node:
-        if node.op_type == "Add" and not any(i in inits for i in node.input):
-            shortcut = shortcut_input(node, graph)
-            idx = list(node.input).index(shortcut)
-            node.input[idx] = quantize_activation(shortcut)
+    # Decide every residual Add's shortcut on one view of the graph, then rewire.
+    made_by, read_by = producers(graph), consumers(graph)
+    adds = [n for n in graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)]
+    for node, shortcut in [(n, shortcut_input(n, made_by, read_by)) for n in adds]:
+        idx = list(node.input).index(shortcut)
+        node.input[idx] = quantize_activation(shortcut)
     graph.node.extend(new_nodes)
     toposort(graph)
     return out

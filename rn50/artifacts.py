@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -104,8 +105,6 @@ def versions() -> dict[str, Any]:
         "tensorrt": _version("tensorrt") or _version("tensorrt-cu12") or _version("tensorrt-cu13"),
         "machine": platform.machine(),
     }
-    import sys
-
     if "torch" in sys.modules:  # only when already loaded: no import cost for light commands
         torch = sys.modules["torch"]
         out["cuda"] = torch.version.cuda

@@ -57,18 +57,21 @@ def check_finite(images: np.ndarray, where: str) -> None:
         )
 
 
+def _check_count(count: int) -> None:
+    if count < 1:
+        raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
+
+
 def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spec: Preprocess = DEFAULT) -> FeedSet:
     from rn50.samples import fingerprint, sample_crops
 
-    if count < 1:
-        raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
+    _check_count(count)
     return FeedSet("samples", f"{count} sample-photo crops ({split} split)", sample_crops(count, split=split, spec=spec),
                    fingerprint(count, split=split, spec=spec))  # fmt: skip
 
 
 def random_noise(count: int, *, seed: int = 0, spec: Preprocess = DEFAULT) -> FeedSet:
-    if count < 1:
-        raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
+    _check_count(count)
     log.warning(RANDOM_WARNING)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, 3, spec.crop, spec.crop), dtype=np.float32)
@@ -103,12 +106,13 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    others = sum(1 for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in CLASS_INDEX_FILES)
+    every = [p for p in root.rglob("*") if p.is_file()]
+    files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
+    others = sum(1 for p in every if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in CLASS_INDEX_FILES)
     if limit is not None:
         files = files[:limit]
     classes = _class_index(root)
-    images, labels, used, skipped = [], [], [], 0
+    images, labels, skipped = [], [], 0
     digest = hashlib.sha256(f"folder|{spec.describe()}".encode())
     for path in files:
         try:
@@ -119,11 +123,11 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
             skipped += 1
             continue
         images.append(arr)
-        used.append(path)
-        digest.update(str(path.relative_to(root)).encode())
+        relative = path.relative_to(root)
+        digest.update(str(relative).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
         if classes is not None:
-            top = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None
+            top = relative.parts[0] if len(relative.parts) > 1 else None
             labels.append(classes.index(top) if top in classes else -1)
     skipped += others
     if not images:

@@ -7,11 +7,12 @@ Definitions follow Polygraphy where it has one: relative error is |a - b| / |b| 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rn50.errors import UsageError
+from rn50.jsonio import jsonable
 
 EPS = 1e-12
 
@@ -33,7 +34,7 @@ class OutputMetrics:
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-safe: infinities (SQNR of identical outputs) become None."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return jsonable(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: dict[str, float | int | None]) -> OutputMetrics:

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import math
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,7 @@ SCHEMA = "rn50.parity/1"
 
 
 def to_dict(report: ParityReport) -> dict[str, Any]:
-    data = asdict(report)
-    data["schema"] = SCHEMA
-    data["passed"] = report.passed
-    return jsonable(data)
+    return jsonable(report) | {"schema": SCHEMA, "passed": report.passed}  # type: ignore[no-any-return]
 
 
 def from_dict(data: dict[str, Any]) -> ParityReport:
