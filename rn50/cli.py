@@ -186,21 +186,6 @@ def parse_thresholds(items: list[str]) -> dict[str, dict[str, float]]:
     return out
 
 
-def reference_model(workdir: Any) -> Any:
-    """The PyTorch model the work directory's artifacts were made from (weights re-checked)."""
-    from rn50.errors import UsageError
-    from rn50.weights import load_model
-
-    record = workdir.manifest().get("model")
-    if not record:
-        raise UsageError(f"{workdir.manifest_path} names no model", fix="run rn50 export --out DIR first")
-    loaded = load_model(record["weights"], depth=record["depth"])
-    if loaded.fingerprint != record["weights_sha256"]:
-        raise UsageError(f"the weights {record['weights']} changed since the artifacts were made",
-                         fix="re-run rn50 export with these weights, or restore the original file")  # fmt: skip
-    return loaded.model
-
-
 @app.command()
 @handles_errors
 def parity(
@@ -227,6 +212,7 @@ def parity(
     from rn50.parity import plan, run_parity
     from rn50.runtimes.registry import check_runtime_names
     from rn50.runtimes.torch_runner import TorchRunner
+    from rn50.weights import workdir_model
 
     if runtime:
         check_runtime_names(runtime)
@@ -236,7 +222,7 @@ def parity(
     workdir = WorkDir(out_dir)
     targets, skipped = plan(workdir, runtimes=runtime, artifacts=artifact, extra_onnx=onnx_file)
     feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count)
-    model = reference_model(workdir)
+    model = workdir_model(workdir)
     with err.status("parity…") as status:
         report, errors = run_parity(
             TorchRunner(model, device=reference_device), targets, feeds,
@@ -440,6 +426,86 @@ def build_trt(
     if result.layers:
         r = result.layers
         out.print(f"layers: {r.layers}; by input precision {r.precisions}; INT8 convolutions {r.int8_convolutions}; reformats {len(r.reformats)}")
+
+
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for ONNX Runtime and PyTorch (default: usable cores).")]
+BatchListOpt = Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes, e.g. 1,8,32.")]
+DurationOpt = Annotated[float, typer.Option("--duration", help="Seconds of measurement per runtime and batch.")]
+WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up before measuring.")]
+
+
+@app.command()
+@handles_errors
+def profile(
+    out_dir: OutOpt = Path("rn50-out"),
+    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="torch-cpu, torch-cuda, onnxruntime-cpu/-cuda/-trt, tensorrt (default: all).")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option("--precision", help="fp32, fp16, int8 (default: all).")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Manifest artifact(s) (default: all; pytorch-fp32 is the model).")] = None,
+    batch: BatchListOpt = "1,8",
+    warmup: WarmupOpt = 1.0,
+    warmup_iterations: Annotated[int, typer.Option(help="Warm-up iterations at least (besides --warmup seconds).")] = 3,
+    duration: DurationOpt = 3.0,
+    iterations: Annotated[Optional[int], typer.Option(help="Measure exactly N iterations instead of --duration seconds.")] = None,
+    threads: ThreadsOpt = None,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Also time GPU runtimes with CUDA graphs.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Latency and throughput of every runtime × precision × batch, same inputs and clock, with reports."""
+    from rn50 import profile_report
+    from rn50.artifacts import WorkDir
+    from rn50.machine import usable_cores
+    from rn50.runtimes.profiling import Settings, parse_batches, plan, run_profile
+    from rn50.weights import workdir_model
+
+    settings = Settings(parse_batches(batch), warmup, warmup_iterations, duration, iterations,
+                        usable_cores() if threads is None else threads, cuda_graphs)  # fmt: skip
+    settings.validate()
+    workdir = WorkDir(out_dir)
+    targets, skipped = plan(workdir, settings, runtimes=runtime, precisions=precision, artifacts=artifact)
+    with err.status("profiling…") as status:
+        report = run_profile(targets, settings, skipped=skipped, model_loader=lambda: workdir_model(workdir),
+                             progress=lambda m: status.update(f"profile: {escape(m)}"))  # fmt: skip
+    written = profile_report.write(report, workdir.root)
+    if as_json:
+        print_json(profile_report.to_dict(report))
+        return
+    print_profile(report, profile_report.parity_verdicts(workdir.root / "parity.json"))
+    out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
+    from rn50.profile_report import acceptable, fastest
+    from rn50.runtimes.profiling import TORCH_ARTIFACT
+    from rn50.runtimes.timing import HIGH_CV
+
+    s = report.settings
+    phase = f"{s.iterations} iterations" if s.iterations else f"{s.duration_s} s"
+    table = Table(title=f"profile: warm-up {s.warmup_s} s, {phase} each, {s.threads} CPU threads")
+    table.add_column("runtime · artifact", no_wrap=True)
+    for col in ("batch", "metric", "median ms", "p99", "CV", "img/s", "parity"):
+        table.add_column(col, justify="left" if col in ("metric", "parity") else "right")
+    for r in report.measured:
+        st = r.stats
+        ok = acceptable(r, verdicts)
+        cv = f"[yellow]{st.cv:.1%}[/]" if st.unstable else f"{st.cv:.1%}"
+        par = "reference" if r.artifact == TORCH_ARTIFACT else "–" if ok is None else "[green]pass[/]" if ok else "[red]fail[/]"
+        table.add_row(escape(r.label), str(r.batch), r.metric, f"{st.median_ms:.3f}", f"{st.p99_ms:.3f}",
+                      cv, f"{st.throughput:.1f}", par)  # fmt: skip
+    out.print(table)
+    for r in report.unstable:
+        err.print(f"[yellow]warning:[/] {escape(r.label)} batch {r.batch}: CV {r.stats.cv:.1%} > {HIGH_CV:.0%}; "
+                  "the machine may be busy — re-run on a quiet machine or with a longer --duration")  # fmt: skip
+    for r in report.rows:
+        if r.stats is None:
+            where = f" (batch {r.batch}, {r.metric})" if r.batch else ""
+            out.print(f"  [yellow]{r.status}[/] {escape(r.label)}{where}: {escape(str(r.reason))}")
+    for b in sorted({r.batch for r in report.measured}):
+        best = fastest(report, verdicts, b) if verdicts else None
+        if best is not None:
+            out.print(f"  fastest at acceptable error, batch {b}: {escape(best.label)} ({best.stats.median_ms:.3f} ms)")
+    m = report.machine
+    out.print(f"  machine: {escape(str(m['cpu']['model']))}, {m['cpu']['usable_cores']} usable cores, threads {m['threads']}, "
+              f"GPU {escape(', '.join(g['name'] for g in m['gpus']) or '—')}")  # fmt: skip
 
 
 def main() -> None:

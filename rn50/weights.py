@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -182,3 +183,15 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     model.load_state_dict(state, strict=True)  # type: ignore[arg-type]
     model.eval()
     return LoadedModel(model, str(path), state_fingerprint(model))
+
+
+def workdir_model(workdir: Any) -> nn.Module:
+    """The PyTorch model a work directory's artifacts were made from (its weights re-checked)."""
+    record = workdir.manifest().get("model")
+    if not record:
+        raise UsageError(f"{workdir.manifest_path} names no model", fix="run rn50 export --out DIR first")
+    loaded = load_model(record["weights"], depth=record["depth"])
+    if loaded.fingerprint != record["weights_sha256"]:
+        raise UsageError(f"the weights {record['weights']} changed since the artifacts were made",
+                         fix="re-run rn50 export with these weights, or restore the original file")  # fmt: skip
+    return loaded.model

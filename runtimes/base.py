@@ -7,9 +7,10 @@ backend sees it, and each runner reports the device or provider that actually ra
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,16 @@ def check_feed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], *, where
         raise UsageError(f"{where}: " + "; ".join(problems), fix="rn50 feeds 'input' float32 (N, 3, 224, 224); export the model with rn50 export, or feed what its inputs say")
 
 
+@dataclass(frozen=True)
+class DeviceBench:
+    """One inference with inputs and outputs already in GPU memory: ``enqueue()`` queues it on
+    ``stream`` (a ``torch.cuda.Stream``) without waiting, so CUDA events around it time the GPU alone."""
+
+    enqueue: Callable[[], None]
+    stream: Any
+    cuda_graph: bool
+
+
 class Runner(abc.ABC):
     """Base of every runtime. Use as ``with runner: runner.infer(feed)``."""
 
@@ -91,6 +102,11 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def _infer(self, feed: Feed) -> Feed: ...
+
+    def device_bench(self, feed: Feed, *, cuda_graph: bool) -> DeviceBench | None:
+        """Device-resident timing for ``feed`` (GPU runners); None for a runner without a GPU side.
+        Raises EnvironmentProblem when ``cuda_graph`` is asked of a runner that cannot capture one."""
+        return None
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> Feed:
         if not self._active:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 
 from rn50.errors import EnvironmentProblem, UsageError
-from rn50.runtimes.base import Feed, Runner, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ class OnnxRuntimeRunner(Runner):
         self.session: Any = None
 
     def activate(self) -> None:
+        self.session = self._session()
+
+    def _session(self, provider_options: dict[str, str] | None = None) -> Any:
+        """A session on the wanted provider, refusing ONNX Runtime's silent fallback to the CPU."""
         ort = import_onnxruntime()
         if not self.model_path.is_file():
             raise UsageError(f"ONNX file not found: {self.model_path}", fix="run rn50 export first or pass an existing file")
@@ -78,15 +82,16 @@ class OnnxRuntimeRunner(Runner):
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        chain = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+        first: Any = (wanted, provider_options) if provider_options else wanted
+        chain = [first] if wanted == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=chain)
+            session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=chain)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise UsageError(
                 f"ONNX Runtime cannot load {self.model_path}: {str(e).splitlines()[0]}",
                 fix="check that the file is a valid ONNX model (rn50 export writes one)",
             ) from e
-        got = self.session.get_providers()
+        got = session.get_providers()
         if wanted not in got:
             missing = missing_libraries(GPU_LIBRARIES.get(self.provider, []))
             raise EnvironmentProblem(
@@ -94,6 +99,7 @@ class OnnxRuntimeRunner(Runner):
                 + (f": cannot load {', '.join(missing)}" if missing else ""),
                 fix="install the CUDA/cuDNN libraries onnxruntime-gpu was built for (or `import torch` first so its CUDA libraries load)",
             )
+        return session
 
     def deactivate(self) -> None:
         self.session = None
@@ -121,3 +127,36 @@ class OnnxRuntimeRunner(Runner):
             binding.bind_output(name, "cuda", 0)
         self.session.run_with_iobinding(binding)
         return dict(zip(names, binding.copy_outputs_to_cpu(), strict=True))
+
+    def device_bench(self, feed: Feed, *, cuda_graph: bool) -> DeviceBench | None:
+        """A second session on a torch CUDA stream (``user_compute_stream``) with inputs and outputs bound
+        to fixed device buffers; with ``cuda_graph`` the provider captures the run once and replays it."""
+        if self.provider == "cpu":
+            return None
+        import torch
+
+        stream = torch.cuda.Stream()
+        options = {"device_id": "0", "has_user_compute_stream": "1", "user_compute_stream": str(stream.cuda_stream)}
+        if cuda_graph:
+            options["enable_cuda_graph" if self.provider == "cuda" else "trt_cuda_graph_enable"] = "1"
+        session = self._session(options)
+        batch = next(iter(feed.values())).shape[0]
+        binding = session.io_binding()
+        keep: list[Any] = []
+        for name, arr in feed.items():
+            tensor = torch.from_numpy(np.ascontiguousarray(arr)).to("cuda")
+            keep.append(tensor)
+            binding.bind_input(name, "cuda", 0, arr.dtype, list(arr.shape), tensor.data_ptr())
+        for out in session.get_outputs():
+            shape = [d if isinstance(d, int) else batch for d in out.shape]
+            tensor = torch.empty(shape, dtype=torch.float32, device="cuda")
+            keep.append(tensor)
+            binding.bind_output(out.name, "cuda", 0, np.float32, shape, tensor.data_ptr())
+        session.run_with_iobinding(binding)  # with a CUDA graph, this run captures it
+        torch.cuda.synchronize()
+
+        def enqueue() -> None:
+            _ = keep  # the bound buffers live as long as the closure
+            session.run_with_iobinding(binding)
+
+        return DeviceBench(enqueue, stream, cuda_graph)

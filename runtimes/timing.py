@@ -61,28 +61,45 @@ def check_budget(*, warmup_s: float, duration_s: float | None, iterations: int |
         raise UsageError(f"--iterations {iterations} must be >= 1", fix="pass a positive count")
 
 
-def measure(run: Callable[[], object], *, warmup_s: float = 1.0, warmup_min: int = 3, duration_s: float | None = 3.0,
+def collect(one: Callable[[], float], *, warmup_s: float = 1.0, warmup_min: int = 3, duration_s: float | None = 3.0,
             iterations: int | None = None, min_iterations: int = 10,
             clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
-    """Warm up (time- and count-based), then time ``run`` for a fixed duration or count; ms per call.
+    """Warm up (for ``warmup_s`` seconds and at least ``warmup_min`` calls), then collect ``one()``'s
+    samples (ms each) for ``duration_s`` seconds (at least ``min_iterations``) or exactly ``iterations``.
 
-    ``run`` must return only when its work is done (synchronise a GPU inside it, or pass a ``clock``
-    that does).
+    ``one`` runs one inference and returns how long it took, by whatever clock fits the device (wall
+    clock on the CPU, CUDA events on a GPU); ``clock`` only paces the phases.
     """
     check_budget(warmup_s=warmup_s, duration_s=duration_s, iterations=iterations)
+    if warmup_min < 0:
+        raise UsageError(f"--warmup-iterations {warmup_min} is negative", fix="pass 0 or more")
     start, n = clock(), 0
     while n < warmup_min or clock() - start < warmup_s:
-        run()
+        one()
         n += 1
     samples: list[float] = []
     begin = clock()
     while True:
-        t0 = clock()
-        run()
-        samples.append((clock() - t0) * 1000.0)
+        samples.append(one())
         if iterations is not None:
             if len(samples) >= iterations:
                 break
         elif len(samples) >= min_iterations and clock() - begin >= (duration_s or 0):
             break
     return samples
+
+
+def wall_clock(run: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> Callable[[], float]:
+    """``run`` timed by the host clock, in ms; ``run`` must return only when its work is done."""
+
+    def one() -> float:
+        t0 = clock()
+        run()
+        return (clock() - t0) * 1000.0
+
+    return one
+
+
+def measure(run: Callable[[], object], *, clock: Callable[[], float] = time.perf_counter, **phases: float | int | None) -> list[float]:
+    """``collect`` with ``run`` timed by the host clock (CPU runtimes, or anything that synchronises)."""
+    return collect(wall_clock(run, clock), clock=clock, **phases)  # type: ignore[arg-type]

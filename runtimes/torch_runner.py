@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 
 from rn50.errors import EnvironmentProblem
-from rn50.runtimes.base import Feed, Runner, TensorSpec
 
 
 class TorchRunner(Runner):
@@ -34,6 +34,22 @@ class TorchRunner(Runner):
         if self._device.startswith("cuda"):
             return f"{self._device} ({torch.cuda.get_device_name(torch.device(self._device))})"
         return "cpu"
+
+    def device_bench(self, feed: Feed, *, cuda_graph: bool) -> DeviceBench | None:
+        if not self._device.startswith("cuda"):
+            return None
+        if cuda_graph:
+            raise EnvironmentProblem("CUDA graphs are not measured for eager PyTorch",
+                                     fix="compare torch.compile(mode='reduce-overhead') by hand, or pass --no-cuda-graphs")  # fmt: skip
+        stream = torch.cuda.Stream(device=self._device)
+        x = torch.from_numpy(feed["input"]).to(self._device)
+        model = self.model
+
+        def enqueue() -> None:
+            with torch.inference_mode(), torch.cuda.stream(stream):
+                model(x)
+
+        return DeviceBench(enqueue, stream, False)
 
     def _infer(self, feed: Feed) -> Feed:
         with torch.inference_mode():

@@ -1,0 +1,197 @@
+"""profile.json (loadable), profile.md and profile.png: latency per runtime and batch, and speed against
+error where a parity.json from the same work directory says how far each artifact is from PyTorch."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.errors import UsageError
+from rn50.jsonio import jsonable
+from rn50.runtimes.profiling import HOST, METRIC_NAME, TORCH_RUNTIMES, ProfileReport, Row, Settings
+from rn50.runtimes.timing import HIGH_CV, LatencyStats
+
+log = logging.getLogger(__name__)
+SCHEMA = "rn50.profile/1"
+
+
+def to_dict(report: ProfileReport) -> dict[str, Any]:
+    data: dict[str, Any] = jsonable(report)
+    for row, out in zip(report.rows, data["rows"], strict=True):
+        out["metric"] = row.metric
+        if row.stats is not None:
+            out["stats"]["cv"] = row.stats.cv
+    return data | {"schema": SCHEMA}
+
+
+def from_dict(data: dict[str, Any]) -> ProfileReport:
+    if data.get("schema") != SCHEMA:
+        raise UsageError(f"not an rn50 profile report (schema {data.get('schema')!r})", fix=f"pass a profile.json written by rn50 ({SCHEMA})")
+    rows = []
+    for r in data["rows"]:
+        r = {k: v for k, v in r.items() if k != "metric"}
+        if r.get("stats") is not None:
+            r["stats"] = LatencyStats(**{k: v for k, v in r["stats"].items() if k != "cv"})
+        rows.append(Row(**r))
+    s = dict(data["settings"])
+    s["batches"] = tuple(s["batches"])
+    return ProfileReport(Settings(**s), data["machine"], tuple(rows), data["created"])
+
+
+def load(path: Path) -> ProfileReport:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read profile report {path} ({e})", fix="pass a profile.json written by rn50 profile") from e
+    return from_dict(data)
+
+
+def parity_verdicts(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(runtime, artifact) → {status, cosine_min, max_abs} from a parity.json; empty when absent or unreadable."""
+    from rn50 import parity_report
+
+    if not path.is_file():
+        return {}
+    try:
+        parity = parity_report.load(path)
+    except UsageError as e:
+        log.warning("ignoring %s: %s", path, e.message)
+        return {}
+    return {
+        (r.runtime, r.artifact): {"status": r.status, "cosine_min": r.metrics.cosine_min, "max_abs": r.metrics.max_abs}
+        for r in parity.results
+        if r.metrics is not None
+    }
+
+
+def acceptable(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> bool | None:
+    """True if parity passed (PyTorch itself is the reference), False if it failed, None if unknown."""
+    if row.runtime in TORCH_RUNTIMES:
+        return True
+    v = verdicts.get((row.runtime, row.artifact))
+    return None if v is None else v["status"] == "pass"
+
+
+def fastest(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]], batch: int) -> Row | None:
+    """The fastest end-to-end row at ``batch`` among those whose parity passed."""
+    rows = [r for r in report.measured if r.batch == batch and r.mode == HOST and acceptable(r, verdicts)]
+    return min(rows, key=lambda r: r.stats.median_ms if r.stats else float("inf"), default=None)
+
+
+def markdown(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]] | None = None) -> str:
+    verdicts = verdicts or {}
+    s, m = report.settings, report.machine
+    phase = f"{s.iterations} iterations" if s.iterations else f"{s.duration_s} s"
+    lines = [
+        "# rn50 profile",
+        "",
+        f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {phase} per row; "
+        f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
+        "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device (CUDA events).",
+        "",
+        "| runtime | artifact | precision | batch | metric | median ms | mean | min | p90 | p95 | p99 | max | std | CV | img/s | H2D ms | D2H ms | parity |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.measured:
+        st = r.stats
+        assert st is not None
+        cv = f"{st.cv:.1%}" + (" ⚠" if st.unstable else "")
+        ok = acceptable(r, verdicts)
+        par = "reference" if r.runtime in TORCH_RUNTIMES else "–" if ok is None else "pass" if ok else "fail"
+        copies = [f"{x:.3f}" if x is not None else "–" for x in (r.h2d_ms, r.d2h_ms)]
+        lines.append(
+            f"| {r.runtime} | {r.artifact} | {r.precision} | {r.batch} | {r.metric} | {st.median_ms:.3f} | {st.mean_ms:.3f} "
+            f"| {st.min_ms:.3f} | {st.p90_ms:.3f} | {st.p95_ms:.3f} | {st.p99_ms:.3f} | {st.max_ms:.3f} | {st.std_ms:.3f} "
+            f"| {cv} | {st.throughput:.1f} | {copies[0]} | {copies[1]} | {par} |"
+        )
+    if report.unstable:
+        lines += ["", f"> warning: {len(report.unstable)} row(s) vary by more than {HIGH_CV:.0%} (coefficient of variation, ⚠): "
+                  "another process may be competing for the machine; re-run with a longer --duration on a quiet machine."]  # fmt: skip
+    not_run = [r for r in report.rows if r.stats is None]
+    if not_run:
+        lines += ["", "## Not measured", ""]
+        lines += [f"- {r.status}: {r.runtime} · {r.artifact}" + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "")
+                  + f": {r.reason}" for r in not_run]  # fmt: skip
+    batches = sorted({r.batch for r in report.measured if r.batch is not None})
+    if verdicts and batches:
+        lines += ["", "## Fastest at acceptable error (parity passed), end to end", ""]
+        for b in batches:
+            best = fastest(report, verdicts, b)
+            if best is not None and best.stats is not None:
+                lines.append(f"- batch {b}: **{best.label}** ({best.precision}), {best.stats.median_ms:.3f} ms median, {best.stats.throughput:.1f} img/s")
+    gpus = m.get("gpus") or []
+    cpu = m.get("cpu") or {}
+    lines += ["", f"Machine: {cpu.get('model')} ({cpu.get('usable_cores')} usable cores; INT8 features: "
+              f"{', '.join(cpu.get('int8_features') or []) or 'none'}), {m.get('os')}, Python {m.get('python')}, torch {m.get('torch')}, "
+              f"onnxruntime {m.get('onnxruntime')}, TensorRT {m.get('tensorrt') or '—'}, "
+              f"GPU {'; '.join(g['name'] + ' (SM clock ' + g['clocks.sm'] + ', max ' + g['clocks.max.sm'] + ', driver ' + g['driver_version'] + ')' for g in gpus) or '—'}."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]] | None = None) -> bytes | None:
+    """Median latency per runtime and batch (bars); beside it, latency against error where parity is known."""
+    rows = report.measured
+    if not rows:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no profile chart (pip install 'rn50[plot]')")
+        return None
+    verdicts = verdicts or {}
+    scatter = [r for r in rows if r.mode == HOST and (r.runtime, r.artifact) in verdicts]
+    batches = sorted({r.batch for r in rows if r.batch is not None})
+    series = sorted({(r.label, r.mode) for r in rows})
+    fig, axes = plt.subplots(1, 2 if scatter else 1, figsize=(14 if scatter else 9, 0.45 * len(series) * len(batches) + 2.2), squeeze=False)
+    ax = axes[0][0]
+    height = 0.8 / len(batches)
+    for i, b in enumerate(batches):
+        values = []
+        for label, mode in series:
+            match = [r for r in rows if r.label == label and r.mode == mode and r.batch == b]
+            values.append(match[0].stats.median_ms if match and match[0].stats else 0.0)
+        ax.barh([y + i * height for y in range(len(series))], values, height=height, label=f"batch {b}")
+    ax.set_yticks([y + 0.4 - height / 2 for y in range(len(series))],
+                  [label if mode == HOST else f"{label} [{METRIC_NAME[mode]}]" for label, mode in series])  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("median latency, ms (log scale)")
+    ax.set_title(f"rn50 profile · {report.settings.threads} CPU threads")
+    ax.legend()
+    if scatter:
+        ax2 = axes[0][1]
+        batch = batches[0]
+        for r in (r for r in scatter if r.batch == batch and r.stats is not None):
+            v = verdicts[(r.runtime, r.artifact)]
+            error = max(1.0 - v["cosine_min"], 1e-9)
+            ax2.scatter(r.stats.median_ms, error, marker="o" if v["status"] == "pass" else "x", s=60,  # type: ignore[union-attr]
+                        color="tab:green" if v["status"] == "pass" else "tab:red")  # fmt: skip
+            ax2.annotate(r.label, (r.stats.median_ms, error), fontsize=7, xytext=(4, 4), textcoords="offset points")  # type: ignore[union-attr]
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel(f"median latency at batch {batch}, ms (end to end)")
+        ax2.set_ylabel("1 − worst-sample cosine vs PyTorch FP32")
+        ax2.set_title("speed vs error (o parity passed, x failed): lower left is better")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write(report: ProfileReport, folder: Path) -> list[Path]:
+    verdicts = parity_verdicts(folder / "parity.json")
+    written = [folder / "profile.json", folder / "profile.md"]
+    atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
+    atomic_write_text(written[1], markdown(report, verdicts))
+    png = chart(report, verdicts)
+    if png is not None:
+        atomic_write_bytes(folder / "profile.png", png)
+        written.append(folder / "profile.png")
+    return written

@@ -1,0 +1,317 @@
+"""``rn50 profile``: latency and throughput for every runtime × precision × batch, on the same inputs,
+with the same warm-up, phases and statistics for each, and the machine recorded.
+
+CPU runtimes are timed by the host clock around a full ``infer`` call. GPU runtimes are timed three ways,
+named as trtexec names them: *Latency* (end to end from host memory: H2D + compute + D2H, host clock),
+*GPU Compute Time* (inputs and outputs already on the device, CUDA events), the same with CUDA graphs,
+and the H2D / D2H copies alone (CUDA events).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rn50.runtimes.base import DeviceBench, Runner
+from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, make_runner
+from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
+
+from rn50.artifacts import WorkDir, versions
+from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
+from rn50.machine import describe, usable_cores
+
+log = logging.getLogger(__name__)
+
+TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")
+PROFILE_RUNTIMES = (*TORCH_RUNTIMES, *RUNTIMES)
+GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+TORCH_ARTIFACT = "pytorch-fp32"
+# Modes, with trtexec's names for what each measures.
+HOST, DEVICE, GRAPH = "host", "device", "device+cuda-graph"
+METRIC_NAME = {HOST: "Latency", DEVICE: "GPU Compute Time", GRAPH: "GPU Compute Time (CUDA graph)"}
+COPY_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    batches: tuple[int, ...] = (1, 8)
+    warmup_s: float = 1.0
+    warmup_iterations: int = 3
+    duration_s: float | None = 3.0
+    iterations: int | None = None
+    threads: int = field(default_factory=usable_cores)
+    cuda_graphs: bool = True
+
+    def validate(self) -> None:
+        from rn50.runtimes.timing import check_budget
+
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise UsageError(f"--batch {','.join(map(str, self.batches))}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32")
+        if self.threads < 1:
+            raise UsageError(f"--threads {self.threads} must be >= 1", fix="pass a positive thread count")
+        if self.warmup_iterations < 0:
+            raise UsageError(f"--warmup-iterations {self.warmup_iterations} is negative", fix="pass 0 or more")
+        check_budget(warmup_s=self.warmup_s, duration_s=self.duration_s, iterations=self.iterations)
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise UsageError(f"--batch {text!r} is not a list of integers", fix="pass e.g. --batch 1,8,32") from None
+    if not batches or any(b < 1 for b in batches):
+        raise UsageError(f"--batch {text!r}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32")
+    return tuple(dict.fromkeys(batches))
+
+
+@dataclass(frozen=True)
+class Row:
+    runtime: str
+    artifact: str
+    precision: str
+    status: str  # ok | skipped | error
+    batch: int | None = None
+    mode: str = HOST
+    device: str | None = None
+    stats: LatencyStats | None = None
+    h2d_ms: float | None = None  # median H2D copy of the batch (GPU runtimes, device modes)
+    d2h_ms: float | None = None
+    reason: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} · {self.artifact}"
+
+    @property
+    def metric(self) -> str:
+        return METRIC_NAME[self.mode]
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    settings: Settings
+    machine: dict[str, Any]
+    rows: tuple[Row, ...]
+    created: float = field(default_factory=time.time)
+
+    @property
+    def measured(self) -> list[Row]:
+        return [r for r in self.rows if r.stats is not None]
+
+    @property
+    def unstable(self) -> list[Row]:
+        return [r for r in self.measured if r.stats is not None and r.stats.unstable]
+
+
+@dataclass(frozen=True)
+class ProfileTarget:
+    runtime: str
+    precision: str
+    artifact: str
+    path: Path | None  # None: the PyTorch model itself
+
+
+def check_names(runtimes: list[str] | None, precisions: list[str] | None) -> None:
+    bad = [r for r in runtimes or [] if r not in PROFILE_RUNTIMES]
+    if bad:
+        raise UsageError(f"unknown runtime(s) {', '.join(bad)}", fix=f"use any of {', '.join(PROFILE_RUNTIMES)}")
+    bad = [p for p in precisions or [] if p not in PRECISIONS]
+    if bad:
+        raise UsageError(f"unknown precision(s) {', '.join(bad)}", fix=f"use any of {', '.join(PRECISIONS)}")
+
+
+def _torch_reason(runtime: str) -> str | None:
+    if runtime == "torch-cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to torch"
+    return None
+
+
+def engine_batch_range(engine: Path) -> tuple[int, int]:
+    """The batch sizes an engine's optimisation profile accepts, from its sidecar (no TensorRT needed)."""
+    from rn50.runtimes.trt_plan import Sidecar, sidecar_path
+
+    profile = Sidecar.load(sidecar_path(engine)).profiles[0]
+    return int(profile["input_min"][0]), int(profile["input_max"][0])
+
+
+def plan(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = None, precisions: list[str] | None = None,
+         artifacts: list[str] | None = None) -> tuple[list[ProfileTarget], list[Row]]:  # fmt: skip
+    """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero)."""
+    from rn50.parity import plan as parity_plan
+
+    check_names(runtimes, precisions)
+    wanted = runtimes or list(PROFILE_RUNTIMES)
+    targets: list[ProfileTarget] = []
+    skipped: list[Row] = []
+    if not artifacts or TORCH_ARTIFACT in artifacts:
+        for runtime in (r for r in wanted if r in TORCH_RUNTIMES):
+            if precisions and "fp32" not in precisions:
+                continue
+            reason = _torch_reason(runtime)
+            if reason:
+                skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
+            else:
+                targets.append(ProfileTarget(runtime, "fp32", TORCH_ARTIFACT, None))
+    file_runtimes = [r for r in wanted if r in ONNX_RUNTIMES or r in ENGINE_RUNTIMES]
+    file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
+    if file_runtimes and (file_artifacts or not artifacts):
+        found, not_here = parity_plan(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
+        for t in found:
+            if not precisions or t.precision in precisions:
+                targets.append(ProfileTarget(t.runtime, t.precision, t.artifact, t.path))
+        for s in not_here:
+            if not precisions or s.precision in precisions:
+                skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason))
+        # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
+        engines = {Path(p) for p in [*(t.path for t in found if t.runtime in ENGINE_RUNTIMES),
+                                     *(Path(s.path) for s in not_here if s.runtime in ENGINE_RUNTIMES)]}  # fmt: skip
+        for engine in sorted(engines):
+            lo, hi = engine_batch_range(engine)
+            outside = [b for b in settings.batches if not lo <= b <= hi]
+            if outside:
+                raise UsageError(f"--batch {','.join(map(str, outside))} is outside {engine.name}'s profile (batch {lo}..{hi})",
+                                 fix=f"profile batches within {lo}..{hi}, or rebuild with rn50 build-trt --min-batch/--max-batch")  # fmt: skip
+    if not targets and not skipped:
+        raise UsageError("nothing to profile with these --runtime/--precision/--artifact choices",
+                         fix="drop a filter, or run rn50 export / quantize first")  # fmt: skip
+    return targets, skipped
+
+
+def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
+    """The same images for every runtime: sample crops, repeated to fill the batch."""
+    reps = -(-batch // len(pool))
+    return {"input": np.ascontiguousarray(np.concatenate([pool] * reps)[:batch])}
+
+
+def cuda_event_timer(bench: DeviceBench) -> Callable[[], float]:
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def one() -> float:
+        start.record(bench.stream)
+        bench.enqueue()
+        end.record(bench.stream)
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    return one
+
+
+def copy_times(feed: dict[str, np.ndarray], output_bytes: int, stream: Any) -> tuple[float, float]:
+    """Median H2D of the inputs and D2H of ``output_bytes``, pinned host memory, CUDA events."""
+    import torch
+
+    host_in = [torch.from_numpy(a).pin_memory() for a in feed.values()]
+    dev_in = [t.to("cuda") for t in host_in]
+    dev_out = torch.empty(output_bytes, dtype=torch.uint8, device="cuda")
+    host_out = torch.empty(output_bytes, dtype=torch.uint8).pin_memory()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def timed(copy: Callable[[], None]) -> float:
+        samples = []
+        for _ in range(COPY_SAMPLES):
+            start.record(stream)
+            with torch.cuda.stream(stream):
+                copy()
+            end.record(stream)
+            end.synchronize()
+            samples.append(start.elapsed_time(end))
+        return float(np.median(samples))
+
+    def upload() -> None:
+        for d, h in zip(dev_in, host_in, strict=True):
+            d.copy_(h, non_blocking=True)
+
+    def download() -> None:
+        host_out.copy_(dev_out, non_blocking=True)
+
+    return timed(upload), timed(download)
+
+
+def make_target_runner(target: ProfileTarget, settings: Settings, model_loader: Callable[[], Any]) -> Runner:
+    if target.path is None:
+        from rn50.runtimes.torch_runner import TorchRunner
+
+        return TorchRunner(model_loader(), device="cuda" if target.runtime == "torch-cuda" else "cpu", label=target.runtime)
+    return make_runner(Target(target.runtime, target.precision, target.artifact, target.path), threads=settings.threads)
+
+
+class _TorchThreads:
+    """PyTorch on the CPU gets the same thread count as ONNX Runtime, restored afterwards."""
+
+    def __init__(self, threads: int | None):
+        self.threads, self.before = threads, 0
+
+    def __enter__(self) -> None:
+        if self.threads:
+            import torch
+
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.before)
+
+
+def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, model_loader: Callable[[], Any],
+                   progress: Callable[[str], None]) -> list[Row]:  # fmt: skip
+    phases = {"warmup_s": settings.warmup_s, "warmup_min": settings.warmup_iterations,
+              "duration_s": settings.duration_s, "iterations": settings.iterations}  # fmt: skip
+    base = (target.runtime, target.artifact, target.precision)
+    rows: list[Row] = []
+    torch_threads = _TorchThreads(settings.threads if target.runtime == "torch-cpu" else None)
+    try:
+        with torch_threads, make_target_runner(target, settings, model_loader) as runner:
+            device = runner.device
+            for batch in settings.batches:
+                feed = inputs(batch, pool)
+                progress(f"{target.runtime} · {target.artifact} · batch {batch}")
+                out = runner.infer(feed)  # also checks the feed against the model's inputs
+                stats = summarize(collect(wall_clock(lambda f=feed: runner.infer(f)), **phases), batch=batch)  # type: ignore[arg-type]
+                rows.append(Row(*base, "ok", batch, HOST, device, stats))
+                if target.runtime not in GPU_RUNTIMES:
+                    continue
+                modes = [(DEVICE, False)] + ([(GRAPH, True)] if settings.cuda_graphs else [])
+                for mode, graph in modes:
+                    try:
+                        bench = runner.device_bench(feed, cuda_graph=graph)
+                    except EnvironmentProblem as e:
+                        rows.append(Row(*base, "skipped", batch, mode, device, reason=e.message))
+                        continue
+                    if bench is None:
+                        continue
+                    h2d, d2h = copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
+                    stats = summarize(collect(cuda_event_timer(bench), **phases), batch=batch)  # type: ignore[arg-type]
+                    rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h))
+    except EnvironmentProblem as e:
+        return rows + [Row(*base, "skipped", reason=e.message)]
+    except CheckFailed as e:
+        return rows + [Row(*base, "error", reason=e.message)]
+    return rows
+
+
+def run_profile(targets: list[ProfileTarget], settings: Settings, *, skipped: list[Row] | None = None,
+                model_loader: Callable[[], Any], progress: Callable[[str], None] | None = None) -> ProfileReport:  # fmt: skip
+    from rn50.samples import sample_crops
+
+    settings.validate()
+    say = progress or (lambda _m: None)
+    pool = sample_crops(min(max(settings.batches), 16), split="evaluation")
+    rows: list[Row] = []
+    for target in targets:
+        rows += profile_target(target, settings, pool, model_loader, say)
+    machine = versions() | describe() | {"threads": settings.threads}
+    return ProfileReport(settings, machine, tuple(rows + list(skipped or [])))
