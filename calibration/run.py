@@ -43,13 +43,13 @@ class CalibrationResult:
 
 
 def calibrate(workdir: WorkDir, feeds: FeedSet, *, method: str, percentile: float | None = None, batch: int = 16,
-              progress: Callable[[int], None] | None = None) -> CalibrationResult:  # fmt: skip
-    """Collect ranges, or reuse the table cached under the same key (model, set, method, options)."""
+              progress: Callable[[int], None] | None = None, reuse: bool = True) -> CalibrationResult:  # fmt: skip
+    """Collect ranges, or (``reuse``) the table cached under the same key (model, set, method, options)."""
     options = method_options(method, percentile=percentile)
     fp32, path = fp32_artifact(workdir)
     key = table_key(fp32.sha256, feeds.fingerprint, method, options)
     target = workdir.path(f"calibration/{method}-{key[:16]}.json")
-    if target.is_file():
+    if reuse and target.is_file():
         table = CalibrationTable.load(target)
         if table.key == key:
             log.info("reusing calibration table %s", target)

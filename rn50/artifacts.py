@@ -200,3 +200,28 @@ class WorkDir:
             log.warning("%s changed since the manifest recorded it; it will not be reused", art.path)
             return None
         return art
+
+    # Pipeline steps: what each step was last run on (a key over its inputs) and the files it left.
+    def step(self, name: str) -> dict[str, Any] | None:
+        entry = self.manifest().get("steps", {}).get(name)
+        return entry if isinstance(entry, dict) else None
+
+    def step_is_current(self, name: str, key: str) -> bool:
+        """True if ``name`` last ran on the same inputs and every file it wrote is still there, unchanged."""
+        entry = self.step(name)
+        if not entry or entry.get("key") != key:
+            return False
+        for rel, digest in entry.get("outputs", {}).items():
+            path = self.path(rel)
+            if not path.is_file() or sha256_file(path) != digest:
+                return False
+        return True
+
+    def record_step(self, name: str, key: str, outputs: list[Path]) -> None:
+        data = self.manifest()
+        data.setdefault("steps", {})[name] = {
+            "key": key,
+            "outputs": {str(Path(p).relative_to(self.root)): sha256_file(Path(p)) for p in outputs},
+            "finished": time.time(),
+        }
+        atomic_write_text(self.manifest_path, json.dumps(data, indent=2, sort_keys=True) + "\n")

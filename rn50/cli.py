@@ -481,24 +481,26 @@ def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
     s = report.settings
     phase = f"{s.iterations} iterations" if s.iterations else f"{s.duration_s} s"
     table = Table(title=f"profile: warm-up {s.warmup_s} s, {phase} each, {s.threads} CPU threads")
-    table.add_column("runtime · artifact", no_wrap=True)
-    for col in ("batch", "metric", "median ms", "p99", "CV", "img/s", "parity"):
-        table.add_column(col, justify="left" if col in ("metric", "parity") else "right")
+    for col in ("runtime", "artifact", "batch", "metric", "median ms", "p99", "CV", "img/s", "parity"):
+        table.add_column(col, justify="left" if col in ("runtime", "artifact", "metric", "parity") else "right", overflow="fold")
     for r in report.measured:
         st = r.stats
         ok = acceptable(r, verdicts)
         cv = f"[yellow]{st.cv:.1%}[/]" if st.unstable else f"{st.cv:.1%}"
         par = "reference" if r.artifact == TORCH_ARTIFACT else "–" if ok is None else "[green]pass[/]" if ok else "[red]fail[/]"
-        table.add_row(escape(r.label), str(r.batch), r.metric, f"{st.median_ms:.3f}", f"{st.p99_ms:.3f}",
+        table.add_row(r.runtime, r.artifact, str(r.batch), r.metric, f"{st.median_ms:.2f}", f"{st.p99_ms:.2f}",
                       cv, f"{st.throughput:.1f}", par)  # fmt: skip
     out.print(table)
     for r in report.unstable:
         err.print(f"[yellow]warning:[/] {escape(r.label)} batch {r.batch}: CV {r.stats.cv:.1%} > {HIGH_CV:.0%}; "
                   "the machine may be busy — re-run on a quiet machine or with a longer --duration")  # fmt: skip
+    not_run: dict[tuple[str, str, str], list[str]] = {}
     for r in report.rows:
         if r.stats is None:
-            where = f" (batch {r.batch}, {r.metric})" if r.batch else ""
-            out.print(f"  [yellow]{r.status}[/] {escape(r.label)}{where}: {escape(str(r.reason))}")
+            where = f" batch {r.batch} {r.metric}" if r.batch else ""
+            not_run.setdefault((r.status, r.runtime, str(r.reason)), []).append(r.artifact + where)
+    for (status, runtime, reason), what in not_run.items():
+        out.print(f"  [yellow]{status}[/] {runtime} ({escape(', '.join(what))}): {escape(reason)}")
     for b in sorted({r.batch for r in report.measured}):
         best = fastest(report, verdicts, b) if verdicts else None
         if best is not None:
@@ -506,6 +508,81 @@ def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
     m = report.machine
     out.print(f"  machine: {escape(str(m['cpu']['model']))}, {m['cpu']['usable_cores']} usable cores, threads {m['threads']}, "
               f"GPU {escape(', '.join(g['name'] for g in m['gpus']) or '—')}")  # fmt: skip
+
+
+@app.command()
+@handles_errors
+def pipeline(
+    weights: WeightsOpt = "seeded",
+    depth: DepthOpt = 50,
+    images: ImagesOpt = None,
+    out_dir: OutOpt = Path("rn50-out"),
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Step(s) to leave out: export, calibrate, quantize, build-trt, parity, profile.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these step(s).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-run the selected steps even if their inputs did not change.")] = False,
+    method: MethodOpt = "percentile",
+    percentile: PercentileOpt = None,
+    calibration_count: Annotated[int, typer.Option(help="Sample crops to calibrate on when no --images.")] = CALIBRATION_COUNT,
+    parity_count: Annotated[int, typer.Option(help="Held-apart sample crops for parity when no --images.")] = 32,
+    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="Parity override, e.g. int8:min_cosine=0.99.")] = None,
+    batch: BatchListOpt = "1,8",
+    warmup: WarmupOpt = 0.5,
+    duration: DurationOpt = 2.0,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
+    from rn50 import report as report_files
+    from rn50.artifacts import WorkDir
+    from rn50.calibration.ranges import method_options
+    from rn50.machine import usable_cores
+    from rn50.pipeline import Pipeline, PipelineConfig, select_steps
+    from rn50.runtimes.profiling import Settings, parse_batches
+
+    steps = select_steps(skip, only)
+    method_options(method, percentile=percentile)
+    settings = Settings(parse_batches(batch), warmup, 3, duration, None, usable_cores() if threads is None else threads, True)
+    settings.validate()
+    config = PipelineConfig(depth, weights, 18, images, calibration_count, method, percentile, parity_count,
+                            parse_thresholds(threshold or []), settings, steps, force)  # fmt: skip
+    workdir = WorkDir(out_dir)
+    with err.status("pipeline…") as status:
+        result = Pipeline(workdir, config, progress=lambda m: status.update(f"pipeline: {escape(m)}")).run()
+    written = report_files.write(workdir, list(result.steps))
+    if as_json:
+        print_json({"steps": result.steps, "failed": result.failed, "reports": written})
+    else:
+        table = Table(title=f"rn50 pipeline → {out_dir}")
+        for col in ("step", "status", "s", "detail"):
+            table.add_column(col, justify="right" if col == "s" else "left", overflow="fold")
+        colours = {"ran": "green", "reused": "cyan", "skipped": "yellow", "failed": "red", "not run": "dim"}
+        for s in result.steps:
+            table.add_row(s.name, f"[{colours[s.status]}]{s.status}[/]", f"{s.seconds:.1f}", escape(s.detail))
+        out.print(table)
+        out.print("wrote " + ", ".join(str(p) for p in written))
+    if result.error is not None:
+        raise result.error
+
+
+@app.command()
+@handles_errors
+def doctor(as_json: JsonOpt = False) -> None:
+    """What this machine can run: Python, torch, ONNX, ONNX Runtime providers, TensorRT, GPU, CPU INT8 features."""
+    from rn50.doctor import BROKEN, run_checks
+
+    checks = run_checks()
+    if as_json:
+        print_json(checks)
+    else:
+        colours = {"ok": "green", "missing": "yellow", "broken": "red"}
+        for c in checks:
+            fix = f" — fix: {escape(c.fix)}" if c.fix and c.status != "ok" else ""
+            out.print(f"[{colours[c.status]}]{c.status:>7}[/]  {c.name}: {escape(c.detail)}{fix}", soft_wrap=True)
+    broken = [c for c in checks if c.status == BROKEN]
+    if broken:
+        from rn50.errors import CheckFailed
+
+        raise CheckFailed(f"{len(broken)} broken: {', '.join(c.name for c in broken)}", fix=broken[0].fix)
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,33 @@ def workdir_copy(export_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def fp32_onnx(export_dir: Path) -> Path:
     return export_dir / "resnet50.fp32.onnx"
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+NOT_RUN = ("pip ", "python -m pytest")  # set-up and the test command itself
+
+
+def readme_commands() -> list[str]:
+    """Every command line of the README's ```bash blocks, in order (set-up and test lines left out)."""
+    lines, inside = [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```bash" if not inside else False
+            continue
+        if inside and line.strip() and not line.lstrip().startswith("#") and not line.startswith(NOT_RUN):
+            lines.append(line.strip())
+    return lines
+
+
+def run_readme_line(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"COLUMNS": "160", "NO_COLOR": "1"}
+    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The README's quick start, run as written: `rn50 pipeline` in an empty folder (the end-to-end run)."""
+    first = readme_commands()[0]
+    assert first.split("#")[0].strip() == "rn50 pipeline", f"the README quick start should be `rn50 pipeline`, found {first!r}"
+    cwd = tmp_path_factory.mktemp("quickstart")
+    return cwd / "rn50-out", run_readme_line(first, cwd)

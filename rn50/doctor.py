@@ -1,0 +1,160 @@
+"""``rn50 doctor``: what this machine can run, each line ok / missing / broken with the fix.
+
+"missing" is something optional that is absent (a CPU-only machine has no TensorRT: that is fine);
+"broken" is something present that does not work (a GPU provider that cannot load its libraries).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+
+from rn50.machine import cpu_info, gpu_info
+
+OK, MISSING, BROKEN = "ok", "missing", "broken"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+
+def _dist(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_python() -> Check:
+    v = platform.python_version()
+    if sys.version_info < (3, 10):
+        return Check("python", BROKEN, v, "rn50 needs Python 3.10 or newer")
+    return Check("python", OK, v)
+
+
+def check_package(name: str, purpose: str, fix: str, *, required: bool = True) -> Check:
+    version = _dist(name)
+    if version is None:
+        return Check(name, BROKEN if required else MISSING, f"not installed ({purpose})", fix)
+    return Check(name, OK, version)
+
+
+def check_torch() -> Check:
+    version = _dist("torch")
+    if version is None:
+        return Check("torch", BROKEN, "not installed (the model and the reference)", "pip install torch (CPU or CUDA build), then rn50")
+    import torch
+
+    build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build"
+    return Check("torch", OK, f"{version} ({build})")
+
+
+def tiny_onnx() -> bytes:
+    """A one-node model (y = x + x) to prove a provider really loads."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])  # fmt: skip
+    return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString())
+
+
+def check_onnxruntime() -> list[Check]:
+    packages = {p: _dist(p) for p in ("onnxruntime", "onnxruntime-gpu")}
+    present = {p: v for p, v in packages.items() if v}
+    if not present:
+        return [Check("onnxruntime", BROKEN, "not installed", "pip install onnxruntime (or onnxruntime-gpu on a CUDA host)")]
+    if len(present) > 1:
+        return [Check("onnxruntime", BROKEN, f"both {' and '.join(f'{p} {v}' for p, v in present.items())} are installed: they share one module",
+                      "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them")]  # fmt: skip
+    (package, version), = present.items()
+    if importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401 - loads the CUDA/cuDNN libraries onnxruntime-gpu looks for
+
+    import onnxruntime as ort
+
+    providers = ort.get_available_providers()
+    checks = [Check("onnxruntime", OK, f"{package} {version}; providers: {', '.join(providers)}")]
+    from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries
+
+    for provider, short in (("CUDAExecutionProvider", "cuda"), ("TensorrtExecutionProvider", "tensorrt")):
+        name = f"onnxruntime {short} provider"
+        if provider not in providers:
+            checks.append(Check(name, MISSING, f"not in this build ({package})", "pip install 'rn50[gpu]' (onnxruntime-gpu) on a CUDA host"))
+            continue
+        try:
+            session = ort.InferenceSession(tiny_onnx(), providers=[provider, "CPUExecutionProvider"])
+            got = session.get_providers()
+        except Exception as e:  # noqa: BLE001 - any load failure is the finding
+            got, error = [], str(e).splitlines()[0]
+        else:
+            error = ""
+        if provider in got:
+            checks.append(Check(name, OK, "loads and runs a probe model"))
+        else:
+            missing = missing_libraries(GPU_LIBRARIES[short])
+            why = f"cannot load {', '.join(missing)}" if missing else error or "ONNX Runtime fell back to the CPU"
+            checks.append(Check(name, BROKEN, f"listed but does not load: {why}",
+                                "install the CUDA/cuDNN (or TensorRT) libraries this onnxruntime-gpu was built for"))  # fmt: skip
+    return checks
+
+
+def check_tensorrt() -> Check:
+    from rn50.errors import EnvironmentProblem
+    from rn50.runtimes.trt_env import import_tensorrt
+
+    try:
+        trt = import_tensorrt()
+    except EnvironmentProblem as e:
+        return Check("tensorrt", MISSING, e.problem, e.fix)
+    return Check("tensorrt", OK, str(trt.__version__))
+
+
+def check_gpu() -> Check:
+    gpus = gpu_info()
+    torch_sees = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch_sees = torch.cuda.is_available()
+    if not gpus and not torch_sees:
+        return Check("gpu", MISSING, "no NVIDIA GPU (no nvidia-smi, torch sees no CUDA device)",
+                     "GPU runtimes need an NVIDIA GPU and driver; every CPU path works without")  # fmt: skip
+    if gpus and not torch_sees:
+        return Check("gpu", BROKEN, f"{gpus[0]['name']} present but torch cannot use it",
+                     "install a CUDA build of torch matching the driver (pip install torch --index-url …/cu130)")  # fmt: skip
+    if gpus:
+        g = gpus[0]
+        return Check("gpu", OK, f"{g['name']}, compute capability {g['compute_cap']}, driver {g['driver_version']}, SM clock {g['clocks.sm']}")
+    import torch
+
+    cap = torch.cuda.get_device_capability()
+    return Check("gpu", OK, f"{torch.cuda.get_device_name()}, compute capability {cap[0]}.{cap[1]} (nvidia-smi not found)")
+
+
+def check_cpu() -> Check:
+    info = cpu_info()
+    features = info["int8_features"]
+    detail = f"{info['model']}, {info['usable_cores']} usable cores; INT8 features: {', '.join(features) or 'none'}"
+    if not any(f in features for f in ("AVX-512 VNNI", "AVX-VNNI", "AMX-INT8")):
+        return Check("cpu", MISSING, detail + " (no VNNI/AMX: INT8 on ONNX Runtime CPU gains little)",
+                     "expect INT8 CPU speed-ups only on CPUs with VNNI or AMX")  # fmt: skip
+    return Check("cpu", OK, detail)
+
+
+def run_checks() -> list[Check]:
+    checks = [check_python(), check_torch()]
+    checks.append(check_package("onnx", "ONNX IR and checker", "pip install onnx"))
+    checks.append(check_package("onnxscript", "the dynamo exporter", "pip install onnxscript"))
+    checks.append(check_package("onnxsim", "simplifying before quantization", "pip install onnxsim"))
+    checks += check_onnxruntime()
+    checks += [check_tensorrt(), check_gpu(), check_cpu()]
+    checks.append(check_package("matplotlib", "charts in parity/profile reports", "pip install 'rn50[plot]'", required=False))
+    return checks

@@ -1,0 +1,177 @@
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rn50.artifacts import sha256_file
+from rn50.cli import app
+
+cli = CliRunner()
+ONNX_ARTIFACTS = {"onnx-fp32", "onnx-fp16", "onnx-int8-tensorrt", "onnx-int8-onnxruntime-cpu"}
+
+
+@pytest.fixture()
+def out(pipeline_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> Path:
+    """A private copy of the quick-start work directory."""
+    src, done = pipeline_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Path(shutil.copytree(src, tmp_path / "rn50-out"))
+
+
+def _artifact_digests(root: Path) -> dict[str, str]:
+    manifest = json.loads((root / "manifest.json").read_text())
+    return {name: a["sha256"] for name, a in manifest["artifacts"].items()}
+
+
+def _files_match_manifest(root: Path) -> None:
+    for name, digest in _artifact_digests(root).items():
+        path = root / json.loads((root / "manifest.json").read_text())["artifacts"][name]["path"]
+        assert sha256_file(path) == digest, name
+    assert not list(root.rglob("*.partial"))
+
+
+def test_pipeline_end_to_end_on_cpu(pipeline_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, done = pipeline_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert ONNX_ARTIFACTS | {"calibration-percentile"} <= set(manifest["artifacts"])
+    assert set(manifest["steps"]) == {"export", "quantize", "parity", "profile"}  # calibration has its own cache
+    _files_match_manifest(root)
+    parity = json.loads((root / "parity.json").read_text())
+    assert parity["passed"] and {r["artifact"] for r in parity["results"] if r["status"] == "pass"} == ONNX_ARTIFACTS
+    profile = json.loads((root / "profile.json").read_text())
+    measured = {(r["runtime"], r["artifact"], r["batch"]) for r in profile["rows"] if r["status"] == "ok"}
+    for artifact in ONNX_ARTIFACTS:
+        assert {("onnxruntime-cpu", artifact, 1), ("onnxruntime-cpu", artifact, 8)} <= measured
+    assert ("torch-cpu", "pytorch-fp32", 1) in measured
+    report = (root / "report.md").read_text()
+    assert re.search(r"\| build-trt \| skipped \| [\d.]+ \| .*TensorRT", report)  # says why, not silently absent
+    assert "Parity: **PASS**" in report and "Fastest at acceptable error, batch 1" in report
+    assert "build-trt" in done.stdout and "skipped" in done.stdout
+
+
+def test_report_html_renders_in_headless_chromium(out: Path, tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium here (.ci/run installs it: apt-get install chromium)")
+    page = out / "report.html"
+    text = page.read_text()
+    assert text.count('src="data:image/png;base64,') == 2 and "http://" not in text and "https://" not in text  # self-contained
+    shutil.copy(page, tmp_path / "alone.html")  # no sibling files: everything it shows is inside it
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
+    shot = tmp_path / "shot.png"
+    uri = (tmp_path / "alone.html").as_uri()
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", uri], capture_output=True, timeout=120, check=True)
+    with Image.open(shot) as img:
+        assert img.size == (1280, 2400)
+        colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 100  # text, tables and the embedded charts, not a blank page
+    dom = subprocess.run([*flags, "--dump-dom", uri], capture_output=True, text=True, timeout=120, check=True).stdout
+    table = re.search(r'<table id="verdicts-table">(.*?)</table>', dom, re.S)
+    assert table is not None, "the parity verdict table is missing"
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
+    assert len(rows) == 1 + len(ONNX_ARTIFACTS)
+    assert all('class="pass">pass<' in r for r in rows[1:])
+
+
+def test_second_run_reuses_every_step(out: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.onnx")}
+    result = cli.invoke(app, ["pipeline", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    steps = {s["name"]: s for s in json.loads(result.stdout)["steps"]}
+    assert {n: s["status"] for n, s in steps.items()} == {"export": "reused", "calibrate": "reused", "quantize": "reused",
+                                                           "build-trt": "skipped", "parity": "reused", "profile": "reused"}  # fmt: skip
+    assert "TensorRT" in steps["build-trt"]["detail"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.onnx")} == before
+
+
+def test_failing_step_stops_the_run_and_keeps_earlier_artifacts(out: Path) -> None:
+    artifacts, profile = _artifact_digests(out), sha256_file(out / "profile.json")
+    result = cli.invoke(app, ["pipeline", "--out", str(out), "--threshold", "int8:min_top1=0.99", "--json"])
+    assert result.exit_code == 1, result.output
+    assert "parity:" in result.stderr and "top1_agreement" in result.stderr
+    steps = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
+    assert steps["parity"] == "failed" and steps["profile"] == "not run" and steps["quantize"] == "reused"
+    assert _artifact_digests(out) == artifacts and sha256_file(out / "profile.json") == profile
+    _files_match_manifest(out)
+    assert "| parity | failed |" in (out / "report.md").read_text()
+    # The failed parity was not recorded as done: the next run checks again.
+    again = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "parity", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["steps"][4]["status"] == "ran"
+
+
+def test_ctrl_c_in_a_step_keeps_manifest_and_files_consistent(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rn50.runtimes.profiling as profiling
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    manifest = (out / "manifest.json").read_bytes()
+    monkeypatch.setattr(profiling, "run_profile", interrupted)
+    result = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "profile", "--force"])
+    assert result.exit_code == 2 and "interrupted" in result.output
+    assert (out / "manifest.json").read_bytes() == manifest
+    _files_match_manifest(out)
+
+
+def test_directory_of_another_model_is_refused_before_anything_is_written(out: Path) -> None:
+    path = out / "manifest.json"
+    data = json.loads(path.read_text())
+    data["model"]["weights_sha256"] = "0" * 64
+    path.write_text(json.dumps(data))
+    before = {p: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = cli.invoke(app, ["pipeline", "--out", str(out)])
+    assert result.exit_code == 2 and "another model" in result.output
+    assert {p: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name not in ("report.md", "report.html")} == {
+        p: b for p, b in before.items() if p.name not in ("report.md", "report.html")
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--skip", "deploy"], "unknown step"),
+        (["--skip", "export", "--only", "parity"], "--skip and --only together"),
+        (["--batch", "0"], "batch sizes must be >= 1"),
+        (["--duration", "0"], "--duration 0"),
+        (["--method", "median"], "median"),
+    ],
+)
+def test_pipeline_bad_options_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = cli.invoke(app, ["pipeline", "--out", str(tmp_path / "w"), *args])
+    assert result.exit_code == 2 and needle in result.output, result.output
+    assert not (tmp_path / "w").exists()  # refused before the work directory is made
+
+
+def test_pipeline_refuses_a_file_as_output(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    result = cli.invoke(app, ["pipeline", "--out", str(target)])
+    assert result.exit_code == 2 and "is a file" in result.output
+    assert target.read_text() == "keep me"
+
+
+def test_doctor_on_this_machine() -> None:
+    result = cli.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert {"python", "torch", "onnx", "onnxruntime", "tensorrt", "gpu", "cpu"} <= set(checks)
+    assert checks["onnxruntime"]["status"] == "ok" and "CPUExecutionProvider" in checks["onnxruntime"]["detail"]
+    for c in checks.values():
+        assert c["status"] in ("ok", "missing", "broken")
+        assert c["status"] == "ok" or c["fix"], c
+    plain = cli.invoke(app, ["doctor"])
+    assert plain.exit_code == 0 and "onnxruntime" in plain.stdout
+
+
+def test_doctor_flags_both_onnxruntime_packages_as_broken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rn50 import doctor
+
+    monkeypatch.setattr(doctor, "_dist", lambda name: "1.31.1")
+    (check,) = doctor.check_onnxruntime()
+    assert check.status == "broken" and "share one module" in check.detail and "uninstall" in (check.fix or "")
