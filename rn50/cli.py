@@ -548,7 +548,9 @@ def pipeline(
     workdir = WorkDir(out_dir)
     with err.status("pipeline…") as status:
         result = Pipeline(workdir, config, progress=lambda m: status.update(f"pipeline: {escape(m)}")).run()
-    written = report_files.write(workdir, list(result.steps))
+    # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
+    started = any(s.status in ("ran", "reused") for s in result.steps)
+    written = report_files.write(workdir, list(result.steps)) if started else []
     if as_json:
         print_json({"steps": result.steps, "failed": result.failed, "reports": written})
     else:
@@ -559,7 +561,8 @@ def pipeline(
         for s in result.steps:
             table.add_row(s.name, f"[{colours[s.status]}]{s.status}[/]", f"{s.seconds:.1f}", escape(s.detail))
         out.print(table)
-        out.print("wrote " + ", ".join(str(p) for p in written))
+        if written:
+            out.print("wrote " + ", ".join(str(p) for p in written))
     if result.error is not None:
         raise result.error
 

@@ -33,10 +33,7 @@ def _dist(name: str) -> str | None:
 
 
 def check_python() -> Check:
-    v = platform.python_version()
-    if sys.version_info < (3, 10):
-        return Check("python", BROKEN, v, "rn50 needs Python 3.10 or newer")
-    return Check("python", OK, v)
+    return Check("python", OK, f"{platform.python_version()} ({sys.executable})")
 
 
 def check_package(name: str, purpose: str, fix: str, *, required: bool = True) -> Check:

@@ -150,7 +150,7 @@ def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]]
     batches = sorted({r.batch for r in rows if r.batch is not None})
     series = sorted({(r.label, r.mode) for r in rows})
     fig, axes = plt.subplots(1, 2 if scatter else 1, figsize=(14 if scatter else 9, 0.45 * len(series) * len(batches) + 2.2), squeeze=False)
-    ax = axes[0][0]
+    ax: Any = axes[0][0]
     height = 0.8 / len(batches)
     for i, b in enumerate(batches):
         values = []
@@ -165,14 +165,14 @@ def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]]
     ax.set_title(f"rn50 profile · {report.settings.threads} CPU threads")
     ax.legend()
     if scatter:
-        ax2 = axes[0][1]
+        ax2: Any = axes[0][1]
         batch = batches[0]
         for r in (r for r in scatter if r.batch == batch and r.stats is not None):
             v = verdicts[(r.runtime, r.artifact)]
             error = max(1.0 - v["cosine_min"], 1e-9)
-            ax2.scatter(r.stats.median_ms, error, marker="o" if v["status"] == "pass" else "x", s=60,  # type: ignore[union-attr]
+            ax2.scatter(r.stats.median_ms, error, marker="o" if v["status"] == "pass" else "x", s=60,
                         color="tab:green" if v["status"] == "pass" else "tab:red")  # fmt: skip
-            ax2.annotate(r.label, (r.stats.median_ms, error), fontsize=7, xytext=(4, 4), textcoords="offset points")  # type: ignore[union-attr]
+            ax2.annotate(r.label, (r.stats.median_ms, error), fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
         ax2.set_xlabel(f"median latency at batch {batch}, ms (end to end)")

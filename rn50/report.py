@@ -182,7 +182,7 @@ def _cell_class(text: str) -> str:
     low = text.lower()
     if low == "pass" or low == "reference":
         return ' class="pass"'
-    if low.startswith("fail") or low.startswith("error") or low == "failed":
+    if low.startswith(("fail", "error")):
         return ' class="fail"'
     if low.startswith("skipped") or low == "not run":
         return ' class="skip"'
