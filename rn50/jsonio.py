@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -20,3 +21,13 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def read_json(path: Path, *, what: str, fix: str) -> Any:
+    """The parsed file, or a UsageError naming ``what`` could not be read and the ``fix``."""
+    from rn50.errors import UsageError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {what} {path} ({e})", fix=fix) from e

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -12,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.charts import png, pyplot
 from rn50.errors import UsageError
-from rn50.jsonio import jsonable
+from rn50.jsonio import jsonable, read_json
 from rn50.metrics import OutputMetrics
 from rn50.parity import ParityReport, TargetResult
 
@@ -40,11 +40,7 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
 
 
 def load(path: Path) -> ParityReport:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read parity report {path} ({e})", fix="pass a parity.json written by rn50 parity") from e
-    return from_dict(data)
+    return from_dict(read_json(path, what="parity report", fix="pass a parity.json written by rn50 parity"))
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -98,13 +94,8 @@ def error_plot(errors: dict[str, np.ndarray]) -> bytes | None:
     """Box plot of |candidate − reference| per runtime (log scale); None when matplotlib is absent."""
     if not errors:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed: no error plot (pip install 'rn50[plot]')")
+    plt = pyplot("error plot")
+    if plt is None:
         return None
     labels = list(errors)
     data = [np.maximum(errors[k], 1e-12) for k in labels]
@@ -114,19 +105,15 @@ def error_plot(errors: dict[str, np.ndarray]) -> bytes | None:
     ax.set_xscale("log")
     ax.set_xlabel("|output − PyTorch FP32| per logit (box: quartiles, whiskers: 1st–99th percentile)")
     ax.set_title("rn50 parity: error distribution per runtime")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig, dpi=110)
 
 
 def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> list[Path]:
     written = [folder / "parity.json", folder / "parity.md"]
     atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
     atomic_write_text(written[1], markdown(report))
-    png = error_plot(errors)
-    if png is not None:
-        atomic_write_bytes(folder / "parity.png", png)
+    image = error_plot(errors)
+    if image is not None:
+        atomic_write_bytes(folder / "parity.png", image)
         written.append(folder / "parity.png")
     return written

@@ -3,15 +3,15 @@ error where a parity.json from the same work directory says how far each artifac
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.charts import png, pyplot
 from rn50.errors import UsageError
-from rn50.jsonio import jsonable
+from rn50.jsonio import jsonable, read_json
 from rn50.runtimes.profiling import HOST, METRIC_NAME, TORCH_RUNTIMES, ProfileReport, Row, Settings
 from rn50.runtimes.timing import HIGH_CV, LatencyStats
 
@@ -43,11 +43,7 @@ def from_dict(data: dict[str, Any]) -> ProfileReport:
 
 
 def load(path: Path) -> ProfileReport:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read profile report {path} ({e})", fix="pass a profile.json written by rn50 profile") from e
-    return from_dict(data)
+    return from_dict(read_json(path, what="profile report", fix="pass a profile.json written by rn50 profile"))
 
 
 def parity_verdicts(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -137,13 +133,8 @@ def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]]
     rows = report.measured
     if not rows:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed: no profile chart (pip install 'rn50[plot]')")
+    plt = pyplot("profile chart")
+    if plt is None:
         return None
     verdicts = verdicts or {}
     scatter = [r for r in rows if r.mode == HOST and (r.runtime, r.artifact) in verdicts]
@@ -178,11 +169,7 @@ def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]]
         ax2.set_xlabel(f"median latency at batch {batch}, ms (end to end)")
         ax2.set_ylabel("1 − worst-sample cosine vs PyTorch FP32")
         ax2.set_title("speed vs error (o parity passed, x failed): lower left is better")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig, dpi=100)
 
 
 def write(report: ProfileReport, folder: Path) -> list[Path]:
@@ -190,8 +177,8 @@ def write(report: ProfileReport, folder: Path) -> list[Path]:
     written = [folder / "profile.json", folder / "profile.md"]
     atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
     atomic_write_text(written[1], markdown(report, verdicts))
-    png = chart(report, verdicts)
-    if png is not None:
-        atomic_write_bytes(folder / "profile.png", png)
+    image = chart(report, verdicts)
+    if image is not None:
+        atomic_write_bytes(folder / "profile.png", image)
         written.append(folder / "profile.png")
     return written

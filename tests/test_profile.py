@@ -117,3 +117,58 @@ def test_inputs_are_the_same_crops_for_every_batch() -> None:
 
     pool = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
     assert inputs(5, pool)["input"].tolist() == [[0, 1], [2, 3], [4, 5], [0, 1], [2, 3]]
+
+
+def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU branch without a GPU: a fake runner, a fake CUDA-event timer and fake copy timings."""
+    from rn50.errors import EnvironmentProblem
+    from rn50.runtimes import profiling
+    from rn50.runtimes.base import DeviceBench, Runner, TensorSpec
+
+    class FakeGpu(Runner):
+        backend = "fake"
+
+        def activate(self) -> None:
+            pass
+
+        def input_specs(self) -> list[TensorSpec]:
+            return [TensorSpec("input", "float32", (None, 3, 2, 2))]
+
+        @property
+        def device(self) -> str:
+            return "FakeGPU"
+
+        def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {"logits": np.zeros((len(feed["input"]), 10), np.float32)}
+
+        def device_bench(self, feed: dict[str, np.ndarray], *, cuda_graph: bool) -> DeviceBench | None:
+            if cuda_graph:
+                raise EnvironmentProblem("no graphs on this fake", fix="pass --no-cuda-graphs")
+            return DeviceBench(lambda: None, None, False)
+
+    monkeypatch.setattr(profiling, "make_target_runner", lambda *a: FakeGpu(label="fake"))
+    monkeypatch.setattr(profiling, "cuda_event_timer", lambda bench: lambda: 2.0)
+    monkeypatch.setattr(profiling, "copy_times", lambda feed, nbytes, stream: (0.5, 0.25))
+    target = profiling.ProfileTarget("onnxruntime-cuda", "fp16", "onnx-fp16", Path("x.onnx"))
+    settings = Settings(batches=(1, 2), warmup_s=0, warmup_iterations=0, duration_s=None, iterations=3, threads=1)
+    rows = profiling.profile_target(target, settings, np.zeros((2, 3, 2, 2), np.float32), lambda: None, lambda m: None)
+    assert [(r.batch, r.mode, r.status) for r in rows] == [
+        (b, mode, status) for b in (1, 2) for mode, status in (("host", "ok"), ("device", "ok"), ("device+cuda-graph", "skipped"))
+    ]
+    device = rows[1]
+    assert device.metric == "GPU Compute Time" and device.stats is not None and device.stats.median_ms == 2.0
+    assert (device.h2d_ms, device.d2h_ms) == (0.5, 0.25) and device.device == "FakeGPU"
+    assert "no graphs on this fake" in (rows[2].reason or "") and rows[2].stats is None
+    assert rows[0].metric == "Latency" and rows[0].h2d_ms is None
+
+
+def test_machine_description_from_cpuinfo_and_nvidia_smi(tmp_path: Path) -> None:
+    from rn50.machine import cpu_info, parse_gpu_query
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n")
+    info = cpu_info(cpuinfo)
+    assert info["model"] == "Test CPU 9000" and info["int8_features"] == ["AVX2", "AVX-512", "AVX-512 VNNI", "AMX-INT8"]
+    (gpu,) = parse_gpu_query("NVIDIA H100 80GB HBM3, 9.0, 580.65.06, 1980 MHz, 1980 MHz, 2619 MHz, 700.00 W\n")
+    assert gpu["name"] == "NVIDIA H100 80GB HBM3" and gpu["compute_cap"] == "9.0" and gpu["clocks.sm"] == "1980 MHz"
+    assert parse_gpu_query("") == []
