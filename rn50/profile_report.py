@@ -46,22 +46,28 @@ def load(path: Path) -> ProfileReport:
     return from_dict(read_json(path, what="profile report", fix="pass a profile.json written by rn50 profile"))
 
 
-def parity_verdicts(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(runtime, artifact) → {status, cosine_min, max_abs} from a parity.json; empty when absent or unreadable."""
-    from rn50 import parity_report
-
-    if not path.is_file():
-        return {}
-    try:
-        parity = parity_report.load(path)
-    except UsageError as e:
-        log.warning("ignoring %s: %s", path, e.message)
+def verdicts_of(parity: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(runtime, artifact) → {status, cosine_min, max_abs} for each result of a ParityReport that ran."""
+    if parity is None:
         return {}
     return {
         (r.runtime, r.artifact): {"status": r.status, "cosine_min": r.metrics.cosine_min, "max_abs": r.metrics.max_abs}
         for r in parity.results
         if r.metrics is not None
     }
+
+
+def parity_verdicts(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """``verdicts_of`` a parity.json; empty when absent or unreadable."""
+    from rn50 import parity_report
+
+    if not path.is_file():
+        return {}
+    try:
+        return verdicts_of(parity_report.load(path))
+    except UsageError as e:
+        log.warning("ignoring %s: %s", path, e.message)
+        return {}
 
 
 def acceptable(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> bool | None:

@@ -49,7 +49,7 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
 
     parity = _load(workdir, "parity.json", parity_report.load)
     profile = _load(workdir, "profile.json", profile_report.load)
-    verdicts = profile_report.parity_verdicts(workdir.path("parity.json"))
+    verdicts = profile_report.verdicts_of(parity)
     out: list[Section] = []
 
     summary = Section("Summary", "summary")

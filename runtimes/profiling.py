@@ -285,6 +285,7 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
                 if target.runtime not in GPU_RUNTIMES:
                     continue
                 modes = [(DEVICE, False)] + ([(GRAPH, True)] if settings.cuda_graphs else [])
+                copies: tuple[float, float] | None = None  # the same for every mode of this batch
                 for mode, graph in modes:
                     try:
                         bench = runner.device_bench(feed, cuda_graph=graph)
@@ -293,7 +294,8 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
                         continue
                     if bench is None:
                         continue
-                    h2d, d2h = copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
+                    copies = copies or copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
+                    h2d, d2h = copies
                     stats = summarize(collect(cuda_event_timer(bench), **phases), batch=batch)  # type: ignore[arg-type]
                     rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h))
     except EnvironmentProblem as e:
