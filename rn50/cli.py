@@ -236,8 +236,7 @@ def parity(
         print_parity(report)
         out.print("wrote " + ", ".join(str(p) for p in written))
     if not report.passed:
-        r = report.failed[0]
-        raise CheckFailed(f"{r.label}: {'; '.join(r.failures) or r.reason}", fix="see parity.md; INT8 per-layer errors are in the quantize report")
+        raise CheckFailed(report.first_failure(), fix="see parity.md; INT8 per-layer errors are in the quantize report")
 
 
 def print_parity(report: Any) -> None:
@@ -474,8 +473,7 @@ def profile(
 
 
 def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
-    from rn50.profile_report import acceptable, fastest
-    from rn50.runtimes.profiling import TORCH_ARTIFACT
+    from rn50.profile_report import fastest, parity_mark
     from rn50.runtimes.timing import HIGH_CV
 
     s = report.settings
@@ -485,9 +483,9 @@ def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
         table.add_column(col, justify="left" if col in ("runtime", "artifact", "metric", "parity") else "right", overflow="fold")
     for r in report.measured:
         st = r.stats
-        ok = acceptable(r, verdicts)
         cv = f"[yellow]{st.cv:.1%}[/]" if st.unstable else f"{st.cv:.1%}"
-        par = "reference" if r.artifact == TORCH_ARTIFACT else "–" if ok is None else "[green]pass[/]" if ok else "[red]fail[/]"
+        mark = parity_mark(r, verdicts)
+        par = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(mark, mark)
         table.add_row(r.runtime, r.artifact, str(r.batch), r.metric, f"{st.median_ms:.2f}", f"{st.p99_ms:.2f}",
                       cv, f"{st.throughput:.1f}", par)  # fmt: skip
     out.print(table)

@@ -64,6 +64,11 @@ class ParityReport:
     def failed(self) -> list[TargetResult]:
         return [r for r in self.results if r.status in ("fail", "error")]
 
+    def first_failure(self) -> str:
+        """The first failing result and why, for the one-line error."""
+        r = self.failed[0]
+        return f"{r.label}: {'; '.join(r.failures) or r.reason}"
+
 
 def onnx_precision(path: Path) -> str:
     """fp32, fp16 or int8, from rn50's metadata or, failing that, from the graph itself."""

@@ -206,9 +206,7 @@ class Pipeline:
         written = parity_report.write(report, errors, self.workdir.root)
         ran = [r for r in report.results if r.metrics is not None]
         if not report.passed:
-            r = report.failed[0]
-            raise CheckFailed(f"parity: {r.label}: {'; '.join(r.failures) or r.reason}",
-                              fix="see parity.md; INT8 per-layer errors are in quantize-report.md")  # fmt: skip
+            raise CheckFailed(f"parity: {report.first_failure()}", fix="see parity.md; INT8 per-layer errors are in quantize-report.md")
         self.workdir.record_step("parity", key, written)
         return StepResult("parity", "ran", f"{len(ran)} runtime × artifact pairs pass, {len(report.results) - len(ran)} skipped")
 

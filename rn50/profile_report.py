@@ -78,6 +78,14 @@ def acceptable(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> boo
     return None if v is None else v["status"] == "pass"
 
 
+def parity_mark(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """How a profile row stands on parity: reference (PyTorch itself), pass, fail, or – (not compared)."""
+    if row.runtime in TORCH_RUNTIMES:
+        return "reference"
+    ok = acceptable(row, verdicts)
+    return "–" if ok is None else "pass" if ok else "fail"
+
+
 def fastest(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]], batch: int) -> Row | None:
     """The fastest end-to-end row at ``batch`` among those whose parity passed."""
     rows = [r for r in report.measured if r.batch == batch and r.mode == HOST and acceptable(r, verdicts)]
@@ -102,8 +110,7 @@ def markdown(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, An
         st = r.stats
         assert st is not None
         cv = f"{st.cv:.1%}" + (" ⚠" if st.unstable else "")
-        ok = acceptable(r, verdicts)
-        par = "reference" if r.runtime in TORCH_RUNTIMES else "–" if ok is None else "pass" if ok else "fail"
+        par = parity_mark(r, verdicts)
         copies = [f"{x:.3f}" if x is not None else "–" for x in (r.h2d_ms, r.d2h_ms)]
         lines.append(
             f"| {r.runtime} | {r.artifact} | {r.precision} | {r.batch} | {r.metric} | {st.median_ms:.3f} | {st.mean_ms:.3f} "

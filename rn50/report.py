@@ -45,7 +45,6 @@ def _load(workdir: WorkDir, name: str, loader: Any) -> Any:
 
 def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     from rn50 import parity_report, profile_report
-    from rn50.runtimes.profiling import TORCH_RUNTIMES
 
     parity = _load(workdir, "parity.json", parity_report.load)
     profile = _load(workdir, "profile.json", profile_report.load)
@@ -108,8 +107,7 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
                                 f"Latency is end to end from host memory ({_when(profile.created)}).")  # fmt: skip
         speed.header = ["runtime", "artifact", "precision", "batch", "metric", "median ms", "p99 ms", "img/s", "CV", "parity"]
         for r in profile.measured:
-            ok = profile_report.acceptable(r, verdicts)
-            mark = "reference" if r.runtime in TORCH_RUNTIMES else "–" if ok is None else "pass" if ok else "FAIL"
+            mark = profile_report.parity_mark(r, verdicts)
             st = r.stats
             speed.rows.append([r.runtime, r.artifact, r.precision, str(r.batch), r.metric, f"{st.median_ms:.3f}", f"{st.p99_ms:.3f}",
                                f"{st.throughput:.1f}", f"{st.cv:.1%}" + (" (high)" if st.unstable else ""), mark])  # fmt: skip

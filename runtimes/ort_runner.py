@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 
 from rn50.errors import EnvironmentProblem, UsageError
+from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rn50.runtimes.base import DeviceBench, Runner
-from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, make_runner
-from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
 
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.machine import describe, usable_cores
+from rn50.runtimes.base import DeviceBench, Runner
+from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, make_runner
+from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ def parse_batches(text: str) -> tuple[int, ...]:
         batches = tuple(int(b) for b in text.split(",") if b.strip())
     except ValueError:
         raise UsageError(f"--batch {text!r} is not a list of integers", fix="pass e.g. --batch 1,8,32") from None
-    if not batches or any(b < 1 for b in batches):
-        raise UsageError(f"--batch {text!r}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32")
-    return tuple(dict.fromkeys(batches))
+    return tuple(dict.fromkeys(batches))  # sizes are checked by Settings.validate
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 
 from rn50.errors import EnvironmentProblem
+from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 
 
 class TorchRunner(Runner):

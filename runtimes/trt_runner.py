@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rn50.errors import CheckFailed, UsageError
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.trt_engine import gpu_identity
 from rn50.runtimes.trt_env import import_tensorrt
 from rn50.runtimes.trt_plan import Sidecar, check_sidecar, sidecar_path
-
-from rn50.errors import CheckFailed, UsageError
 
 
 class TensorRTRunner(Runner):
