@@ -399,13 +399,17 @@ def build_trt(
     from rn50.artifacts import WorkDir
     from rn50.errors import UsageError
     from rn50.runtimes.build_trt import build_trt as run_build
+    from rn50.runtimes.registry import STANDIN
+    from rn50.runtimes.trt_env import require_tensorrt
     from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
 
     if fp16 and int8:
         raise UsageError("--fp16 and --int8 together", fix="build one precision per call")
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
-    opts = BuildOptions(precision, min_batch, opt_batch, max_batch, 224, workspace, opt_level, hardware_compat, version_compat)
+    opts = BuildOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mib=workspace,
+                        opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
     opts.validate()
+    require_tensorrt()  # fail fast: on a machine without TensorRT or a GPU the first message says so
     workdir = WorkDir(out_dir)
     if workdir.current(ONNX_FOR_PRECISION[precision]) is None and precision != "fp32":
         from rn50.calibration.run import convert_fp16, quantize_int8
@@ -421,7 +425,9 @@ def build_trt(
     if as_json:
         print_json(result)
         return
-    out.print(f"{'reused' if result.reused else 'wrote'} {result.engine} (+ {result.sidecar.name})")
+    out.print(f"{'reused' if result.reused else 'wrote'} {result.engine} (+ {result.sidecar.name})", soft_wrap=True)
+    if result.runtime == STANDIN:
+        err.print(f"[yellow]note:[/] built by {STANDIN}: rn50's TensorRT stand-in, not TensorRT")
     if result.layers:
         r = result.layers
         out.print(f"layers: {r.layers}; by input precision {r.precisions}; INT8 convolutions {r.int8_convolutions}; reformats {len(r.reformats)}")

@@ -20,7 +20,7 @@ from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.feeds import FeedSet
 from rn50.metrics import OutputMetrics, Thresholds, compare
 from rn50.runtimes.base import Runner
-from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, Target, make_runner, unavailable_reason
+from rn50.runtimes.registry import ONNX_RUNTIMES, RUNTIMES, Target, make_runner, shown_name, unavailable_reason
 
 log = logging.getLogger(__name__)
 OUTPUT = "logits"
@@ -88,36 +88,38 @@ def onnx_precision(path: Path) -> str:
 def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list[str] | None = None,
          extra_onnx: list[Path] | None = None) -> tuple[list[Target], list[TargetResult]]:  # fmt: skip
     """Targets to run, and those skipped with the reason (never silently dropped)."""
-    wanted = runtimes or [*ONNX_RUNTIMES, *ENGINE_RUNTIMES]
-    files: list[tuple[str, str, Path, str]] = []  # (name, precision, path, kind)
+    wanted = runtimes or list(RUNTIMES)
+    files: list[tuple[str, str, Path, str, Path | None]] = []  # (name, precision, path, kind, source ONNX of an engine)
     known = {a.name: a for a in workdir.artifacts()}
     if artifacts:
         missing = [a for a in artifacts if a not in known]
         if missing:
             raise UsageError(f"no artifact named {', '.join(missing)} in {workdir.manifest_path}",
                              fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}")  # fmt: skip
+    by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
     for art in known.values():
         if art.kind in ("onnx", "engine") and (not artifacts or art.name in artifacts):
             path = workdir.path(art.path)
             if not path.is_file():
                 raise UsageError(f"{art.name}: {path} is missing", fix="rebuild it (rn50 export / quantize / build-trt)")
-            files.append((art.name, art.precision, path, art.kind))
+            parent = by_sha.get(art.parent_sha256 or "") if art.kind == "engine" else None
+            files.append((art.name, art.precision, path, art.kind, workdir.path(parent.path) if parent else None))
     for path in extra_onnx or []:
         if not Path(path).is_file():
             raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")
-        files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx"))
+        files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None))
     if not files:
         raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
     targets, skipped = [], []
-    for name, precision, path, kind in files:
-        for runtime in wanted:
+    for name, precision, path, kind, source in files:
+        for runtime in map(shown_name, wanted):
             if (kind == "onnx") != (runtime in ONNX_RUNTIMES):
                 continue
             reason = unavailable_reason(runtime)
             if reason:
                 skipped.append(TargetResult(runtime, name, precision, str(path), "skipped", reason=reason))
             else:
-                targets.append(Target(runtime, precision, name, path))
+                targets.append(Target(runtime, precision, name, path, source))
     return targets, skipped
 
 
@@ -184,7 +186,11 @@ def run_parity(
         failures = tuple(limits.failures(m))
         cross = None
         if t.precision == "int8" and t.runtime != "onnxruntime-cpu":
-            cross = compare(got, ort_cpu_outputs(t.path))
+            qdq = t.source or t.path  # an engine is compared through the Q/DQ file it was built from
+            if qdq.suffix == ".onnx" and qdq.is_file():
+                cross = compare(got, ort_cpu_outputs(qdq))
+            else:
+                log.warning("%s: the Q/DQ ONNX it was built from is not in the manifest; no ONNX Runtime CPU cross-check", t.label)
         top1, top5 = _accuracy(got, feeds.labels)
         results.append(TargetResult(
             t.runtime, t.artifact, t.precision, str(t.path), "fail" if failures else "pass", device, m,

@@ -16,6 +16,7 @@ from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import OutputMetrics
 from rn50.parity import ParityReport, TargetResult
+from rn50.runtimes.registry import standin_note
 
 log = logging.getLogger(__name__)
 SCHEMA = "rn50.parity/1"
@@ -56,6 +57,7 @@ def markdown(report: ParityReport) -> str:
         "",
     ]
     lines += [f"> warning: {w}" for w in report.feeds.get("warnings", [])]
+    lines += [f"> note: {n}" for n in standin_note(r.runtime for r in report.results)]
     lines += [
         "",
         "| runtime | artifact | precision | device | max abs | mean abs | max rel | cos mean | cos worst | SQNR dB | top-1 agr | top-5 ovl | thresholds | verdict |",

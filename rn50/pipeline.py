@@ -170,7 +170,7 @@ class Pipeline:
 
     def build_trt(self) -> StepResult:
         from rn50.runtimes.build_trt import build_trt
-        from rn50.runtimes.registry import unavailable_reason
+        from rn50.runtimes.registry import STANDIN, unavailable_reason
         from rn50.runtimes.trt_plan import BuildOptions
 
         reason = unavailable_reason("tensorrt")
@@ -180,10 +180,11 @@ class Pipeline:
         done = []
         for precision in ENGINE_PRECISIONS:
             self.say(f"building the TensorRT {precision} engine")
-            result = build_trt(self.workdir, BuildOptions(precision, 1, 8, max_batch))
+            result = build_trt(self.workdir, BuildOptions(precision=precision, min_batch=1, opt_batch=8, max_batch=max_batch))
             done.append((precision, result.reused))
         status = "reused" if all(r for _, r in done) else "ran"
-        return StepResult("build-trt", status, ", ".join(f"{p} {'reused' if r else 'built'}" for p, r in done))
+        by = f" by {result.runtime} (rn50's test stand-in, not TensorRT)" if result.runtime == STANDIN else ""
+        return StepResult("build-trt", status, ", ".join(f"{p} {'reused' if r else 'built'}" for p, r in done) + by)
 
     def parity(self) -> StepResult:
         from rn50 import feeds as feed_sources

@@ -13,6 +13,7 @@ from rn50.charts import png, pyplot
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
 from rn50.runtimes.profiling import HOST, METRIC_NAME, TORCH_RUNTIMES, ProfileReport, Row, Settings
+from rn50.runtimes.registry import STANDIN, standin_note
 from rn50.runtimes.timing import HIGH_CV, LatencyStats
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ def parity_mark(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> st
 
 
 def fastest(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]], batch: int) -> Row | None:
-    """The fastest end-to-end row at ``batch`` among those whose parity passed."""
-    rows = [r for r in report.measured if r.batch == batch and r.mode == HOST and acceptable(r, verdicts)]
+    """The fastest end-to-end row at ``batch`` among those whose parity passed (never a stand-in's)."""
+    rows = [r for r in report.measured if r.batch == batch and r.mode == HOST and r.runtime != STANDIN and acceptable(r, verdicts)]
     return min(rows, key=lambda r: r.stats.median_ms if r.stats else float("inf"), default=None)
 
 
@@ -102,6 +103,7 @@ def markdown(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, An
         f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {phase} per row; "
         f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
         "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device (CUDA events).",
+        *[f"\n> note: {n}" for n in standin_note(r.runtime for r in report.rows)],
         "",
         "| runtime | artifact | precision | batch | metric | median ms | mean | min | p90 | p95 | p99 | max | std | CV | img/s | H2D ms | D2H ms | parity |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -14,6 +14,7 @@ from typing import Any
 from rn50.artifacts import WorkDir, atomic_write_text
 from rn50.errors import UsageError
 from rn50.machine import describe
+from rn50.runtimes.registry import standin_note
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
             if best is not None and best.stats is not None:
                 summary.paragraphs.append(f"Fastest at acceptable error, batch {b}: **{best.label}** "
                                           f"({best.stats.median_ms:.2f} ms, {best.stats.throughput:.1f} img/s).")  # fmt: skip
+    shown = [r.runtime for r in parity.results] if parity is not None else []
+    summary.paragraphs += standin_note(shown + ([r.runtime for r in profile.rows] if profile is not None else []))
     if steps:
         summary.header = ["step", "status", "seconds", "detail"]
         summary.rows = [[s.name, s.status, f"{s.seconds:.1f}", s.detail] for s in steps]

@@ -10,11 +10,14 @@ import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rn50.errors import UsageError
+
+if TYPE_CHECKING:
+    from rn50.runtimes.device import DeviceMemory
 
 Feed = dict[str, np.ndarray]
 
@@ -60,11 +63,12 @@ def check_feed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], *, where
 @dataclass(frozen=True)
 class DeviceBench:
     """One inference with inputs and outputs already in GPU memory: ``enqueue()`` queues it on
-    ``stream`` (a ``torch.cuda.Stream``) without waiting, so CUDA events around it time the GPU alone."""
+    ``stream`` without waiting, so ``memory``'s device clock around it times the GPU alone."""
 
     enqueue: Callable[[], None]
     stream: Any
     cuda_graph: bool
+    memory: DeviceMemory
 
 
 class Runner(abc.ABC):

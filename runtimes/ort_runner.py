@@ -15,6 +15,7 @@ import numpy as np
 
 from rn50.errors import EnvironmentProblem, UsageError
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
+from rn50.runtimes.device import TorchCuda
 
 log = logging.getLogger(__name__)
 
@@ -159,4 +160,4 @@ class OnnxRuntimeRunner(Runner):
             _ = keep  # the bound buffers live as long as the closure
             session.run_with_iobinding(binding)
 
-        return DeviceBench(enqueue, stream, cuda_graph)
+        return DeviceBench(enqueue, stream, cuda_graph, TorchCuda())

@@ -29,13 +29,12 @@ log = logging.getLogger(__name__)
 
 TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")
 PROFILE_RUNTIMES = (*TORCH_RUNTIMES, *RUNTIMES)
-GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
+GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", *ENGINE_RUNTIMES)
 PRECISIONS = ("fp32", "fp16", "int8")
 TORCH_ARTIFACT = "pytorch-fp32"
 # Modes, with trtexec's names for what each measures.
 HOST, DEVICE, GRAPH = "host", "device", "device+cuda-graph"
 METRIC_NAME = {HOST: "Latency", DEVICE: "GPU Compute Time", GRAPH: "GPU Compute Time (CUDA graph)"}
-COPY_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -190,52 +189,6 @@ def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
     return {"input": np.ascontiguousarray(np.concatenate([pool] * reps)[:batch])}
 
 
-def cuda_event_timer(bench: DeviceBench) -> Callable[[], float]:
-    import torch
-
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def one() -> float:
-        start.record(bench.stream)
-        bench.enqueue()
-        end.record(bench.stream)
-        end.synchronize()
-        return float(start.elapsed_time(end))
-
-    return one
-
-
-def copy_times(feed: dict[str, np.ndarray], output_bytes: int, stream: Any) -> tuple[float, float]:
-    """Median H2D of the inputs and D2H of ``output_bytes``, pinned host memory, CUDA events."""
-    import torch
-
-    host_in = [torch.from_numpy(a).pin_memory() for a in feed.values()]
-    dev_in = [t.to("cuda") for t in host_in]
-    dev_out = torch.empty(output_bytes, dtype=torch.uint8, device="cuda")
-    host_out = torch.empty(output_bytes, dtype=torch.uint8).pin_memory()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def timed(copy: Callable[[], None]) -> float:
-        samples = []
-        for _ in range(COPY_SAMPLES):
-            start.record(stream)
-            with torch.cuda.stream(stream):
-                copy()
-            end.record(stream)
-            end.synchronize()
-            samples.append(start.elapsed_time(end))
-        return float(np.median(samples))
-
-    def upload() -> None:
-        for d, h in zip(dev_in, host_in, strict=True):
-            d.copy_(h, non_blocking=True)
-
-    def download() -> None:
-        host_out.copy_(dev_out, non_blocking=True)
-
-    return timed(upload), timed(download)
-
-
 def make_target_runner(target: ProfileTarget, settings: Settings, model_loader: Callable[[], Any]) -> Runner:
     if target.path is None:
         from rn50.runtimes.torch_runner import TorchRunner
@@ -292,9 +245,10 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
                         continue
                     if bench is None:
                         continue
-                    copies = copies or copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
+                    copies = copies or bench.memory.copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
                     h2d, d2h = copies
-                    stats = summarize(collect(cuda_event_timer(bench), **phases), batch=batch)  # type: ignore[arg-type]
+                    timer = bench.memory.timer(bench.stream, bench.enqueue)
+                    stats = summarize(collect(timer, **phases), batch=batch)  # type: ignore[arg-type]
                     rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h))
     except EnvironmentProblem as e:
         return rows + [Row(*base, "skipped", reason=e.message)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,18 @@ from rn50.errors import UsageError
 from rn50.runtimes.base import Runner
 
 ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
-ENGINE_RUNTIMES = ("tensorrt",)
-RUNTIMES = (*ONNX_RUNTIMES, *ENGINE_RUNTIMES)
+# Engines run on TensorRT; under rn50's test stand-in their results are labelled tensorrt-standin, a
+# name users cannot ask for and that never reads as TensorRT.
+ENGINE_RUNTIMES = ("tensorrt", "tensorrt-standin")  # the second is STANDIN below
+RUNTIMES = (*ONNX_RUNTIMES, "tensorrt")  # what --runtime accepts
+STANDIN = "tensorrt-standin"
+STANDIN_NOTE = ("tensorrt-standin rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
+                "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed.")
+
+
+def standin_note(runtimes: Iterable[str]) -> list[str]:
+    """The note every report carries when it shows stand-in results."""
+    return [STANDIN_NOTE] if STANDIN in runtimes else []
 PROVIDER_OF = {"onnxruntime-cpu": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
 
 
@@ -21,6 +32,7 @@ class Target:
     precision: str
     artifact: str  # manifest name, or the file name for an explicit path
     path: Path
+    source: Path | None = None  # for an engine: the ONNX file it was built from
 
     @property
     def label(self) -> str:
@@ -46,18 +58,21 @@ def unavailable_reason(runtime: str) -> str | None:
         if provider not in onnxruntime.get_available_providers():
             return f"this onnxruntime build has no {provider} (pip install 'rn50[gpu]' on a CUDA host)"
         return None
-    if runtime == "tensorrt":
+    if runtime in ENGINE_RUNTIMES:
         from rn50.runtimes.trt_env import tensorrt_reason
 
-        reason = tensorrt_reason()
-        if reason:
-            return reason
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU visible to torch"
-        return None
+        return tensorrt_reason()
     raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIMES)}")
+
+
+def shown_name(runtime: str) -> str:
+    """The name results of ``runtime`` are labelled with: ``tensorrt`` becomes ``tensorrt-standin`` when
+    the TensorRT loaded here is rn50's test stand-in."""
+    if runtime == "tensorrt":
+        from rn50.runtimes.trt_env import runtime_name, tensorrt_reason
+
+        return runtime if tensorrt_reason() is not None else runtime_name()
+    return runtime
 
 
 def make_runner(target: Target, *, threads: int | None = None) -> Runner:

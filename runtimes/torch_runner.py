@@ -7,6 +7,7 @@ import torch
 
 from rn50.errors import EnvironmentProblem
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
+from rn50.runtimes.device import TorchCuda
 
 
 class TorchRunner(Runner):
@@ -49,7 +50,7 @@ class TorchRunner(Runner):
             with torch.inference_mode(), torch.cuda.stream(stream):
                 model(x)
 
-        return DeviceBench(enqueue, stream, False)
+        return DeviceBench(enqueue, stream, False, TorchCuda())
 
     def _infer(self, feed: Feed) -> Feed:
         with torch.inference_mode():

@@ -1,24 +1,25 @@
 """The thin TensorRT layer: parse, build a strongly typed engine, inspect it. One path for TensorRT
 10.12+ and 11.x: no precision flags, no calibrator (precision comes from the ONNX file), ``_v2`` APIs.
-Checked with mypy against tensorrt-stubs; run only where TensorRT and a GPU exist."""
+Checked with mypy against tensorrt-stubs; executed in tests against rn50's TensorRT stand-in."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
-from rn50.runtimes.trt_env import import_tensorrt
+from rn50.errors import CheckFailed, UsageError
+from rn50.runtimes.trt_env import trt
 from rn50.runtimes.trt_plan import BuildOptions, profile_shapes
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    import tensorrt as trt
 INPUT = "input"
+MAX_PARSER_ERRORS = 3
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,36 @@ class BuiltEngine:
     io: list[dict[str, Any]]
 
 
-def _progress_monitor(say: Callable[[str], None]) -> trt.IProgressMonitor:
+def recording_logger() -> Any:
+    """A TensorRT logger that forwards to Python logging and keeps the errors, so a failed call can say
+    what TensorRT said instead of "returned None"."""
+
+    class Recorder(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+        def last_error(self) -> str:
+            return self.errors[-1] if self.errors else "no error logged"
+
+    return Recorder()
+
+
+def progress_monitor(say: Callable[[str], None]) -> trt.IProgressMonitor:
     class Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
             say(f"{phase_name} (0/{num_steps})")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
@@ -56,19 +81,14 @@ def parse_onnx(builder: trt.Builder, onnx_path: Path, logger: trt.ILogger) -> tu
         for i in range(parser.num_errors):
             e = parser.get_error(i)
             errors.append(f"node {e.node_name() or e.node()} ({e.node_operator() or '?'}): {e.desc()}")
-        raise UsageError(f"TensorRT's ONNX parser rejected {onnx_path.name}: " + "; ".join(errors[:3])
-                         + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""),
-                         fix="run rn50 export again; report the node if it persists")  # fmt: skip
+        more = f" (+{len(errors) - MAX_PARSER_ERRORS} more)" if len(errors) > MAX_PARSER_ERRORS else ""
+        raise UsageError(f"TensorRT's ONNX parser rejected {onnx_path.name}: " + "; ".join(errors[:MAX_PARSER_ERRORS]) + more,
+                         fix="rebuild the file with rn50 export / rn50 quantize, then rn50 build-trt; report the node if it persists")  # fmt: skip
     return network, parser
 
 
-def build(onnx_path: Path, opts: BuildOptions, *, timing_cache: bytes = b"",
-          progress: Callable[[str], None] | None = None) -> BuiltEngine:  # fmt: skip
-    import_tensorrt()  # a clear error where TensorRT is missing
-    import tensorrt as trt
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network, _parser = parse_onnx(builder, onnx_path, logger)
+def configure(builder: trt.Builder, opts: BuildOptions, timing_cache: bytes,
+              progress: Callable[[str], None] | None) -> trt.IBuilderConfig:  # fmt: skip
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mib << 20)
     config.builder_optimization_level = opts.opt_level
@@ -80,40 +100,42 @@ def build(onnx_path: Path, opts: BuildOptions, *, timing_cache: bytes = b"",
     if opts.version_compat:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     cache = config.create_timing_cache(timing_cache)
-    config.set_timing_cache(cache, False)
+    if not config.set_timing_cache(cache, False):
+        log.warning("the saved timing cache does not match this TensorRT or GPU; starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     if progress is not None:
-        config.progress_monitor = _progress_monitor(progress)
+        config.progress_monitor = progress_monitor(progress)
     profile = builder.create_optimization_profile()
     lo, opt, hi = profile_shapes(opts)
-    profile.set_shape(INPUT, lo, opt, hi)
-    config.add_optimization_profile(profile)
+    profile.set_shape(INPUT, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
+    if config.add_optimization_profile(profile) < 0:
+        raise UsageError(f"TensorRT refused the optimisation profile {lo} / {opt} / {hi}",
+                         fix="pass --min-batch <= --opt-batch <= --max-batch")  # fmt: skip
+    return config
+
+
+def build(onnx_path: Path, opts: BuildOptions, *, timing_cache: bytes = b"",
+          progress: Callable[[str], None] | None = None) -> BuiltEngine:  # fmt: skip
+    logger = recording_logger()
+    builder = trt.Builder(logger)
+    network, _parser = parse_onnx(builder, onnx_path, logger)
+    config = configure(builder, opts, timing_cache, progress)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise CheckFailed("TensorRT could not build the engine", fix="run with --verbose for TensorRT's log; try a larger --workspace")
+        raise CheckFailed(f"TensorRT could not build the engine: {logger.last_error()}",
+                          fix="rerun with --verbose for TensorRT's log; for a workspace error pass a larger --workspace")  # fmt: skip
     plan = bytes(serialized)
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     if engine is None:
-        raise CheckFailed("TensorRT built an engine it cannot load", fix="report this with --verbose output")
-    inspector = engine.create_engine_inspector()
-    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    io = [
-        {"name": engine.get_tensor_name(i), "mode": str(engine.get_tensor_mode(engine.get_tensor_name(i))),
-         "dtype": str(engine.get_tensor_dtype(engine.get_tensor_name(i))),
-         "shape": dims(engine.get_tensor_shape(engine.get_tensor_name(i)))}
-        for i in range(engine.num_io_tensors)
-    ]  # fmt: skip
+        raise CheckFailed(f"TensorRT built an engine it cannot load: {logger.last_error()}", fix="report this with --verbose output")
+    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    io = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        io.append({"name": name, "mode": str(engine.get_tensor_mode(name)), "dtype": str(engine.get_tensor_dtype(name)),
+                   "shape": dims(engine.get_tensor_shape(name))})  # fmt: skip
     return BuiltEngine(plan, bytes(config.get_timing_cache().serialize()), info, io)
 
 
 def dims(d: trt.Dims) -> list[int]:
     return [int(d[j]) for j in range(len(d))]
-
-
-def gpu_identity() -> tuple[str, str]:
-    """(GPU name, compute capability "major.minor") of the current CUDA device."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise EnvironmentProblem("no CUDA GPU is visible", fix="run build-trt and TensorRT parity on a machine with an NVIDIA GPU")
-    major, minor = torch.cuda.get_device_capability()
-    return torch.cuda.get_device_name(), f"{major}.{minor}"

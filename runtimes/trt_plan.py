@@ -91,6 +91,7 @@ class Sidecar:
     io: list[dict[str, Any]]
     layers: dict[str, Any] = field(default_factory=dict)  # summary of the inspector report
     schema: str = SIDECAR_SCHEMA
+    runtime: str = "tensorrt"  # "tensorrt-standin" for an engine of rn50's test stand-in
 
     def save(self, path: Path) -> None:
         from rn50.artifacts import atomic_write_text
@@ -104,10 +105,16 @@ class Sidecar:
                              fix="rebuild with `rn50 build-trt` (engines need their .engine.json sidecar)")  # fmt: skip
         try:
             data = json.loads(path.read_text())
-            if data.get("schema") != SIDECAR_SCHEMA:
-                raise ValueError(f"schema {data.get('schema')!r}")
-            return cls(**data)
-        except (ValueError, TypeError) as e:
+            if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
+                raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r}")
+            sidecar = cls(**data)
+            bad = [f for f in ("tensorrt", "gpu", "compute_capability", "onnx_sha256", "engine_sha256", "key", "runtime")
+                   if not isinstance(getattr(sidecar, f), str)]  # fmt: skip
+            if bad or not isinstance(sidecar.options, dict) or not isinstance(sidecar.profiles, list):
+                raise ValueError(f"wrong types in {', '.join(bad) or 'options/profiles'}")
+            _cc(sidecar.compute_capability)
+            return sidecar
+        except (OSError, ValueError, TypeError) as e:
             raise UsageError(f"{path} is not an rn50 engine sidecar ({e})", fix="rebuild with `rn50 build-trt`") from e
 
 
@@ -120,9 +127,31 @@ def _cc(value: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def check_sidecar(sidecar: Sidecar, *, tensorrt_version: str, compute_capability: str, precision: str) -> None:
+def check_engine_file(sidecar: Sidecar, engine: Path, engine_sha256: str) -> None:
+    """Refuse an engine file that is not the one its sidecar describes (truncated, replaced) and a sidecar
+    whose recorded build (TensorRT, GPU, ONNX, options) no longer gives its key (edited by hand)."""
+    fix = rebuild_fix(str(sidecar.options.get("precision", "fp32")))
+    if engine_sha256 != sidecar.engine_sha256:
+        raise UsageError(f"{engine.name} does not match its sidecar (sha256 {engine_sha256[:12]}, recorded "
+                         f"{sidecar.engine_sha256[:12]}): the file was truncated or replaced", fix=fix)  # fmt: skip
+    try:
+        key = engine_key(sidecar.onnx_sha256, sidecar.tensorrt, sidecar.compute_capability, BuildOptions(**sidecar.options))
+    except TypeError:
+        key = ""
+    if key != sidecar.key:
+        raise UsageError(f"{sidecar_path(engine).name} was edited: its fields no longer give the engine's key", fix=fix)
+
+
+def rebuild_fix(precision: str) -> str:
+    return f"rebuild with `rn50 build-trt{'' if precision == 'fp32' else ' --' + precision}` on this machine"
+
+
+def check_sidecar(sidecar: Sidecar, *, tensorrt_version: str, compute_capability: str, precision: str,
+                  runtime: str = "tensorrt") -> None:  # fmt: skip
     """Refuse an engine built by another TensorRT or for another GPU, before deserialising it."""
-    fix = f"rebuild with `rn50 build-trt{'' if precision == 'fp32' else ' --' + precision}` on this machine"
+    fix = rebuild_fix(precision)
+    if sidecar.runtime != runtime:
+        raise UsageError(f"the engine was built by {sidecar.runtime}; this machine runs {runtime}", fix=fix)
     same_version = sidecar.tensorrt == tensorrt_version
     version_ok = same_version or (
         sidecar.options.get("version_compat", False)
@@ -155,11 +184,20 @@ class LayerReport:
     precisions: dict[str, int]  # first input data type -> layer count
 
 
+# Words TensorRT uses for a data type in the inspector's format strings ("Thirty-two wide channel vectorized
+# row major Int8 format", "Row major linear FP32", "Channel major FP16 format where channel % 8 == 0") and
+# in TensorRT 11's separate "DataType" field ("Float", "Half", "Int8"), in the order they are tried.
+DATATYPE_WORDS = (
+    ("Int8", ("int8",)), ("FP8", ("fp8",)), ("BFloat16", ("bf16", "bfloat16")), ("Half", ("fp16", "half")),
+    ("Float", ("fp32", "float")), ("Int32", ("int32",)), ("Int64", ("int64",)), ("Bool", ("bool",)),
+)  # fmt: skip
+
+
 def _datatype(io: Any) -> str:
     if isinstance(io, dict):
-        fmt = str(io.get("Format/Datatype", ""))
-        for name in ("Int8", "FP8", "Half", "Float", "BFloat16", "Int32", "Int64", "Bool"):
-            if name.lower() in fmt.lower():
+        text = str(io.get("DataType") or io.get("Format/Datatype") or "").lower()
+        for name, words in DATATYPE_WORDS:
+            if any(w in text for w in words):
                 return name
     return "?"
 

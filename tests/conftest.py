@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,6 +42,59 @@ def workdir_copy(export_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def fp32_onnx(export_dir: Path) -> Path:
     return export_dir / "resnet50.fp32.onnx"
+
+
+@pytest.fixture(scope="session")
+def quantized_dir(tmp_path_factory: pytest.TempPathFactory, export_dir: Path) -> Path:
+    """``export_dir`` plus the FP16 file and both INT8 Q/DQ files (16 crops, minmax). Tests copy it to change it."""
+    from typer.testing import CliRunner
+
+    from rn50.cli import app
+
+    root = tmp_path_factory.mktemp("quantized") / "work"
+    shutil.copytree(export_dir, root)
+    result = CliRunner().invoke(app, ["quantize", "--int8", "--fp16", "--out", str(root), "--count", "16", "--method", "minmax"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+STANDIN = Path(__file__).resolve().parent / "standin"
+
+
+def _tensorrt_modules() -> list[str]:
+    return [m for m in sys.modules if m == "tensorrt" or m.startswith(("tensorrt.", "tensorrt_bindings"))]
+
+
+@contextlib.contextmanager
+def standin_tensorrt() -> Iterator[ModuleType]:
+    """rn50's TensorRT stand-in as the ``tensorrt`` module, here and in subprocesses (PYTHONPATH); whatever
+    ``tensorrt`` was loaded before is put back afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _tensorrt_modules():
+            mp.delitem(sys.modules, name)
+        mp.syspath_prepend(str(STANDIN))
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(STANDIN), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        import tensorrt
+
+        assert hasattr(tensorrt, "__rn50_standin__"), tensorrt.__file__
+        try:
+            yield tensorrt
+        finally:
+            for name in _tensorrt_modules():
+                del sys.modules[name]
+
+
+@pytest.fixture()
+def trt_standin() -> Iterator[ModuleType]:
+    with standin_tensorrt() as module:
+        yield module
+
+
+@pytest.fixture(scope="module")
+def trt_standin_module() -> Iterator[ModuleType]:
+    """The stand-in for a whole test module (its module-scoped fixtures build engines with it)."""
+    with standin_tensorrt() as module:
+        yield module
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"

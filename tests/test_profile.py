@@ -120,7 +120,7 @@ def test_inputs_are_the_same_crops_for_every_batch() -> None:
 
 
 def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The GPU branch without a GPU: a fake runner, a fake CUDA-event timer and fake copy timings."""
+    """The GPU branch without a GPU: a fake runner whose device-memory seam has a fake clock and fake copy timings."""
     from rn50.errors import EnvironmentProblem
     from rn50.runtimes import profiling
     from rn50.runtimes.base import DeviceBench, Runner, TensorSpec
@@ -144,11 +144,16 @@ def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeyp
         def device_bench(self, feed: dict[str, np.ndarray], *, cuda_graph: bool) -> DeviceBench | None:
             if cuda_graph:
                 raise EnvironmentProblem("no graphs on this fake", fix="pass --no-cuda-graphs")
-            return DeviceBench(lambda: None, None, False)
+            return DeviceBench(lambda: None, None, False, FakeMemory())  # type: ignore[arg-type]
+
+    class FakeMemory:
+        def timer(self, stream: object, enqueue: object) -> object:
+            return lambda: 2.0
+
+        def copy_times(self, feed: object, nbytes: int, stream: object) -> tuple[float, float]:
+            return 0.5, 0.25
 
     monkeypatch.setattr(profiling, "make_target_runner", lambda *a: FakeGpu(label="fake"))
-    monkeypatch.setattr(profiling, "cuda_event_timer", lambda bench: lambda: 2.0)
-    monkeypatch.setattr(profiling, "copy_times", lambda feed, nbytes, stream: (0.5, 0.25))
     target = profiling.ProfileTarget("onnxruntime-cuda", "fp16", "onnx-fp16", Path("x.onnx"))
     settings = Settings(batches=(1, 2), warmup_s=0, warmup_iterations=0, duration_s=None, iterations=3, threads=1)
     rows = profiling.profile_target(target, settings, np.zeros((2, 3, 2, 2), np.float32), lambda: None, lambda m: None)

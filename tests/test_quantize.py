@@ -20,14 +20,10 @@ cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory: pytest.TempPathFactory, export_dir: Path) -> Path:
+def quantized(tmp_path_factory: pytest.TempPathFactory, quantized_dir: Path) -> Path:
     import shutil
 
-    root = tmp_path_factory.mktemp("q") / "work"
-    shutil.copytree(export_dir, root)
-    result = cli.invoke(app, ["quantize", "--int8", "--fp16", "--out", str(root), "--count", "16", "--method", "minmax"])
-    assert result.exit_code == 0, result.output
-    return root
+    return Path(shutil.copytree(quantized_dir, tmp_path_factory.mktemp("q") / "work"))
 
 
 def _inits(model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ from rn50.runtimes.trt_plan import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TRT_MODULES = [ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "build_trt.py", "trt_env.py")]
+TRT_MODULES = [ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "build_trt.py", "trt_env.py", "device.py")]
 
 
 @pytest.mark.parametrize(
@@ -96,6 +96,42 @@ def _inspector(conv_dtype: str) -> str:
     ]})  # fmt: skip
 
 
+def test_layer_report_reads_10x_and_11x_datatypes_and_skips_what_it_cannot_read() -> None:
+    text = json.dumps({"Layers": [
+        "a name only (LAYER_NAMES_ONLY verbosity)",
+        {"Name": "c1", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Row major linear FP32"}]},
+        {"Name": "c2", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
+        {"Name": "c3", "LayerType": "CaskConvolution", "Inputs": [{"Format": "Thirty-two wide channel vectorized", "DataType": "Int8"}]},
+        {"Name": "c4", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "something new"}]},
+    ]})  # fmt: skip
+    report = read_layer_report(text)
+    assert report.precisions == {"Float": 1, "Half": 1, "Int8": 1, "?": 1} and report.int8_convolutions == 1
+    assert report.non_int8_convolutions == ["c1 (Float)", "c2 (Half)", "c4 (?)"]
+
+
+def test_a_tensorrt_module_without_a_gpu_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real-looking TensorRT (no stand-in mark) goes through torch CUDA, which sees no GPU here."""
+    import types
+
+    from rn50.errors import EnvironmentProblem
+    from rn50.runtimes import trt_env
+
+    fake = types.ModuleType("tensorrt")
+    fake.Builder = object  # type: ignore[attr-defined]
+    fake.__version__ = "10.13.0.35"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(EnvironmentProblem, match="TensorRT needs a CUDA GPU: no CUDA GPU visible to torch"):
+        trt_env.require_tensorrt()
+    assert trt_env.runtime_name() == "tensorrt" and trt_env.version() == "10.13.0.35"
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed at all
+    with pytest.raises(EnvironmentProblem, match="TensorRT is not installed"):
+        trt_env.require_tensorrt()
+
+
 def test_layer_report_and_int8_check() -> None:
     report = read_layer_report(_inspector("Int8"))
     assert report.layers == 3 and report.int8_convolutions == 1 and report.reformats == ["Reformatting CopyNode for input"]
@@ -113,6 +149,24 @@ def test_no_api_that_tensorrt_11_removed() -> None:
         assert not names & set(REMOVED_APIS), f"{path.name} uses {sorted(names & set(REMOVED_APIS))}"
     source = (ROOT / "runtimes" / "trt_engine.py").read_text()
     assert "STRONGLY_TYPED" in source and "set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)" in source
+
+
+def _imports_tensorrt(node: ast.AST) -> bool:
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] == "tensorrt" for a in node.names)
+    return isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tensorrt"
+
+
+def test_one_lazy_tensorrt_import() -> None:
+    """No TensorRT module imports tensorrt at run time except through trt_env (the bug class of the first
+    build-trt crash: a name imported for type checking only, used at run time)."""
+    for path in TRT_MODULES:
+        tree = ast.parse(path.read_text())
+        runtime_imports = [n for n in ast.walk(tree) if _imports_tensorrt(n)]
+        guarded = {id(n) for stmt in ast.walk(tree) if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test)
+                   for n in ast.walk(stmt)}  # fmt: skip
+        loose = [ast.unparse(n) for n in runtime_imports if id(n) not in guarded]
+        assert not loose, f"{path.name}: {loose}"
 
 
 def _patched_stubs(tmp: Path) -> Path:
@@ -144,16 +198,18 @@ def test_tensorrt_modules_type_check_against_tensorrt_stubs(tmp_path: Path) -> N
     assert any("canary" in line and "no_such_option" in line for line in run.stdout.splitlines()), run.stdout[-2000:]
 
 
-def test_build_trt_without_tensorrt_says_how_to_install(workdir_copy: Path) -> None:
+def test_build_trt_without_tensorrt_says_how_to_install_first(tmp_path: Path) -> None:
+    """Fail fast: in an empty directory the first message is about TensorRT, and nothing is created."""
     from typer.testing import CliRunner
 
     from rn50.cli import app
 
     if tensorrt_reason() is None:
         pytest.skip("TensorRT is installed here")
-    result = CliRunner().invoke(app, ["build-trt", "--out", str(workdir_copy)])
-    assert result.exit_code == 2 and "pip install 'rn50[tensorrt]'" in result.output
-    result = CliRunner().invoke(app, ["build-trt", "--out", str(workdir_copy), "--fp16", "--int8"])
+    result = CliRunner().invoke(app, ["build-trt", "--out", str(tmp_path / "new")])
+    assert result.exit_code == 2 and "pip install 'rn50[tensorrt]'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "new").exists()
+    result = CliRunner().invoke(app, ["build-trt", "--out", str(tmp_path), "--fp16", "--int8"])
     assert result.exit_code == 2 and "--fp16 and --int8 together" in result.output
 
 
