@@ -47,7 +47,7 @@ def main() -> None:
         xt = torch.from_numpy(x)
         rows: dict[str, float] = {}
 
-        def torch_run(m: torch.nn.Module) -> None:
+        def torch_run(m: torch.nn.Module, xt: torch.Tensor = xt) -> None:
             with torch.inference_mode():
                 m(xt)
 
@@ -60,7 +60,7 @@ def main() -> None:
         for name, path in sorted(ort_files.items()):
             with OnnxRuntimeRunner(path, threads=args.threads) as r:
                 feed = {"input": x}
-                rows[f"onnxruntime {name}"] = summarize(measure(lambda: r.infer(feed), duration_s=args.duration), batch=batch).median_ms
+                rows[f"onnxruntime {name}"] = summarize(measure(lambda r=r, feed=feed: r.infer(feed), duration_s=args.duration), batch=batch).median_ms
         base = rows["torch eager fp32"]
         print(f"\nbatch {batch}")
         print("| path | median ms | ratio to torch eager |\n|---|---|---|")

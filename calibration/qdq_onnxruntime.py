@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
-from rn50.calibration.table import CalibrationTable
 from rn50.exporter.graph import toposort
+
+if TYPE_CHECKING:
+    from rn50.calibration.table import CalibrationTable
 
 
 def emit(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:

@@ -7,14 +7,17 @@ per-tensor activations.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rn50.calibration.table import CalibrationTable
 from rn50.errors import UsageError
 from rn50.exporter.graph import toposort
+
+if TYPE_CHECKING:
+    from rn50.calibration.table import CalibrationTable
 
 QMAX = 127.0
 WEIGHTED = ("Conv", "Gemm")

@@ -7,11 +7,14 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import onnx
 
 from rn50.metrics import OutputMetrics, compare
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LAYER_OPS = ("Conv", "Gemm")
 

@@ -6,14 +6,16 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rn50.errors import UsageError
 from rn50.feeds import FeedSet, check_finite
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 

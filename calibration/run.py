@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 
@@ -17,9 +16,14 @@ from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.calibration.table import CalibrationTable, table_key
 from rn50.errors import UsageError
 from rn50.exporter.run import FP32_NAME, stamp_metadata
-from rn50.feeds import FeedSet
 from rn50.jsonio import jsonable
-from rn50.metrics import OutputMetrics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from rn50.feeds import FeedSet
+    from rn50.metrics import OutputMetrics
 
 log = logging.getLogger(__name__)
 EMITTERS = {"tensorrt": qdq_tensorrt.emit, "onnxruntime-cpu": qdq_onnxruntime.emit}

@@ -5,10 +5,12 @@ sample crops stay in FP32, so nothing that would overflow is left unguarded."""
 from __future__ import annotations
 
 import logging
-
-import onnx
+from typing import TYPE_CHECKING
 
 from rn50.exporter.graph import toposort
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,14 @@ import contextlib
 import io
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
-import onnx
 import torch
 
 from rn50.errors import CheckFailed, UsageError
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 # torch.onnx warns about every torchvision op it cannot register when torchvision is absent; noise here.

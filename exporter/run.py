@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 
@@ -16,6 +16,9 @@ from rn50.exporter.simplify import check, convert_opset, simplify
 from rn50.exporter.verify import Verification, verify_onnx
 from rn50.preprocess import DEFAULT
 from rn50.weights import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from rn50.metrics import OutputMetrics, Thresholds, compare, thresholds_for
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 from rn50.runtimes.torch_runner import TorchRunner
 from rn50.samples import sample_crops
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
 
 VERIFY_BATCHES = (1, 2, 8)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -160,9 +159,9 @@ def export(
         raise CheckFailed(f"{result.path} does not match the PyTorch model: {v.failures()[0]}", fix="the manifest marks it unverified; report it with --verbose")
 
 
-ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Image folder (class sub-folders + classes.txt add accuracy).")]
-ArraysOpt = Annotated[Optional[Path], typer.Option("--arrays", help=".npy/.npz of preprocessed float32 NCHW images.")]
-RandomOpt = Annotated[Optional[int], typer.Option("--random", help="N seeded random tensors (flagged: says little).")]
+ImagesOpt = Annotated[Path | None, typer.Option("--images", help="Image folder (class sub-folders + classes.txt add accuracy).")]
+ArraysOpt = Annotated[Path | None, typer.Option("--arrays", help=".npy/.npz of preprocessed float32 NCHW images.")]
+RandomOpt = Annotated[int | None, typer.Option("--random", help="N seeded random tensors (flagged: says little).")]
 CountOpt = Annotated[int, typer.Option("--count", help="How many sample-photo crops when no other source is given.")]
 
 
@@ -195,12 +194,12 @@ def parity(
     random: RandomOpt = None,
     count: CountOpt = 32,
     batch: Annotated[int, typer.Option(help="Batch size for every runtime.")] = 8,
-    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="Runtime(s) to run (default: every available one).")] = None,
-    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Manifest artifact(s) to compare (default: all).")] = None,
-    onnx_file: Annotated[Optional[list[Path]], typer.Option("--onnx", help="Extra ONNX file(s) to compare.")] = None,
-    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="Override, e.g. int8:min_cosine=0.99.")] = None,
+    runtime: Annotated[list[str] | None, typer.Option("--runtime", help="Runtime(s) to run (default: every available one).")] = None,
+    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) to compare (default: all).")] = None,
+    onnx_file: Annotated[list[Path] | None, typer.Option("--onnx", help="Extra ONNX file(s) to compare.")] = None,
+    threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Override, e.g. int8:min_cosine=0.99.")] = None,
     reference_device: Annotated[str, typer.Option(help="Device for the PyTorch reference: cpu or cuda.")] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime CPU.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime CPU.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
@@ -268,7 +267,7 @@ def print_parity(report: Any) -> None:
 
 
 MethodOpt = Annotated[str, typer.Option("--method", help="Range method: minmax, entropy or percentile.")]
-PercentileOpt = Annotated[Optional[float], typer.Option("--percentile", help="Percentile for --method percentile (default 99.99).")]
+PercentileOpt = Annotated[float | None, typer.Option("--percentile", help="Percentile for --method percentile (default 99.99).")]
 CALIBRATION_COUNT = 64
 
 
@@ -433,7 +432,7 @@ def build_trt(
         out.print(f"layers: {r.layers}; by input precision {r.precisions}; INT8 convolutions {r.int8_convolutions}; reformats {len(r.reformats)}")
 
 
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for ONNX Runtime and PyTorch (default: usable cores).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for ONNX Runtime and PyTorch (default: usable cores).")]
 BatchListOpt = Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes, e.g. 1,8,32.")]
 DurationOpt = Annotated[float, typer.Option("--duration", help="Seconds of measurement per runtime and batch.")]
 WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up before measuring.")]
@@ -443,14 +442,14 @@ WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up b
 @handles_errors
 def profile(
     out_dir: OutOpt = Path("rn50-out"),
-    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", help="torch-cpu, torch-cuda, onnxruntime-cpu/-cuda/-trt, tensorrt (default: all).")] = None,
-    precision: Annotated[Optional[list[str]], typer.Option("--precision", help="fp32, fp16, int8 (default: all).")] = None,
-    artifact: Annotated[Optional[list[str]], typer.Option("--artifact", help="Manifest artifact(s) (default: all; pytorch-fp32 is the model).")] = None,
+    runtime: Annotated[list[str] | None, typer.Option("--runtime", help="torch-cpu, torch-cuda, onnxruntime-cpu/-cuda/-trt, tensorrt (default: all).")] = None,
+    precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, fp16, int8 (default: all).")] = None,
+    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) (default: all; pytorch-fp32 is the model).")] = None,
     batch: BatchListOpt = "1,8",
     warmup: WarmupOpt = 1.0,
     warmup_iterations: Annotated[int, typer.Option(help="Warm-up iterations at least (besides --warmup seconds).")] = 3,
     duration: DurationOpt = 3.0,
-    iterations: Annotated[Optional[int], typer.Option(help="Measure exactly N iterations instead of --duration seconds.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Measure exactly N iterations instead of --duration seconds.")] = None,
     threads: ThreadsOpt = None,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Also time GPU runtimes with CUDA graphs.")] = True,
     as_json: JsonOpt = False,
@@ -521,14 +520,14 @@ def pipeline(
     depth: DepthOpt = 50,
     images: ImagesOpt = None,
     out_dir: OutOpt = Path("rn50-out"),
-    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Step(s) to leave out: export, calibrate, quantize, build-trt, parity, profile.")] = None,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these step(s).")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Step(s) to leave out: export, calibrate, quantize, build-trt, parity, profile.")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these step(s).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run the selected steps even if their inputs did not change.")] = False,
     method: MethodOpt = "percentile",
     percentile: PercentileOpt = None,
     calibration_count: Annotated[int, typer.Option(help="Sample crops to calibrate on when no --images.")] = CALIBRATION_COUNT,
     parity_count: Annotated[int, typer.Option(help="Held-apart sample crops for parity when no --images.")] = 32,
-    threshold: Annotated[Optional[list[str]], typer.Option("--threshold", help="Parity override, e.g. int8:min_cosine=0.99.")] = None,
+    threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Parity override, e.g. int8:min_cosine=0.99.")] = None,
     batch: BatchListOpt = "1,8",
     warmup: WarmupOpt = 0.5,
     duration: DurationOpt = 2.0,
@@ -597,4 +596,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -58,8 +58,8 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> OutputMetrics:
             f"output shape {candidate.shape} does not match the reference's {reference.shape}",
             fix="compare artifacts of the same model and batch",
         )
-    a = candidate.astype(np.float64).reshape(len(candidate), -1)
-    b = reference.astype(np.float64).reshape(len(reference), -1)
+    a: np.ndarray = candidate.astype(np.float64).reshape(len(candidate), -1)
+    b: np.ndarray = reference.astype(np.float64).reshape(len(reference), -1)
     diff = np.abs(a - b)
     rel = diff / (np.abs(b) + EPS)
     cos = _cosines(a, b)

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
-from rn50.feeds import FeedSet
 from rn50.metrics import OutputMetrics, Thresholds, compare
-from rn50.runtimes.base import Runner
 from rn50.runtimes.registry import ONNX_RUNTIMES, RUNTIMES, Target, make_runner, shown_name, unavailable_reason
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rn50.feeds import FeedSet
+    from rn50.runtimes.base import Runner
 
 log = logging.getLogger(__name__)
 OUTPUT = "logits"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +16,9 @@ from rn50.jsonio import jsonable, read_json
 from rn50.metrics import OutputMetrics
 from rn50.parity import ParityReport, TargetResult
 from rn50.runtimes.registry import standin_note
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 SCHEMA = "rn50.parity/1"
@@ -86,9 +88,9 @@ def markdown(report: ParityReport) -> str:
         lines += ["", "## Accuracy", "", "| runtime | artifact | top-1 | top-5 |", "|---|---|---|---|",
                   f"| reference | {report.reference['label']} | {_fmt(report.reference['accuracy_top1'], '.4f')} | {_fmt(report.reference['accuracy_top5'], '.4f')} |"]  # fmt: skip
         lines += [f"| {r.runtime} | {r.artifact} | {_fmt(r.accuracy_top1, '.4f')} | {_fmt(r.accuracy_top5, '.4f')} |" for r in report.results if r.metrics]
-    m = report.machine
-    lines += ["", f"Machine: {m.get('machine')}, Python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
-              f"TensorRT {m.get('tensorrt') or '—'}, GPU {m.get('gpu') or '—'}."]  # fmt: skip
+    host = report.machine
+    lines += ["", f"Machine: {host.get('machine')}, Python {host.get('python')}, torch {host.get('torch')}, onnxruntime {host.get('onnxruntime')}, "
+              f"TensorRT {host.get('tensorrt') or '—'}, GPU {host.get('gpu') or '—'}."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -11,16 +11,18 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, Rn50Error, UsageError
 from rn50.jsonio import jsonable
 from rn50.runtimes.profiling import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 

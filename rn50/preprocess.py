@@ -52,7 +52,7 @@ def preprocess(image: Image.Image, spec: Preprocess = DEFAULT) -> np.ndarray:
     rgb = to_rgb(image)
     w, h = rgb.size
     scale = spec.resize / min(w, h)
-    rgb = rgb.resize((max(spec.crop, round(w * scale)), max(spec.crop, round(h * scale))), Image.BILINEAR)
+    rgb = rgb.resize((max(spec.crop, round(w * scale)), max(spec.crop, round(h * scale))), Image.Resampling.BILINEAR)
     w, h = rgb.size
     left, top = (w - spec.crop) // 2, (h - spec.crop) // 2
     return normalize(rgb.crop((left, top, left + spec.crop, top + spec.crop)), spec)

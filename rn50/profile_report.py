@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
@@ -15,6 +14,9 @@ from rn50.jsonio import jsonable, read_json
 from rn50.runtimes.profiling import HOST, METRIC_NAME, TORCH_RUNTIMES, ProfileReport, Row, Settings
 from rn50.runtimes.registry import STANDIN, standin_note
 from rn50.runtimes.timing import HIGH_CV, LatencyStats
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 SCHEMA = "rn50.profile/1"

@@ -8,13 +8,15 @@ import datetime
 import html
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import WorkDir, atomic_write_text
 from rn50.errors import UsageError
 from rn50.machine import describe
 from rn50.runtimes.registry import standin_note
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 

@@ -42,9 +42,9 @@ def _crop(photo: Image.Image, rng: np.random.Generator, spec: Preprocess) -> np.
     cw, ch = min(w, side * np.sqrt(aspect)), min(h, side / np.sqrt(aspect))
     left, top = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
     box = (int(left), int(top), int(left + cw), int(top + ch))
-    crop = photo.crop(box).resize((spec.crop, spec.crop), Image.BILINEAR)
+    crop = photo.crop(box).resize((spec.crop, spec.crop), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
-        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return normalize(crop, spec)
 
 
@@ -55,7 +55,7 @@ def sample_crops(count: int, *, split: str = "evaluation", spec: Preprocess = DE
     paths = photo_paths()
     photos = [to_rgb(Image.open(p)) for p in paths]
     rng = np.random.default_rng(SPLIT_SEEDS[split])
-    out = np.empty((count, 3, spec.crop, spec.crop), np.float32)
+    out: np.ndarray = np.empty((count, 3, spec.crop, spec.crop), np.float32)
     for i in range(count):
         out[i] = _crop(photos[i % len(photos)], rng, spec)
     return out

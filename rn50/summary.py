@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from rn50.model import ResNet
+if TYPE_CHECKING:
+    from rn50.model import ResNet
 
 # The paper's stage names, and the modules that make up each.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -7,9 +7,7 @@ backend sees it, and each runner reports the device or provider that actually ra
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +15,9 @@ import numpy as np
 from rn50.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
     from rn50.runtimes.device import DeviceMemory
 
 Feed = dict[str, np.ndarray]

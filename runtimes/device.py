@@ -8,12 +8,14 @@ picks it only when the loaded ``tensorrt`` module declares itself a stand-in (se
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from rn50.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 COPY_SAMPLES = 20
 

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.machine import describe, usable_cores
-from rn50.runtimes.base import DeviceBench, Runner
 from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, make_runner
 from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rn50.runtimes.base import Runner
 
 log = logging.getLogger(__name__)
 

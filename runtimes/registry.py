@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rn50.errors import UsageError
-from rn50.runtimes.base import Runner
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from rn50.runtimes.base import Runner
 
 ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
 # Engines run on TensorRT; under rn50's test stand-in their results are labelled tensorrt-standin, a

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rn50.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 HIGH_CV = 0.05
 

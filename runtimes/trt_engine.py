@@ -5,7 +5,6 @@ Checked with mypy against tensorrt-stubs; executed in tests against rn50's Tenso
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from rn50.runtimes.trt_env import trt
 from rn50.runtimes.trt_plan import BuildOptions, profile_shapes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,13 @@ its own host-memory device (``runtimes/device.py``). Real TensorRT has no such a
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rn50.errors import EnvironmentProblem
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import tensorrt as trt
 
     from rn50.runtimes.device import DeviceMemory

@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FOR_PRECISION = {"fp32": "onnx-fp32", "fp16": "onnx-fp16", "int8": "onnx-int8-tensorrt"}

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rn50.runtimes.profiling import ProfileReport, Row, Settings
-from rn50.runtimes.timing import collect, summarize
 from typer.testing import CliRunner
 
 from rn50 import profile_report
 from rn50.artifacts import Artifact, WorkDir, sha256_file
 from rn50.cli import app
+from rn50.runtimes.profiling import ProfileReport, Row, Settings
+from rn50.runtimes.timing import collect, summarize
 
 cli = CliRunner()
 

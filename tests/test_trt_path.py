@@ -9,7 +9,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 import onnx
 import pytest
@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 
 from rn50.artifacts import Artifact, WorkDir, sha256_file
 from rn50.cli import app
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 cli = CliRunner()
 STANDIN = "tensorrt-standin"

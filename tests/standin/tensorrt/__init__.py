@@ -365,7 +365,7 @@ class IOptimizationProfile:
 
     def set_shape(self, input: str, min: Dims, opt: Dims, max: Dims) -> None:  # noqa: A002 - TensorRT's names
         lo, mid, hi = (Dims(list(d)) for d in (min, opt, max))
-        ok = len(lo) == len(mid) == len(hi) and all(0 <= a <= b <= c for a, b, c in zip(lo, mid, hi))
+        ok = len(lo) == len(mid) == len(hi) and all(0 <= a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True))
         if not ok:
             self._valid = False  # TensorRT logs "Parameter check failed"; add_optimization_profile then refuses it
             return
@@ -578,7 +578,7 @@ class IExecutionContext:
     def set_input_shape(self, name: str, shape: Any) -> bool:
         shape = tuple(int(d) for d in shape)
         lo, _opt, hi = self.engine._header["profile"].get(name, ([], [], []))
-        if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+        if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi, strict=True)):
             return False  # TensorRT logs the profile violation and returns False
         self._shapes[name] = shape
         return True

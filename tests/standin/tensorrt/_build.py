@@ -171,7 +171,7 @@ def build(network: Any, config: Any, logger: ILogger) -> Any:
             _error(logger, f"Error Code 4: API Usage Error ({t.name}: dynamic input is missing dimensions in profile 0.)")
             return None
         lo, opt, hi = ([int(x) for x in d] for d in dims)
-        if len(lo) != len(shape) or any(s >= 0 and s != d for s, d in zip(shape, hi)) or any(s >= 0 and s != d for s, d in zip(shape, lo)):
+        if len(lo) != len(shape) or any(s >= 0 and s != d for s, d in zip(shape, hi, strict=True)) or any(s >= 0 and s != d for s, d in zip(shape, lo, strict=True)):
             _error(logger, f"Error Code 4: API Usage Error ({t.name}: profile dimensions {lo}..{hi} do not match the network input {shape})")
             return None
         profile[t.name] = [lo, opt, hi]
