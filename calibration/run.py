@@ -31,9 +31,7 @@ QUALITY_CROPS = 16  # held-apart evaluation crops for the quality report
 
 
 def fp32_artifact(workdir: WorkDir) -> tuple[Artifact, Path]:
-    art = workdir.current(FP32_NAME)
-    if art is None:
-        raise UsageError(f"no current FP32 ONNX in {workdir.root}", fix=f"run rn50 export --out {workdir.root} first")
+    art, _ = workdir.require(FP32_NAME)
     if art.verified is False:
         raise UsageError(f"{art.path} failed export verification", fix="fix the export before quantizing it")
     return art, workdir.path(art.path)

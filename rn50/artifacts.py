@@ -32,6 +32,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = Path("rn50-out")
 MANIFEST = "manifest.json"
+LOCK = ".rn50.lock"
+PARTIAL = ".partial"  # suffix of every file being written (see atomic_path)
+# The command that makes each artifact: the fix when one is missing or changed.
+MADE_BY = {
+    "onnx-fp32": "rn50 export",
+    "onnx-fp16": "rn50 quantize --fp16",
+    "onnx-int8-tensorrt": "rn50 quantize --int8 --target tensorrt",
+    "onnx-int8-onnxruntime-cpu": "rn50 quantize --int8 --target onnxruntime-cpu",
+    "engine-fp32": "rn50 build-trt",
+    "engine-fp16": "rn50 build-trt --fp16",
+    "engine-int8": "rn50 build-trt --int8",
+}
+
+
+def made_by(name: str) -> str:
+    return MADE_BY.get(name, "rn50 calibrate" if name.startswith("calibration-") else "the rn50 command that made it")
 
 
 def _umask() -> int:
@@ -61,7 +77,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yields a temporary path next to ``target``; on success it replaces ``target``, else it is removed."""
     target = Path(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent)
         os.close(fd)
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get ordinary permissions
     except OSError as e:
@@ -117,6 +133,25 @@ def versions() -> dict[str, Any]:
     return out
 
 
+def _lock_holder(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 @dataclass(frozen=True)
 class Artifact:
     name: str  # manifest key, e.g. "onnx-fp32"
@@ -146,8 +181,55 @@ class WorkDir:
         except OSError as e:
             raise _os_error(self.root, e) from e
 
+    @classmethod
+    def existing(cls, root: Path | str) -> WorkDir:
+        """A work directory that must already hold a manifest (commands that only read and report)."""
+        root = Path(root)
+        if not (root / MANIFEST).is_file():
+            raise UsageError(f"{root} is not an rn50 work directory (no {MANIFEST})",
+                             fix=f"pass --out the directory rn50 export wrote, or run `rn50 export --out {root}` first")  # fmt: skip
+        return cls(root)
+
     def path(self, relative: str) -> Path:
         return self.root / relative
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One rn50 run per work directory. A lock left by a process that no longer runs is taken over (and
+        said so); then files a killed run left half-written are removed."""
+        lock = self.root / LOCK
+        mine = lock.with_name(f"{LOCK}.{os.getpid()}")  # written whole, then linked into place atomically
+        try:
+            mine.write_text(f"{os.getpid()}\n")
+            while True:
+                try:
+                    os.link(mine, lock)
+                    break
+                except FileExistsError:
+                    holder = _lock_holder(lock)
+                    if holder is not None and _running(holder):
+                        raise UsageError(f"{self.root} is in use by another rn50 run (PID {holder})",
+                                         fix="wait for it to finish, or pass --out another directory") from None  # fmt: skip
+                    log.warning("%s: took over the lock of %s, which is no longer running", self.root,
+                                f"PID {holder}" if holder is not None else "an unknown process")  # fmt: skip
+                    lock.unlink(missing_ok=True)
+        except OSError as e:
+            raise _os_error(lock, e) from e
+        finally:
+            mine.unlink(missing_ok=True)
+        try:
+            self._remove_partials()
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def _remove_partials(self) -> None:
+        left = sorted(p for p in self.root.rglob(f".*{PARTIAL}") if p.is_file())
+        for p in left:
+            p.unlink(missing_ok=True)
+        if left:
+            log.warning("removed %d half-written file(s) an interrupted run left in %s: %s", len(left), self.root,
+                        ", ".join(p.name for p in left[:3]) + (" …" if len(left) > 3 else ""))  # fmt: skip
 
     @property
     def manifest_path(self) -> Path:
@@ -193,6 +275,25 @@ class WorkDir:
     def artifacts(self) -> list[Artifact]:
         return [Artifact(**e) for e in self.manifest()["artifacts"].values()]
 
+    def checked(self, art: Artifact) -> Path:
+        """The artifact's path, after checking that its file is there and still has the recorded sha256."""
+        path = self.path(art.path)
+        fix = f"re-run `{made_by(art.name)} --out {self.root}` to make it again"
+        if not path.is_file():
+            raise UsageError(f"{art.name}: {path} is missing", fix=fix)
+        digest = sha256_file(path)
+        if digest != art.sha256:
+            raise UsageError(f"{art.name}: {path} changed since it was made (sha256 {digest[:12]}, manifest {art.sha256[:12]})",
+                             fix=fix + ", or restore the file")  # fmt: skip
+        return path
+
+    def require(self, name: str) -> tuple[Artifact, Path]:
+        """A manifest artifact that must exist unchanged: (artifact, path), or a UsageError with the fix."""
+        art = self.artifact(name)
+        if art is None:
+            raise UsageError(f"no {name} artifact in {self.manifest_path}", fix=f"run `{made_by(name)} --out {self.root}` first")
+        return art, self.checked(art)
+
     def current(self, name: str) -> Artifact | None:
         """The artifact if its file is present and still matches the recorded sha256."""
         art = self.artifact(name)
@@ -208,16 +309,24 @@ class WorkDir:
         entry = self.manifest().get("steps", {}).get(name)
         return entry if isinstance(entry, dict) else None
 
-    def step_is_current(self, name: str, key: str) -> bool:
-        """True if ``name`` last ran on the same inputs and every file it wrote is still there, unchanged."""
+    def step_staleness(self, name: str, key: str) -> str | None:
+        """None if step ``name`` last ran on the same inputs and every file it wrote is still there,
+        unchanged; otherwise why it must run again."""
         entry = self.step(name)
-        if not entry or entry.get("key") != key:
-            return False
+        if not entry:
+            return "not run in this directory yet"
+        if entry.get("key") != key:
+            return "its inputs or settings changed"
         for rel, digest in entry.get("outputs", {}).items():
             path = self.path(rel)
-            if not path.is_file() or sha256_file(path) != digest:
-                return False
-        return True
+            if not path.is_file():
+                return f"{rel} is missing"
+            if sha256_file(path) != digest:
+                return f"{rel} changed since it was made"
+        return None
+
+    def step_is_current(self, name: str, key: str) -> bool:
+        return self.step_staleness(name, key) is None
 
     def record_step(self, name: str, key: str, outputs: list[Path]) -> None:
         data = self.manifest()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -40,6 +42,25 @@ WeightsOpt = Annotated[
 ]
 
 
+_HELD = contextlib.ExitStack()  # the work-directory lock of the running command, released when it ends
+
+
+def open_workdir(out_dir: Path, *, existing: bool = False) -> Any:
+    """The command's work directory, locked for this run (``existing``: it must already hold a manifest)."""
+    from rn50.artifacts import WorkDir
+
+    workdir = WorkDir.existing(out_dir) if existing else WorkDir(out_dir)
+    _HELD.enter_context(workdir.locked())
+    return workdir
+
+
+def items(values: list[str] | None) -> list[str] | None:
+    """Every list option takes repeated flags and comma lists alike: ``--skip a --skip b`` is ``--skip a,b``."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
 def print_json(obj: Any) -> None:
     out.print_json(json.dumps(jsonable(obj)))
 
@@ -60,6 +81,8 @@ def handles_errors(fn: F) -> F:
             e2 = Interrupted("interrupted", fix="nothing half-written was kept; run the command again")
             err.print(f"[bold red]error:[/] {escape(e2.message)}", soft_wrap=True)
             raise typer.Exit(e2.exit_code) from None
+        finally:
+            _HELD.close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -130,14 +153,15 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export to a simplified ONNX file with a dynamic batch, and verify it against PyTorch."""
-    from rn50.artifacts import WorkDir
     from rn50.errors import CheckFailed
     from rn50.exporter.onnx_export import check_opset
     from rn50.exporter.run import ExportConfig
     from rn50.exporter.run import export as run_export
+    from rn50.weights import check_source
 
     check_opset(opset)
-    workdir = WorkDir(out_dir)
+    check_source(weights)  # before the work directory is created
+    workdir = open_workdir(out_dir)
     with err.status("exporting (build, torch.export, onnxsim, verify)…"):
         result = run_export(ExportConfig(depth=depth, weights=weights, opset=opset, simplify=simplify), workdir, verify=verify)
     v = result.verification
@@ -205,8 +229,8 @@ def parity(
     """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
     from rn50 import feeds as feed_sources
     from rn50 import parity_report
-    from rn50.artifacts import WorkDir
     from rn50.errors import CheckFailed, UsageError
+    from rn50.machine import check_threads
     from rn50.metrics import thresholds_for
     from rn50.parity import plan, run_parity
     from rn50.runtimes.registry import check_runtime_names
@@ -217,8 +241,11 @@ def parity(
         check_runtime_names(runtime)
     if reference_device not in ("cpu", "cuda"):
         raise UsageError(f"--reference-device {reference_device!r}", fix="use cpu or cuda")
-    overrides = parse_thresholds(threshold or [])
-    workdir = WorkDir(out_dir)
+    if threads is not None:
+        check_threads(threads)
+    runtime, artifact = items(runtime), items(artifact)
+    overrides = parse_thresholds(items(threshold) or [])
+    workdir = open_workdir(out_dir, existing=True)
     targets, skipped = plan(workdir, runtimes=runtime, artifacts=artifact, extra_onnx=onnx_file)
     feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count)
     model = workdir_model(workdir)
@@ -306,9 +333,8 @@ def calibrate(
     as_json: JsonOpt = False,
 ) -> None:
     """Collect activation ranges (or reuse the cached table for the same model, images and method)."""
-    from rn50.artifacts import WorkDir
 
-    result = _calibrate(WorkDir(out_dir), images=images, arrays=arrays, random=random, count=count, method=method,
+    result = _calibrate(open_workdir(out_dir), images=images, arrays=arrays, random=random, count=count, method=method,
                         percentile=percentile, batch=batch)  # fmt: skip
     t = result.table
     if as_json:
@@ -336,7 +362,6 @@ def quantize(
     as_json: JsonOpt = False,
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
-    from rn50.artifacts import WorkDir
     from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8, write_quality_report
     from rn50.errors import UsageError
 
@@ -345,7 +370,7 @@ def quantize(
     targets = list(EMITTERS) if target == "all" else [target]
     if any(t not in EMITTERS for t in targets):
         raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
-    workdir = WorkDir(out_dir)
+    workdir = open_workdir(out_dir)
     results = []
     if fp16:
         with err.status("converting to FP16…"):
@@ -395,7 +420,6 @@ def build_trt(
     as_json: JsonOpt = False,
 ) -> None:
     """Build a strongly typed TensorRT engine (FP32, FP16 or INT8 from the ONNX's own precision)."""
-    from rn50.artifacts import WorkDir
     from rn50.errors import UsageError
     from rn50.runtimes.build_trt import build_trt as run_build
     from rn50.runtimes.registry import STANDIN
@@ -409,8 +433,8 @@ def build_trt(
                         opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
     opts.validate()
     require_tensorrt()  # fail fast: on a machine without TensorRT or a GPU the first message says so
-    workdir = WorkDir(out_dir)
-    if workdir.current(ONNX_FOR_PRECISION[precision]) is None and precision != "fp32":
+    workdir = open_workdir(out_dir)
+    if workdir.artifact(ONNX_FOR_PRECISION[precision]) is None and precision != "fp32":  # made when absent, never when changed
         from rn50.calibration.run import convert_fp16, quantize_int8
 
         if precision == "fp16":
@@ -433,7 +457,7 @@ def build_trt(
 
 
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for ONNX Runtime and PyTorch (default: usable cores).")]
-BatchListOpt = Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes, e.g. 1,8,32.")]
+BatchListOpt = Annotated[list[str] | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default 1,8).")]
 DurationOpt = Annotated[float, typer.Option("--duration", help="Seconds of measurement per runtime and batch.")]
 WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up before measuring.")]
 
@@ -445,7 +469,7 @@ def profile(
     runtime: Annotated[list[str] | None, typer.Option("--runtime", help="torch-cpu, torch-cuda, onnxruntime-cpu/-cuda/-trt, tensorrt (default: all).")] = None,
     precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, fp16, int8 (default: all).")] = None,
     artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) (default: all; pytorch-fp32 is the model).")] = None,
-    batch: BatchListOpt = "1,8",
+    batch: BatchListOpt = None,
     warmup: WarmupOpt = 1.0,
     warmup_iterations: Annotated[int, typer.Option(help="Warm-up iterations at least (besides --warmup seconds).")] = 3,
     duration: DurationOpt = 3.0,
@@ -456,15 +480,15 @@ def profile(
 ) -> None:
     """Latency and throughput of every runtime × precision × batch, same inputs and clock, with reports."""
     from rn50 import profile_report
-    from rn50.artifacts import WorkDir
     from rn50.machine import usable_cores
     from rn50.runtimes.profiling import Settings, parse_batches, plan, run_profile
     from rn50.weights import workdir_model
 
-    settings = Settings(parse_batches(batch), warmup, warmup_iterations, duration, iterations,
+    runtime, precision, artifact = items(runtime), items(precision), items(artifact)
+    settings = Settings(parse_batches(items(batch)), warmup, warmup_iterations, duration, iterations,
                         usable_cores() if threads is None else threads, cuda_graphs)  # fmt: skip
     settings.validate()
-    workdir = WorkDir(out_dir)
+    workdir = open_workdir(out_dir, existing=True)
     targets, skipped = plan(workdir, settings, runtimes=runtime, precisions=precision, artifacts=artifact)
     with err.status("profiling…") as status:
         report = run_profile(targets, settings, skipped=skipped, model_loader=lambda: workdir_model(workdir),
@@ -528,7 +552,7 @@ def pipeline(
     calibration_count: Annotated[int, typer.Option(help="Sample crops to calibrate on when no --images.")] = CALIBRATION_COUNT,
     parity_count: Annotated[int, typer.Option(help="Held-apart sample crops for parity when no --images.")] = 32,
     threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Parity override, e.g. int8:min_cosine=0.99.")] = None,
-    batch: BatchListOpt = "1,8",
+    batch: BatchListOpt = None,
     warmup: WarmupOpt = 0.5,
     duration: DurationOpt = 2.0,
     threads: ThreadsOpt = None,
@@ -536,19 +560,24 @@ def pipeline(
 ) -> None:
     """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
     from rn50 import report as report_files
-    from rn50.artifacts import WorkDir
     from rn50.calibration.ranges import method_options
     from rn50.machine import usable_cores
     from rn50.pipeline import Pipeline, PipelineConfig, select_steps
     from rn50.runtimes.profiling import Settings, parse_batches
+    from rn50.weights import check_source
 
-    steps = select_steps(skip, only)
+    steps = select_steps(items(skip), items(only))
+    check_source(weights)
+    if images is not None:
+        from rn50.feeds import check_image_folder
+
+        check_image_folder(images)  # before the export, not after it
     method_options(method, percentile=percentile)
-    settings = Settings(parse_batches(batch), warmup, 3, duration, None, usable_cores() if threads is None else threads, True)
+    settings = Settings(parse_batches(items(batch)), warmup, 3, duration, None, usable_cores() if threads is None else threads, True)
     settings.validate()
     config = PipelineConfig(depth, weights, 18, images, calibration_count, method, percentile, parity_count,
-                            parse_thresholds(threshold or []), settings, steps, force)  # fmt: skip
-    workdir = WorkDir(out_dir)
+                            parse_thresholds(items(threshold) or []), settings, steps, force)  # fmt: skip
+    workdir = open_workdir(out_dir)
     with err.status("pipeline…") as status:
         result = Pipeline(workdir, config, progress=lambda m: status.update(f"pipeline: {escape(m)}")).run()
     # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
@@ -572,6 +601,27 @@ def pipeline(
 
 @app.command()
 @handles_errors
+def verify(out_dir: OutOpt = Path("rn50-out"), as_json: JsonOpt = False) -> None:
+    """Check every artifact in the manifest: file, sha256, parent chain, engine sidecars. Exit 1 on a mismatch."""
+    from rn50.errors import CheckFailed
+    from rn50.verify import verify as run_verify
+
+    findings = run_verify(open_workdir(out_dir, existing=True))
+    if as_json:
+        print_json(findings)
+    else:
+        colours = {"ok": "green", "unrecorded": "yellow"}
+        for f in findings:
+            fix = f" — fix: {escape(f.fix)}" if f.fix else ""
+            out.print(f"[{colours.get(f.status, 'red')}]{f.status:>12}[/]  {escape(f.artifact)} {escape(f.path)}: {escape(f.detail)}{fix}", soft_wrap=True)
+    failed = [f for f in findings if f.failed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(findings)} artifacts failed verification, first {failed[0].artifact}: {failed[0].detail}",
+                          fix=failed[0].fix)  # fmt: skip
+
+
+@app.command()
+@handles_errors
 def doctor(as_json: JsonOpt = False) -> None:
     """What this machine can run: Python, torch, ONNX, ONNX Runtime providers, TensorRT, GPU, CPU INT8 features."""
     from rn50.doctor import BROKEN, run_checks
@@ -591,7 +641,12 @@ def doctor(as_json: JsonOpt = False) -> None:
         raise CheckFailed(f"{len(broken)} broken: {', '.join(c.name for c in broken)}", fix=broken[0].fix)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM is handled like Ctrl-C: partial files removed, lock released, exit 130
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="rn50")
 
 

@@ -1,6 +1,6 @@
 """Typed errors. Each says what was received, what was expected, and the fix.
 
-Exit codes (the CLI maps them): 0 ok, 1 a check failed, 2 bad input or usage.
+Exit codes (the CLI maps them): 0 ok, 1 a check failed, 2 bad input or usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -36,4 +36,7 @@ class CheckFailed(Rn50Error):
 
 
 class Interrupted(Rn50Error):
-    """Ctrl-C: the step was abandoned and nothing half-written was kept."""
+    """Ctrl-C or SIGTERM: the step was abandoned and nothing half-written was kept (exit 130, the shell's
+    convention for an interrupt)."""
+
+    exit_code = 130

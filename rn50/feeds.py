@@ -99,13 +99,21 @@ def _class_index(folder: Path) -> list[str] | None:
     return None
 
 
+def check_image_folder(folder: Path | str) -> None:
+    """Cheap checks before any work: the folder exists and holds files with image suffixes."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
+        raise UsageError(f"no images in {root}", fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")
+
+
 def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int | None = None) -> FeedSet:
     """Every image under ``folder`` (recursively), sorted by path; unreadable files skipped and counted."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(folder)
-    if not root.is_dir():
-        raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
+    check_image_folder(root)
     every = [p for p in root.rglob("*") if p.is_file()]
     files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
     others = sum(1 for p in every if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in CLASS_INDEX_FILES)
@@ -118,8 +126,8 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
         try:
             with Image.open(path) as img:
                 arr = preprocess(img, spec)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            log.warning("skipping %s: %s", path, e)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            log.warning("skipping %s: %s", path, e)  # DecompressionBombError: larger than Pillow's safety limit
             skipped += 1
             continue
         images.append(arr)
@@ -150,6 +158,11 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"array file not found: {p}", fix="pass --arrays an existing .npy or .npz file")
+    with open(p, "rb") as f:
+        head = f.read(6)
+    if head != b"\x93NUMPY" and not head.startswith(b"PK"):
+        raise UsageError(f"{p} is not a .npy or .npz file (it does not start with numpy's or zip's header)",
+                         fix="save the preprocessed images with np.save (or np.savez with key 'input')")  # fmt: skip
     try:
         loaded = np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:

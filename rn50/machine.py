@@ -51,6 +51,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_threads(threads: int) -> None:
+    """A thread count this machine can honour: 1 to its usable cores."""
+    from rn50.errors import UsageError
+
+    cores = usable_cores()
+    if threads < 1:
+        raise UsageError(f"--threads {threads} must be >= 1", fix="pass a positive thread count")
+    if threads > cores:
+        raise UsageError(f"--threads {threads} is more than the {cores} usable cores of this machine",
+                         fix=f"pass --threads {cores} or fewer (more threads than cores only slows every runtime down)")  # fmt: skip
+
+
 def parse_gpu_query(text: str) -> list[dict[str, str]]:
     """Rows of ``nvidia-smi --query-gpu=GPU_QUERY --format=csv,noheader``."""
     keys = GPU_QUERY.split(",")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rn50.artifacts import WorkDir, versions
+from rn50.artifacts import WorkDir, sha256_file, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.metrics import OutputMetrics, Thresholds, compare
 from rn50.runtimes.registry import ONNX_RUNTIMES, RUNTIMES, Target, make_runner, shown_name, unavailable_reason
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OUTPUT = "logits"
+FEW_IMAGES = 16  # below this a parity verdict says little, and the report says so
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class TargetResult:
     accuracy_top1: float | None = None
     accuracy_top5: float | None = None
     seconds: float | None = None
+    sha256: str | None = None  # of the file tested (checked against the manifest first)
 
     @property
     def label(self) -> str:
@@ -92,7 +94,7 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
          extra_onnx: list[Path] | None = None) -> tuple[list[Target], list[TargetResult]]:  # fmt: skip
     """Targets to run, and those skipped with the reason (never silently dropped)."""
     wanted = runtimes or list(RUNTIMES)
-    files: list[tuple[str, str, Path, str, Path | None]] = []  # (name, precision, path, kind, source ONNX of an engine)
+    files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an engine, sha256)
     known = {a.name: a for a in workdir.artifacts()}
     if artifacts:
         missing = [a for a in artifacts if a not in known]
@@ -102,28 +104,32 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
     by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
     for art in known.values():
         if art.kind in ("onnx", "engine") and (not artifacts or art.name in artifacts):
-            path = workdir.path(art.path)
-            if not path.is_file():
-                raise UsageError(f"{art.name}: {path} is missing", fix="rebuild it (rn50 export / quantize / build-trt)")
+            path = workdir.checked(art)  # a missing or changed file is refused, never measured
             parent = by_sha.get(art.parent_sha256 or "") if art.kind == "engine" else None
-            files.append((art.name, art.precision, path, art.kind, workdir.path(parent.path) if parent else None))
+            files.append((art.name, art.precision, path, art.kind, workdir.path(parent.path) if parent else None, art.sha256))
     for path in extra_onnx or []:
         if not Path(path).is_file():
             raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")
-        files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None))
+        files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None, sha256_file(Path(path))))
     if not files:
         raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
     targets, skipped = [], []
-    for name, precision, path, kind, source in files:
+    for name, precision, path, kind, source, sha in files:
         for runtime in map(shown_name, wanted):
             if (kind == "onnx") != (runtime in ONNX_RUNTIMES):
                 continue
             reason = unavailable_reason(runtime)
             if reason:
-                skipped.append(TargetResult(runtime, name, precision, str(path), "skipped", reason=reason))
+                skipped.append(TargetResult(runtime, name, precision, str(path), "skipped", reason=reason, sha256=sha))
             else:
-                targets.append(Target(runtime, precision, name, path, source))
+                targets.append(Target(runtime, precision, name, path, source, sha))
     return targets, skipped
+
+
+def few_images_warning(count: int) -> list[str]:
+    if count >= FEW_IMAGES:
+        return []
+    return [f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more (--count, --images)"]
 
 
 def run_batches(runner: Runner, feeds: FeedSet, batch: int) -> np.ndarray:
@@ -177,10 +183,10 @@ def run_parity(
         except EnvironmentProblem as e:
             if strict_runtimes:
                 raise
-            results.append(TargetResult(t.runtime, t.artifact, t.precision, str(t.path), "skipped", reason=e.message))
+            results.append(TargetResult(t.runtime, t.artifact, t.precision, str(t.path), "skipped", reason=e.message, sha256=t.sha256))
             continue
         except CheckFailed as e:
-            results.append(TargetResult(t.runtime, t.artifact, t.precision, str(t.path), "error", reason=e.message))
+            results.append(TargetResult(t.runtime, t.artifact, t.precision, str(t.path), "error", reason=e.message, sha256=t.sha256))
             continue
         if t.runtime == "onnxruntime-cpu" and t.precision == "int8":
             ort_cpu_cache[str(t.path)] = got
@@ -197,13 +203,14 @@ def run_parity(
         top1, top5 = _accuracy(got, feeds.labels)
         results.append(TargetResult(
             t.runtime, t.artifact, t.precision, str(t.path), "fail" if failures else "pass", device, m,
-            limits.describe(), failures, None, cross, top1, top5, time.perf_counter() - start,
+            limits.describe(), failures, None, cross, top1, top5, time.perf_counter() - start, t.sha256,
         ))  # fmt: skip
         errors[t.label] = np.abs(got.astype(np.float64) - ref).ravel()
     ref_top1, ref_top5 = _accuracy(ref, feeds.labels)
     report = ParityReport(
         feeds={"kind": feeds.kind, "description": feeds.description, "count": len(feeds), "fingerprint": feeds.fingerprint,
-               "skipped_files": feeds.skipped, "warnings": list(feeds.warnings), "labelled": feeds.labels is not None},  # fmt: skip
+               "skipped_files": feeds.skipped, "warnings": list(feeds.warnings) + few_images_warning(len(feeds)),
+               "labelled": feeds.labels is not None},  # fmt: skip
         reference={"runtime": reference.backend, "label": reference.label, "device": ref_device,
                    "accuracy_top1": ref_top1, "accuracy_top5": ref_top5},  # fmt: skip
         results=tuple(results + list(skipped or [])),

@@ -87,6 +87,7 @@ class Pipeline:
         self.say = progress or (lambda _m: None)
         self._loaded: Any = None
         self._table: Any = None
+        self._again: dict[str, str] = {}  # step -> why it ran again
 
     # --- shared inputs ---------------------------------------------------------------------------
     def model(self) -> Any:
@@ -101,7 +102,14 @@ class Pipeline:
         return {a.name: a.sha256 for a in self.workdir.artifacts() if a.kind in ("onnx", "engine")}
 
     def reusable(self, step: str, key: str) -> bool:
-        return not self.config.force and self.workdir.step_is_current(step, key)
+        """True if ``step`` may be reused; if it ran here before and must run again, says why."""
+        why = "--force" if self.config.force else self.workdir.step_staleness(step, key)
+        if why is None:
+            return True
+        if self.workdir.step(step) is not None:
+            self._again[step] = why
+            log.warning("%s runs again: %s", step, why)
+        return False
 
     # --- steps -----------------------------------------------------------------------------------
     def export(self) -> StepResult:
@@ -249,6 +257,7 @@ class Pipeline:
             except Rn50Error as e:
                 error = e
                 result = StepResult(name, "failed", e.message)
-            results.append(StepResult(result.name, result.status, result.detail, time.perf_counter() - start))
+            detail = f"ran again ({self._again[name]}): {result.detail}" if result.status == "ran" and name in self._again else result.detail
+            results.append(StepResult(result.name, result.status, detail, time.perf_counter() - start))
             log.info("%s: %s (%s)", name, result.status, result.detail)
         return PipelineResult(tuple(results), error)

@@ -69,19 +69,30 @@ def seeded_model(depth: int = 50, *, seed: int = SEED) -> ResNet:
     pooled: list[torch.Tensor] = []
     hook = model.avgpool.register_forward_hook(lambda _m, _i, out: pooled.append(torch.flatten(out, 1)))
     model.train()
-    with torch.no_grad():
-        model(crops)  # one batch: eval mode then reproduces what train mode computed
-        hook.remove()
-        for bn in bns:
-            bn.momentum = 0.1
-        # Centre the classifier on the same crops: without it one class dominates every image
-        # (pooled features are all positive), and top-1 agreement would measure little.
-        model.fc.bias -= model.fc(pooled[0]).mean(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the statistics must not depend on the caller's thread count (bit-identical weights)
+    try:
+        with torch.no_grad():
+            model(crops)  # one batch: eval mode then reproduces what train mode computed
+            hook.remove()
+            for bn in bns:
+                bn.momentum = 0.1
+            # Centre the classifier on the same crops: without it one class dominates every image
+            # (pooled features are all positive), and top-1 agreement would measure little.
+            model.fc.bias -= model.fc(pooled[0]).mean(0)
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
-    return model
 
 
-def _read_checkpoint(path: Path) -> Mapping[str, object]:
+def check_source(weights: str | Path) -> None:
+    """The cheap checks of --weights, made before any work (and again when the weights are read)."""
+    if str(weights) == SEEDED:
+        return
+    if "://" in str(weights):
+        raise UsageError(f"--weights {weights} is a URL: rn50 never downloads weights",
+                         fix="download the checkpoint yourself and pass its local path")  # fmt: skip
+    path = Path(weights)
     if not path.exists():
         raise UsageError(f"weights file not found: {path}", fix="pass an existing .pth file or --weights seeded")
     if path.is_dir():
@@ -91,6 +102,10 @@ def _read_checkpoint(path: Path) -> Mapping[str, object]:
             f"{path} is not a torch.save archive (truncated, or another format)",
             fix="re-download it, or re-save it with torch.save(model.state_dict(), PATH)",
         )
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, object]:
+    check_source(path)
     try:
         # weights_only: a checkpoint is data; rn50 never runs code pickled into it.
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -166,6 +181,7 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     if str(weights) == SEEDED:
         model = seeded_model(depth)
         return LoadedModel(model, SEEDED, state_fingerprint(model))
+    check_source(weights)
     path = Path(weights)
     state = _read_checkpoint(path)
     fc = state.get("fc.weight")

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 log = logging.getLogger(__name__)
-SOURCE_HINT = {"fp32": "rn50 export", "fp16": "rn50 quantize --fp16", "int8": "rn50 quantize --int8 --target tensorrt"}
 
 
 @dataclass(frozen=True)
@@ -40,12 +39,8 @@ class BuildResult:
 
 
 def source_onnx(workdir: WorkDir, precision: str) -> tuple[str, Path, str]:
-    name = ONNX_FOR_PRECISION[precision]
-    art = workdir.current(name)
-    if art is None:
-        raise UsageError(f"no current {name} artifact in {workdir.root}",
-                         fix=f"run `{SOURCE_HINT[precision]} --out {workdir.root}` first")  # fmt: skip
-    path = workdir.path(art.path)
+    art, path = workdir.require(ONNX_FOR_PRECISION[precision])  # missing or changed: refused with the fix
+    name = art.name
     if precision == "int8":
         import onnx
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
-from rn50.machine import describe, usable_cores
+from rn50.machine import check_threads, describe, usable_cores
 from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, make_runner
 from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
 
@@ -55,18 +55,20 @@ class Settings:
 
         if not self.batches or any(b < 1 for b in self.batches):
             raise UsageError(f"--batch {','.join(map(str, self.batches))}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32")
-        if self.threads < 1:
-            raise UsageError(f"--threads {self.threads} must be >= 1", fix="pass a positive thread count")
+        check_threads(self.threads)
         if self.warmup_iterations < 0:
             raise UsageError(f"--warmup-iterations {self.warmup_iterations} is negative", fix="pass 0 or more")
         check_budget(warmup_s=self.warmup_s, duration_s=self.duration_s, iterations=self.iterations)
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
+def parse_batches(values: list[str] | None) -> tuple[int, ...]:
+    """Batch sizes from --batch values (each already split at commas); None gives the default."""
+    if not values:
+        return Settings.batches
     try:
-        batches = tuple(int(b) for b in text.split(",") if b.strip())
+        batches = tuple(int(b) for b in values)
     except ValueError:
-        raise UsageError(f"--batch {text!r} is not a list of integers", fix="pass e.g. --batch 1,8,32") from None
+        raise UsageError(f"--batch {','.join(values)!r} is not a list of integers", fix="pass e.g. --batch 1,8,32") from None
     return tuple(dict.fromkeys(batches))  # sizes are checked by Settings.validate
 
 
@@ -83,6 +85,7 @@ class Row:
     h2d_ms: float | None = None  # median H2D copy of the batch (GPU runtimes, device modes)
     d2h_ms: float | None = None
     reason: str | None = None
+    sha256: str | None = None  # of the file measured (checked against the manifest first)
 
     @property
     def label(self) -> str:
@@ -115,6 +118,7 @@ class ProfileTarget:
     precision: str
     artifact: str
     path: Path | None  # None: the PyTorch model itself
+    sha256: str | None = None
 
 
 def check_names(runtimes: list[str] | None, precisions: list[str] | None) -> None:
@@ -167,10 +171,10 @@ def plan(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = N
         found, not_here = parity_plan(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
         for t in found:
             if not precisions or t.precision in precisions:
-                targets.append(ProfileTarget(t.runtime, t.precision, t.artifact, t.path))
+                targets.append(ProfileTarget(t.runtime, t.precision, t.artifact, t.path, t.sha256))
         for s in not_here:
             if not precisions or s.precision in precisions:
-                skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason))
+                skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
         # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
         engines = {Path(p) for p in [*(t.path for t in found if t.runtime in ENGINE_RUNTIMES),
                                      *(Path(s.path) for s in not_here if s.runtime in ENGINE_RUNTIMES)]}  # fmt: skip
@@ -235,7 +239,7 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
                 progress(f"{target.runtime} · {target.artifact} · batch {batch}")
                 out = runner.infer(feed)  # also checks the feed against the model's inputs
                 stats = summarize(collect(wall_clock(lambda f=feed: runner.infer(f)), **phases), batch=batch)  # type: ignore[arg-type]
-                rows.append(Row(*base, "ok", batch, HOST, device, stats))
+                rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=target.sha256))
                 if target.runtime not in GPU_RUNTIMES:
                     continue
                 modes = [(DEVICE, False)] + ([(GRAPH, True)] if settings.cuda_graphs else [])
@@ -244,7 +248,7 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
                     try:
                         bench = runner.device_bench(feed, cuda_graph=graph)
                     except EnvironmentProblem as e:
-                        rows.append(Row(*base, "skipped", batch, mode, device, reason=e.message))
+                        rows.append(Row(*base, "skipped", batch, mode, device, reason=e.message, sha256=target.sha256))
                         continue
                     if bench is None:
                         continue
@@ -252,11 +256,11 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
                     h2d, d2h = copies
                     timer = bench.memory.timer(bench.stream, bench.enqueue)
                     stats = summarize(collect(timer, **phases), batch=batch)  # type: ignore[arg-type]
-                    rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h))
+                    rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h, sha256=target.sha256))
     except EnvironmentProblem as e:
-        return rows + [Row(*base, "skipped", reason=e.message)]
+        return rows + [Row(*base, "skipped", reason=e.message, sha256=target.sha256)]
     except CheckFailed as e:
-        return rows + [Row(*base, "error", reason=e.message)]
+        return rows + [Row(*base, "error", reason=e.message, sha256=target.sha256)]
     return rows
 
 

@@ -37,6 +37,7 @@ class Target:
     artifact: str  # manifest name, or the file name for an explicit path
     path: Path
     source: Path | None = None  # for an engine: the ONNX file it was built from
+    sha256: str | None = None  # of ``path``, as checked against the manifest
 
     @property
     def label(self) -> str:

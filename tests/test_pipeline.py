@@ -114,8 +114,23 @@ def test_ctrl_c_in_a_step_keeps_manifest_and_files_consistent(out: Path, monkeyp
     manifest = (out / "manifest.json").read_bytes()
     monkeypatch.setattr(profiling, "run_profile", interrupted)
     result = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "profile", "--force"])
-    assert result.exit_code == 2 and "interrupted" in result.output
+    assert result.exit_code == 130 and "interrupted" in result.output
     assert (out / "manifest.json").read_bytes() == manifest
+    _files_match_manifest(out)
+
+
+def test_a_changed_artifact_is_rebuilt_and_the_pipeline_says_why(out: Path) -> None:
+    path = out / "resnet50.int8.onnxruntime-cpu.onnx"
+    good = sha256_file(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+    result = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "quantize", "--json"])
+    assert result.exit_code == 0, result.output
+    quantize = json.loads(result.stdout)["steps"][2]
+    assert quantize["status"] == "ran" and "ran again (resnet50.int8.onnxruntime-cpu.onnx changed since it was made)" in quantize["detail"]
+    assert "quantize runs again" in result.stderr
+    assert sha256_file(path) == good  # deterministic: the same file as before the damage
     _files_match_manifest(out)
 
 

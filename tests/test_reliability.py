@@ -1,0 +1,189 @@
+"""Nothing lost, nothing unexplained: artifact integrity, the work-directory lock, signals, and validation
+before any work. Faults are injected for real: flipped bytes, real signals to real processes, two real
+processes on one directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rn50.artifacts import LOCK, WorkDir
+from rn50.cli import app, items
+
+cli = CliRunner()
+
+
+def _one_line_error(result: object, code: int, *needles: str) -> None:
+    out = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == code, out  # type: ignore[attr-defined]
+    assert "Traceback" not in out and out.count("error:") == 1, out
+    for needle in needles:
+        assert needle in out, out
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture()
+def work(quantized_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(quantized_dir, tmp_path / "work"))
+
+
+# --- integrity ---------------------------------------------------------------------------------------
+def test_tampered_artifact_is_refused_and_verify_finds_it(work: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(work), "--runtime", "onnxruntime-cpu", "--count", "16", "--json"])
+    assert result.exit_code == 0, result.output
+    tested = {r["artifact"]: r["sha256"] for r in json.loads(result.output)["results"]}
+    recorded = {a.name: a.sha256 for a in WorkDir(work).artifacts()}
+    assert tested and all(tested[name] == recorded[name] for name in tested)  # parity.json names the bytes it tested
+    assert cli.invoke(app, ["verify", "--out", str(work)]).exit_code == 0
+    _flip(work / "resnet50.int8.onnxruntime-cpu.onnx")
+    before = sorted(p.name for p in work.iterdir())
+    result = cli.invoke(app, ["parity", "--out", str(work), "--runtime", "onnxruntime-cpu", "--count", "16"])
+    _one_line_error(result, 2, "resnet50.int8.onnxruntime-cpu.onnx changed since it was made",
+                    "rn50 quantize --int8 --target onnxruntime-cpu")  # fmt: skip
+    assert sorted(p.name for p in work.iterdir()) == before
+    result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
+    assert result.exit_code == 1
+    findings = {f["artifact"]: f["status"] for f in json.loads(result.output.split("\nerror:")[0])}
+    assert findings["onnx-int8-onnxruntime-cpu"] == "changed" and findings["onnx-fp32"] == "ok"
+
+
+def test_verify_reports_stale_parents_and_unrecorded_files(work: Path) -> None:
+    workdir = WorkDir(work)
+    fp32 = workdir.artifact("onnx-fp32")
+    assert fp32 is not None
+    from dataclasses import replace
+
+    workdir.record(replace(fp32, sha256="0" * 64))  # as if the FP32 model had been re-exported since
+    (work / "resnet50.fp32.onnx").write_bytes(b"")  # and its file replaced
+    shutil.copy(work / "resnet50.fp16.onnx", work / "stray.onnx")
+    result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
+    assert result.exit_code == 1
+    findings = {f["artifact"] if f["artifact"] != "–" else f["path"]: f["status"] for f in json.loads(result.output.split("\nerror:")[0])}
+    assert findings["onnx-fp32"] == "changed" and findings["onnx-fp16"] == "stale-parent" and findings["stray.onnx"] == "unrecorded"
+
+
+def test_missing_work_directory_is_not_created(tmp_path: Path) -> None:
+    for command in (["parity"], ["profile"], ["verify"]):
+        result = cli.invoke(app, [*command, "--out", str(tmp_path / "typo")])
+        _one_line_error(result, 2, "is not an rn50 work directory")
+        assert not (tmp_path / "typo").exists()
+
+
+# --- lock, signals, half-written files ---------------------------------------------------------------
+HOLD = "import sys, time; from rn50.artifacts import WorkDir\nwith WorkDir(sys.argv[1]).locked():\n    print('held', flush=True); time.sleep(60)\n"
+
+
+def test_second_run_is_refused_and_a_dead_holder_is_taken_over(work: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(work)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = subprocess.run(["rn50", "verify", "--out", str(work)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and f"in use by another rn50 run (PID {holder.pid})" in result.stderr, result.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (work / LOCK).is_file()  # SIGKILL left the lock and, say, a half-written file
+    (work / ".resnet50.fp16.onnx.abc123.partial").write_bytes(b"half")
+    result = subprocess.run(["rn50", "verify", "--out", str(work)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"took over the lock of PID {holder.pid}" in result.stderr and "removed 1 half-written file" in result.stderr
+    assert not (work / LOCK).exists() and not list(work.glob("*.partial"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_exits_130_and_leaves_nothing_half_written(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "out"
+    env = os.environ | {"COLUMNS": "160"}
+    proc = subprocess.Popen(["rn50", "export", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (out / LOCK).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # into the export
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not list(out.rglob("*.partial")) and not (out / LOCK).exists()
+
+
+# --- validation before work --------------------------------------------------------------------------
+def test_threads_beyond_the_usable_cores_are_refused(work: Path) -> None:
+    from rn50.machine import usable_cores
+
+    cores = usable_cores()
+    for command in (["profile"], ["parity"]):
+        result = cli.invoke(app, [*command, "--out", str(work), "--threads", str(cores + 1)])
+        _one_line_error(result, 2, f"--threads {cores + 1} is more than the {cores} usable cores", f"pass --threads {cores} or fewer")
+
+
+def test_pipeline_checks_images_and_weights_before_creating_anything(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for args, message in ((["--images", str(tmp_path / "empty")], "no images in"),
+                          (["--weights", "https://example.com/resnet50.pth"], "is a URL: rn50 never downloads weights")):  # fmt: skip
+        result = cli.invoke(app, ["pipeline", "--out", str(tmp_path / "out"), *args])
+        _one_line_error(result, 2, message)
+        assert not (tmp_path / "out").exists()
+
+
+def test_text_file_named_npy_gets_a_clear_message(work: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.npy").write_text("not an array\n")
+    result = cli.invoke(app, ["parity", "--out", str(work), "--arrays", str(tmp_path / "x.npy")])
+    _one_line_error(result, 2, "is not a .npy or .npz file", "np.save")
+    assert "allow_pickle" not in result.output
+
+
+def test_parity_on_few_images_warns(work: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(work), "--runtime", "onnxruntime-cpu", "--artifact", "onnx-fp32", "--count", "4"])
+    assert result.exit_code == 0 and "too few for the verdict to mean much" in result.output, result.output
+    assert "too few" in (work / "parity.md").read_text()
+
+
+def test_oversized_images_are_skipped_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from rn50.feeds import image_folder
+
+    Image.new("RGB", (64, 64), (120, 20, 200)).save(tmp_path / "small.png")
+    Image.new("L", (400, 400)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # Pillow refuses images over twice this: a "bomb"
+    feeds = image_folder(tmp_path)
+    assert len(feeds) == 1 and feeds.skipped == 1
+
+
+def test_list_options_take_repeated_flags_and_commas() -> None:
+    from rn50.pipeline import select_steps
+
+    assert items(["build-trt,profile"]) == items(["build-trt", "profile"]) == ["build-trt", "profile"]
+    assert select_steps(items(["build-trt, profile"]), None) == ("export", "calibrate", "quantize", "parity")
+    from rn50.runtimes.profiling import parse_batches
+
+    assert parse_batches(items(["1", "8,32"])) == (1, 8, 32) and parse_batches(None) == (1, 8)
+
+
+def test_seeded_weights_do_not_depend_on_the_thread_count(seeded50: object) -> None:
+    import torch
+
+    from rn50.weights import load_model
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = load_model("seeded", depth=50).fingerprint
+    finally:
+        torch.set_num_threads(before)
+    assert one == seeded50.fingerprint  # type: ignore[attr-defined]  # built on the default thread count
