@@ -105,7 +105,8 @@ def check_image_folder(folder: Path | str) -> None:
     if not root.is_dir():
         raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
-        raise UsageError(f"no images in {root}", fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")
+        raise UsageError(f"no readable images in {root} (no file has an image suffix)",
+                         fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")  # fmt: skip
 
 
 def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int | None = None) -> FeedSet:
@@ -161,7 +162,7 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
     with open(p, "rb") as f:
         head = f.read(6)
     if head != b"\x93NUMPY" and not head.startswith(b"PK"):
-        raise UsageError(f"{p} is not a .npy or .npz file (it does not start with numpy's or zip's header)",
+        raise UsageError(f"cannot read {p}: not a .npy or .npz file (it does not start with numpy's or zip's header)",
                          fix="save the preprocessed images with np.save (or np.savez with key 'input')")  # fmt: skip
     try:
         loaded = np.load(p, allow_pickle=False)

@@ -103,4 +103,4 @@ def test_parity_bad_input(workdir_copy: Path, tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
     result = cli.invoke(app, ["parity", "--out", str(tmp_path / "fresh")])
-    assert result.exit_code == 2 and "names no model" in result.output or "nothing to compare" in result.output
+    assert result.exit_code == 2 and "is not an rn50 work directory" in result.output and not (tmp_path / "fresh").exists()

@@ -133,7 +133,7 @@ def test_threads_beyond_the_usable_cores_are_refused(work: Path) -> None:
 
 def test_pipeline_checks_images_and_weights_before_creating_anything(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    for args, message in ((["--images", str(tmp_path / "empty")], "no images in"),
+    for args, message in ((["--images", str(tmp_path / "empty")], "no readable images in"),
                           (["--weights", "https://example.com/resnet50.pth"], "is a URL: rn50 never downloads weights")):  # fmt: skip
         result = cli.invoke(app, ["pipeline", "--out", str(tmp_path / "out"), *args])
         _one_line_error(result, 2, message)
@@ -143,7 +143,7 @@ def test_pipeline_checks_images_and_weights_before_creating_anything(tmp_path: P
 def test_text_file_named_npy_gets_a_clear_message(work: Path, tmp_path: Path) -> None:
     (tmp_path / "x.npy").write_text("not an array\n")
     result = cli.invoke(app, ["parity", "--out", str(work), "--arrays", str(tmp_path / "x.npy")])
-    _one_line_error(result, 2, "is not a .npy or .npz file", "np.save")
+    _one_line_error(result, 2, "not a .npy or .npz file", "np.save")
     assert "allow_pickle" not in result.output
 
 

@@ -248,7 +248,7 @@ def test_truncated_engine_missing_or_edited_sidecar_are_refused(copy: Path) -> N
     sidecar = engine.parent / (engine.name + ".json")
     good_engine, good_sidecar = engine.read_bytes(), sidecar.read_text()
     cases = [
-        (lambda: engine.write_bytes(good_engine[: len(good_engine) // 2]), "does not match its sidecar"),
+        (lambda: engine.write_bytes(good_engine[: len(good_engine) // 2]), "changed since it was made"),  # the manifest sees it first
         (lambda: sidecar.unlink(), "is missing"),
         (lambda: sidecar.write_text(good_sidecar.replace('"compute_capability": "9.0"', '"compute_capability": "8.9"')), "was edited"),
         (lambda: sidecar.write_text('{"schema": "rn50.engine/1", "tensorrt": 10}'), "is not an rn50 engine sidecar"),
@@ -273,6 +273,7 @@ def test_engine_tensorrt_cannot_load_is_refused_with_its_reason(trt: ModuleType,
     sidecar = json.loads(sidecar_path.read_text())
     sidecar["engine_sha256"] = sha256_file(engine)
     sidecar_path.write_text(json.dumps(sidecar))
+    WorkDir(copy).record(_rehash(WorkDir(copy), "engine-fp32", engine))
     result = invoke("parity", "--out", str(copy), "--runtime", "tensorrt", "--artifact", "engine-fp32", "--count", "8")
     _one_line_error(result, 2, "TensorRT could not load", "Magic tag does not match", "rn50 build-trt")
 
@@ -343,9 +344,14 @@ def test_unreadable_sidecar_makes_build_trt_rebuild(copy: Path) -> None:
     assert result.exit_code == 0 and "wrote" in result.output and "rebuilding" in result.output, result.output  # type: ignore[attr-defined]
 
 
-def test_runner_refuses_a_missing_engine(tmp_path: Path) -> None:
+def test_runner_refuses_a_missing_engine_or_one_its_sidecar_does_not_describe(copy: Path, tmp_path: Path) -> None:
+    """The runner's own checks, for an engine used outside a work directory's manifest."""
     from rn50.errors import UsageError
     from rn50.runtimes.trt_runner import TensorRTRunner
 
     with pytest.raises(UsageError, match="engine not found"), TensorRTRunner(tmp_path / "none.engine"):
+        pass
+    engine = _engine(copy, "fp32")
+    engine.write_bytes(engine.read_bytes()[:-100])
+    with pytest.raises(UsageError, match=r"does not match its sidecar .*truncated or replaced"), TensorRTRunner(engine):
         pass
