@@ -100,6 +100,15 @@ def trt_standin_module() -> Iterator[ModuleType]:
         yield module
 
 
+def one_line_error(result: object, code: int, *needles: str) -> None:
+    """A CLI result that failed the way rn50 promises: ``code``, one ``error:`` line holding ``needles``, no traceback."""
+    out = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == code, out  # type: ignore[attr-defined]
+    assert "Traceback" not in out and out.count("error:") == 1, out
+    for needle in needles:
+        assert needle in out, out
+
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 NOT_RUN = ("pip ", "python -m pytest")  # set-up and the test command itself
 

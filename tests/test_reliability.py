@@ -14,20 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error
 from typer.testing import CliRunner
 
 from rn50.artifacts import LOCK, WorkDir
 from rn50.cli import app, items
 
 cli = CliRunner()
-
-
-def _one_line_error(result: object, code: int, *needles: str) -> None:
-    out = result.output  # type: ignore[attr-defined]
-    assert result.exit_code == code, out  # type: ignore[attr-defined]
-    assert "Traceback" not in out and out.count("error:") == 1, out
-    for needle in needles:
-        assert needle in out, out
 
 
 def _flip(path: Path) -> None:
@@ -53,7 +46,7 @@ def test_tampered_artifact_is_refused_and_verify_finds_it(work: Path) -> None:
     _flip(work / "resnet50.int8.onnxruntime-cpu.onnx")
     before = sorted(p.name for p in work.iterdir())
     result = cli.invoke(app, ["parity", "--out", str(work), "--runtime", "onnxruntime-cpu", "--count", "16"])
-    _one_line_error(result, 2, "resnet50.int8.onnxruntime-cpu.onnx changed since it was made",
+    one_line_error(result, 2, "resnet50.int8.onnxruntime-cpu.onnx changed since it was made",
                     "rn50 quantize --int8 --target onnxruntime-cpu")  # fmt: skip
     assert sorted(p.name for p in work.iterdir()) == before
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
@@ -80,7 +73,7 @@ def test_verify_reports_stale_parents_and_unrecorded_files(work: Path) -> None:
 def test_missing_work_directory_is_not_created(tmp_path: Path) -> None:
     for command in (["parity"], ["profile"], ["verify"]):
         result = cli.invoke(app, [*command, "--out", str(tmp_path / "typo")])
-        _one_line_error(result, 2, "is not an rn50 work directory")
+        one_line_error(result, 2, "is not an rn50 work directory")
         assert not (tmp_path / "typo").exists()
 
 
@@ -128,7 +121,7 @@ def test_threads_beyond_the_usable_cores_are_refused(work: Path) -> None:
     cores = usable_cores()
     for command in (["profile"], ["parity"]):
         result = cli.invoke(app, [*command, "--out", str(work), "--threads", str(cores + 1)])
-        _one_line_error(result, 2, f"--threads {cores + 1} is more than the {cores} usable cores", f"pass --threads {cores} or fewer")
+        one_line_error(result, 2, f"--threads {cores + 1} is more than the {cores} usable cores", f"pass --threads {cores} or fewer")
 
 
 def test_pipeline_checks_images_and_weights_before_creating_anything(tmp_path: Path) -> None:
@@ -136,14 +129,14 @@ def test_pipeline_checks_images_and_weights_before_creating_anything(tmp_path: P
     for args, message in ((["--images", str(tmp_path / "empty")], "no readable images in"),
                           (["--weights", "https://example.com/resnet50.pth"], "is a URL: rn50 never downloads weights")):  # fmt: skip
         result = cli.invoke(app, ["pipeline", "--out", str(tmp_path / "out"), *args])
-        _one_line_error(result, 2, message)
+        one_line_error(result, 2, message)
         assert not (tmp_path / "out").exists()
 
 
 def test_text_file_named_npy_gets_a_clear_message(work: Path, tmp_path: Path) -> None:
     (tmp_path / "x.npy").write_text("not an array\n")
     result = cli.invoke(app, ["parity", "--out", str(work), "--arrays", str(tmp_path / "x.npy")])
-    _one_line_error(result, 2, "not a .npy or .npz file", "np.save")
+    one_line_error(result, 2, "not a .npy or .npz file", "np.save")
     assert "allow_pickle" not in result.output
 
 

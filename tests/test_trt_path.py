@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 import pytest
+from conftest import one_line_error
 from typer.testing import CliRunner
 
 from rn50.artifacts import Artifact, WorkDir, sha256_file
@@ -57,14 +58,6 @@ def copy(engines: Path, tmp_path: Path) -> Path:
 
 def _state(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _one_line_error(result: object, code: int, *needles: str) -> None:
-    out = result.output  # type: ignore[attr-defined]
-    assert result.exit_code == code, out  # type: ignore[attr-defined]
-    assert "Traceback" not in out and out.count("error:") == 1, out
-    for needle in needles:
-        assert needle in out, out
 
 
 def _engine(root: Path, precision: str) -> Path:
@@ -122,7 +115,7 @@ def test_int8_check_fails_when_tensorrt_runs_one_convolution_in_float(trt: Modul
     monkeypatch.setattr(_build.Graph, "precision", one_in_float)
     before = _state(copy)
     result = invoke("build-trt", "--out", str(copy), "--int8", "--max-batch", "64")
-    _one_line_error(result, 1, "INT8 engine has 1 convolutions not running in INT8", "(Float)")
+    one_line_error(result, 1, "INT8 engine has 1 convolutions not running in INT8", "(Float)")
     assert _state(copy) == before
 
 
@@ -149,7 +142,7 @@ def test_int8_onnx_with_a_float_convolution_is_refused_before_the_parser(copy: P
     WorkDir(copy).record(_rehash(WorkDir(copy), "onnx-int8-tensorrt", path))
     before = _state(copy)
     result = invoke("build-trt", "--out", str(copy), "--int8", "--max-batch", "64")
-    _one_line_error(result, 2, "breaks a tensorrt rule", f"[quantized] {conv}")
+    one_line_error(result, 2, "breaks a tensorrt rule", f"[quantized] {conv}")
     assert _state(copy) == before
 
 
@@ -178,7 +171,7 @@ def test_parity_runs_engines_against_pytorch_and_int8_against_onnxruntime_cpu(co
 
 def test_parity_refuses_a_batch_outside_the_engine_profile(copy: Path) -> None:
     result = invoke("parity", "--out", str(copy), "--runtime", "tensorrt", "--artifact", "engine-fp32", "--random", "20", "--batch", "20")
-    _one_line_error(result, 2, "outside the engine's profile (batch 1..16)", "rn50 build-trt --min-batch/--max-batch")
+    one_line_error(result, 2, "outside the engine's profile (batch 1..16)", "rn50 build-trt --min-batch/--max-batch")
 
 
 def test_profile_times_engines_through_the_device_seam(trt: ModuleType, copy: Path) -> None:
@@ -231,7 +224,7 @@ def _parity_engine(root: Path) -> object:
 def test_engine_from_another_tensorrt_is_refused(trt: ModuleType, copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trt, "__version__", "10.14.1.48")
     before = _state(copy)
-    _one_line_error(_parity_engine(copy), 2, "built with TensorRT 10.13.0.35+standin; this machine has 10.14.1.48+standin",
+    one_line_error(_parity_engine(copy), 2, "built with TensorRT 10.13.0.35+standin; this machine has 10.14.1.48+standin",
                     "rn50 build-trt --fp16")  # fmt: skip
     assert _state(copy) == before
 
@@ -239,7 +232,7 @@ def test_engine_from_another_tensorrt_is_refused(trt: ModuleType, copy: Path, mo
 def test_engine_for_another_gpu_is_refused(trt: ModuleType, copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trt.__rn50_standin__, "compute_capability", "8.9")
     before = _state(copy)
-    _one_line_error(_parity_engine(copy), 2, "built for compute capability 9.0", "this GPU is 8.9", "rn50 build-trt --fp16")
+    one_line_error(_parity_engine(copy), 2, "built for compute capability 9.0", "this GPU is 8.9", "rn50 build-trt --fp16")
     assert _state(copy) == before
 
 
@@ -260,7 +253,7 @@ def test_truncated_engine_missing_or_edited_sidecar_are_refused(copy: Path) -> N
         sidecar.write_text(good_sidecar)
         damage()
         before = _state(copy)
-        _one_line_error(_parity_engine(copy), 2, message, "rn50 build-trt")
+        one_line_error(_parity_engine(copy), 2, message, "rn50 build-trt")
         assert _state(copy) == before
 
 
@@ -275,7 +268,7 @@ def test_engine_tensorrt_cannot_load_is_refused_with_its_reason(trt: ModuleType,
     sidecar_path.write_text(json.dumps(sidecar))
     WorkDir(copy).record(_rehash(WorkDir(copy), "engine-fp32", engine))
     result = invoke("parity", "--out", str(copy), "--runtime", "tensorrt", "--artifact", "engine-fp32", "--count", "8")
-    _one_line_error(result, 2, "TensorRT could not load", "Magic tag does not match", "rn50 build-trt")
+    one_line_error(result, 2, "TensorRT could not load", "Magic tag does not match", "rn50 build-trt")
 
 
 def test_onnx_the_parser_rejects_is_refused(copy: Path) -> None:
@@ -287,7 +280,7 @@ def test_onnx_the_parser_rejects_is_refused(copy: Path) -> None:
     WorkDir(copy).record(_rehash(WorkDir(copy), "onnx-fp32", path))
     before = _state(copy)
     result = invoke("build-trt", "--out", str(copy), "--max-batch", "64")
-    _one_line_error(result, 2, "TensorRT's ONNX parser rejected resnet50.fp32.onnx", f"node {relu.name} (Celu)",
+    one_line_error(result, 2, "TensorRT's ONNX parser rejected resnet50.fp32.onnx", f"node {relu.name} (Celu)",
                     "No importer registered for op: Celu", "rn50 build-trt")  # fmt: skip
     assert _state(copy) == before
 
@@ -295,7 +288,7 @@ def test_onnx_the_parser_rejects_is_refused(copy: Path) -> None:
 def test_failed_build_says_what_tensorrt_said_and_writes_nothing(copy: Path) -> None:
     before = _state(copy)
     result = invoke("build-trt", "--out", str(copy), "--workspace", "1", "--max-batch", "64")
-    _one_line_error(result, 1, "TensorRT could not build the engine", "insufficient workspace", "--workspace")
+    one_line_error(result, 1, "TensorRT could not build the engine", "insufficient workspace", "--workspace")
     assert _state(copy) == before
 
 
@@ -309,7 +302,7 @@ def test_stale_timing_cache_is_replaced_not_fatal(trt: ModuleType, copy: Path) -
 def test_no_gpu_for_tensorrt_fails_fast(trt: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(type(trt.__rn50_standin__.device), "unavailable", lambda self: "no CUDA GPU visible to torch")
     result = invoke("build-trt", "--out", str(tmp_path / "new"))
-    _one_line_error(result, 2, "TensorRT needs a CUDA GPU: no CUDA GPU visible to torch")
+    one_line_error(result, 2, "TensorRT needs a CUDA GPU: no CUDA GPU visible to torch")
     assert not (tmp_path / "new").exists()
 
 
@@ -323,7 +316,7 @@ def test_compatible_engines_load_where_their_build_options_allow(trt: ModuleType
     monkeypatch.setattr(trt, "__version__", "10.14.1.48")
     assert _parity_engine(copy).exit_code == 0  # type: ignore[attr-defined]
     monkeypatch.setattr(trt.__rn50_standin__, "compute_capability", "7.5")
-    _one_line_error(_parity_engine(copy), 2, "compute capability", "this GPU is 7.5")
+    one_line_error(_parity_engine(copy), 2, "compute capability", "this GPU is 7.5")
     result = invoke("build-trt", "--out", str(copy), "--max-batch", "16", "--hardware-compat", "same-compute-capability")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
 
@@ -334,7 +327,7 @@ def test_real_tensorrt_engines_and_standin_engines_never_mix(copy: Path) -> None
     sidecar = json.loads(sidecar_path.read_text())
     sidecar["runtime"] = "tensorrt"  # as if a real TensorRT had built it
     sidecar_path.write_text(json.dumps(sidecar))
-    _one_line_error(_parity_engine(copy), 2, "the engine was built by tensorrt; this machine runs tensorrt-standin")
+    one_line_error(_parity_engine(copy), 2, "the engine was built by tensorrt; this machine runs tensorrt-standin")
 
 
 def test_unreadable_sidecar_makes_build_trt_rebuild(copy: Path) -> None:
