@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,8 +91,15 @@ def collect_ranges(onnx_path: Path, feeds: FeedSet, method: str, options: dict[s
                   "percentile": CalibrationMethod.Percentile}[method]  # fmt: skip
     # ORT's calibrators print progress to stdout; rn50 reports its own.
     with tempfile.TemporaryDirectory(prefix="rn50-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
+        # ORT writes a shape-inferred copy next to the model it is given (<model>-inferred.onnx) and leaves
+        # it behind if that write fails (a full disk): give it a link in the temporary folder instead.
+        model = Path(tmp) / "model.onnx"
+        try:
+            os.link(onnx_path, model)
+        except OSError:
+            shutil.copyfile(onnx_path, model)
         calibrator = create_calibrator(
-            Path(onnx_path),
+            model,
             None,  # every tensor: one table serves every target's placement
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=ort_method,

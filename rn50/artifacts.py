@@ -133,6 +133,35 @@ def versions() -> dict[str, Any]:
     return out
 
 
+ARTIFACT_TEXT_FIELDS = ("name", "path", "kind", "precision", "sha256")
+
+
+def _manifest_problem(data: dict[str, Any]) -> str | None:
+    """The first field of a parsed manifest that has the wrong type, or None: a manifest is taken whole or not at all."""
+    model = data.get("model")
+    if model is not None and not (isinstance(model, dict) and isinstance(model.get("weights_sha256"), str)
+                                  and isinstance(model.get("depth"), int)):  # fmt: skip
+        return "model: expected {depth: int, weights: str, weights_sha256: str}"
+    for key, entry in data["artifacts"].items():
+        if not isinstance(entry, dict):
+            return f"artifacts.{key}: expected an object"
+        unknown = sorted(set(entry) - set(Artifact.__dataclass_fields__))
+        if unknown:
+            return f"artifacts.{key}: unknown field(s) {', '.join(unknown)}"
+        for field_name in ARTIFACT_TEXT_FIELDS:
+            if not isinstance(entry.get(field_name), str):
+                return f"artifacts.{key}.{field_name}: expected a string, found {type(entry.get(field_name)).__name__}"
+        if entry.get("parent_sha256") is not None and not isinstance(entry["parent_sha256"], str):
+            return f"artifacts.{key}.parent_sha256: expected a string"
+        for field_name in ("config", "versions", "extra"):
+            if not isinstance(entry.get(field_name, {}), dict):
+                return f"artifacts.{key}.{field_name}: expected an object"
+    steps = data.get("steps", {})
+    if not isinstance(steps, dict) or not all(isinstance(s, dict) and isinstance(s.get("outputs", {}), dict) for s in steps.values()):
+        return "steps: expected {step: {key, outputs: {path: sha256}}}"
+    return None
+
+
 def _lock_holder(lock: Path) -> int | None:
     try:
         return int(lock.read_text().strip())
@@ -247,6 +276,10 @@ class WorkDir:
             ) from e
         if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
             raise UsageError(f"{self.manifest_path} is not an rn50 manifest", fix="pass --out another directory")
+        wrong = _manifest_problem(data)
+        if wrong:
+            raise UsageError(f"{self.manifest_path} is malformed: {wrong}",
+                             fix="restore it, or remove it and re-run the steps (rn50 pipeline rebuilds everything)")  # fmt: skip
         return data
 
     def check_model(self, model: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""matplotlib, headless and optional: reports get their charts when it is installed (``rn50[plot]``)."""
+"""matplotlib, headless. A dependency of rn50; where it cannot be imported (a broken install) the
+reports are written without charts and a warning says so."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def pyplot(what: str) -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.info("matplotlib is not installed: no %s (pip install 'rn50[plot]')", what)
+        log.warning("matplotlib cannot be imported: no %s (pip install matplotlib)", what)
         return None
     return plt
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -18,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rn50 import __version__
-from rn50.errors import Interrupted, Rn50Error
+from rn50.errors import Interrupted, Rn50Error, UsageError
 from rn50.jsonio import jsonable
 
 app = typer.Typer(
@@ -71,16 +72,20 @@ def handles_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except OSError as e:  # a library's write that hit a full disk (ours go through the atomic writer)
+                if e.errno != errno.ENOSPC:
+                    raise
+                raise UsageError(f"no space left on the device ({e.filename or 'while writing'})",
+                                 fix="free some space or pass --out on another disk; nothing half-written was kept") from e  # fmt: skip
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted", fix="nothing half-written was kept; run the command again") from None
         except Rn50Error as e:
             if STATE["verbose"]:
                 err.print_exception()
             err.print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            e2 = Interrupted("interrupted", fix="nothing half-written was kept; run the command again")
-            err.print(f"[bold red]error:[/] {escape(e2.message)}", soft_wrap=True)
-            raise typer.Exit(e2.exit_code) from None
         finally:
             _HELD.close()
 
@@ -579,7 +584,9 @@ def pipeline(
                             parse_thresholds(items(threshold) or []), settings, steps, force)  # fmt: skip
     workdir = open_workdir(out_dir)
     with err.status("pipeline…") as status:
-        result = Pipeline(workdir, config, progress=lambda m: status.update(f"pipeline: {escape(m)}")).run()
+        # Where stderr is not a terminal (CI logs) the spinner shows nothing: print a line per step instead.
+        lines = None if err.is_terminal else (lambda m: err.print(f"pipeline: {escape(m)}"))
+        result = Pipeline(workdir, config, progress=lambda m: status.update(f"pipeline: {escape(m)}"), steps=lines).run()
     # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
     started = any(s.status in ("ran", "reused") for s in result.steps)
     written = report_files.write(workdir, list(result.steps)) if started else []

@@ -157,5 +157,5 @@ def run_checks() -> list[Check]:
     checks.append(check_package("onnxsim", "simplifying before quantization", "pip install onnxsim"))
     checks += check_onnxruntime()
     checks += [check_tensorrt(), check_gpu(), check_cpu()]
-    checks.append(check_package("matplotlib", "charts in parity/profile reports", "pip install 'rn50[plot]'", required=False))
+    checks.append(check_package("matplotlib", "charts in parity/profile reports", "pip install matplotlib", required=True))
     return checks

@@ -81,10 +81,13 @@ class PipelineResult:
 
 
 class Pipeline:
-    def __init__(self, workdir: WorkDir, config: PipelineConfig, *, progress: Callable[[str], None] | None = None):
+    def __init__(self, workdir: WorkDir, config: PipelineConfig, *, progress: Callable[[str], None] | None = None,
+                 steps: Callable[[str], None] | None = None):  # fmt: skip
+        """``progress`` hears everything (a spinner's text); ``steps`` one line as each step starts and ends."""
         self.workdir = workdir
         self.config = config
         self.say = progress or (lambda _m: None)
+        self.announce = steps or (lambda _m: None)
         self._loaded: Any = None
         self._table: Any = None
         self._again: dict[str, str] = {}  # step -> why it ran again
@@ -251,6 +254,7 @@ class Pipeline:
                 results.append(StepResult(name, "skipped", "not selected (--skip/--only)"))
                 continue
             self.say(name)
+            self.announce(f"{name} …")
             start = time.perf_counter()
             try:
                 result = getattr(self, name.replace("-", "_"))()
@@ -259,5 +263,6 @@ class Pipeline:
                 result = StepResult(name, "failed", e.message)
             detail = f"ran again ({self._again[name]}): {result.detail}" if result.status == "ran" and name in self._again else result.detail
             results.append(StepResult(result.name, result.status, detail, time.perf_counter() - start))
+            self.announce(f"{name}: {result.status} in {results[-1].seconds:.1f} s")
             log.info("%s: %s (%s)", name, result.status, result.detail)
         return PipelineResult(tuple(results), error)

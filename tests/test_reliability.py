@@ -180,3 +180,47 @@ def test_seeded_weights_do_not_depend_on_the_thread_count(seeded50: object) -> N
     finally:
         torch.set_num_threads(before)
     assert one == seeded50.fingerprint  # type: ignore[attr-defined]  # built on the default thread count
+
+
+def test_malformed_manifest_is_refused_whole_with_its_field(work: Path) -> None:
+    path = work / "manifest.json"
+    good = path.read_text()
+    for damage, field in ((lambda d: d["artifacts"]["onnx-fp16"].update(path=["a", "b"]), "artifacts.onnx-fp16.path"),
+                          (lambda d: d["artifacts"]["onnx-fp32"].update(sha256=12), "artifacts.onnx-fp32.sha256"),
+                          (lambda d: d.update(steps="export"), "steps"),
+                          (lambda d: d["artifacts"]["onnx-fp32"].update(colour="red"), "unknown field(s) colour")):  # fmt: skip
+        data = json.loads(good)
+        damage(data)
+        path.write_text(json.dumps(data))
+        result = cli.invoke(app, ["parity", "--out", str(work), "--count", "16"])
+        one_line_error(result, 2, f"{path} is malformed", field)
+        assert not (work / "parity.json").exists()
+
+
+def test_full_disk_in_a_library_write_is_one_line_and_leaves_nothing(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's calibrator writes a shape-inferred copy of the model; that write fails on a full disk."""
+    import errno
+
+    import onnx
+
+    real = onnx.save_model
+
+    def full(proto: object, f: object, *args: object, **kwargs: object) -> None:
+        if str(f).endswith("-inferred.onnx") or "augmented" in str(f):
+            Path(str(f)).write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        real(proto, f, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnx, "save_model", full)
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path",
+                        lambda src, dst=None, *a, **k: full(None, dst or src))  # fmt: skip
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    result = cli.invoke(app, ["calibrate", "--out", str(work), "--count", "4", "--method", "entropy"])
+    one_line_error(result, 2, "no space left on the device")
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no -inferred.onnx, no stray file
+
+
+def test_pipeline_prints_a_line_per_step_when_not_on_a_terminal(work: Path) -> None:
+    result = cli.invoke(app, ["pipeline", "--out", str(work), "--only", "export"])
+    assert result.exit_code == 0, result.output
+    assert "pipeline: export …" in result.stderr and "pipeline: export: ran in" in result.stderr
