@@ -15,7 +15,7 @@ from rn50.exporter.onnx_export import check_opset, torch_to_onnx
 from rn50.exporter.simplify import check, convert_opset, simplify
 from rn50.exporter.verify import Verification, verify_onnx
 from rn50.preprocess import DEFAULT
-from rn50.weights import LoadedModel, load_model
+from rn50.weights import SEEDED, SEEDED_WEIGHTS, LoadedModel, load_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -83,6 +83,18 @@ def build_onnx(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
     return proto
 
 
+def keep_seeded_weights(workdir: WorkDir, loaded: LoadedModel, depth: int) -> None:
+    """Seeded weights are rebuilt from a seed, and another CPU's kernels may round the rebuild differently:
+    the work directory keeps the exact weights its artifacts were made from (rn50 reads them back)."""
+    import torch
+
+    target = workdir.path(f"seeded-resnet{depth}.pt")
+    with atomic_path(target) as tmp:
+        torch.save(loaded.model.state_dict(), str(tmp))
+    workdir.record(Artifact(SEEDED_WEIGHTS, target.name, "weights", "fp32", sha256_file(target), None, {"depth": depth},
+                            versions(), extra={"fingerprint": loaded.fingerprint}))  # fmt: skip
+
+
 def export(config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loaded: LoadedModel | None = None) -> ExportResult:
     """Export to ``<workdir>/rn50.fp32.onnx``; the manifest marks it verified or not."""
     check_opset(config.opset)
@@ -95,6 +107,8 @@ def export(config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loade
         onnx.save_model(proto, str(tmp))
     digest = sha256_file(target)
     result = verify_onnx(target, loaded.model) if verify else None
+    if loaded.source == SEEDED:
+        keep_seeded_weights(workdir, loaded, config.depth)
     workdir.record(
         Artifact(
             name=FP32_NAME,

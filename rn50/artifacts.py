@@ -37,6 +37,7 @@ PARTIAL = ".partial"  # suffix of every file being written (see atomic_path)
 # The command that makes each artifact: the fix when one is missing or changed.
 MADE_BY = {
     "onnx-fp32": "rn50 export",
+    "weights-seeded": "rn50 export",
     "onnx-fp16": "rn50 quantize --fp16",
     "onnx-int8-tensorrt": "rn50 quantize --int8 --target tensorrt",
     "onnx-int8-onnxruntime-cpu": "rn50 quantize --int8 --target onnxruntime-cpu",

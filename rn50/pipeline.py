@@ -117,7 +117,7 @@ class Pipeline:
     # --- steps -----------------------------------------------------------------------------------
     def export(self) -> StepResult:
         from rn50.exporter.run import FP32_NAME, ExportConfig, export, model_record
-        from rn50.weights import load_model
+        from rn50.weights import SEEDED_WEIGHTS, load_model
 
         c = self.config
         self.say("loading the model")
@@ -136,7 +136,8 @@ class Pipeline:
         if ver is not None and not ver.passed:
             raise CheckFailed(f"{result.path.name} does not match the PyTorch model: {ver.failures()[0]}",
                               fix="the manifest marks it unverified; report it with --verbose")  # fmt: skip
-        self.workdir.record_step("export", key, [result.path])
+        kept = self.workdir.artifact(SEEDED_WEIGHTS)
+        self.workdir.record_step("export", key, [result.path] + ([self.workdir.path(kept.path)] if kept else []))
         detail = f"{result.path.name}: opset {result.opset}, {result.nodes} nodes"
         return StepResult("export", "ran", detail + (f", verified (max abs {ver.max_abs:.2g})" if ver else ""))
 

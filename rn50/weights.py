@@ -26,6 +26,7 @@ from rn50.model import VARIANTS, BasicBlock, Bottleneck, ResNet, resnet
 log = logging.getLogger(__name__)
 
 SEEDED = "seeded"
+SEEDED_WEIGHTS = "weights-seeded"  # the manifest name of the seeded weights a work directory keeps
 SEED = 0
 BN_CROPS = 16
 RESIDUAL_GAIN = 0.1
@@ -206,7 +207,13 @@ def workdir_model(workdir: Any) -> nn.Module:
     record = workdir.manifest().get("model")
     if not record:
         raise UsageError(f"{workdir.manifest_path} names no model", fix="run rn50 export --out DIR first")
-    loaded = load_model(record["weights"], depth=record["depth"])
+    if record["weights"] == SEEDED and workdir.artifact(SEEDED_WEIGHTS) is not None:
+        _, path = workdir.require(SEEDED_WEIGHTS)  # the exact weights, checked against the manifest
+        model = resnet(record["depth"])
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        loaded = LoadedModel(model.eval(), SEEDED, state_fingerprint(model))
+    else:
+        loaded = load_model(record["weights"], depth=record["depth"])
     if loaded.fingerprint != record["weights_sha256"]:
         raise UsageError(f"the weights {record['weights']} changed since the artifacts were made",
                          fix="re-run rn50 export with these weights, or restore the original file")  # fmt: skip

@@ -39,7 +39,7 @@ def work(quantized_dir: Path, tmp_path: Path) -> Path:
 def test_tampered_artifact_is_refused_and_verify_finds_it(work: Path) -> None:
     result = cli.invoke(app, ["parity", "--out", str(work), "--runtime", "onnxruntime-cpu", "--count", "16", "--json"])
     assert result.exit_code == 0, result.output
-    tested = {r["artifact"]: r["sha256"] for r in json.loads(result.output)["results"]}
+    tested = {r["artifact"]: r["sha256"] for r in json.loads(result.stdout)["results"]}
     recorded = {a.name: a.sha256 for a in WorkDir(work).artifacts()}
     assert tested and all(tested[name] == recorded[name] for name in tested)  # parity.json names the bytes it tested
     assert cli.invoke(app, ["verify", "--out", str(work)]).exit_code == 0
@@ -51,7 +51,7 @@ def test_tampered_artifact_is_refused_and_verify_finds_it(work: Path) -> None:
     assert sorted(p.name for p in work.iterdir()) == before
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
     assert result.exit_code == 1
-    findings = {f["artifact"]: f["status"] for f in json.loads(result.output.split("\nerror:")[0])}
+    findings = {f["artifact"]: f["status"] for f in json.loads(result.stdout)}
     assert findings["onnx-int8-onnxruntime-cpu"] == "changed" and findings["onnx-fp32"] == "ok"
 
 
@@ -66,7 +66,7 @@ def test_verify_reports_stale_parents_and_unrecorded_files(work: Path) -> None:
     shutil.copy(work / "resnet50.fp16.onnx", work / "stray.onnx")
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
     assert result.exit_code == 1
-    findings = {f["artifact"] if f["artifact"] != "–" else f["path"]: f["status"] for f in json.loads(result.output.split("\nerror:")[0])}
+    findings = {f["artifact"] if f["artifact"] != "–" else f["path"]: f["status"] for f in json.loads(result.stdout)}
     assert findings["onnx-fp32"] == "changed" and findings["onnx-fp16"] == "stale-parent" and findings["stray.onnx"] == "unrecorded"
 
 
@@ -224,3 +224,26 @@ def test_pipeline_prints_a_line_per_step_when_not_on_a_terminal(work: Path) -> N
     result = cli.invoke(app, ["pipeline", "--out", str(work), "--only", "export"])
     assert result.exit_code == 0, result.output
     assert "pipeline: export …" in result.stderr and "pipeline: export: ran in" in result.stderr
+
+
+def test_a_work_directory_keeps_its_exact_seeded_weights(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another CPU's kernels could rebuild the seeded weights a rounding apart: the directory's own copy is used."""
+    import torch
+
+    from rn50 import weights
+    from rn50.weights import workdir_model
+
+    real = weights.seeded_model
+
+    def another_cpu(depth: int = 50, **kw: object) -> torch.nn.Module:
+        model = real(depth)
+        with torch.no_grad():
+            model.fc.bias += 1e-6
+        return model
+
+    monkeypatch.setattr(weights, "seeded_model", another_cpu)
+    record = json.loads((work / "manifest.json").read_text())["model"]
+    assert weights.state_fingerprint(workdir_model(WorkDir(work))) == record["weights_sha256"]
+    _flip(work / "seeded-resnet50.pt")
+    with pytest.raises(Exception, match="weights-seeded: .* changed since it was made"):
+        workdir_model(WorkDir(work))

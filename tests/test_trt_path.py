@@ -96,7 +96,7 @@ def test_build_trt_reuses_by_key_and_rebuilds_a_damaged_engine(copy: Path) -> No
     assert result.exit_code == 0 and "wrote" in result.output, result.output  # type: ignore[attr-defined]
     assert sha256_file(engine) == json.loads((engine.parent / (engine.name + ".json")).read_text())["engine_sha256"]
     result = invoke("build-trt", "--out", str(copy), "--max-batch", "32", "--json")  # another option: another engine
-    assert result.exit_code == 0 and json.loads(result.output)["reused"] is False  # type: ignore[attr-defined]
+    assert result.exit_code == 0 and json.loads(result.stdout)["reused"] is False  # type: ignore[attr-defined]
 
 
 def test_int8_check_fails_when_tensorrt_runs_one_convolution_in_float(trt: ModuleType, copy: Path,
@@ -158,7 +158,7 @@ def _rehash(workdir: WorkDir, name: str, path: Path) -> Artifact:
 def test_parity_runs_engines_against_pytorch_and_int8_against_onnxruntime_cpu(copy: Path) -> None:
     result = invoke("parity", "--out", str(copy), "--runtime", "tensorrt", "--count", "8", "--json")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    rows = {r["artifact"]: r for r in json.loads(result.output)["results"]}  # type: ignore[attr-defined]
+    rows = {r["artifact"]: r for r in json.loads(result.stdout)["results"]}  # type: ignore[attr-defined]
     assert set(rows) == {"engine-fp32", "engine-fp16", "engine-int8"}
     for r in rows.values():
         assert r["runtime"] == STANDIN and r["status"] == "pass" and "stand-in" in r["device"] and "not TensorRT" in r["device"]
@@ -180,7 +180,7 @@ def test_profile_times_engines_through_the_device_seam(trt: ModuleType, copy: Pa
     result = invoke("profile", "--out", str(copy), "--runtime", "tensorrt", "--batch", "1,2", "--warmup", "0",
                     "--warmup-iterations", "1", "--iterations", "2", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    rows = json.loads(result.output)["rows"]  # type: ignore[attr-defined]
+    rows = json.loads(result.stdout)["rows"]  # type: ignore[attr-defined]
     got = {(r["artifact"], r["batch"], r["mode"]) for r in rows if r["status"] == "ok"}
     assert got == {(a, b, m) for a in ("engine-fp32", "engine-fp16", "engine-int8") for b in (1, 2)
                    for m in ("host", "device", "device+cuda-graph")}  # fmt: skip
@@ -201,7 +201,7 @@ def test_profile_times_engines_through_the_device_seam(trt: ModuleType, copy: Pa
 def test_pipeline_build_trt_step_and_report(copy: Path) -> None:
     result = invoke("pipeline", "--out", str(copy), "--only", "build-trt", "--only", "parity", "--parity-count", "8", "--json")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    steps = {s["name"]: s for s in json.loads(result.output)["steps"]}  # type: ignore[attr-defined]
+    steps = {s["name"]: s for s in json.loads(result.stdout)["steps"]}  # type: ignore[attr-defined]
     assert steps["build-trt"]["status"] in ("ran", "reused") and "tensorrt-standin" in steps["build-trt"]["detail"]
     report = (copy / "report.md").read_text()
     assert "rn50's TensorRT stand-in" in report and "tensorrt-standin" in report
@@ -212,7 +212,7 @@ def test_pipeline_build_trt_step_and_report(copy: Path) -> None:
 
 def test_doctor_says_the_standin_is_not_tensorrt() -> None:
     result = invoke("doctor", "--json")
-    check = next(c for c in json.loads(result.output) if c["name"] == "tensorrt")  # type: ignore[attr-defined]
+    check = next(c for c in json.loads(result.stdout) if c["name"] == "tensorrt")  # type: ignore[attr-defined]
     assert check["status"] == "missing" and "stand-in" in check["detail"]
 
 
