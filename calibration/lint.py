@@ -14,7 +14,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from rn50.calibration.qdq_tensorrt import producers
 from rn50.errors import UsageError
+from rn50.exporter.simplify import opset_of
 
 TARGETS = ("tensorrt", "onnxruntime-cpu")
 
@@ -29,19 +31,15 @@ class Violation:
         return f"[{self.rule}] {self.node}: {self.message}"
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
 def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
     if target not in TARGETS:
         raise UsageError(f"unknown Q/DQ target {target!r}", fix=f"use one of {', '.join(TARGETS)}")
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    made_by = {o: n for n in graph.node for o in n.output}
+    made_by = producers(graph)
     out: list[Violation] = []
-    if _opset(model) < 13:
-        out.append(Violation("opset", "model", f"opset {_opset(model)} < 13: per-channel Q/DQ needs 13"))
+    if opset_of(model) < 13:
+        out.append(Violation("opset", "model", f"opset {opset_of(model)} < 13: per-channel Q/DQ needs 13"))
     qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qdq:
         out.append(Violation("quantized", "model", "no QuantizeLinear/DequantizeLinear nodes: not a Q/DQ model"))

@@ -31,17 +31,19 @@ def emit(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:
         CalibrationMethod.MinMax,
         {k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32)) for k, (lo, hi) in table.ranges.items()},
     )
+    # Keywords, not positions: QDQQuantizer is ONNX Runtime's internal class, and a renamed or reordered
+    # parameter must fail loudly rather than bind a value to the wrong meaning.
     quantizer = QDQQuantizer(
-        prepared,
-        True,  # per_channel
-        False,  # reduce_range
-        QuantType.QInt8,  # weights
-        QuantType.QUInt8,  # activations
-        ranges,
-        [],  # nodes_to_quantize: all
-        [],  # nodes_to_exclude
-        ["Conv", "Gemm", "Relu", "Add", "MaxPool", "GlobalAveragePool", "ReduceMean", "Reshape", "Flatten"],
-        {"WeightSymmetric": True, "ActivationSymmetric": False},
+        model=prepared,
+        per_channel=True,
+        reduce_range=False,
+        weight_qType=QuantType.QInt8,
+        activation_qType=QuantType.QUInt8,
+        tensors_range=ranges,
+        nodes_to_quantize=[],  # all
+        nodes_to_exclude=[],
+        op_types_to_quantize=["Conv", "Gemm", "Relu", "Add", "MaxPool", "GlobalAveragePool", "ReduceMean", "Reshape", "Flatten"],
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )
     quantizer.quantize_model()
     model = quantizer.model.model

@@ -40,7 +40,6 @@ class ExportResult:
     opset: int
     nodes: int
     verification: Verification | None
-    reused: bool = False
 
 
 def model_record(loaded: LoadedModel, depth: int) -> dict[str, object]:

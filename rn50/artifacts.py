@@ -104,7 +104,8 @@ def atomic_write_text(target: Path, text: str) -> None:
     atomic_write_bytes(target, text.encode())
 
 
-def _version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
+    """An installed distribution's version, or None (read from metadata: nothing is imported)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -113,15 +114,15 @@ def _version(dist: str) -> str | None:
 
 def versions() -> dict[str, Any]:
     """Versions of everything that can change a result, read without importing heavy modules."""
-    ort = _version("onnxruntime") or _version("onnxruntime-gpu")
+    ort = dist_version("onnxruntime") or dist_version("onnxruntime-gpu")
     out: dict[str, Any] = {
         "rn50": __version__,
         "python": platform.python_version(),
-        "torch": _version("torch"),
-        "onnx": _version("onnx"),
+        "torch": dist_version("torch"),
+        "onnx": dist_version("onnx"),
         "onnxruntime": ort,
-        "onnxsim": _version("onnxsim"),
-        "tensorrt": _version("tensorrt") or _version("tensorrt-cu12") or _version("tensorrt-cu13"),
+        "onnxsim": dist_version("onnxsim"),
+        "tensorrt": dist_version("tensorrt") or dist_version("tensorrt-cu12") or dist_version("tensorrt-cu13"),
         "machine": platform.machine(),
     }
     if "torch" in sys.modules:  # only when already loaded: no import cost for light commands

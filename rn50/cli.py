@@ -238,12 +238,12 @@ def parity(
     from rn50.machine import check_threads
     from rn50.metrics import thresholds_for
     from rn50.parity import plan, run_parity
-    from rn50.runtimes.registry import check_runtime_names
+    from rn50.runtimes.registry import check_names
     from rn50.runtimes.torch_runner import TorchRunner
     from rn50.weights import workdir_model
 
     if runtime:
-        check_runtime_names(runtime)
+        check_names("runtime", runtime)
     if reference_device not in ("cpu", "cuda"):
         raise UsageError(f"--reference-device {reference_device!r}", fix="use cpu or cuda")
     if threads is not None:

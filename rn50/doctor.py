@@ -10,8 +10,8 @@ import importlib.util
 import platform
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 
+from rn50.artifacts import dist_version
 from rn50.machine import cpu_info, gpu_info
 
 OK, MISSING, BROKEN = "ok", "missing", "broken"
@@ -25,26 +25,19 @@ class Check:
     fix: str | None = None
 
 
-def _dist(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def check_python() -> Check:
     return Check("python", OK, f"{platform.python_version()} ({sys.executable})")
 
 
 def check_package(name: str, purpose: str, fix: str, *, required: bool = True) -> Check:
-    version = _dist(name)
+    version = dist_version(name)
     if version is None:
         return Check(name, BROKEN if required else MISSING, f"not installed ({purpose})", fix)
     return Check(name, OK, version)
 
 
 def check_torch() -> Check:
-    version = _dist("torch")
+    version = dist_version("torch")
     if version is None:
         return Check("torch", BROKEN, "not installed (the model and the reference)", "pip install torch (CPU or CUDA build), then rn50")
     import torch
@@ -64,7 +57,7 @@ def tiny_onnx() -> bytes:
 
 
 def check_onnxruntime() -> list[Check]:
-    packages = {p: _dist(p) for p in ("onnxruntime", "onnxruntime-gpu")}
+    packages = {p: dist_version(p) for p in ("onnxruntime", "onnxruntime-gpu")}
     present = {p: v for p, v in packages.items() if v}
     if not present:
         return [Check("onnxruntime", BROKEN, "not installed", "pip install onnxruntime (or onnxruntime-gpu on a CUDA host)")]

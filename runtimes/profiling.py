@@ -20,7 +20,7 @@ import numpy as np
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.machine import check_threads, describe, usable_cores
-from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, make_runner
+from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, check_names, make_runner
 from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
 
 if TYPE_CHECKING:
@@ -121,15 +121,6 @@ class ProfileTarget:
     sha256: str | None = None
 
 
-def check_names(runtimes: list[str] | None, precisions: list[str] | None) -> None:
-    bad = [r for r in runtimes or [] if r not in PROFILE_RUNTIMES]
-    if bad:
-        raise UsageError(f"unknown runtime(s) {', '.join(bad)}", fix=f"use any of {', '.join(PROFILE_RUNTIMES)}")
-    bad = [p for p in precisions or [] if p not in PRECISIONS]
-    if bad:
-        raise UsageError(f"unknown precision(s) {', '.join(bad)}", fix=f"use any of {', '.join(PRECISIONS)}")
-
-
 def _torch_reason(runtime: str) -> str | None:
     if runtime == "torch-cuda":
         import torch
@@ -152,7 +143,8 @@ def plan(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = N
     """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero)."""
     from rn50.parity import plan as parity_plan
 
-    check_names(runtimes, precisions)
+    check_names("runtime", runtimes, PROFILE_RUNTIMES)
+    check_names("precision", precisions, PRECISIONS)
     wanted = runtimes or list(PROFILE_RUNTIMES)
     targets: list[ProfileTarget] = []
     skipped: list[Row] = []

@@ -44,10 +44,11 @@ class Target:
         return f"{self.runtime} · {self.artifact}"
 
 
-def check_runtime_names(names: list[str]) -> None:
-    unknown = [n for n in names if n not in RUNTIMES]
+def check_names(kind: str, names: list[str] | None, known: tuple[str, ...] = RUNTIMES) -> None:
+    """Refuse names that are not in ``known`` (``kind``: "runtime", "precision")."""
+    unknown = [n for n in names or [] if n not in known]
     if unknown:
-        raise UsageError(f"unknown runtime(s) {', '.join(unknown)}", fix=f"use any of {', '.join(RUNTIMES)}")
+        raise UsageError(f"unknown {kind}(s) {', '.join(unknown)}", fix=f"use any of {', '.join(known)}")
 
 
 def unavailable_reason(runtime: str) -> str | None:

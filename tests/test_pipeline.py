@@ -185,6 +185,6 @@ def test_doctor_on_this_machine() -> None:
 def test_doctor_flags_both_onnxruntime_packages_as_broken(monkeypatch: pytest.MonkeyPatch) -> None:
     from rn50 import doctor
 
-    monkeypatch.setattr(doctor, "_dist", lambda name: "1.31.1")
+    monkeypatch.setattr(doctor, "dist_version", lambda name: "1.31.1")
     (check,) = doctor.check_onnxruntime()
     assert check.status == "broken" and "share one module" in check.detail and "uninstall" in (check.fix or "")
