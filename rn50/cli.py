@@ -301,16 +301,14 @@ def print_parity(report: Any) -> None:
 MethodOpt = Annotated[str, typer.Option("--method", help="Range method: minmax, entropy or percentile.")]
 PercentileOpt = Annotated[float | None, typer.Option("--percentile", help="Percentile for --method percentile (default 99.99).")]
 CALIBRATION_COUNT = 64
+CALIBRATION_BATCH = 16
 
 
-def _calibrate(workdir: Any, *, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
-               percentile: float | None, batch: int) -> Any:  # fmt: skip
-    from rich.progress import Progress
-
+def _calibration_feeds(*, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
+                       percentile: float | None, batch: int) -> Any:  # fmt: skip
+    """Options checked and images read, before any work directory is touched."""
     from rn50 import feeds as feed_sources
     from rn50.calibration.ranges import method_options
-    from rn50.calibration.run import calibrate as run_calibrate
-    from rn50.errors import UsageError
 
     if batch < 1:
         raise UsageError(f"--batch must be >= 1, got {batch}", fix="pass a positive batch size")
@@ -318,6 +316,14 @@ def _calibrate(workdir: Any, *, images: Path | None, arrays: Path | None, random
     feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count, split="calibration")
     for w in feeds.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}")
+    return feeds
+
+
+def _calibrate(workdir: Any, feeds: Any, *, method: str, percentile: float | None, batch: int) -> Any:
+    from rich.progress import Progress
+
+    from rn50.calibration.run import calibrate as run_calibrate
+
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task(f"calibrating ({method})", total=len(feeds))
         return run_calibrate(workdir, feeds, method=method, percentile=percentile, batch=batch,
@@ -334,12 +340,13 @@ def calibrate(
     count: CountOpt = CALIBRATION_COUNT,
     method: MethodOpt = "percentile",
     percentile: PercentileOpt = None,
-    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = 16,
+    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = CALIBRATION_BATCH,
     as_json: JsonOpt = False,
 ) -> None:
     """Collect activation ranges (or reuse the cached table for the same model, images and method)."""
 
-    result = _calibrate(open_workdir(out_dir), images=images, arrays=arrays, random=random, count=count, method=method,
+    feeds = _calibration_feeds(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
+    result = _calibrate(open_workdir(out_dir), feeds, method=method,
                         percentile=percentile, batch=batch)  # fmt: skip
     t = result.table
     if as_json:
@@ -363,7 +370,7 @@ def quantize(
     count: CountOpt = CALIBRATION_COUNT,
     method: MethodOpt = "percentile",
     percentile: PercentileOpt = None,
-    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = 16,
+    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = CALIBRATION_BATCH,
     as_json: JsonOpt = False,
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
@@ -375,14 +382,15 @@ def quantize(
     targets = list(EMITTERS) if target == "all" else [target]
     if any(t not in EMITTERS for t in targets):
         raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
+    feeds = _calibration_feeds(images=images, arrays=arrays, random=random, count=count, method=method,
+                               percentile=percentile, batch=batch) if int8 else None  # fmt: skip
     workdir = open_workdir(out_dir)
     results = []
     if fp16:
         with err.status("converting to FP16…"):
             results.append(convert_fp16(workdir))
     if int8:
-        calibration = _calibrate(workdir, images=images, arrays=arrays, random=random, count=count, method=method,
-                                 percentile=percentile, batch=batch)  # fmt: skip
+        calibration = _calibrate(workdir, feeds, method=method, percentile=percentile, batch=batch)
         if calibration.reused:
             err.print(f"reusing calibration table {calibration.path}")
         with err.status("emitting Q/DQ models and measuring per-layer error…"):
@@ -425,6 +433,7 @@ def build_trt(
     as_json: JsonOpt = False,
 ) -> None:
     """Build a strongly typed TensorRT engine (FP32, FP16 or INT8 from the ONNX's own precision)."""
+    from rn50.calibration.ranges import method_options
     from rn50.errors import UsageError
     from rn50.runtimes.build_trt import build_trt as run_build
     from rn50.runtimes.registry import STANDIN
@@ -437,6 +446,7 @@ def build_trt(
     opts = BuildOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mib=workspace,
                         opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
     opts.validate()
+    method_options(method, percentile=percentile)  # used if the INT8 file must be made first
     require_tensorrt()  # fail fast: on a machine without TensorRT or a GPU the first message says so
     workdir = open_workdir(out_dir)
     if workdir.artifact(ONNX_FOR_PRECISION[precision]) is None and precision != "fp32":  # made when absent, never when changed
@@ -445,8 +455,9 @@ def build_trt(
         if precision == "fp16":
             convert_fp16(workdir)
         else:
-            calibration = _calibrate(workdir, images=images, arrays=arrays, random=random, count=count, method=method,
-                                     percentile=percentile, batch=16)  # fmt: skip
+            feeds = _calibration_feeds(images=images, arrays=arrays, random=random, count=count, method=method,
+                                       percentile=percentile, batch=CALIBRATION_BATCH)  # fmt: skip
+            calibration = _calibrate(workdir, feeds, method=method, percentile=percentile, batch=CALIBRATION_BATCH)
             quantize_int8(workdir, calibration.table, ["tensorrt"])
     with err.status("building the TensorRT engine…") as status:
         result = run_build(workdir, opts, progress=lambda m: status.update(f"build-trt: {escape(m)}"))

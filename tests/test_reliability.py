@@ -247,3 +247,15 @@ def test_a_work_directory_keeps_its_exact_seeded_weights(work: Path, monkeypatch
     _flip(work / "seeded-resnet50.pt")
     with pytest.raises(Exception, match="weights-seeded: .* changed since it was made"):
         workdir_model(WorkDir(work))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["calibrate", "--method", "median"], "unknown calibration method 'median'"),
+    (["quantize", "--int8", "--percentile", "200"], "--percentile 200.0 is out of range"),
+    (["calibrate", "--arrays", "missing.npy"], "array file not found"),
+    (["export", "--weights", "missing.pth"], "weights file not found"),
+])  # fmt: skip
+def test_no_work_directory_is_created_for_a_refused_command(tmp_path: Path, args: list[str], message: str) -> None:
+    result = cli.invoke(app, [*args, "--out", str(tmp_path / "new")])
+    one_line_error(result, 2, message)
+    assert not (tmp_path / "new").exists()
