@@ -334,8 +334,10 @@ class WorkDir:
         art = self.artifact(name)
         if art is None or not self.path(art.path).is_file():
             return None
-        if sha256_file(self.path(art.path)) != art.sha256:
-            log.warning("%s changed since the manifest recorded it; it will not be reused", art.path)
+        try:
+            self.checked(art)
+        except UsageError as e:
+            log.warning("%s; it will not be reused", e.problem)
             return None
         return art
 
@@ -359,9 +361,6 @@ class WorkDir:
             if sha256_file(path) != digest:
                 return f"{rel} changed since it was made"
         return None
-
-    def step_is_current(self, name: str, key: str) -> bool:
-        return self.step_staleness(name, key) is None
 
     def record_step(self, name: str, key: str, outputs: list[Path]) -> None:
         data = self.manifest()

@@ -125,7 +125,6 @@ def human(n: float) -> str:
 @handles_errors
 def info(depth: DepthOpt = 50, image_size: Annotated[int, typer.Option(help="Input height and width.")] = 224, as_json: JsonOpt = False) -> None:
     """The stage table of ResNet-DEPTH, measured from the built model: sizes, parameters, MACs."""
-    from rn50.errors import UsageError
     from rn50.model import resnet
     from rn50.summary import summarize
 
@@ -196,7 +195,6 @@ CountOpt = Annotated[int, typer.Option("--count", help="How many sample-photo cr
 
 def parse_thresholds(items: list[str]) -> dict[str, dict[str, float]]:
     """``PRECISION:KEY=VALUE`` items, e.g. ``int8:min_cosine=0.99``."""
-    from rn50.errors import UsageError
     from rn50.metrics import DEFAULT_THRESHOLDS, Thresholds
 
     keys = set(Thresholds.__dataclass_fields__)
@@ -234,7 +232,7 @@ def parity(
     """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
     from rn50 import feeds as feed_sources
     from rn50 import parity_report
-    from rn50.errors import CheckFailed, UsageError
+    from rn50.errors import CheckFailed
     from rn50.machine import check_threads
     from rn50.metrics import thresholds_for
     from rn50.parity import plan, run_parity
@@ -242,13 +240,12 @@ def parity(
     from rn50.runtimes.torch_runner import TorchRunner
     from rn50.weights import workdir_model
 
-    if runtime:
-        check_names("runtime", runtime)
+    runtime, artifact = items(runtime), items(artifact)  # split before they are checked
+    check_names("runtime", runtime)
     if reference_device not in ("cpu", "cuda"):
         raise UsageError(f"--reference-device {reference_device!r}", fix="use cpu or cuda")
     if threads is not None:
         check_threads(threads)
-    runtime, artifact = items(runtime), items(artifact)
     overrides = parse_thresholds(items(threshold) or [])
     workdir = open_workdir(out_dir, existing=True)
     targets, skipped = plan(workdir, runtimes=runtime, artifacts=artifact, extra_onnx=onnx_file)
@@ -375,7 +372,6 @@ def quantize(
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
     from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8, write_quality_report
-    from rn50.errors import UsageError
 
     if not (int8 or fp16):
         raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
@@ -434,7 +430,6 @@ def build_trt(
 ) -> None:
     """Build a strongly typed TensorRT engine (FP32, FP16 or INT8 from the ONNX's own precision)."""
     from rn50.calibration.ranges import method_options
-    from rn50.errors import UsageError
     from rn50.runtimes.build_trt import build_trt as run_build
     from rn50.runtimes.registry import STANDIN
     from rn50.runtimes.trt_env import require_tensorrt

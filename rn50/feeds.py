@@ -99,14 +99,17 @@ def _class_index(folder: Path) -> list[str] | None:
     return None
 
 
-def check_image_folder(folder: Path | str) -> None:
-    """Cheap checks before any work: the folder exists and holds files with image suffixes."""
+def check_image_folder(folder: Path | str) -> list[Path]:
+    """Cheap checks before any work: the folder exists and holds files with image suffixes. Returns every
+    file under it (one walk of the folder serves the check and the reading)."""
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*") if p.is_file()):
+    every = [p for p in root.rglob("*") if p.is_file()]
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in every):
         raise UsageError(f"no readable images in {root} (no file has an image suffix)",
                          fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")  # fmt: skip
+    return every
 
 
 def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int | None = None) -> FeedSet:
@@ -114,8 +117,7 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
     from PIL import Image, UnidentifiedImageError
 
     root = Path(folder)
-    check_image_folder(root)
-    every = [p for p in root.rglob("*") if p.is_file()]
+    every = check_image_folder(root)
     files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
     others = sum(1 for p in every if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in CLASS_INDEX_FILES)
     if limit is not None:

@@ -94,7 +94,7 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
          extra_onnx: list[Path] | None = None) -> tuple[list[Target], list[TargetResult]]:  # fmt: skip
     """Targets to run, and those skipped with the reason (never silently dropped)."""
     wanted = runtimes or list(RUNTIMES)
-    files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an engine, sha256)
+    files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
     known = {a.name: a for a in workdir.artifacts()}
     if artifacts:
         missing = [a for a in artifacts if a not in known]
@@ -105,8 +105,9 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
     for art in known.values():
         if art.kind in ("onnx", "engine") and (not artifacts or art.name in artifacts):
             path = workdir.checked(art)  # a missing or changed file is refused, never measured
-            parent = by_sha.get(art.parent_sha256 or "") if art.kind == "engine" else None
-            files.append((art.name, art.precision, path, art.kind, workdir.path(parent.path) if parent else None, art.sha256))
+            parent = by_sha.get(art.parent_sha256 or "") if art.kind == "engine" and art.precision == "int8" else None
+            source = workdir.checked(parent) if parent else None  # read by the INT8 cross-check: checked too
+            files.append((art.name, art.precision, path, art.kind, source, art.sha256))
     for path in extra_onnx or []:
         if not Path(path).is_file():
             raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")
@@ -114,11 +115,11 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
     if not files:
         raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
     targets, skipped = [], []
+    reasons = {runtime: unavailable_reason(runtime) for runtime in map(shown_name, wanted)}  # once per runtime
     for name, precision, path, kind, source, sha in files:
-        for runtime in map(shown_name, wanted):
+        for runtime, reason in reasons.items():
             if (kind == "onnx") != (runtime in ONNX_RUNTIMES):
                 continue
-            reason = unavailable_reason(runtime)
             if reason:
                 skipped.append(TargetResult(runtime, name, precision, str(path), "skipped", reason=reason, sha256=sha))
             else:

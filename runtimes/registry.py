@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rn50.errors import UsageError
+from rn50.runtimes.trt_env import RUNTIME as TENSORRT
+from rn50.runtimes.trt_env import STANDIN_RUNTIME as STANDIN
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -17,10 +19,9 @@ if TYPE_CHECKING:
 ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
 # Engines run on TensorRT; under rn50's test stand-in their results are labelled tensorrt-standin, a
 # name users cannot ask for and that never reads as TensorRT.
-ENGINE_RUNTIMES = ("tensorrt", "tensorrt-standin")  # the second is STANDIN below
-RUNTIMES = (*ONNX_RUNTIMES, "tensorrt")  # what --runtime accepts
-STANDIN = "tensorrt-standin"
-STANDIN_NOTE = ("tensorrt-standin rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
+ENGINE_RUNTIMES = (TENSORRT, STANDIN)
+RUNTIMES = (*ONNX_RUNTIMES, TENSORRT)  # what --runtime accepts
+STANDIN_NOTE = (f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
                 "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed.")
 
 
@@ -74,7 +75,7 @@ def unavailable_reason(runtime: str) -> str | None:
 def shown_name(runtime: str) -> str:
     """The name results of ``runtime`` are labelled with: ``tensorrt`` becomes ``tensorrt-standin`` when
     the TensorRT loaded here is rn50's test stand-in."""
-    if runtime == "tensorrt":
+    if runtime == TENSORRT:
         from rn50.runtimes.trt_env import runtime_name, tensorrt_reason
 
         return runtime if tensorrt_reason() is not None else runtime_name()

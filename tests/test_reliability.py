@@ -259,3 +259,10 @@ def test_no_work_directory_is_created_for_a_refused_command(tmp_path: Path, args
     result = cli.invoke(app, [*args, "--out", str(tmp_path / "new")])
     one_line_error(result, 2, message)
     assert not (tmp_path / "new").exists()
+
+
+def test_parity_runtime_comma_list_is_split_before_it_is_checked(work: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(work), "--runtime", "onnxruntime-cpu,onnxruntime-cuda",
+                              "--artifact", "onnx-fp32", "--count", "16", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert {r["runtime"] for r in json.loads(result.stdout)["results"]} == {"onnxruntime-cpu", "onnxruntime-cuda"}
