@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rn50.errors import CheckFailed, UsageError
+from rn50.errors import CheckFailed
+from rn50.exporter.config import check_opset
 
 if TYPE_CHECKING:
     import onnx
@@ -22,16 +23,7 @@ logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 NATIVE_OPSET = 18  # the dynamo exporter's lowest native opset; lower ones are converted after simplification
-SUPPORTED_OPSETS = range(17, 22)
 EXAMPLE_BATCH = 2  # >= 2, so torch.export does not specialise the batch axis to 1
-
-
-def check_opset(opset: int) -> None:
-    if opset not in SUPPORTED_OPSETS:
-        raise UsageError(
-            f"unsupported opset {opset}",
-            fix=f"pass --opset between {SUPPORTED_OPSETS.start} and {SUPPORTED_OPSETS.stop - 1} (default 18)",
-        )
 
 
 def torch_to_onnx(model: torch.nn.Module, *, opset: int, image_size: int = 224) -> onnx.ModelProto:

@@ -11,7 +11,8 @@ import onnx
 
 from rn50 import __version__
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
-from rn50.exporter.onnx_export import check_opset, torch_to_onnx
+from rn50.exporter.config import ExportConfig, check_opset
+from rn50.exporter.onnx_export import torch_to_onnx
 from rn50.exporter.simplify import check, convert_opset, simplify
 from rn50.exporter.verify import Verification, verify_onnx
 from rn50.preprocess import DEFAULT
@@ -23,14 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FP32_NAME = "onnx-fp32"
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    depth: int = 50
-    weights: str = "seeded"
-    opset: int = 18
-    simplify: bool = True
 
 
 @dataclass(frozen=True)

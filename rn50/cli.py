@@ -19,8 +19,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from rn50 import __version__
+from rn50.commands.export import ExportOptions
+from rn50.commands.options import (
+    CALIBRATION_COUNT,
+    PARITY_BATCH,
+    PARITY_COUNT,
+    CalibrationOptions,
+    FeedOptions,
+    ThresholdOptions,
+)
+from rn50.commands.pipeline import DURATION_S as PIPELINE_DURATION_S
+from rn50.commands.pipeline import WARMUP_S as PIPELINE_WARMUP_S
+from rn50.commands.profile import DURATION_S, Settings
+from rn50.commands.quantize import ALL_TARGETS, CalibrateOptions
 from rn50.errors import Interrupted, Rn50Error, UsageError
+from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
+from rn50.runtimes.trt_plan import BuildOptions
 
 app = typer.Typer(
     name="rn50",
@@ -148,26 +163,23 @@ def info(depth: DepthOpt = 50, image_size: Annotated[int, typer.Option(help="Inp
 @app.command()
 @handles_errors
 def export(
-    depth: DepthOpt = 50,
-    weights: WeightsOpt = "seeded",
-    opset: Annotated[int, typer.Option(help="ONNX opset, 17 to 21.")] = 18,
+    depth: DepthOpt = ExportConfig.depth,
+    weights: WeightsOpt = ExportConfig.weights,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 17 to 21.")] = ExportConfig.opset,
     out_dir: OutOpt = Path("rn50-out"),
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim after export.")] = True,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check ONNX Runtime CPU against PyTorch.")] = True,
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim after export.")] = ExportConfig.simplify,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check ONNX Runtime CPU against PyTorch.")] = ExportOptions.verify,
     as_json: JsonOpt = False,
 ) -> None:
     """Export to a simplified ONNX file with a dynamic batch, and verify it against PyTorch."""
-    from rn50.errors import CheckFailed
-    from rn50.exporter.onnx_export import check_opset
-    from rn50.exporter.run import ExportConfig
-    from rn50.exporter.run import export as run_export
-    from rn50.weights import check_source
+    from rn50.commands.export import export as run_export
+    from rn50.commands.export import unverified
 
-    check_opset(opset)
-    check_source(weights)  # before the work directory is created
+    options = ExportOptions(ExportConfig(depth=depth, weights=weights, opset=opset, simplify=simplify), verify=verify)
+    options.check()  # before the work directory is created
     workdir = open_workdir(out_dir)
     with err.status("exporting (build, torch.export, onnxsim, verify)…"):
-        result = run_export(ExportConfig(depth=depth, weights=weights, opset=opset, simplify=simplify), workdir, verify=verify)
+        result = run_export(options, workdir)
     v = result.verification
     if as_json:
         print_json({"path": result.path, "sha256": result.sha256, "opset": result.opset, "nodes": result.nodes,
@@ -183,148 +195,48 @@ def export(
                 mark = "[green]✓[/]" if not c.failures else f"[red]✗ {'; '.join(c.failures)}[/]"
                 table.add_row(str(c.batch), f"{c.metrics.max_abs:.3g}", f"{c.metrics.cosine_min:.8f}", f"{c.metrics.top1_agreement:.3f}", mark)
             out.print(table)
-    if v is not None and not v.passed:
-        raise CheckFailed(f"{result.path} does not match the PyTorch model: {v.failures()[0]}", fix="the manifest marks it unverified; report it with --verbose")
+    failed = unverified(result)
+    if failed is not None:
+        raise failed
 
 
+# Option groups, each declared once: its flags here, its defaults and checks in rn50.commands.options.
 ImagesOpt = Annotated[Path | None, typer.Option("--images", help="Image folder (class sub-folders + classes.txt add accuracy).")]
 ArraysOpt = Annotated[Path | None, typer.Option("--arrays", help=".npy/.npz of preprocessed float32 NCHW images.")]
 RandomOpt = Annotated[int | None, typer.Option("--random", help="N seeded random tensors (flagged: says little).")]
 CountOpt = Annotated[int, typer.Option("--count", help="How many sample-photo crops when no other source is given.")]
-
-
-def parse_thresholds(items: list[str]) -> dict[str, dict[str, float]]:
-    """``PRECISION:KEY=VALUE`` items, e.g. ``int8:min_cosine=0.99``."""
-    from rn50.metrics import DEFAULT_THRESHOLDS, Thresholds
-
-    keys = set(Thresholds.__dataclass_fields__)
-    out: dict[str, dict[str, float]] = {}
-    for item in items:
-        try:
-            prec, rest = item.split(":", 1)
-            key, value = rest.split("=", 1)
-            number = float(value)
-        except ValueError:
-            raise UsageError(f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99") from None
-        if prec not in DEFAULT_THRESHOLDS or key not in keys:
-            raise UsageError(f"bad --threshold {item!r}", fix=f"precision in {sorted(DEFAULT_THRESHOLDS)}, key in {sorted(keys)}")
-        out.setdefault(prec, {})[key] = number
-    return out
-
-
-@app.command()
-@handles_errors
-def parity(
-    out_dir: OutOpt = Path("rn50-out"),
-    images: ImagesOpt = None,
-    arrays: ArraysOpt = None,
-    random: RandomOpt = None,
-    count: CountOpt = 32,
-    batch: Annotated[int, typer.Option(help="Batch size for every runtime.")] = 8,
-    runtime: Annotated[list[str] | None, typer.Option("--runtime", help="Runtime(s) to run (default: every available one).")] = None,
-    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) to compare (default: all).")] = None,
-    onnx_file: Annotated[list[Path] | None, typer.Option("--onnx", help="Extra ONNX file(s) to compare.")] = None,
-    threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Override, e.g. int8:min_cosine=0.99.")] = None,
-    reference_device: Annotated[str, typer.Option(help="Device for the PyTorch reference: cpu or cuda.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime CPU.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
-    from rn50 import feeds as feed_sources
-    from rn50 import parity_report
-    from rn50.errors import CheckFailed
-    from rn50.machine import check_threads
-    from rn50.metrics import thresholds_for
-    from rn50.parity import plan, run_parity
-    from rn50.runtimes.registry import check_names
-    from rn50.runtimes.torch_runner import TorchRunner
-    from rn50.weights import workdir_model
-
-    runtime, artifact = items(runtime), items(artifact)  # split before they are checked
-    check_names("runtime", runtime)
-    if reference_device not in ("cpu", "cuda"):
-        raise UsageError(f"--reference-device {reference_device!r}", fix="use cpu or cuda")
-    if threads is not None:
-        check_threads(threads)
-    overrides = parse_thresholds(items(threshold) or [])
-    workdir = open_workdir(out_dir, existing=True)
-    targets, skipped = plan(workdir, runtimes=runtime, artifacts=artifact, extra_onnx=onnx_file)
-    feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count)
-    model = workdir_model(workdir)
-    with err.status("parity…") as status:
-        report, errors = run_parity(
-            TorchRunner(model, device=reference_device), targets, feeds,
-            thresholds=lambda p: thresholds_for(p, **overrides.get(p, {})), batch=batch, skipped=skipped,
-            strict_runtimes=bool(runtime), threads=threads, progress=lambda m: status.update(f"parity: {m}"),
-        )  # fmt: skip
-    written = parity_report.write(report, errors, workdir.root)
-    if as_json:
-        print_json(parity_report.to_dict(report))
-    else:
-        print_parity(report)
-        out.print("wrote " + ", ".join(str(p) for p in written))
-    if not report.passed:
-        raise CheckFailed(report.first_failure(), fix="see parity.md; INT8 per-layer errors are in the quantize report")
-
-
-def print_parity(report: Any) -> None:
-    for w in report.feeds.get("warnings", []):
-        err.print(f"[yellow]warning:[/] {escape(w)}")
-    table = Table(title=f"parity vs {report.reference['label']} ({report.reference['device']}), {report.feeds['description']}")
-    for col in ("runtime · artifact", "max abs", "cos worst", "SQNR dB", "top-1", "top-5", "verdict"):
-        table.add_column(col, justify="left" if col in ("runtime · artifact", "verdict") else "right")
-    ran = [r for r in report.results if r.metrics is not None]
-    for r in ran:
-        m = r.metrics
-        verdict = "[green]✓[/]" if r.status == "pass" else f"[red]✗ {escape('; '.join(r.failures))}[/]"
-        sqnr = f"{m.sqnr_db:.1f}" if m.sqnr_db != float("inf") else "inf"
-        table.add_row(r.label, f"{m.max_abs:.3g}", f"{m.cosine_min:.6f}", sqnr, f"{m.top1_agreement:.3f}", f"{m.top5_overlap:.3f}", verdict)
-    out.print(table)
-    for r in ran:
-        out.print(f"  {r.label}: ran on {r.device}; thresholds {r.thresholds}; max rel {r.metrics.max_rel:.3g}")
-        if r.vs_onnxruntime_cpu is not None:
-            c = r.vs_onnxruntime_cpu
-            out.print(f"    vs onnxruntime-cpu on the same Q/DQ file: max abs {c.max_abs:.3g}, cos worst {c.cosine_min:.6f}")
-        if r.accuracy_top1 is not None:
-            out.print(f"    accuracy: top-1 {r.accuracy_top1:.4f}, top-5 {r.accuracy_top5:.4f}")
-    if report.feeds.get("labelled"):
-        out.print(f"  reference accuracy: top-1 {report.reference['accuracy_top1']:.4f}, top-5 {report.reference['accuracy_top5']:.4f}")
-    for r in report.results:
-        if r.metrics is None:
-            colour = "yellow" if r.status == "skipped" else "red"
-            out.print(f"  [{colour}]{r.status}[/] {escape(r.label)}: {escape(str(r.reason))}")
-
-
 MethodOpt = Annotated[str, typer.Option("--method", help="Range method: minmax, entropy or percentile.")]
 PercentileOpt = Annotated[float | None, typer.Option("--percentile", help="Percentile for --method percentile (default 99.99).")]
-CALIBRATION_COUNT = 64
-CALIBRATION_BATCH = 16
+CalibrationBatchOpt = Annotated[int, typer.Option("--batch", help="Calibration batch size.")]
+ThresholdOpt = Annotated[list[str] | None, typer.Option("--threshold", help="Parity override, e.g. int8:min_cosine=0.99.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for ONNX Runtime and PyTorch (default: usable cores).")]
+BatchListOpt = Annotated[list[str] | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default 1,8).")]
+DurationOpt = Annotated[float, typer.Option("--duration", help="Seconds of measurement per runtime and batch.")]
+WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up before measuring.")]
 
 
-def _calibration_feeds(*, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
-                       percentile: float | None, batch: int) -> Any:  # fmt: skip
+def calibrate_options(*, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
+                      percentile: float | None, batch: int) -> CalibrateOptions:  # fmt: skip
+    return CalibrateOptions(FeedOptions(images, arrays, random, count), CalibrationOptions(method, percentile, batch))
+
+
+def read_calibration_feeds(options: CalibrateOptions) -> Any:
     """Options checked and images read, before any work directory is touched."""
-    from rn50 import feeds as feed_sources
-    from rn50.calibration.ranges import method_options
-
-    if batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {batch}", fix="pass a positive batch size")
-    method_options(method, percentile=percentile)  # bad options fail before images are read
-    feeds = feed_sources.resolve(images=images, arrays_path=arrays, random_count=random, count=count, split="calibration")
+    feeds = options.read_feeds()
     for w in feeds.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}")
     return feeds
 
 
-def _calibrate(workdir: Any, feeds: Any, *, method: str, percentile: float | None, batch: int) -> Any:
+def run_calibrate(options: CalibrateOptions, workdir: Any, feeds: Any) -> Any:
+    """The calibrate command under a progress bar."""
     from rich.progress import Progress
 
-    from rn50.calibration.run import calibrate as run_calibrate
+    from rn50.commands.quantize import calibrate as calibrate_command
 
     with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(f"calibrating ({method})", total=len(feeds))
-        return run_calibrate(workdir, feeds, method=method, percentile=percentile, batch=batch,
-                             progress=lambda n: bar.advance(task, n))  # fmt: skip
+        task = bar.add_task(f"calibrating ({options.calibration.method})", total=len(feeds))
+        return calibrate_command(options, workdir, feeds, progress=lambda n: bar.advance(task, n))
 
 
 @app.command()
@@ -335,16 +247,15 @@ def calibrate(
     arrays: ArraysOpt = None,
     random: RandomOpt = None,
     count: CountOpt = CALIBRATION_COUNT,
-    method: MethodOpt = "percentile",
+    method: MethodOpt = CalibrationOptions.method,
     percentile: PercentileOpt = None,
-    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = CALIBRATION_BATCH,
+    batch: CalibrationBatchOpt = CalibrationOptions.batch,
     as_json: JsonOpt = False,
 ) -> None:
     """Collect activation ranges (or reuse the cached table for the same model, images and method)."""
-
-    feeds = _calibration_feeds(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
-    result = _calibrate(open_workdir(out_dir), feeds, method=method,
-                        percentile=percentile, batch=batch)  # fmt: skip
+    options = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
+    feeds = read_calibration_feeds(options)
+    result = run_calibrate(options, open_workdir(out_dir), feeds)
     t = result.table
     if as_json:
         print_json({"path": result.path, "reused": result.reused, "key": t.key, "method": t.method, "options": t.options,
@@ -359,52 +270,50 @@ def calibrate(
 def quantize(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 Q/DQ artifacts from the calibration table.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 artifact with float32 input/output.")] = False,
-    target: Annotated[str, typer.Option("--target", help="INT8 target: tensorrt, onnxruntime-cpu or all.")] = "all",
+    target: Annotated[str, typer.Option("--target", help="INT8 target: tensorrt, onnxruntime-cpu or all.")] = ALL_TARGETS,
     out_dir: OutOpt = Path("rn50-out"),
     images: ImagesOpt = None,
     arrays: ArraysOpt = None,
     random: RandomOpt = None,
     count: CountOpt = CALIBRATION_COUNT,
-    method: MethodOpt = "percentile",
+    method: MethodOpt = CalibrationOptions.method,
     percentile: PercentileOpt = None,
-    batch: Annotated[int, typer.Option(help="Calibration batch size.")] = CALIBRATION_BATCH,
+    batch: CalibrationBatchOpt = CalibrationOptions.batch,
     as_json: JsonOpt = False,
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
-    from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8, write_quality_report
+    from rn50.commands.quantize import QuantizeOptions, parse_targets
+    from rn50.commands.quantize import quantize as quantize_command
 
     if not (int8 or fp16):
         raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
-    targets = list(EMITTERS) if target == "all" else [target]
-    if any(t not in EMITTERS for t in targets):
-        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
-    feeds = _calibration_feeds(images=images, arrays=arrays, random=random, count=count, method=method,
-                               percentile=percentile, batch=batch) if int8 else None  # fmt: skip
+    cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
+    options = QuantizeOptions(int8=int8, fp16=fp16, targets=parse_targets(target), calibrate=cal)
+    options.check()
+    feeds = read_calibration_feeds(cal) if int8 else None
     workdir = open_workdir(out_dir)
-    results = []
-    if fp16:
-        with err.status("converting to FP16…"):
-            results.append(convert_fp16(workdir))
+    table = None
     if int8:
-        calibration = _calibrate(workdir, feeds, method=method, percentile=percentile, batch=batch)
+        calibration = run_calibrate(cal, workdir, feeds)
         if calibration.reused:
             err.print(f"reusing calibration table {calibration.path}")
-        with err.status("emitting Q/DQ models and measuring per-layer error…"):
-            results += quantize_int8(workdir, calibration.table, targets)
-    reports = write_quality_report(workdir, results)
+        table = calibration.table
+    with err.status("quantizing…") as status:
+        done = quantize_command(options, workdir, table=table, progress=status.update)
+    results = done.results
     if as_json:
         print_json([{"name": r.name, "path": r.path, "target": r.target, "output": r.output.to_dict(),
                      "worst_layers": r.layers[:5], "notes": r.notes} for r in results])  # fmt: skip
         return
-    table = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
+    table_ = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
     for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
-        table.add_column(col, justify="left" if col in ("artifact", "file", "worst layer (SQNR dB)") else "right")
+        table_.add_column(col, justify="left" if col in ("artifact", "file", "worst layer (SQNR dB)") else "right")
     for r in results:
         o = r.output
         worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
-        table.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
-    out.print(table)
-    out.print("wrote " + ", ".join(str(p) for p in reports))
+        table_.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
+    out.print(table_)
+    out.print("wrote " + ", ".join(str(p) for p in done.reports))
 
 
 @app.command("build-trt")
@@ -412,50 +321,41 @@ def quantize(
 def build_trt(
     fp16: Annotated[bool, typer.Option("--fp16", help="Build from the FP16 ONNX (made first if missing).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Build from the TensorRT Q/DQ ONNX (calibrated and quantized first if missing).")] = False,
-    min_batch: Annotated[int, typer.Option(help="Optimisation profile: smallest batch.")] = 1,
-    opt_batch: Annotated[int, typer.Option(help="Optimisation profile: batch TensorRT tunes for.")] = 8,
-    max_batch: Annotated[int, typer.Option(help="Optimisation profile: largest batch.")] = 32,
-    workspace: Annotated[int, typer.Option(help="Workspace limit in MiB.")] = 4096,
-    opt_level: Annotated[int, typer.Option(help="Builder optimisation level, 0-5.")] = 3,
-    hardware_compat: Annotated[str, typer.Option(help="none, ampere-plus or same-compute-capability.")] = "none",
+    min_batch: Annotated[int, typer.Option(help="Optimisation profile: smallest batch.")] = BuildOptions.min_batch,
+    opt_batch: Annotated[int, typer.Option(help="Optimisation profile: batch TensorRT tunes for.")] = BuildOptions.opt_batch,
+    max_batch: Annotated[int, typer.Option(help="Optimisation profile: largest batch.")] = BuildOptions.max_batch,
+    workspace: Annotated[int, typer.Option(help="Workspace limit in MiB.")] = BuildOptions.workspace_mib,
+    opt_level: Annotated[int, typer.Option(help="Builder optimisation level, 0-5.")] = BuildOptions.opt_level,
+    hardware_compat: Annotated[str, typer.Option(help="none, ampere-plus or same-compute-capability.")] = BuildOptions.hardware_compat,
     version_compat: Annotated[bool, typer.Option("--version-compat", help="Engine loadable by later TensorRT versions.")] = False,
     out_dir: OutOpt = Path("rn50-out"),
     images: ImagesOpt = None,
     arrays: ArraysOpt = None,
     random: RandomOpt = None,
     count: CountOpt = CALIBRATION_COUNT,
-    method: MethodOpt = "percentile",
+    method: MethodOpt = CalibrationOptions.method,
     percentile: PercentileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a strongly typed TensorRT engine (FP32, FP16 or INT8 from the ONNX's own precision)."""
-    from rn50.calibration.ranges import method_options
-    from rn50.runtimes.build_trt import build_trt as run_build
+    from rn50.commands.build_trt import BuildTrtOptions, make_source, missing_source, precision_of
+    from rn50.commands.build_trt import build_trt as build_command
     from rn50.runtimes.registry import STANDIN
-    from rn50.runtimes.trt_env import require_tensorrt
-    from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
 
-    if fp16 and int8:
-        raise UsageError("--fp16 and --int8 together", fix="build one precision per call")
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
-    opts = BuildOptions(precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mib=workspace,
-                        opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
-    opts.validate()
-    method_options(method, percentile=percentile)  # used if the INT8 file must be made first
-    require_tensorrt()  # fail fast: on a machine without TensorRT or a GPU the first message says so
+    build = BuildOptions(precision=precision_of(fp16=fp16, int8=int8), min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                         workspace_mib=workspace, opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
+    cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile,
+                            batch=CalibrationOptions.batch)  # fmt: skip
+    options = BuildTrtOptions(build, cal)
+    options.check()
     workdir = open_workdir(out_dir)
-    if workdir.artifact(ONNX_FOR_PRECISION[precision]) is None and precision != "fp32":  # made when absent, never when changed
-        from rn50.calibration.run import convert_fp16, quantize_int8
-
-        if precision == "fp16":
-            convert_fp16(workdir)
-        else:
-            feeds = _calibration_feeds(images=images, arrays=arrays, random=random, count=count, method=method,
-                                       percentile=percentile, batch=CALIBRATION_BATCH)  # fmt: skip
-            calibration = _calibrate(workdir, feeds, method=method, percentile=percentile, batch=CALIBRATION_BATCH)
-            quantize_int8(workdir, calibration.table, ["tensorrt"])
+    made = missing_source(options, workdir)
+    if made is not None:
+        table = run_calibrate(cal, workdir, read_calibration_feeds(cal)).table if made == "int8" else None
+        with err.status(f"making the {made} ONNX file first…"):
+            make_source(options, workdir, table=table)
     with err.status("building the TensorRT engine…") as status:
-        result = run_build(workdir, opts, progress=lambda m: status.update(f"build-trt: {escape(m)}"))
+        result = build_command(options, workdir, progress=lambda m: status.update(f"build-trt: {escape(m)}"))
     if as_json:
         print_json(result)
         return
@@ -467,10 +367,77 @@ def build_trt(
         out.print(f"layers: {r.layers}; by input precision {r.precisions}; INT8 convolutions {r.int8_convolutions}; reformats {len(r.reformats)}")
 
 
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for ONNX Runtime and PyTorch (default: usable cores).")]
-BatchListOpt = Annotated[list[str] | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default 1,8).")]
-DurationOpt = Annotated[float, typer.Option("--duration", help="Seconds of measurement per runtime and batch.")]
-WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up before measuring.")]
+@app.command()
+@handles_errors
+def parity(
+    out_dir: OutOpt = Path("rn50-out"),
+    images: ImagesOpt = None,
+    arrays: ArraysOpt = None,
+    random: RandomOpt = None,
+    count: CountOpt = PARITY_COUNT,
+    batch: Annotated[int, typer.Option(help="Batch size for every runtime.")] = PARITY_BATCH,
+    runtime: Annotated[list[str] | None, typer.Option("--runtime", help="Runtime(s) to run (default: every available one).")] = None,
+    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) to compare (default: all).")] = None,
+    onnx_file: Annotated[list[Path] | None, typer.Option("--onnx", help="Extra ONNX file(s) to compare.")] = None,
+    threshold: ThresholdOpt = None,
+    reference_device: Annotated[str, typer.Option(help="Device for the PyTorch reference: cpu or cuda.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime CPU.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
+    from rn50 import parity_report
+    from rn50.commands.parity import ParityOptions, failure
+    from rn50.commands.parity import parity as parity_command
+
+    options = ParityOptions(FeedOptions(images, arrays, random, count), batch, items(runtime), items(artifact), onnx_file,
+                            ThresholdOptions.parse(items(threshold)), reference_device, threads)  # fmt: skip
+    options.check()  # every option, before the model is built
+    workdir = open_workdir(out_dir, existing=True)
+    with err.status("parity…") as status:
+        done = parity_command(options, workdir, progress=lambda m: status.update(f"parity: {escape(m)}"))
+    if as_json:
+        print_json(parity_report.to_dict(done.report))
+    else:
+        print_parity(done.report)
+        out.print("wrote " + ", ".join(str(p) for p in done.written))
+    if not done.report.passed:
+        raise failure(done.report)
+
+
+def print_parity(report: Any) -> None:
+    for w in report.feeds.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    table = Table(title=f"parity vs {report.reference.label} ({report.reference.device}), {report.feeds.description}")
+    for col in ("runtime · artifact", "max abs", "cos worst", "SQNR dB", "top-1", "top-5", "verdict"):
+        table.add_column(col, justify="left" if col in ("runtime · artifact", "verdict") else "right")
+    for r in report.ran:
+        m = r.metrics
+        verdict = "[green]✓[/]" if r.status == "pass" else f"[red]✗ {escape('; '.join(r.failures))}[/]"
+        sqnr = f"{m.sqnr_db:.1f}" if m.sqnr_db != float("inf") else "inf"
+        table.add_row(r.label, f"{m.max_abs:.3g}", f"{m.cosine_min:.6f}", sqnr, f"{m.top1_agreement:.3f}", f"{m.top5_overlap:.3f}", verdict)
+    out.print(table)
+    for r in report.ran:
+        out.print(f"  {r.label}: ran on {r.device}; thresholds {r.thresholds}; max rel {r.metrics.max_rel:.3g}")
+        if r.vs_onnxruntime_cpu is not None:
+            c = r.vs_onnxruntime_cpu
+            out.print(f"    vs onnxruntime-cpu on the same Q/DQ file: max abs {c.max_abs:.3g}, cos worst {c.cosine_min:.6f}")
+        if r.accuracy_top1 is not None:
+            out.print(f"    accuracy: top-1 {r.accuracy_top1:.4f}, top-5 {r.accuracy_top5:.4f}")
+    if report.feeds.labelled:
+        out.print(f"  reference accuracy: top-1 {report.reference.accuracy_top1:.4f}, top-5 {report.reference.accuracy_top5:.4f}")
+    for r in report.results:
+        if r.metrics is None:
+            colour = "yellow" if r.status == "skipped" else "red"
+            out.print(f"  [{colour}]{r.status}[/] {escape(r.label)}: {escape(str(r.reason))}")
+
+
+def profile_settings(*, batch: list[str] | None, warmup: float, warmup_iterations: int, duration: float,
+                     iterations: int | None, threads: int | None, cuda_graphs: bool) -> Settings:  # fmt: skip
+    from rn50.commands.profile import parse_batches
+    from rn50.machine import usable_cores
+
+    return Settings(parse_batches(items(batch)), warmup, warmup_iterations, duration, iterations,
+                    usable_cores() if threads is None else threads, cuda_graphs)  # fmt: skip
 
 
 @app.command()
@@ -481,35 +448,31 @@ def profile(
     precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, fp16, int8 (default: all).")] = None,
     artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) (default: all; pytorch-fp32 is the model).")] = None,
     batch: BatchListOpt = None,
-    warmup: WarmupOpt = 1.0,
-    warmup_iterations: Annotated[int, typer.Option(help="Warm-up iterations at least (besides --warmup seconds).")] = 3,
-    duration: DurationOpt = 3.0,
+    warmup: WarmupOpt = Settings.warmup_s,
+    warmup_iterations: Annotated[int, typer.Option(help="Warm-up iterations at least (besides --warmup seconds).")] = Settings.warmup_iterations,
+    duration: DurationOpt = DURATION_S,
     iterations: Annotated[int | None, typer.Option(help="Measure exactly N iterations instead of --duration seconds.")] = None,
     threads: ThreadsOpt = None,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Also time GPU runtimes with CUDA graphs.")] = True,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Also time GPU runtimes with CUDA graphs.")] = Settings.cuda_graphs,
     as_json: JsonOpt = False,
 ) -> None:
     """Latency and throughput of every runtime × precision × batch, same inputs and clock, with reports."""
     from rn50 import profile_report
-    from rn50.machine import usable_cores
-    from rn50.runtimes.profiling import Settings, parse_batches, plan, run_profile
-    from rn50.weights import workdir_model
+    from rn50.commands.profile import ProfileOptions
+    from rn50.commands.profile import profile as profile_command
 
-    runtime, precision, artifact = items(runtime), items(precision), items(artifact)
-    settings = Settings(parse_batches(items(batch)), warmup, warmup_iterations, duration, iterations,
-                        usable_cores() if threads is None else threads, cuda_graphs)  # fmt: skip
-    settings.validate()
+    settings = profile_settings(batch=batch, warmup=warmup, warmup_iterations=warmup_iterations, duration=duration,
+                                iterations=iterations, threads=threads, cuda_graphs=cuda_graphs)  # fmt: skip
+    options = ProfileOptions(settings, items(runtime), items(precision), items(artifact))
+    options.check()
     workdir = open_workdir(out_dir, existing=True)
-    targets, skipped = plan(workdir, settings, runtimes=runtime, precisions=precision, artifacts=artifact)
     with err.status("profiling…") as status:
-        report = run_profile(targets, settings, skipped=skipped, model_loader=lambda: workdir_model(workdir),
-                             progress=lambda m: status.update(f"profile: {escape(m)}"))  # fmt: skip
-    written = profile_report.write(report, workdir.root)
+        done = profile_command(options, workdir, progress=lambda m: status.update(f"profile: {escape(m)}"))
     if as_json:
-        print_json(profile_report.to_dict(report))
+        print_json(profile_report.to_dict(done.report))
         return
-    print_profile(report, profile_report.parity_verdicts(workdir.root / "parity.json"))
-    out.print("wrote " + ", ".join(str(p) for p in written))
+    print_profile(done.report, profile_report.parity_verdicts(workdir.root / "parity.json"))
+    out.print("wrote " + ", ".join(str(p) for p in done.written))
 
 
 def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
@@ -541,7 +504,7 @@ def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
         out.print(f"  [yellow]{status}[/] {runtime} ({escape(', '.join(what))}): {escape(reason)}")
     for b in sorted({r.batch for r in report.measured}):
         best = fastest(report, verdicts, b) if verdicts else None
-        if best is not None:
+        if best is not None and best.stats is not None:
             out.print(f"  fastest at acceptable error, batch {b}: {escape(best.label)} ({best.stats.median_ms:.3f} ms)")
     m = report.machine
     out.print(f"  machine: {escape(str(m['cpu']['model']))}, {m['cpu']['usable_cores']} usable cores, threads {m['threads']}, "
@@ -551,51 +514,41 @@ def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
 @app.command()
 @handles_errors
 def pipeline(
-    weights: WeightsOpt = "seeded",
-    depth: DepthOpt = 50,
+    weights: WeightsOpt = ExportConfig.weights,
+    depth: DepthOpt = ExportConfig.depth,
     images: ImagesOpt = None,
     out_dir: OutOpt = Path("rn50-out"),
     skip: Annotated[list[str] | None, typer.Option("--skip", help="Step(s) to leave out: export, calibrate, quantize, build-trt, parity, profile.")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only these step(s).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run the selected steps even if their inputs did not change.")] = False,
-    method: MethodOpt = "percentile",
+    method: MethodOpt = CalibrationOptions.method,
     percentile: PercentileOpt = None,
     calibration_count: Annotated[int, typer.Option(help="Sample crops to calibrate on when no --images.")] = CALIBRATION_COUNT,
-    parity_count: Annotated[int, typer.Option(help="Held-apart sample crops for parity when no --images.")] = 32,
-    threshold: Annotated[list[str] | None, typer.Option("--threshold", help="Parity override, e.g. int8:min_cosine=0.99.")] = None,
+    parity_count: Annotated[int, typer.Option(help="Held-apart sample crops for parity when no --images.")] = PARITY_COUNT,
+    threshold: ThresholdOpt = None,
     batch: BatchListOpt = None,
-    warmup: WarmupOpt = 0.5,
-    duration: DurationOpt = 2.0,
+    warmup: WarmupOpt = PIPELINE_WARMUP_S,
+    duration: DurationOpt = PIPELINE_DURATION_S,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
     from rn50 import report as report_files
-    from rn50.calibration.ranges import method_options
-    from rn50.machine import usable_cores
-    from rn50.pipeline import Pipeline, PipelineConfig, select_steps
-    from rn50.runtimes.profiling import Settings, parse_batches
-    from rn50.weights import check_source
+    from rn50.commands.pipeline import Pipeline, PipelineOptions, select_steps
 
-    steps = select_steps(items(skip), items(only))
-    check_source(weights)
-    if images is not None:
-        from rn50.feeds import check_image_folder
-
-        check_image_folder(images)  # before the export, not after it
-    method_options(method, percentile=percentile)
-    settings = Settings(parse_batches(items(batch)), warmup, 3, duration, None, usable_cores() if threads is None else threads, True)
-    settings.validate()
-    config = PipelineConfig(depth, weights, 18, images, calibration_count, method, percentile, parity_count,
-                            parse_thresholds(items(threshold) or []), settings, steps, force)  # fmt: skip
+    settings = profile_settings(batch=batch, warmup=warmup, warmup_iterations=Settings.warmup_iterations, duration=duration,
+                                iterations=None, threads=threads, cuda_graphs=Settings.cuda_graphs)  # fmt: skip
+    options = PipelineOptions(ExportConfig(depth=depth, weights=weights), images, calibration_count,
+                              CalibrationOptions(method, percentile), parity_count, ThresholdOptions.parse(items(threshold)),
+                              settings, select_steps(items(skip), items(only)), force)  # fmt: skip
+    options.check()
     workdir = open_workdir(out_dir)
     with err.status("pipeline…") as status:
         # Where stderr is not a terminal (CI logs) the spinner shows nothing: print a line per step instead.
         lines = None if err.is_terminal else (lambda m: err.print(f"pipeline: {escape(m)}"))
-        result = Pipeline(workdir, config, progress=lambda m: status.update(f"pipeline: {escape(m)}"), steps=lines).run()
+        result = Pipeline(workdir, options, progress=lambda m: status.update(f"pipeline: {escape(m)}"), steps=lines).run()
     # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
-    started = any(s.status in ("ran", "reused") for s in result.steps)
-    written = report_files.write(workdir, list(result.steps)) if started else []
+    written = report_files.write(workdir, list(result.steps)) if result.started else []
     if as_json:
         print_json({"steps": result.steps, "failed": result.failed, "reports": written})
     else:

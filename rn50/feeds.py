@@ -57,7 +57,7 @@ def check_finite(images: np.ndarray, where: str) -> None:
         )
 
 
-def _check_count(count: int) -> None:
+def check_count(count: int) -> None:
     if count < 1:
         raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
 
@@ -65,13 +65,13 @@ def _check_count(count: int) -> None:
 def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spec: Preprocess = DEFAULT) -> FeedSet:
     from rn50.samples import fingerprint, sample_crops
 
-    _check_count(count)
+    check_count(count)
     return FeedSet("samples", f"{count} sample-photo crops ({split} split)", sample_crops(count, split=split, spec=spec),
                    fingerprint(count, split=split, spec=spec))  # fmt: skip
 
 
 def random_noise(count: int, *, seed: int = 0, spec: Preprocess = DEFAULT) -> FeedSet:
-    _check_count(count)
+    check_count(count)
     log.warning(RANDOM_WARNING)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, 3, spec.crop, spec.crop), dtype=np.float32)

@@ -11,10 +11,10 @@ import numpy as np
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
+from rn50.commands.parity import FeedSummary, ParityReport, Reference, TargetResult
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import OutputMetrics
-from rn50.parity import ParityReport, TargetResult
 from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
                 r[key] = OutputMetrics.from_dict(r[key])
         r["failures"] = tuple(r.get("failures", ()))
         results.append(TargetResult(**r))
-    return ParityReport(data["feeds"], data["reference"], tuple(results), data["machine"], data["created"])
+    feeds = dict(data["feeds"]) | {"warnings": tuple(data["feeds"].get("warnings", ()))}
+    return ParityReport(FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"])
 
 
 def load(path: Path) -> ParityReport:
@@ -54,11 +55,11 @@ def markdown(report: ParityReport) -> str:
     lines = [
         "# rn50 parity",
         "",
-        f"Reference: {report.reference['label']} on {report.reference['device']}. "
-        f"Feeds: {report.feeds['description']}. Verdict: **{'PASS' if report.passed else 'FAIL'}**.",
+        f"Reference: {report.reference.label} on {report.reference.device}. "
+        f"Feeds: {report.feeds.description}. Verdict: **{'PASS' if report.passed else 'FAIL'}**.",
         "",
     ]
-    lines += [f"> warning: {w}" for w in report.feeds.get("warnings", [])]
+    lines += [f"> warning: {w}" for w in report.feeds.warnings]
     lines += [f"> note: {n}" for n in standin_note(r.runtime for r in report.results)]
     lines += [
         "",
@@ -84,9 +85,9 @@ def markdown(report: ParityReport) -> str:
             c = r.vs_onnxruntime_cpu
             assert c is not None
             lines.append(f"| {r.runtime} | {r.artifact} | {c.max_abs:.3g} | {c.cosine_min:.6f} | {_fmt(c.top1_agreement, '.3f')} |")
-    if report.feeds.get("labelled"):
+    if report.feeds.labelled:
         lines += ["", "## Accuracy", "", "| runtime | artifact | top-1 | top-5 |", "|---|---|---|---|",
-                  f"| reference | {report.reference['label']} | {_fmt(report.reference['accuracy_top1'], '.4f')} | {_fmt(report.reference['accuracy_top5'], '.4f')} |"]  # fmt: skip
+                  f"| reference | {report.reference.label} | {_fmt(report.reference.accuracy_top1, '.4f')} | {_fmt(report.reference.accuracy_top5, '.4f')} |"]  # fmt: skip
         lines += [f"| {r.runtime} | {r.artifact} | {_fmt(r.accuracy_top1, '.4f')} | {_fmt(r.accuracy_top5, '.4f')} |" for r in report.results if r.metrics]
     host = report.machine
     lines += ["", f"Machine: {host.get('machine')}, Python {host.get('python')}, torch {host.get('torch')}, onnxruntime {host.get('onnxruntime')}, "

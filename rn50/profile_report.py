@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
+from rn50.commands.profile import HOST, METRIC_NAME, ProfileReport, Row, Settings
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
-from rn50.runtimes.profiling import HOST, METRIC_NAME, TORCH_RUNTIMES, ProfileReport, Row, Settings
-from rn50.runtimes.registry import STANDIN, standin_note
+from rn50.runtimes.registry import STANDIN, TORCH_RUNTIMES, standin_note
 from rn50.runtimes.timing import HIGH_CV, LatencyStats
 
 if TYPE_CHECKING:
@@ -175,12 +175,14 @@ def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]]
     if scatter:
         ax2: Any = axes[0][1]
         batch = batches[0]
-        for r in (r for r in scatter if r.batch == batch and r.stats is not None):
+        for r, st in ((r, r.stats) for r in scatter if r.batch == batch):
+            if st is None:
+                continue
             v = verdicts[(r.runtime, r.artifact)]
             error = max(1.0 - v["cosine_min"], 1e-9)
-            ax2.scatter(r.stats.median_ms, error, marker="o" if v["status"] == "pass" else "x", s=60,
+            ax2.scatter(st.median_ms, error, marker="o" if v["status"] == "pass" else "x", s=60,
                         color="tab:green" if v["status"] == "pass" else "tab:red")  # fmt: skip
-            ax2.annotate(r.label, (r.stats.median_ms, error), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax2.annotate(r.label, (st.median_ms, error), fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
         ax2.set_xlabel(f"median latency at batch {batch}, ms (end to end)")

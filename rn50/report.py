@@ -86,7 +86,7 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
 
     par = Section("Parity verdicts", "verdicts")
     if parity is not None:
-        par.paragraphs.append(f"Against {parity.reference['label']} on {parity.reference['device']}; feeds: {parity.feeds['description']}.")
+        par.paragraphs.append(f"Against {parity.reference.label} on {parity.reference.device}; feeds: {parity.feeds.description}.")
         par.header = ["runtime", "artifact", "precision", "device", "cos worst", "max abs", "SQNR dB", "top-1 agr", "thresholds", "verdict"]
         for r in parity.results:
             m = r.metrics

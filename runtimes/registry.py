@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
 from rn50.runtimes.trt_env import RUNTIME as TENSORRT
 from rn50.runtimes.trt_env import STANDIN_RUNTIME as STANDIN
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     from rn50.runtimes.base import Runner
 
+TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")  # the PyTorch model itself, as a profile target
+TORCH_ARTIFACT = "pytorch-fp32"
 ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
 # Engines run on TensorRT; under rn50's test stand-in their results are labelled tensorrt-standin, a
 # name users cannot ask for and that never reads as TensorRT.
 ENGINE_RUNTIMES = (TENSORRT, STANDIN)
-RUNTIMES = (*ONNX_RUNTIMES, TENSORRT)  # what --runtime accepts
+RUNTIMES = (*ONNX_RUNTIMES, TENSORRT)  # what parity's --runtime accepts (PyTorch is its reference)
+PROFILE_RUNTIMES = (*TORCH_RUNTIMES, *RUNTIMES)  # what profile's --runtime accepts
+GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", *ENGINE_RUNTIMES)
 STANDIN_NOTE = (f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
                 "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed.")
 
@@ -36,7 +40,7 @@ class Target:
     runtime: str
     precision: str
     artifact: str  # manifest name, or the file name for an explicit path
-    path: Path
+    path: Path | None  # None: the PyTorch model itself (TORCH_RUNTIMES)
     source: Path | None = None  # for an engine: the ONNX file it was built from
     sha256: str | None = None  # of ``path``, as checked against the manifest
 
@@ -69,7 +73,13 @@ def unavailable_reason(runtime: str) -> str | None:
         from rn50.runtimes.trt_env import tensorrt_reason
 
         return tensorrt_reason()
-    raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIMES)}")
+    if runtime == "torch-cuda":
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA GPU visible to torch"
+    if runtime == "torch-cpu":
+        return None
+    raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(PROFILE_RUNTIMES)}")
 
 
 def shown_name(runtime: str) -> str:
@@ -82,7 +92,16 @@ def shown_name(runtime: str) -> str:
     return runtime
 
 
-def make_runner(target: Target, *, threads: int | None = None) -> Runner:
+def make_runner(target: Target, *, threads: int | None = None, model: Callable[[], Any] | None = None) -> Runner:
+    """The runner for ``target``; ``model`` loads the PyTorch model for a torch target."""
+    if target.runtime in TORCH_RUNTIMES:
+        from rn50.runtimes.torch_runner import TorchRunner
+
+        if model is None:
+            raise ValueError(f"{target.runtime} needs the PyTorch model: pass model=")
+        return TorchRunner(model(), device="cuda" if target.runtime == "torch-cuda" else "cpu", label=target.runtime)
+    if target.path is None:
+        raise ValueError(f"{target.label} names no file")
     if target.runtime in ONNX_RUNTIMES:
         from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 

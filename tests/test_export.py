@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from rn50.artifacts import WorkDir, sha256_file
 from rn50.cli import app
 from rn50.errors import UsageError
-from rn50.exporter.onnx_export import check_opset
+from rn50.exporter.config import check_opset
 from rn50.exporter.run import ExportConfig, export, read_metadata
 from rn50.exporter.simplify import opset_of
 from rn50.exporter.verify import verify_onnx

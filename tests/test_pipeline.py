@@ -106,7 +106,7 @@ def test_failing_step_stops_the_run_and_keeps_earlier_artifacts(out: Path) -> No
 
 
 def test_ctrl_c_in_a_step_keeps_manifest_and_files_consistent(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rn50.runtimes import profiling
+    from rn50.commands import profile as profiling
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from rn50 import profile_report
 from rn50.artifacts import Artifact, WorkDir, sha256_file
 from rn50.cli import app
-from rn50.runtimes.profiling import ProfileReport, Row, Settings
+from rn50.commands.profile import ProfileReport, Row, Settings
 from rn50.runtimes.timing import collect, summarize
 
 cli = CliRunner()
@@ -113,7 +113,7 @@ def test_profile_bad_input_exits_2_with_one_line(workdir_copy: Path, args: list[
 
 
 def test_inputs_are_the_same_crops_for_every_batch() -> None:
-    from rn50.runtimes.profiling import inputs
+    from rn50.commands.profile import inputs
 
     pool = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
     assert inputs(5, pool)["input"].tolist() == [[0, 1], [2, 3], [4, 5], [0, 1], [2, 3]]
@@ -122,7 +122,7 @@ def test_inputs_are_the_same_crops_for_every_batch() -> None:
 def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU branch without a GPU: a fake runner whose device-memory seam has a fake clock and fake copy timings."""
     from rn50.errors import EnvironmentProblem
-    from rn50.runtimes import profiling
+    from rn50.commands import profile as profiling
     from rn50.runtimes.base import DeviceBench, Runner, TensorSpec
 
     class FakeGpu(Runner):
@@ -153,8 +153,8 @@ def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeyp
         def copy_times(self, feed: object, nbytes: int, stream: object) -> tuple[float, float]:
             return 0.5, 0.25
 
-    monkeypatch.setattr(profiling, "make_target_runner", lambda *a: FakeGpu(label="fake"))
-    target = profiling.ProfileTarget("onnxruntime-cuda", "fp16", "onnx-fp16", Path("x.onnx"))
+    monkeypatch.setattr(profiling, "make_runner", lambda *a, **k: FakeGpu(label="fake"))
+    target = profiling.Target("onnxruntime-cuda", "fp16", "onnx-fp16", Path("x.onnx"))
     settings = Settings(batches=(1, 2), warmup_s=0, warmup_iterations=0, duration_s=None, iterations=3, threads=1)
     rows = profiling.profile_target(target, settings, np.zeros((2, 3, 2, 2), np.float32), lambda: None, lambda m: None)
     assert [(r.batch, r.mode, r.status) for r in rows] == [

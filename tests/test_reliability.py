@@ -159,11 +159,11 @@ def test_oversized_images_are_skipped_with_a_warning(tmp_path: Path, monkeypatch
 
 
 def test_list_options_take_repeated_flags_and_commas() -> None:
-    from rn50.pipeline import select_steps
+    from rn50.commands.pipeline import select_steps
 
     assert items(["build-trt,profile"]) == items(["build-trt", "profile"]) == ["build-trt", "profile"]
     assert select_steps(items(["build-trt, profile"]), None) == ("export", "calibrate", "quantize", "parity")
-    from rn50.runtimes.profiling import parse_batches
+    from rn50.commands.profile import parse_batches
 
     assert parse_batches(items(["1", "8,32"])) == (1, 8, 32) and parse_batches(None) == (1, 8)
 

@@ -13,31 +13,44 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.machine import check_threads, describe, usable_cores
-from rn50.runtimes.registry import ENGINE_RUNTIMES, ONNX_RUNTIMES, RUNTIMES, Target, check_names, make_runner
+from rn50.runtimes.registry import (
+    ENGINE_RUNTIMES,
+    GPU_RUNTIMES,
+    ONNX_RUNTIMES,
+    PROFILE_RUNTIMES,
+    TORCH_ARTIFACT,
+    TORCH_RUNTIMES,
+    Target,
+    check_names,
+    make_runner,
+    unavailable_reason,
+)
 from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from rn50.runtimes.base import Runner
 
 log = logging.getLogger(__name__)
 
-TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")
-PROFILE_RUNTIMES = (*TORCH_RUNTIMES, *RUNTIMES)
-GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", *ENGINE_RUNTIMES)
 PRECISIONS = ("fp32", "fp16", "int8")
-TORCH_ARTIFACT = "pytorch-fp32"
 # Modes, with trtexec's names for what each measures.
-HOST, DEVICE, GRAPH = "host", "device", "device+cuda-graph"
-METRIC_NAME = {HOST: "Latency", DEVICE: "GPU Compute Time", GRAPH: "GPU Compute Time (CUDA graph)"}
+Mode = Literal["host", "device", "device+cuda-graph"]
+HOST: Mode = "host"
+DEVICE: Mode = "device"
+GRAPH: Mode = "device+cuda-graph"
+METRIC_NAME: dict[str, str] = {HOST: "Latency", DEVICE: "GPU Compute Time", GRAPH: "GPU Compute Time (CUDA graph)"}
+RowStatus = Literal["ok", "skipped", "error"]
+
+
+DURATION_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class Settings:
     batches: tuple[int, ...] = (1, 8)
     warmup_s: float = 1.0
     warmup_iterations: int = 3
-    duration_s: float | None = 3.0
+    duration_s: float | None = DURATION_S
     iterations: int | None = None
     threads: int = field(default_factory=usable_cores)
     cuda_graphs: bool = True
@@ -77,9 +90,9 @@ class Row:
     runtime: str
     artifact: str
     precision: str
-    status: str  # ok | skipped | error
+    status: RowStatus
     batch: int | None = None
-    mode: str = HOST
+    mode: Mode = HOST
     device: str | None = None
     stats: LatencyStats | None = None
     h2d_ms: float | None = None  # median H2D copy of the batch (GPU runtimes, device modes)
@@ -112,24 +125,6 @@ class ProfileReport:
         return [r for r in self.measured if r.stats is not None and r.stats.unstable]
 
 
-@dataclass(frozen=True)
-class ProfileTarget:
-    runtime: str
-    precision: str
-    artifact: str
-    path: Path | None  # None: the PyTorch model itself
-    sha256: str | None = None
-
-
-def _torch_reason(runtime: str) -> str | None:
-    if runtime == "torch-cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU visible to torch"
-    return None
-
-
 def engine_batch_range(engine: Path) -> tuple[int, int]:
     """The batch sizes an engine's optimisation profile accepts, from its sidecar (no TensorRT needed)."""
     from rn50.runtimes.trt_plan import Sidecar, sidecar_path
@@ -139,31 +134,31 @@ def engine_batch_range(engine: Path) -> tuple[int, int]:
 
 
 def plan(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = None, precisions: list[str] | None = None,
-         artifacts: list[str] | None = None) -> tuple[list[ProfileTarget], list[Row]]:  # fmt: skip
+         artifacts: list[str] | None = None) -> tuple[list[Target], list[Row]]:  # fmt: skip
     """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero)."""
-    from rn50.parity import plan as parity_plan
+    from rn50.commands.parity import plan as parity_plan
 
     check_names("runtime", runtimes, PROFILE_RUNTIMES)
     check_names("precision", precisions, PRECISIONS)
     wanted = runtimes or list(PROFILE_RUNTIMES)
-    targets: list[ProfileTarget] = []
+    targets: list[Target] = []
     skipped: list[Row] = []
     if not artifacts or TORCH_ARTIFACT in artifacts:
         for runtime in (r for r in wanted if r in TORCH_RUNTIMES):
             if precisions and "fp32" not in precisions:
                 continue
-            reason = _torch_reason(runtime)
+            reason = unavailable_reason(runtime)
             if reason:
                 skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
             else:
-                targets.append(ProfileTarget(runtime, "fp32", TORCH_ARTIFACT, None))
+                targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
     file_runtimes = [r for r in wanted if r in ONNX_RUNTIMES or r in ENGINE_RUNTIMES]
     file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
     if file_runtimes and (file_artifacts or not artifacts):
         found, not_here = parity_plan(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
         for t in found:
             if not precisions or t.precision in precisions:
-                targets.append(ProfileTarget(t.runtime, t.precision, t.artifact, t.path, t.sha256))
+                targets.append(t)
         for s in not_here:
             if not precisions or s.precision in precisions:
                 skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
@@ -188,14 +183,6 @@ def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
     return {"input": np.ascontiguousarray(np.concatenate([pool] * reps)[:batch])}
 
 
-def make_target_runner(target: ProfileTarget, settings: Settings, model_loader: Callable[[], Any]) -> Runner:
-    if target.path is None:
-        from rn50.runtimes.torch_runner import TorchRunner
-
-        return TorchRunner(model_loader(), device="cuda" if target.runtime == "torch-cuda" else "cpu", label=target.runtime)
-    return make_runner(Target(target.runtime, target.precision, target.artifact, target.path), threads=settings.threads)
-
-
 class _TorchThreads:
     """PyTorch on the CPU gets the same thread count as ONNX Runtime, restored afterwards."""
 
@@ -216,7 +203,7 @@ class _TorchThreads:
             torch.set_num_threads(self.before)
 
 
-def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, model_loader: Callable[[], Any],
+def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_loader: Callable[[], Any],
                    progress: Callable[[str], None]) -> list[Row]:  # fmt: skip
     phases = {"warmup_s": settings.warmup_s, "warmup_min": settings.warmup_iterations,
               "duration_s": settings.duration_s, "iterations": settings.iterations}  # fmt: skip
@@ -224,7 +211,7 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
     rows: list[Row] = []
     torch_threads = _TorchThreads(settings.threads if target.runtime == "torch-cpu" else None)
     try:
-        with torch_threads, make_target_runner(target, settings, model_loader) as runner:
+        with torch_threads, make_runner(target, threads=settings.threads, model=model_loader) as runner:
             device = runner.device
             for batch in settings.batches:
                 feed = inputs(batch, pool)
@@ -256,7 +243,7 @@ def profile_target(target: ProfileTarget, settings: Settings, pool: np.ndarray, 
     return rows
 
 
-def run_profile(targets: list[ProfileTarget], settings: Settings, *, skipped: list[Row] | None = None,
+def run_profile(targets: list[Target], settings: Settings, *, skipped: list[Row] | None = None,
                 model_loader: Callable[[], Any], progress: Callable[[str], None] | None = None) -> ProfileReport:  # fmt: skip
     from rn50.samples import sample_crops
 
@@ -268,3 +255,38 @@ def run_profile(targets: list[ProfileTarget], settings: Settings, *, skipped: li
         rows += profile_target(target, settings, pool, model_loader, say)
     machine = versions() | describe() | {"threads": settings.threads}
     return ProfileReport(settings, machine, tuple(rows + list(skipped or [])))
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """``rn50 profile``: what to measure (filters) and how (settings)."""
+
+    settings: Settings = field(default_factory=Settings)
+    runtimes: list[str] | None = None
+    precisions: list[str] | None = None
+    artifacts: list[str] | None = None
+
+    def check(self) -> None:
+        self.settings.validate()
+        check_names("runtime", self.runtimes, PROFILE_RUNTIMES)
+        check_names("precision", self.precisions, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class ProfileOutcome:
+    report: ProfileReport
+    written: list[Path]
+
+
+def profile(options: ProfileOptions, workdir: WorkDir, *, planned: tuple[list[Target], list[Row]] | None = None,
+            model_loader: Callable[[], Any] | None = None, progress: Callable[[str], None] | None = None) -> ProfileOutcome:  # fmt: skip
+    """The command: plan (unless ``planned``), measure, write profile.json/.md/.png."""
+    from rn50 import profile_report
+    from rn50.weights import workdir_model
+
+    options.check()
+    targets, skipped = planned or plan(workdir, options.settings, runtimes=options.runtimes, precisions=options.precisions,
+                                       artifacts=options.artifacts)  # fmt: skip
+    report = run_profile(targets, options.settings, skipped=skipped, progress=progress,
+                         model_loader=model_loader or (lambda: workdir_model(workdir)))  # fmt: skip
+    return ProfileOutcome(report, profile_report.write(report, workdir.root))

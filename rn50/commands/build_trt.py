@@ -1,0 +1,59 @@
+"""``rn50 build-trt``: a strongly typed TensorRT engine from the ONNX file of its precision (the work itself
+is in ``rn50.runtimes.build_trt``). A missing FP16 or INT8 source file is made first by the quantize
+command, with the same calibration options; a changed one is refused, never silently remade."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rn50.commands.quantize import CalibrateOptions, QuantizeOptions, QuantizeOutcome, quantize
+from rn50.errors import UsageError
+from rn50.runtimes.build_trt import BuildResult
+from rn50.runtimes.build_trt import build_trt as run_build
+from rn50.runtimes.trt_env import require_tensorrt
+from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rn50.artifacts import WorkDir
+    from rn50.calibration.table import CalibrationTable
+
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def precision_of(*, fp16: bool, int8: bool) -> str:
+    if fp16 and int8:
+        raise UsageError("--fp16 and --int8 together", fix="build one precision per call")
+    return "int8" if int8 else "fp16" if fp16 else "fp32"
+
+
+@dataclass(frozen=True)
+class BuildTrtOptions:
+    build: BuildOptions = field(default_factory=BuildOptions)
+    calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)  # when the INT8 file must be made first
+
+    def check(self) -> None:
+        self.build.validate()
+        self.calibrate.check()
+        require_tensorrt()  # fail fast: on a machine without TensorRT or a GPU the first message says so
+
+
+def missing_source(options: BuildTrtOptions, workdir: WorkDir) -> str | None:
+    """The precision whose ONNX file must be made before the build (made when absent, never when changed)."""
+    precision = options.build.precision
+    if precision == "fp32" or workdir.artifact(ONNX_FOR_PRECISION[precision]) is not None:
+        return None
+    return precision
+
+
+def make_source(options: BuildTrtOptions, workdir: WorkDir, *, table: CalibrationTable | None) -> QuantizeOutcome:
+    precision = options.build.precision
+    made = QuantizeOptions(int8=precision == "int8", fp16=precision == "fp16", targets=("tensorrt",), calibrate=options.calibrate)
+    return quantize(made, workdir, table=table)
+
+
+def build_trt(options: BuildTrtOptions, workdir: WorkDir, *, progress: Callable[[str], None] | None = None) -> BuildResult:
+    options.build.validate()
+    return run_build(workdir, options.build, progress=progress)

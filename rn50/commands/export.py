@@ -1,0 +1,43 @@
+"""``rn50 export``: the FP32 ONNX file, verified against PyTorch (the work itself is in ``rn50.exporter``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rn50.errors import CheckFailed
+from rn50.exporter.config import ExportConfig, check_opset
+
+if TYPE_CHECKING:
+    from rn50.artifacts import WorkDir
+    from rn50.exporter.run import ExportResult
+    from rn50.weights import LoadedModel
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    config: ExportConfig = ExportConfig()
+    verify: bool = True
+
+    def check(self) -> None:
+        """Before the work directory is created or the model built."""
+        from rn50.weights import check_source
+
+        check_opset(self.config.opset)
+        check_source(self.config.weights)
+
+
+def export(options: ExportOptions, workdir: WorkDir, *, loaded: LoadedModel | None = None) -> ExportResult:
+    from rn50.exporter.run import export as run_export
+
+    options.check()
+    return run_export(options.config, workdir, verify=options.verify, loaded=loaded)
+
+
+def unverified(result: ExportResult) -> CheckFailed | None:
+    """The one error an export that does not match PyTorch ends with (the CLI's and the pipeline's)."""
+    v = result.verification
+    if v is None or v.passed:
+        return None
+    return CheckFailed(f"{result.path.name} does not match the PyTorch model: {v.failures()[0]}",
+                       fix="the manifest marks it unverified; report it with --verbose")  # fmt: skip

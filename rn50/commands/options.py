@@ -1,0 +1,105 @@
+"""Option groups shared by several commands, with their defaults, declared once.
+
+The CLI's flags take their defaults from these classes, the pipeline builds the same objects, and each
+command checks its options (``check()``) before any model is built or any work directory is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rn50.calibration.ranges import DEFAULT_METHOD, method_options
+from rn50.errors import UsageError
+from rn50.feeds import DEFAULT_SAMPLE_COUNT
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rn50.feeds import FeedSet
+    from rn50.metrics import Thresholds
+
+CALIBRATION_COUNT = 64  # sample crops calibrated on when no --images are given
+CALIBRATION_BATCH = 16
+PARITY_COUNT = DEFAULT_SAMPLE_COUNT  # held-apart sample crops parity compares on
+PARITY_BATCH = 8
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    """Where the images come from: --images, --arrays, --random, or --count sample-photo crops."""
+
+    images: Path | None = None
+    arrays: Path | None = None
+    random: int | None = None
+    count: int = PARITY_COUNT
+
+    def check(self) -> None:
+        """The cheap checks, before any work: one source, a sensible count, an image folder that exists."""
+        from rn50.feeds import check_count, check_image_folder
+
+        if sum(x is not None for x in (self.images, self.arrays, self.random)) > 1:
+            raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
+        check_count(self.random if self.random is not None else self.count)
+        if self.images is not None:
+            check_image_folder(self.images)
+
+    def read(self, split: str = "evaluation") -> FeedSet:
+        from rn50 import feeds
+
+        return feeds.resolve(images=self.images, arrays_path=self.arrays, random_count=self.random, count=self.count, split=split)
+
+
+def calibration_feeds(count: int = CALIBRATION_COUNT, **sources: Any) -> FeedOptions:
+    """Feed options for calibration: the same sources, more sample crops by default."""
+    return FeedOptions(count=count, **sources)
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How activation ranges are collected: --method, --percentile, --batch."""
+
+    method: str = DEFAULT_METHOD
+    percentile: float | None = None
+    batch: int = CALIBRATION_BATCH
+
+    def check(self) -> dict[str, Any]:
+        """Refuses bad options; returns the method's options (part of the table's key)."""
+        if self.batch < 1:
+            raise UsageError(f"--batch must be >= 1, got {self.batch}", fix="pass a positive batch size")
+        return method_options(self.method, percentile=self.percentile)
+
+
+def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
+    """``PRECISION:KEY=VALUE`` items (--threshold), e.g. ``int8:min_cosine=0.99``."""
+    from rn50.metrics import DEFAULT_THRESHOLDS, Thresholds
+
+    keys = set(Thresholds.__dataclass_fields__)
+    out: dict[str, dict[str, float]] = {}
+    for item in items or []:
+        try:
+            prec, rest = item.split(":", 1)
+            key, value = rest.split("=", 1)
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99") from None
+        if prec not in DEFAULT_THRESHOLDS or key not in keys:
+            raise UsageError(f"bad --threshold {item!r}", fix=f"precision in {sorted(DEFAULT_THRESHOLDS)}, key in {sorted(keys)}")
+        out.setdefault(prec, {})[key] = number
+    return out
+
+
+@dataclass(frozen=True)
+class ThresholdOptions:
+    """Parity thresholds: the defaults per precision, with --threshold overrides."""
+
+    overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, items: list[str] | None) -> ThresholdOptions:
+        return cls(parse_thresholds(items))
+
+    def limits(self, precision: str) -> Thresholds:
+        from rn50.metrics import thresholds_for
+
+        return thresholds_for(precision, **self.overrides.get(precision, {}))

@@ -1,0 +1,336 @@
+"""``rn50 pipeline``: export → calibrate → quantize → build-trt → parity → profile, then the report.
+
+The pipeline is a table of steps. Each step plans its work from the options and the work directory: a
+key over its inputs and a function that runs the same command the CLI runs. The manifest records each
+key and the files the step wrote; a later run reuses a step whose key and files are unchanged (and
+says so). The first failing step stops the run: its error is kept, later steps are marked not run, and
+every file an earlier step wrote stays as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from rn50 import __version__
+from rn50.artifacts import WorkDir, versions
+from rn50.commands.options import CALIBRATION_COUNT, PARITY_COUNT, CalibrationOptions, FeedOptions, ThresholdOptions
+from rn50.commands.profile import Settings
+from rn50.errors import Rn50Error, UsageError
+from rn50.exporter.config import ExportConfig
+from rn50.jsonio import jsonable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from rn50.calibration.table import CalibrationTable
+    from rn50.weights import LoadedModel
+
+log = logging.getLogger(__name__)
+
+STEPS = ("export", "calibrate", "quantize", "build-trt", "parity", "profile")
+StepStatus = Literal["ran", "reused", "skipped", "failed", "not run"]
+WARMUP_S, DURATION_S = 0.5, 2.0  # the pipeline profiles shorter than `rn50 profile` does by default
+
+
+def select_steps(skip: list[str] | None, only: list[str] | None) -> tuple[str, ...]:
+    named = [*(skip or []), *(only or [])]
+    unknown = [s for s in named if s not in STEPS]
+    if unknown:
+        raise UsageError(f"unknown step(s) {', '.join(unknown)}", fix=f"use any of {', '.join(STEPS)}")
+    if skip and only:
+        raise UsageError("--skip and --only together", fix="pass one of them")
+    if only:
+        return tuple(s for s in STEPS if s in only)
+    return tuple(s for s in STEPS if s not in (skip or []))
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(jsonable(obj), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    export: ExportConfig = ExportConfig()
+    images: Path | None = None  # calibration and parity images (else sample crops, held apart)
+    calibration_count: int = CALIBRATION_COUNT
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    parity_count: int = PARITY_COUNT
+    thresholds: ThresholdOptions = field(default_factory=ThresholdOptions)
+    profile: Settings = field(default_factory=lambda: Settings(batches=(1, 8), warmup_s=WARMUP_S, duration_s=DURATION_S))
+    steps: tuple[str, ...] = STEPS
+    force: bool = False  # re-run the selected steps even when their inputs did not change
+
+    def feeds(self, count: int) -> FeedOptions:
+        return FeedOptions(images=self.images, count=count)
+
+    def check(self) -> None:
+        from rn50.commands.export import ExportOptions
+
+        ExportOptions(self.export).check()
+        self.calibration.check()
+        self.feeds(self.calibration_count).check()  # an image folder is checked before the export, not after it
+        self.feeds(self.parity_count).check()
+        self.profile.validate()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    status: StepStatus
+    detail: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    steps: tuple[StepResult, ...]
+    error: Rn50Error | None = None
+
+    @property
+    def failed(self) -> StepResult | None:
+        return next((s for s in self.steps if s.status == "failed"), None)
+
+    @property
+    def started(self) -> bool:
+        """Whether any step did or reused work (a run refused before that leaves the directory alone)."""
+        return any(s.status in ("ran", "reused") for s in self.steps)
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a step would do: ``run`` returns (status, files to record under ``key``, detail)."""
+
+    run: Callable[[], tuple[StepStatus, list[Path], str]]
+    key: str | None = None  # None: the command keeps its own cache (calibrate, build-trt)
+    reused: str = ""  # the detail when the key and files are unchanged
+    ready: bool = True  # False: whatever the key says, the step must run (an unverified export)
+
+
+class Pipeline:
+    def __init__(self, workdir: WorkDir, options: PipelineOptions, *, progress: Callable[[str], None] | None = None,
+                 steps: Callable[[str], None] | None = None):  # fmt: skip
+        """``progress`` hears everything (a spinner's text); ``steps`` one line as each step starts and ends."""
+        self.workdir = workdir
+        self.options = options
+        self.say = progress or (lambda _m: None)
+        self.announce = steps or (lambda _m: None)
+        self.loaded: LoadedModel | None = None
+        self.table: CalibrationTable | None = None
+        self._again: dict[str, str] = {}  # step -> why it ran again
+
+    # --- shared inputs ---------------------------------------------------------------------------
+    def model(self) -> Any:
+        from rn50.weights import workdir_model
+
+        record = self.workdir.manifest().get("model") or {}
+        if self.loaded is not None and record.get("weights_sha256") == self.loaded.fingerprint:
+            return self.loaded.model
+        return workdir_model(self.workdir)
+
+    def artifact_shas(self) -> dict[str, str]:
+        return {a.name: a.sha256 for a in self.workdir.artifacts() if a.kind in ("onnx", "engine")}
+
+    def reusable(self, step: str, key: str) -> bool:
+        """True if ``step`` may be reused; if it ran here before and must run again, says why."""
+        why = "--force" if self.options.force else self.workdir.step_staleness(step, key)
+        if why is None:
+            return True
+        if self.workdir.step(step) is not None:
+            self._again[step] = why
+            log.warning("%s runs again: %s", step, why)
+        return False
+
+    def calibration_table(self) -> CalibrationTable:
+        from rn50.calibration.table import CalibrationTable
+
+        if self.table is not None:
+            return self.table
+        method = self.options.calibration.method
+        art = self.workdir.current(f"calibration-{method}")
+        if art is None:
+            raise UsageError(f"no calibration table for --method {method} in {self.workdir.root}",
+                             fix="run the calibrate step (drop it from --skip)")  # fmt: skip
+        return CalibrationTable.load(self.workdir.path(art.path))
+
+    # --- the run ---------------------------------------------------------------------------------
+    def step(self, name: str) -> StepResult:
+        planned = PLANS[name](self)
+        if isinstance(planned, StepResult):
+            return planned
+        if planned.key is not None and planned.ready and self.reusable(name, planned.key):
+            return StepResult(name, "reused", planned.reused)
+        status, files, detail = planned.run()
+        if planned.key is not None:
+            self.workdir.record_step(name, planned.key, files)
+        return StepResult(name, status, detail)
+
+    def run(self) -> PipelineResult:
+        """Runs the selected steps in order; stops at the first that raises an Rn50Error.
+        KeyboardInterrupt propagates (nothing half-written is kept: every write is atomic)."""
+        results: list[StepResult] = []
+        error: Rn50Error | None = None
+        for name in STEPS:
+            if error is not None:
+                results.append(StepResult(name, "not run", "an earlier step failed"))
+                continue
+            if name not in self.options.steps:
+                results.append(StepResult(name, "skipped", "not selected (--skip/--only)"))
+                continue
+            self.say(name)
+            self.announce(f"{name} …")
+            start = time.perf_counter()
+            try:
+                result = self.step(name)
+            except Rn50Error as e:
+                error = type(e)(f"{name}: {e.problem}", fix=e.fix)  # the one-line error names the step
+                result = StepResult(name, "failed", e.message)
+            detail = f"ran again ({self._again[name]}): {result.detail}" if result.status == "ran" and name in self._again else result.detail
+            results.append(StepResult(result.name, result.status, detail, time.perf_counter() - start))
+            self.announce(f"{name}: {result.status} in {results[-1].seconds:.1f} s")
+            log.info("%s: %s (%s)", name, result.status, result.detail)
+        return PipelineResult(tuple(results), error)
+
+
+# --- the steps: each plans its work with the command the CLI runs ------------------------------------
+def plan_export(p: Pipeline) -> Work:
+    from rn50.commands.export import ExportOptions, export, unverified
+    from rn50.exporter.run import FP32_NAME, model_record
+    from rn50.weights import SEEDED_WEIGHTS, load_model
+
+    config = p.options.export
+    p.say("loading the model")
+    loaded = p.loaded = load_model(config.weights, depth=config.depth)
+    p.workdir.check_model(model_record(loaded, config.depth))  # before anything is written
+    v = versions()
+    key = digest({"config": asdict(config), "weights": loaded.fingerprint,
+                  "versions": {k: v.get(k) for k in ("rn50", "torch", "onnx", "onnxsim")}})  # fmt: skip
+    art = p.workdir.current(FP32_NAME)
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        p.say("exporting to ONNX and verifying")
+        result = export(ExportOptions(config), p.workdir, loaded=loaded)
+        failed = unverified(result)
+        if failed is not None:
+            raise failed
+        kept = p.workdir.artifact(SEEDED_WEIGHTS)
+        ver = result.verification
+        detail = f"{result.path.name}: opset {result.opset}, {result.nodes} nodes"
+        files = [result.path] + ([p.workdir.path(kept.path)] if kept else [])
+        return "ran", files, detail + (f", verified (max abs {ver.max_abs:.2g})" if ver else "")
+
+    reused = f"{art.path} (same model, weights and exporter versions)" if art is not None else ""
+    return Work(run, key, reused, ready=art is not None and bool(art.verified))
+
+
+def plan_calibrate(p: Pipeline) -> Work:
+    from rn50.commands.quantize import CalibrateOptions, calibrate
+
+    options = CalibrateOptions(p.options.feeds(p.options.calibration_count), p.options.calibration)
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        feeds = options.feeds.read(split="calibration")
+        p.say(f"calibrating on {feeds.description}")
+        result = calibrate(options, p.workdir, feeds, reuse=not p.options.force)
+        p.table = t = result.table
+        detail = f"{result.path.relative_to(p.workdir.root)}: {t.method} {t.options}, {t.images} images ({t.set_description})"
+        warn = "; ".join(feeds.warnings)
+        return ("reused" if result.reused else "ran"), [], detail + (f"; warning: {warn}" if warn else "")
+
+    return Work(run)
+
+
+def plan_quantize(p: Pipeline) -> Work:
+    from rn50.calibration.run import EMITTERS, fp32_artifact
+    from rn50.commands.quantize import QuantizeOptions, quantize
+
+    fp32, _ = fp32_artifact(p.workdir)
+    table = p.calibration_table()
+    key = digest({"fp32": fp32.sha256, "table": table.key, "targets": list(EMITTERS), "rn50": __version__})
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        done = quantize(QuantizeOptions(int8=True, fp16=True), p.workdir, table=table, progress=p.say)
+        detail = "; ".join(f"{r.name} cos mean {r.output.cosine_mean:.5f}" for r in done.results)
+        return "ran", [r.path for r in done.results] + done.reports, detail
+
+    return Work(run, key, "FP16 and INT8 artifacts (same FP32 model and calibration table)")
+
+
+def plan_build_trt(p: Pipeline) -> Work | StepResult:
+    from rn50.commands.build_trt import ENGINE_PRECISIONS, BuildTrtOptions, build_trt
+    from rn50.runtimes.registry import STANDIN, unavailable_reason
+    from rn50.runtimes.trt_plan import BuildOptions
+
+    reason = unavailable_reason("tensorrt")
+    if reason:
+        return StepResult("build-trt", "skipped", reason)
+    max_batch = max(32, *p.options.profile.batches)
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        done = []
+        for precision in ENGINE_PRECISIONS:
+            p.say(f"building the TensorRT {precision} engine")
+            options = BuildTrtOptions(BuildOptions(precision=precision, min_batch=1, opt_batch=8, max_batch=max_batch))
+            result = build_trt(options, p.workdir)
+            done.append((precision, result.reused))
+        by = f" by {result.runtime} (rn50's test stand-in, not TensorRT)" if result.runtime == STANDIN else ""
+        status: StepStatus = "reused" if all(r for _, r in done) else "ran"
+        return status, [], ", ".join(f"{p} {'reused' if r else 'built'}" for p, r in done) + by
+
+    return Work(run)
+
+
+def plan_parity(p: Pipeline) -> Work:
+    from rn50.commands.parity import ParityOptions, failure, parity, plan
+
+    options = ParityOptions(feeds=p.options.feeds(p.options.parity_count), thresholds=p.options.thresholds,
+                            threads=p.options.profile.threads)  # fmt: skip
+    targets, skipped = plan(p.workdir)
+    feeds = options.feeds.read()
+    key = digest({"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
+                  "feeds": feeds.fingerprint, "thresholds": options.thresholds.overrides, "rn50": __version__})  # fmt: skip
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        done = parity(options, p.workdir, planned=(targets, skipped), feeds=feeds, model=p.model(),
+                      progress=lambda m: p.say(f"parity: {m}"))  # fmt: skip
+        report = done.report
+        if not report.passed:
+            raise failure(report)
+        return "ran", done.written, f"{len(report.ran)} runtime × artifact pairs pass, {len(report.results) - len(report.ran)} skipped"
+
+    return Work(run, key, "parity.json (same artifacts, runtimes, feeds and thresholds)")
+
+
+def plan_profile(p: Pipeline) -> Work:
+    from rn50.commands.profile import ProfileOptions, plan, profile
+    from rn50.machine import cpu_info
+
+    settings = p.options.profile
+    targets, skipped = plan(p.workdir, settings)
+    key = digest({"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
+                  "settings": settings, "cpu": cpu_info(), "rn50": __version__})  # fmt: skip
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        done = profile(ProfileOptions(settings), p.workdir, planned=(targets, skipped), model_loader=p.model,
+                       progress=lambda m: p.say(f"profile: {m}"))  # fmt: skip
+        report = done.report
+        return "ran", done.written, f"{len(report.measured)} measurements, {len(report.rows) - len(report.measured)} not measured"
+
+    return Work(run, key, "profile.json (same artifacts, runtimes, settings and machine)")
+
+
+# The table: each step's name and how it plans its work, in the order they run.
+PLANS: dict[str, Callable[[Pipeline], Work | StepResult]] = {
+    "export": plan_export,
+    "calibrate": plan_calibrate,
+    "quantize": plan_quantize,
+    "build-trt": plan_build_trt,
+    "parity": plan_parity,
+    "profile": plan_profile,
+}
+assert tuple(PLANS) == STEPS

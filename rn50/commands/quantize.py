@@ -1,0 +1,100 @@
+"""``rn50 calibrate`` and ``rn50 quantize``: the calibration table, then the FP16 and INT8 artifacts with
+their quality report (the work itself is in ``rn50.calibration``).
+
+They compose: ``rn50 quantize --int8`` and ``rn50 build-trt --int8`` (when its Q/DQ file is missing)
+calibrate first with the same options, then quantize with the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rn50.commands.options import CALIBRATION_COUNT, CalibrationOptions, FeedOptions
+from rn50.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from rn50.artifacts import WorkDir
+    from rn50.calibration.run import CalibrationResult, QuantizeResult
+    from rn50.calibration.table import CalibrationTable
+    from rn50.feeds import FeedSet
+
+ALL_TARGETS = "all"
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    feeds: FeedOptions = field(default_factory=lambda: FeedOptions(count=CALIBRATION_COUNT))
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+
+    def check(self) -> None:
+        self.calibration.check()  # bad options fail before images are read
+        self.feeds.check()
+
+    def read_feeds(self) -> FeedSet:
+        """Options checked and the calibration images read (before any work directory is touched)."""
+        self.check()
+        return self.feeds.read(split="calibration")
+
+
+def calibrate(options: CalibrateOptions, workdir: WorkDir, feeds: FeedSet, *, reuse: bool = True,
+              progress: Callable[[int], None] | None = None) -> CalibrationResult:  # fmt: skip
+    """The table for these feeds and options: the cached one under the same key (``reuse``), or a new one."""
+    from rn50.calibration.run import calibrate as run_calibrate
+
+    c = options.calibration
+    return run_calibrate(workdir, feeds, method=c.method, percentile=c.percentile, batch=c.batch, progress=progress, reuse=reuse)
+
+
+def parse_targets(target: str) -> tuple[str, ...]:
+    """--target: one INT8 target, or all of them."""
+    from rn50.calibration.run import EMITTERS
+
+    targets = tuple(EMITTERS) if target == ALL_TARGETS else (target,)
+    if any(t not in EMITTERS for t in targets):
+        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or {ALL_TARGETS}")
+    return targets
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    int8: bool = False
+    fp16: bool = False
+    targets: tuple[str, ...] | None = None  # None: every INT8 target
+    calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)
+
+    def check(self) -> None:
+        if not (self.int8 or self.fp16):
+            raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
+        for target in self.targets or ():
+            parse_targets(target)
+        if self.int8:
+            self.calibrate.check()
+
+
+@dataclass(frozen=True)
+class QuantizeOutcome:
+    results: list[QuantizeResult]
+    reports: list[Path]
+
+
+def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTable | None = None,
+             progress: Callable[[str], None] | None = None) -> QuantizeOutcome:  # fmt: skip
+    """FP16 and/or INT8 (from ``table``, which ``calibrate`` made) artifacts, and quantize-report.json/.md."""
+    from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8, write_quality_report
+
+    say = progress or (lambda _m: None)
+    options.check()
+    results = []
+    if options.fp16:
+        say("converting to FP16…")
+        results.append(convert_fp16(workdir))
+    if options.int8:
+        if table is None:
+            raise ValueError("quantize --int8 needs the calibration table: call calibrate first")
+        say("emitting Q/DQ models and measuring per-layer error…")
+        results += quantize_int8(workdir, table, list(options.targets or EMITTERS))
+    return QuantizeOutcome(results, write_quality_report(workdir, results))
