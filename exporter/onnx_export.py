@@ -26,6 +26,18 @@ NATIVE_OPSET = 18  # the dynamo exporter's lowest native opset; lower ones are c
 EXAMPLE_BATCH = 2  # >= 2, so torch.export does not specialise the batch axis to 1
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is anywhere in ``error``'s chain of causes."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def torch_to_onnx(model: torch.nn.Module, *, opset: int, image_size: int = 224) -> onnx.ModelProto:
     """Export ``model`` (eval mode) with input ``input`` (N,3,H,W) and output ``logits``, batch dynamic."""
     check_opset(opset)
@@ -49,6 +61,8 @@ def torch_to_onnx(model: torch.nn.Module, *, opset: int, image_size: int = 224) 
                 verbose=False,
             )
     except Exception as e:  # the exporter raises many types; all mean the same thing to the user
+        if _interrupted(e):  # torch.export wraps a Ctrl-C/SIGTERM in its own error: it is still an interrupt
+            raise KeyboardInterrupt from e
         log.debug("exporter output:\n%s", quiet.getvalue())
         raise CheckFailed(
             f"torch.onnx.export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}",

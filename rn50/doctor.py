@@ -10,17 +10,21 @@ import importlib.util
 import platform
 import sys
 from dataclasses import dataclass
+from typing import Literal
 
 from rn50.artifacts import dist_version
 from rn50.machine import cpu_info, gpu_info
 
-OK, MISSING, BROKEN = "ok", "missing", "broken"
+Status = Literal["ok", "missing", "broken"]
+OK: Status = "ok"
+MISSING: Status = "missing"
+BROKEN: Status = "broken"
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str
+    status: Status
     detail: str
     fix: str | None = None
 

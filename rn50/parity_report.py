@@ -15,6 +15,7 @@ from rn50.commands.parity import FeedSummary, ParityReport, Reference, TargetRes
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import OutputMetrics
+from rn50.render import Section, machine_line, to_markdown
 from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
@@ -51,48 +52,50 @@ def _fmt(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
-def markdown(report: ParityReport) -> str:
-    lines = [
-        "# rn50 parity",
-        "",
-        f"Reference: {report.reference.label} on {report.reference.device}. "
-        f"Feeds: {report.feeds.description}. Verdict: **{'PASS' if report.passed else 'FAIL'}**.",
-        "",
-    ]
-    lines += [f"> warning: {w}" for w in report.feeds.warnings]
-    lines += [f"> note: {n}" for n in standin_note(r.runtime for r in report.results)]
-    lines += [
-        "",
-        "| runtime | artifact | precision | device | max abs | mean abs | max rel | cos mean | cos worst | SQNR dB | top-1 agr | top-5 ovl | thresholds | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def verdict_text(r: TargetResult) -> str:
+    return {"pass": "pass", "fail": "FAIL: " + "; ".join(r.failures), "skipped": f"skipped: {r.reason}", "error": f"error: {r.reason}"}[r.status]
+
+
+def sections(report: ParityReport, *, image: str | None = None) -> list[Section]:
+    """parity.md's sections, also the parity part of report.md/html (``image``: the error plot's file name)."""
+    ref, feeds = report.reference, report.feeds
+    main = Section("Verdicts", "verdicts",
+                   paragraphs=[f"{report.verdict_line()}. Reference: {ref.label} on {ref.device}; feeds: {feeds.description}."],
+                   notes=[f"warning: {w}" for w in feeds.warnings] + [f"note: {n}" for n in standin_note(r.runtime for r in report.results)],
+                   header=["runtime", "artifact", "precision", "device", "max abs", "mean abs", "max rel", "cos mean", "cos worst",
+                           "SQNR dB", "top-1 agr", "top-5 ovl", "thresholds", "verdict"])  # fmt: skip
     for r in report.results:
         m = r.metrics
-        verdict = {"pass": "✓ pass", "fail": "✗ " + "; ".join(r.failures), "skipped": f"skipped: {r.reason}", "error": f"error: {r.reason}"}[r.status]
+        if r.status == "skipped":
+            continue  # listed under "Not run here, and why"
         if m is None:
-            lines.append(f"| {r.runtime} | {r.artifact} | {r.precision} | – | | | | | | | | | | {verdict} |")
+            main.rows.append([r.runtime, r.artifact, r.precision, "–", "", "", "", "", "", "", "", "", "", verdict_text(r)])
             continue
-        lines.append(
-            f"| {r.runtime} | {r.artifact} | {r.precision} | {r.device} | {m.max_abs:.3g} | {m.mean_abs:.3g} | {m.max_rel:.3g} "
-            f"| {m.cosine_mean:.6f} | {m.cosine_min:.6f} | {_fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, '.1f')} "
-            f"| {_fmt(m.top1_agreement, '.3f')} | {_fmt(m.top5_overlap, '.3f')} | {r.thresholds} | {verdict} |"
-        )
-    cross = [r for r in report.results if r.vs_onnxruntime_cpu is not None]
+        main.rows.append([r.runtime, r.artifact, r.precision, str(r.device), f"{m.max_abs:.3g}", f"{m.mean_abs:.3g}", f"{m.max_rel:.3g}",
+                          f"{m.cosine_mean:.6f}", f"{m.cosine_min:.6f}", _fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
+                          _fmt(m.top1_agreement, ".3f"), _fmt(m.top5_overlap, ".3f"), r.thresholds, verdict_text(r)])  # fmt: skip
+    if image:
+        main.images.append(("error distribution per runtime", image))
+    parts = [main]
+    cross = [(r, r.vs_onnxruntime_cpu) for r in report.results if r.vs_onnxruntime_cpu is not None]
     if cross:
-        lines += ["", "## INT8: GPU runtime vs ONNX Runtime CPU on the same Q/DQ file", "",
-                  "| runtime | artifact | max abs | cos worst | top-1 agr |", "|---|---|---|---|---|"]  # fmt: skip
-        for r in cross:
-            c = r.vs_onnxruntime_cpu
-            assert c is not None
-            lines.append(f"| {r.runtime} | {r.artifact} | {c.max_abs:.3g} | {c.cosine_min:.6f} | {_fmt(c.top1_agreement, '.3f')} |")
-    if report.feeds.labelled:
-        lines += ["", "## Accuracy", "", "| runtime | artifact | top-1 | top-5 |", "|---|---|---|---|",
-                  f"| reference | {report.reference.label} | {_fmt(report.reference.accuracy_top1, '.4f')} | {_fmt(report.reference.accuracy_top5, '.4f')} |"]  # fmt: skip
-        lines += [f"| {r.runtime} | {r.artifact} | {_fmt(r.accuracy_top1, '.4f')} | {_fmt(r.accuracy_top5, '.4f')} |" for r in report.results if r.metrics]
-    host = report.machine
-    lines += ["", f"Machine: {host.get('machine')}, Python {host.get('python')}, torch {host.get('torch')}, onnxruntime {host.get('onnxruntime')}, "
-              f"TensorRT {host.get('tensorrt') or '—'}, GPU {host.get('gpu') or '—'}."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+        parts.append(Section("INT8: GPU runtime vs ONNX Runtime CPU on the same Q/DQ file", "int8-cross-check",
+                             header=["runtime", "artifact", "max abs", "cos worst", "top-1 agr"],
+                             rows=[[r.runtime, r.artifact, f"{c.max_abs:.3g}", f"{c.cosine_min:.6f}", _fmt(c.top1_agreement, ".3f")]
+                                   for r, c in cross]))  # fmt: skip
+    skipped = [r for r in report.results if r.status == "skipped"]
+    if skipped:
+        parts.append(Section("Not run here, and why", "parity-not-run", header=["runtime", "artifact", "why"],
+                             rows=[[r.runtime, r.artifact, str(r.reason)] for r in skipped]))  # fmt: skip
+    if feeds.labelled:
+        rows = [["reference", ref.label, _fmt(ref.accuracy_top1, ".4f"), _fmt(ref.accuracy_top5, ".4f")]]
+        rows += [[r.runtime, r.artifact, _fmt(r.accuracy_top1, ".4f"), _fmt(r.accuracy_top5, ".4f")] for r in report.ran]
+        parts.append(Section("Accuracy", "accuracy", header=["runtime", "artifact", "top-1", "top-5"], rows=rows))
+    return parts
+
+
+def markdown(report: ParityReport, *, image: str | None = None) -> str:
+    return to_markdown("rn50 parity", [*sections(report, image=image), Section("", after=[machine_line(report.machine)])])
 
 
 def error_plot(errors: dict[str, np.ndarray]) -> bytes | None:
@@ -113,12 +116,15 @@ def error_plot(errors: dict[str, np.ndarray]) -> bytes | None:
     return png(fig, dpi=110)
 
 
+PLOT = "parity.png"
+
+
 def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> list[Path]:
     written = [folder / "parity.json", folder / "parity.md"]
-    atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
-    atomic_write_text(written[1], markdown(report))
     image = error_plot(errors)
     if image is not None:
-        atomic_write_bytes(folder / "parity.png", image)
-        written.append(folder / "parity.png")
+        atomic_write_bytes(folder / PLOT, image)
+        written.append(folder / PLOT)
+    atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
+    atomic_write_text(written[1], markdown(report, image=PLOT if image is not None else None))
     return written

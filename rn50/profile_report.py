@@ -12,6 +12,7 @@ from rn50.charts import png, pyplot
 from rn50.commands.profile import HOST, METRIC_NAME, ProfileReport, Row, Settings
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
+from rn50.render import Section, machine_line, to_markdown
 from rn50.runtimes.registry import STANDIN, TORCH_RUNTIMES, standin_note
 from rn50.runtimes.timing import HIGH_CV, LatencyStats
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SCHEMA = "rn50.profile/1"
+Verdicts = dict[tuple[str, str], dict[str, Any]]  # (runtime, artifact) → parity status, cosine_min, max_abs
 
 
 def to_dict(report: ProfileReport) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def load(path: Path) -> ProfileReport:
     return from_dict(read_json(path, what="profile report", fix="pass a profile.json written by rn50 profile"))
 
 
-def verdicts_of(parity: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def verdicts_of(parity: Any) -> Verdicts:
     """(runtime, artifact) → {status, cosine_min, max_abs} for each result of a ParityReport that ran."""
     if parity is None:
         return {}
@@ -60,7 +62,7 @@ def verdicts_of(parity: Any) -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
-def parity_verdicts(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+def parity_verdicts(path: Path) -> Verdicts:
     """``verdicts_of`` a parity.json; empty when absent or unreadable."""
     from rn50 import parity_report
 
@@ -73,7 +75,7 @@ def parity_verdicts(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
         return {}
 
 
-def acceptable(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> bool | None:
+def acceptable(row: Row, verdicts: Verdicts) -> bool | None:
     """True if parity passed (PyTorch itself is the reference), False if it failed, None if unknown."""
     if row.runtime in TORCH_RUNTIMES:
         return True
@@ -81,7 +83,7 @@ def acceptable(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> boo
     return None if v is None else v["status"] == "pass"
 
 
-def parity_mark(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> str:
+def parity_mark(row: Row, verdicts: Verdicts) -> str:
     """How a profile row stands on parity: reference (PyTorch itself), pass, fail, or – (not compared)."""
     if row.runtime in TORCH_RUNTIMES:
         return "reference"
@@ -89,63 +91,68 @@ def parity_mark(row: Row, verdicts: dict[tuple[str, str], dict[str, Any]]) -> st
     return "–" if ok is None else "pass" if ok else "fail"
 
 
-def fastest(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]], batch: int) -> Row | None:
+def fastest(report: ProfileReport, verdicts: Verdicts, batch: int) -> Row | None:
     """The fastest end-to-end row at ``batch`` among those whose parity passed (never a stand-in's)."""
     rows = [r for r in report.measured if r.batch == batch and r.mode == HOST and r.runtime != STANDIN and acceptable(r, verdicts)]
     return min(rows, key=lambda r: r.stats.median_ms if r.stats else float("inf"), default=None)
 
 
-def markdown(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]] | None = None) -> str:
-    verdicts = verdicts or {}
-    s, m = report.settings, report.machine
+def fastest_lines(report: ProfileReport, verdicts: Verdicts) -> list[str]:
+    """Per batch, the fastest end-to-end row whose parity passed: the one wording every report uses."""
+    lines = []
+    for b in sorted({r.batch for r in report.measured if r.batch is not None}):
+        best = fastest(report, verdicts, b)
+        if best is not None and best.stats is not None:
+            lines.append(f"batch {b}: **{best.label}** ({best.precision}), {best.stats.median_ms:.3f} ms median, {best.stats.throughput:.1f} img/s")
+    return lines
+
+
+def settings_line(report: ProfileReport) -> str:
+    s = report.settings
     phase = f"{s.iterations} iterations" if s.iterations else f"{s.duration_s} s"
-    lines = [
-        "# rn50 profile",
-        "",
-        f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {phase} per row; "
-        f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
-        "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device (CUDA events).",
-        *[f"\n> note: {n}" for n in standin_note(r.runtime for r in report.rows)],
-        "",
-        "| runtime | artifact | precision | batch | metric | median ms | mean | min | p90 | p95 | p99 | max | std | CV | img/s | H2D ms | D2H ms | parity |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    return (f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {phase} per row; "
+            f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
+            "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device (CUDA events).")  # fmt: skip
+
+
+def sections(report: ProfileReport, verdicts: Verdicts | None = None, *, image: str | None = None) -> list[Section]:
+    """profile.md's sections, also the speed part of report.md/html (``image``: the chart's file name)."""
+    verdicts = verdicts or {}
+    main = Section("Speed", "speed", paragraphs=[settings_line(report)],
+                   notes=[f"note: {n}" for n in standin_note(r.runtime for r in report.rows)],
+                   header=["runtime", "artifact", "precision", "batch", "metric", "median ms", "mean", "min", "p90", "p95", "p99",
+                           "max", "std", "CV", "img/s", "H2D ms", "D2H ms", "parity"])  # fmt: skip
     for r in report.measured:
         st = r.stats
-        assert st is not None
-        cv = f"{st.cv:.1%}" + (" ⚠" if st.unstable else "")
-        par = parity_mark(r, verdicts)
+        if st is None:
+            continue
         copies = [f"{x:.3f}" if x is not None else "–" for x in (r.h2d_ms, r.d2h_ms)]
-        lines.append(
-            f"| {r.runtime} | {r.artifact} | {r.precision} | {r.batch} | {r.metric} | {st.median_ms:.3f} | {st.mean_ms:.3f} "
-            f"| {st.min_ms:.3f} | {st.p90_ms:.3f} | {st.p95_ms:.3f} | {st.p99_ms:.3f} | {st.max_ms:.3f} | {st.std_ms:.3f} "
-            f"| {cv} | {st.throughput:.1f} | {copies[0]} | {copies[1]} | {par} |"
-        )
+        main.rows.append([r.runtime, r.artifact, r.precision, str(r.batch), r.metric, f"{st.median_ms:.3f}", f"{st.mean_ms:.3f}",
+                          f"{st.min_ms:.3f}", f"{st.p90_ms:.3f}", f"{st.p95_ms:.3f}", f"{st.p99_ms:.3f}", f"{st.max_ms:.3f}",
+                          f"{st.std_ms:.3f}", f"{st.cv:.1%}" + (" ⚠" if st.unstable else ""), f"{st.throughput:.1f}", *copies,
+                          parity_mark(r, verdicts)])  # fmt: skip
     if report.unstable:
-        lines += ["", f"> warning: {len(report.unstable)} row(s) vary by more than {HIGH_CV:.0%} (coefficient of variation, ⚠): "
-                  "another process may be competing for the machine; re-run with a longer --duration on a quiet machine."]  # fmt: skip
+        main.after.append(f"> warning: {len(report.unstable)} row(s) vary by more than {HIGH_CV:.0%} (coefficient of variation, ⚠): "
+                          "another process may be competing for the machine; re-run with a longer --duration on a quiet machine.")  # fmt: skip
+    if image:
+        main.images.append(("latency per runtime and batch; speed against error", image))
+    parts = [main]
     not_run = [r for r in report.rows if r.stats is None]
     if not_run:
-        lines += ["", "## Not measured", ""]
-        lines += [f"- {r.status}: {r.runtime} · {r.artifact}" + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "")
-                  + f": {r.reason}" for r in not_run]  # fmt: skip
-    batches = sorted({r.batch for r in report.measured if r.batch is not None})
-    if verdicts and batches:
-        lines += ["", "## Fastest at acceptable error (parity passed), end to end", ""]
-        for b in batches:
-            best = fastest(report, verdicts, b)
-            if best is not None and best.stats is not None:
-                lines.append(f"- batch {b}: **{best.label}** ({best.precision}), {best.stats.median_ms:.3f} ms median, {best.stats.throughput:.1f} img/s")
-    gpus = m.get("gpus") or []
-    cpu = m.get("cpu") or {}
-    lines += ["", f"Machine: {cpu.get('model')} ({cpu.get('usable_cores')} usable cores; INT8 features: "
-              f"{', '.join(cpu.get('int8_features') or []) or 'none'}), {m.get('os')}, Python {m.get('python')}, torch {m.get('torch')}, "
-              f"onnxruntime {m.get('onnxruntime')}, TensorRT {m.get('tensorrt') or '—'}, "
-              f"GPU {'; '.join(g['name'] + ' (SM clock ' + g['clocks.sm'] + ', max ' + g['clocks.max.sm'] + ', driver ' + g['driver_version'] + ')' for g in gpus) or '—'}."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+        parts.append(Section("Not measured", "not-measured", bullets=[
+            f"{r.status}: {r.runtime} · {r.artifact}" + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "") + f": {r.reason}"
+            for r in not_run]))  # fmt: skip
+    best = fastest_lines(report, verdicts) if verdicts else []
+    if best:
+        parts.append(Section("Fastest at acceptable error (parity passed), end to end", "fastest", bullets=best))
+    return parts
 
 
-def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]] | None = None) -> bytes | None:
+def markdown(report: ProfileReport, verdicts: Verdicts | None = None, *, image: str | None = None) -> str:
+    return to_markdown("rn50 profile", [*sections(report, verdicts, image=image), Section("", after=[machine_line(report.machine)])])
+
+
+def chart(report: ProfileReport, verdicts: Verdicts | None = None) -> bytes | None:
     """Median latency per runtime and batch (bars); beside it, latency against error where parity is known."""
     rows = report.measured
     if not rows:
@@ -191,13 +198,16 @@ def chart(report: ProfileReport, verdicts: dict[tuple[str, str], dict[str, Any]]
     return png(fig, dpi=100)
 
 
+CHART = "profile.png"
+
+
 def write(report: ProfileReport, folder: Path) -> list[Path]:
     verdicts = parity_verdicts(folder / "parity.json")
     written = [folder / "profile.json", folder / "profile.md"]
-    atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
-    atomic_write_text(written[1], markdown(report, verdicts))
     image = chart(report, verdicts)
     if image is not None:
-        atomic_write_bytes(folder / "profile.png", image)
-        written.append(folder / "profile.png")
+        atomic_write_bytes(folder / CHART, image)
+        written.append(folder / CHART)
+    atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
+    atomic_write_text(written[1], markdown(report, verdicts, image=CHART if image is not None else None))
     return written

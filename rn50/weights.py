@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -84,6 +85,63 @@ def seeded_model(depth: int = 50, *, seed: int = SEED) -> ResNet:
     finally:
         torch.set_num_threads(threads)
     return model.eval()
+
+
+# --- the seeded weights, cached on disk -----------------------------------------------------------
+CACHE_ENV = "RN50_CACHE_DIR"
+SEEDED_RECIPE = 1  # bump when seeded_model() changes what it builds
+
+
+def cache_dir() -> Path:
+    """Where rn50 caches what it can rebuild: $RN50_CACHE_DIR, else $XDG_CACHE_HOME/rn50, else ~/.cache/rn50."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rn50"
+
+
+def seeded_cache_path(depth: int, seed: int = SEED) -> Path:
+    """One file per depth, seed, recipe and torch version (another torch may round the statistics differently)."""
+    return cache_dir() / f"seeded-resnet{depth}-seed{seed}-recipe{SEEDED_RECIPE}-torch{torch.__version__}.pt"
+
+
+def _read_cached(path: Path, depth: int) -> LoadedModel | None:
+    """The cached seeded model if the file is whole and its tensors hash to the fingerprint stored with them."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = resnet(depth)
+        model.load_state_dict(saved["state_dict"], strict=True)
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        log.warning("rebuilding the seeded weights: the cached copy %s is unreadable (%s)", path, type(e).__name__)
+        return None
+    fingerprint = state_fingerprint(model)
+    if fingerprint != saved.get("fingerprint"):
+        log.warning("rebuilding the seeded weights: the cached copy %s does not match its fingerprint", path)
+        return None
+    return LoadedModel(model.eval(), SEEDED, fingerprint)
+
+
+def _write_cache(path: Path, loaded: LoadedModel) -> None:
+    from rn50.artifacts import atomic_path
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save({"fingerprint": loaded.fingerprint, "state_dict": loaded.model.state_dict()}, tmp)
+    except (OSError, UsageError) as e:  # a read-only home or a full disk: the cache is an optimisation, never a requirement
+        log.info("not caching the seeded weights in %s (%s)", path.parent, e)
+
+
+def seeded(depth: int = 50, *, seed: int = SEED) -> LoadedModel:
+    """The seeded model: from the cache when a whole copy for this torch is there, else built (and cached)."""
+    path = seeded_cache_path(depth, seed)
+    if path.is_file():
+        cached = _read_cached(path, depth)
+        if cached is not None:
+            return cached
+    model = seeded_model(depth, seed=seed)
+    loaded = LoadedModel(model, SEEDED, state_fingerprint(model))
+    _write_cache(path, loaded)
+    return loaded
 
 
 def check_source(weights: str | Path) -> None:
@@ -180,8 +238,7 @@ def _mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str
 def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     """Build ResNet-``depth`` and load ``weights`` strictly (``"seeded"`` or a checkpoint path)."""
     if str(weights) == SEEDED:
-        model = seeded_model(depth)
-        return LoadedModel(model, SEEDED, state_fingerprint(model))
+        return seeded(depth)
     check_source(weights)
     path = Path(weights)
     state = _read_checkpoint(path)

@@ -20,6 +20,33 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 
+# Fixtures that export or calibrate a full ResNet-50 (or run the whole pipeline): a test using one is marked
+# ``slow``, so that `pytest -m "not slow"` is the fast inner loop.
+SLOW_FIXTURES = {"export_dir", "quantized_dir", "pipeline_run", "workdir_copy", "fp32_onnx"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def seeded_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The seeded weights are cached in a folder of this session's (inherited by every CLI subprocess), never
+    in the user's own cache."""
+    from rn50.weights import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("rn50-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def seeded50() -> LoadedModel:
     return load_model("seeded", depth=50)

@@ -154,3 +154,21 @@ def test_cli_bad_input_exit_codes(tmp_path: Path) -> None:
 def test_directory_of_another_model_is_refused(r18_dir: Path) -> None:
     result = cli.invoke(app, ["export", "--depth", "34", "--out", str(r18_dir)])
     assert result.exit_code == 2 and "holds artifacts of another model" in result.output
+
+
+def test_an_interrupt_inside_the_exporter_stays_an_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.export wraps a Ctrl-C in its own error; rn50 must still exit 130, not report a failed export."""
+    import torch
+
+    from rn50.exporter.onnx_export import torch_to_onnx
+    from rn50.model import resnet
+
+    def wrapped(*args: object, **kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Failed to export the model with torch.export.") from e
+
+    monkeypatch.setattr(torch.onnx, "export", wrapped)
+    with pytest.raises(KeyboardInterrupt):
+        torch_to_onnx(resnet(18), opset=18)

@@ -121,8 +121,8 @@ def test_inputs_are_the_same_crops_for_every_batch() -> None:
 
 def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU branch without a GPU: a fake runner whose device-memory seam has a fake clock and fake copy timings."""
-    from rn50.errors import EnvironmentProblem
     from rn50.commands import profile as profiling
+    from rn50.errors import EnvironmentProblem
     from rn50.runtimes.base import DeviceBench, Runner, TensorSpec
 
     class FakeGpu(Runner):

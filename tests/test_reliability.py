@@ -171,12 +171,12 @@ def test_list_options_take_repeated_flags_and_commas() -> None:
 def test_seeded_weights_do_not_depend_on_the_thread_count(seeded50: object) -> None:
     import torch
 
-    from rn50.weights import load_model
+    from rn50.weights import seeded_model, state_fingerprint
 
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = load_model("seeded", depth=50).fingerprint
+        one = state_fingerprint(seeded_model(50))  # built, not read from the cache
     finally:
         torch.set_num_threads(before)
     assert one == seeded50.fingerprint  # type: ignore[attr-defined]  # built on the default thread count

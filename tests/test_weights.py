@@ -7,12 +7,12 @@ import torch
 from rn50.errors import UsageError
 from rn50.model import resnet
 from rn50.samples import sample_crops
-from rn50.weights import LoadedModel, guess_depth, load_model, state_fingerprint
+from rn50.weights import LoadedModel, guess_depth, load_model, seeded_cache_path, seeded_model, state_fingerprint
 
 
 def test_seeded_weights_are_deterministic_and_input_dependent(seeded50: LoadedModel) -> None:
-    again = load_model("seeded", depth=50)
-    assert again.fingerprint == seeded50.fingerprint
+    again = seeded_model(50)  # built afresh, not read from the cache the fixture may have used
+    assert state_fingerprint(again) == seeded50.fingerprint
     with torch.inference_mode():
         logits = seeded50.model(torch.from_numpy(sample_crops(16, split="evaluation"))).numpy()
     assert len(set(logits.argmax(1).tolist())) >= 4  # not one class for every image
@@ -80,3 +80,40 @@ def test_fine_tuned_head_loads_with_its_class_count(tmp_path: Path) -> None:
     path = tmp_path / "ft.pth"
     torch.save(resnet(18, num_classes=10).state_dict(), path)
     assert load_model(path, depth=18).model.fc.out_features == 10
+
+
+def test_seeded_weights_are_cached_per_torch_version_and_rebuilt_when_damaged(
+    seeded50: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rn50 import weights
+
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    path = seeded_cache_path(50)
+    assert f"torch{torch.__version__}" in path.name and "seed0" in path.name and path.parent == tmp_path / "cache"
+    built = []
+    real = weights.seeded_model
+    monkeypatch.setattr(weights, "seeded_model", lambda *a, **k: built.append(1) or real(*a, **k))
+
+    assert load_model("seeded").fingerprint == seeded50.fingerprint and path.is_file() and len(built) == 1
+    assert load_model("seeded").fingerprint == seeded50.fingerprint and len(built) == 1  # read back, not rebuilt
+
+    saved = torch.load(path, weights_only=True)
+    saved["state_dict"]["fc.bias"][0] += 1.0  # a whole file whose tensors no longer match their fingerprint
+    torch.save(saved, path)
+    assert load_model("seeded").fingerprint == seeded50.fingerprint and len(built) == 2
+    assert "does not match its fingerprint" in caplog.text
+
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    assert load_model("seeded").fingerprint == seeded50.fingerprint and len(built) == 3
+    assert "unreadable" in caplog.text
+    assert load_model("seeded").fingerprint == seeded50.fingerprint and len(built) == 3  # the rebuilt copy was cached
+
+
+def test_an_unwritable_cache_is_only_skipped(seeded50: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rn50 import weights
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(weights.CACHE_ENV, str(blocker / "cache"))
+    assert load_model("seeded").fingerprint == seeded50.fingerprint
+    assert not (blocker / "cache").exists()
