@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import onnx
 
-from rn50.artifacts import Artifact, WorkDir, atomic_path, atomic_write_text, sha256_file, versions
+from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
 from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.calibration.table import CalibrationTable, table_key
 from rn50.errors import UsageError
 from rn50.exporter.run import FP32_NAME, stamp_metadata
-from rn50.jsonio import jsonable
-from rn50.render import Section, to_markdown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -135,29 +133,3 @@ def convert_fp16(workdir: WorkDir) -> QuantizeResult:
                             {"io": "float32", "fp32_nodes": kept}, versions(),
                             extra={"cosine_mean": result.output.cosine_mean}))  # fmt: skip
     return result
-
-
-def quality_sections(results: list[QuantizeResult]) -> list[Section]:
-    """quantize-report.md's sections: per artifact, its logits and each Conv/Gemm output against the FP32 graph."""
-    parts = [Section("", paragraphs=["Final logits and each Conv/Gemm output against the FP32 graph, on held-apart sample crops."])]
-    for r in results:
-        o = r.output
-        part = Section(f"{r.name} ({r.path.name})", r.name,
-                       paragraphs=[f"Logits: cosine mean {o.cosine_mean:.6f}, worst {o.cosine_min:.6f}, SQNR {o.sqnr_db:.1f} dB, "
-                                   f"top-1 agreement {o.top1_agreement:.3f}."],
-                       bullets=list(r.notes))  # fmt: skip
-        if r.layers:
-            part.paragraphs.append("Per layer, worst first:")
-            part.header = ["layer", "op", "SQNR dB", "cosine"]
-            part.rows = [[x.node, x.op, f"{x.sqnr_db:.1f}", f"{x.cosine_mean:.5f}"] for x in r.layers]
-        parts.append(part)
-    return parts
-
-
-def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
-    data = [{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
-             "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes)} for r in results]  # fmt: skip
-    paths = [workdir.path("quantize-report.json"), workdir.path("quantize-report.md")]
-    atomic_write_text(paths[0], json.dumps(jsonable(data), indent=2) + "\n")
-    atomic_write_text(paths[1], to_markdown("rn50 quantization report", quality_sections(results)))
-    return paths

@@ -217,7 +217,8 @@ WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up b
 
 def calibrate_options(*, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
                       percentile: float | None, batch: int) -> CalibrateOptions:  # fmt: skip
-    return CalibrateOptions(FeedOptions(images, arrays, random, count), CalibrationOptions(method, percentile, batch))
+    return CalibrateOptions(feeds=FeedOptions(images=images, arrays=arrays, random=random, count=count),
+                            calibration=CalibrationOptions(method=method, percentile=percentile, batch=batch))
 
 
 def read_calibration_feeds(options: CalibrateOptions) -> Any:
@@ -346,7 +347,7 @@ def build_trt(
                          workspace_mib=workspace, opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
     cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile,
                             batch=CalibrationOptions.batch)  # fmt: skip
-    options = BuildTrtOptions(build, cal)
+    options = BuildTrtOptions(build=build, calibrate=cal)
     options.check()
     workdir = open_workdir(out_dir)
     made = missing_source(options, workdir)
@@ -385,12 +386,13 @@ def parity(
     as_json: JsonOpt = False,
 ) -> None:
     """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
-    from rn50 import parity_report
     from rn50.commands.parity import ParityOptions, failure
     from rn50.commands.parity import parity as parity_command
+    from rn50.reports import parity as parity_report
 
-    options = ParityOptions(FeedOptions(images, arrays, random, count), batch, items(runtime), items(artifact), onnx_file,
-                            ThresholdOptions.parse(items(threshold)), reference_device, threads)  # fmt: skip
+    options = ParityOptions(feeds=FeedOptions(images=images, arrays=arrays, random=random, count=count), batch=batch,
+                            runtimes=items(runtime), artifacts=items(artifact), onnx=onnx_file,
+                            thresholds=ThresholdOptions.parse(items(threshold)), reference_device=reference_device, threads=threads)  # fmt: skip
     options.check()  # every option, before the model is built
     workdir = open_workdir(out_dir, existing=True)
     with err.status("parity…") as status:
@@ -436,8 +438,8 @@ def profile_settings(*, batch: list[str] | None, warmup: float, warmup_iteration
     from rn50.commands.profile import parse_batches
     from rn50.machine import usable_cores
 
-    return Settings(parse_batches(items(batch)), warmup, warmup_iterations, duration, iterations,
-                    usable_cores() if threads is None else threads, cuda_graphs)  # fmt: skip
+    return Settings(batches=parse_batches(items(batch)), warmup_s=warmup, warmup_iterations=warmup_iterations, duration_s=duration,
+                    iterations=iterations, threads=usable_cores() if threads is None else threads, cuda_graphs=cuda_graphs)  # fmt: skip
 
 
 @app.command()
@@ -457,13 +459,13 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Latency and throughput of every runtime × precision × batch, same inputs and clock, with reports."""
-    from rn50 import profile_report
     from rn50.commands.profile import ProfileOptions
     from rn50.commands.profile import profile as profile_command
+    from rn50.reports import profile as profile_report
 
     settings = profile_settings(batch=batch, warmup=warmup, warmup_iterations=warmup_iterations, duration=duration,
                                 iterations=iterations, threads=threads, cuda_graphs=cuda_graphs)  # fmt: skip
-    options = ProfileOptions(settings, items(runtime), items(precision), items(artifact))
+    options = ProfileOptions(settings=settings, runtimes=items(runtime), precisions=items(precision), artifacts=items(artifact))
     options.check()
     workdir = open_workdir(out_dir, existing=True)
     with err.status("profiling…") as status:
@@ -476,7 +478,7 @@ def profile(
 
 
 def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
-    from rn50.profile_report import fastest, parity_mark
+    from rn50.reports.profile import fastest, parity_mark
     from rn50.runtimes.timing import HIGH_CV
 
     s = report.settings
@@ -533,14 +535,15 @@ def pipeline(
     as_json: JsonOpt = False,
 ) -> None:
     """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
-    from rn50 import report as report_files
     from rn50.commands.pipeline import Pipeline, PipelineOptions, select_steps
+    from rn50.reports import report as report_files
 
     settings = profile_settings(batch=batch, warmup=warmup, warmup_iterations=Settings.warmup_iterations, duration=duration,
                                 iterations=None, threads=threads, cuda_graphs=Settings.cuda_graphs)  # fmt: skip
-    options = PipelineOptions(ExportConfig(depth=depth, weights=weights), images, calibration_count,
-                              CalibrationOptions(method, percentile), parity_count, ThresholdOptions.parse(items(threshold)),
-                              settings, select_steps(items(skip), items(only)), force)  # fmt: skip
+    options = PipelineOptions(export=ExportConfig(depth=depth, weights=weights), images=images, calibration_count=calibration_count,
+                              calibration=CalibrationOptions(method=method, percentile=percentile), parity_count=parity_count,
+                              thresholds=ThresholdOptions.parse(items(threshold)), profile=settings,
+                              steps=select_steps(items(skip), items(only)), force=force)  # fmt: skip
     options.check()
     workdir = open_workdir(out_dir)
     with err.status("pipeline…") as status:
@@ -569,8 +572,8 @@ def pipeline(
 @handles_errors
 def verify(out_dir: OutOpt = Path("rn50-out"), as_json: JsonOpt = False) -> None:
     """Check every artifact in the manifest: file, sha256, parent chain, engine sidecars. Exit 1 on a mismatch."""
+    from rn50.commands.verify import verify as run_verify
     from rn50.errors import CheckFailed
-    from rn50.verify import verify as run_verify
 
     findings = run_verify(open_workdir(out_dir, existing=True))
     if as_json:
@@ -590,7 +593,7 @@ def verify(out_dir: OutOpt = Path("rn50-out"), as_json: JsonOpt = False) -> None
 @handles_errors
 def doctor(as_json: JsonOpt = False) -> None:
     """What this machine can run: Python, torch, ONNX, ONNX Runtime providers, TensorRT, GPU, CPU INT8 features."""
-    from rn50.doctor import BROKEN, run_checks
+    from rn50.commands.doctor import BROKEN, run_checks
 
     checks = run_checks()
     if as_json:

@@ -198,12 +198,15 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
     return FeedSet("arrays", f"{len(arr)} arrays from {p}", np.ascontiguousarray(arr), fp, labels)
 
 
+def check_one_source(*sources: object) -> None:
+    if sum(x is not None for x in sources) > 1:
+        raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
+
+
 def resolve(*, images: Path | None = None, arrays_path: Path | None = None, random_count: int | None = None,
             count: int = DEFAULT_SAMPLE_COUNT, split: str = "evaluation", limit: int | None = None) -> FeedSet:  # fmt: skip
     """The one feed source the user named (at most one of them), else the sample photos."""
-    named = [x for x in (images, arrays_path, random_count) if x is not None]
-    if len(named) > 1:
-        raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
+    check_one_source(images, arrays_path, random_count)
     if images is not None:
         return image_folder(images, limit=limit)
     if arrays_path is not None:

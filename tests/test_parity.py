@@ -7,9 +7,9 @@ import pytest
 from onnx import helper, numpy_helper
 from typer.testing import CliRunner
 
-from rn50 import parity_report
 from rn50.cli import app
 from rn50.metrics import Thresholds, compare, thresholds_for
+from rn50.reports import parity as parity_report
 
 cli = CliRunner()
 

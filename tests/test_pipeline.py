@@ -183,7 +183,7 @@ def test_doctor_on_this_machine() -> None:
 
 
 def test_doctor_flags_both_onnxruntime_packages_as_broken(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rn50 import doctor
+    from rn50.commands import doctor
 
     monkeypatch.setattr(doctor, "dist_version", lambda name: "1.31.1")
     (check,) = doctor.check_onnxruntime()

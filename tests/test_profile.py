@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rn50 import profile_report
 from rn50.artifacts import Artifact, WorkDir, sha256_file
 from rn50.cli import app
 from rn50.commands.profile import ProfileReport, Row, Settings
+from rn50.reports import profile as profile_report
 from rn50.runtimes.timing import collect, summarize
 
 cli = CliRunner()

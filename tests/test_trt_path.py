@@ -190,7 +190,7 @@ def test_profile_times_engines_through_the_device_seam(trt: ModuleType, copy: Pa
     assert trt.__rn50_standin__.captures == captures + 6  # one graph per engine and batch
     md = (copy / "profile.md").read_text()
     assert "rn50's TensorRT stand-in" in md and "- batch 1: **tensorrt-standin" not in md
-    from rn50 import profile_report
+    from rn50.reports import profile as profile_report
 
     verdicts = profile_report.parity_verdicts(copy / "parity.json")
     assert verdicts and all(v.get("status") == "pass" for v in verdicts.values()), verdicts

@@ -36,13 +36,13 @@ class FeedOptions:
 
     def check(self) -> None:
         """The cheap checks, before any work: one source, a sensible count, an image folder that exists."""
-        from rn50.feeds import check_count, check_image_folder
+        from rn50.feeds import check_count, check_image_folder, check_one_source
 
-        if sum(x is not None for x in (self.images, self.arrays, self.random)) > 1:
-            raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
-        check_count(self.random if self.random is not None else self.count)
+        check_one_source(self.images, self.arrays, self.random)
         if self.images is not None:
             check_image_folder(self.images)
+        elif self.arrays is None:
+            check_count(self.random if self.random is not None else self.count)
 
     def read(self, split: str = "evaluation") -> FeedSet:
         from rn50 import feeds

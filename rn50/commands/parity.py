@@ -350,7 +350,7 @@ def failure(report: ParityReport) -> CheckFailed:
 def parity(options: ParityOptions, workdir: WorkDir, *, planned: tuple[list[Target], list[TargetResult]] | None = None,
            feeds: FeedSet | None = None, model: Any = None, progress: Callable[[str], None] | None = None) -> ParityOutcome:  # fmt: skip
     """The command: plan (unless ``planned``), run the reference and every target, compare, write parity.json/.md/.png."""
-    from rn50 import parity_report
+    from rn50.reports import parity as parity_report
     from rn50.runtimes.torch_runner import TorchRunner
     from rn50.weights import workdir_model
 

@@ -281,7 +281,7 @@ class ProfileOutcome:
 def profile(options: ProfileOptions, workdir: WorkDir, *, planned: tuple[list[Target], list[Row]] | None = None,
             model_loader: Callable[[], Any] | None = None, progress: Callable[[str], None] | None = None) -> ProfileOutcome:  # fmt: skip
     """The command: plan (unless ``planned``), measure, write profile.json/.md/.png."""
-    from rn50 import profile_report
+    from rn50.reports import profile as profile_report
     from rn50.weights import workdir_model
 
     options.check()

@@ -84,7 +84,8 @@ class QuantizeOutcome:
 def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTable | None = None,
              progress: Callable[[str], None] | None = None) -> QuantizeOutcome:  # fmt: skip
     """FP16 and/or INT8 (from ``table``, which ``calibrate`` made) artifacts, and quantize-report.json/.md."""
-    from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8, write_quality_report
+    from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8
+    from rn50.reports.quantize import write_quality_report
 
     say = progress or (lambda _m: None)
     options.check()

@@ -12,7 +12,7 @@ from rn50.charts import png, pyplot
 from rn50.commands.profile import HOST, METRIC_NAME, ProfileReport, Row, Settings
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
-from rn50.render import Section, machine_line, to_markdown
+from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.runtimes.registry import STANDIN, TORCH_RUNTIMES, standin_note
 from rn50.runtimes.timing import HIGH_CV, LatencyStats
 
@@ -64,7 +64,7 @@ def verdicts_of(parity: Any) -> Verdicts:
 
 def parity_verdicts(path: Path) -> Verdicts:
     """``verdicts_of`` a parity.json; empty when absent or unreadable."""
-    from rn50 import parity_report
+    from rn50.reports import parity as parity_report
 
     if not path.is_file():
         return {}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rn50.artifacts import WorkDir, atomic_write_text, versions
 from rn50.errors import UsageError
 from rn50.machine import describe
-from rn50.render import Section, machine_line, to_html, to_markdown
+from rn50.reports.render import Section, machine_line, to_html, to_markdown
 from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ def _load(workdir: WorkDir, name: str, loader: Any) -> Any:
 def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     """report.md/html: a summary, the artifacts, then parity's and profile's own sections, what was skipped,
     and the machine."""
-    from rn50 import parity_report, profile_report
+    from rn50.reports import parity as parity_report
+    from rn50.reports import profile as profile_report
 
     parity = _load(workdir, "parity.json", parity_report.load)
     profile = _load(workdir, "profile.json", profile_report.load)

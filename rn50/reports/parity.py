@@ -15,7 +15,7 @@ from rn50.commands.parity import FeedSummary, ParityReport, Reference, TargetRes
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import OutputMetrics
-from rn50.render import Section, machine_line, to_markdown
+from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
