@@ -48,6 +48,8 @@ MADE_BY = {
 
 
 def made_by(name: str) -> str:
+    if name.startswith("ir-"):
+        return "rn50 export --ir" if name.startswith("ir-fp32") else "rn50 quantize --ir"
     return MADE_BY.get(name, "rn50 calibrate" if name.startswith("calibration-") else "the rn50 command that made it")
 
 

@@ -169,22 +169,29 @@ def export(
     out_dir: OutOpt = Path("rn50-out"),
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim after export.")] = ExportConfig.simplify,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check ONNX Runtime CPU against PyTorch.")] = ExportOptions.verify,
+    ir: Annotated[bool, typer.Option("--ir", help="Also write OpenVINO IR (.xml/.bin), verified against the ONNX file.")] = ExportOptions.ir,
     as_json: JsonOpt = False,
 ) -> None:
     """Export to a simplified ONNX file with a dynamic batch, and verify it against PyTorch."""
     from rn50.commands.export import export as run_export
-    from rn50.commands.export import unverified
+    from rn50.commands.export import export_ir, unverified, unverified_ir
+    from rn50.exporter.run import FP32_NAME
 
-    options = ExportOptions(ExportConfig(depth=depth, weights=weights, opset=opset, simplify=simplify), verify=verify)
+    options = ExportOptions(ExportConfig(depth=depth, weights=weights, opset=opset, simplify=simplify), verify=verify, ir=ir)
     options.check()  # before the work directory is created
     workdir = open_workdir(out_dir)
     with err.status("exporting (build, torch.export, onnxsim, verify)…"):
         result = run_export(options, workdir)
+    irs = []
+    if ir and unverified(result) is None:
+        with err.status("writing OpenVINO IR…"):
+            irs = export_ir(workdir, [FP32_NAME])
     v = result.verification
     if as_json:
         print_json({"path": result.path, "sha256": result.sha256, "opset": result.opset, "nodes": result.nodes,
                     "verified": None if v is None else v.passed,
-                    "verification": None if v is None else [{"batch": c.batch, **c.metrics.to_dict(), "failures": c.failures} for c in v.checks]})  # fmt: skip
+                    "verification": None if v is None else [{"batch": c.batch, **c.metrics.to_dict(), "failures": c.failures} for c in v.checks],
+                    "ir": [ir_dict(r) for r in irs]})  # fmt: skip
     else:
         out.print(f"wrote {result.path} (opset {result.opset}, {result.nodes} nodes, sha256 {result.sha256[:12]})")
         if v is not None:
@@ -195,9 +202,22 @@ def export(
                 mark = "[green]✓[/]" if not c.failures else f"[red]✗ {'; '.join(c.failures)}[/]"
                 table.add_row(str(c.batch), f"{c.metrics.max_abs:.3g}", f"{c.metrics.cosine_min:.8f}", f"{c.metrics.top1_agreement:.3f}", mark)
             out.print(table)
-    failed = unverified(result)
+        print_ir(irs)
+    failed = unverified(result) or unverified_ir(irs)
     if failed is not None:
         raise failed
+
+
+def ir_dict(r: Any) -> dict[str, Any]:
+    return {"name": r.name, "xml": r.xml, "bin": r.bin, "verified": r.verified, "max_abs": r.metrics.max_abs,
+            "cosine_min": r.metrics.cosine_min}  # fmt: skip
+
+
+def print_ir(irs: list[Any]) -> None:
+    for r in irs:
+        mark = "[green]✓[/]" if r.verified else f"[red]✗ {escape('; '.join(r.failures))}[/]"
+        out.print(f"wrote {r.xml} + {r.bin.name} (OpenVINO IR; vs its ONNX on OpenVINO: max abs {r.metrics.max_abs:.3g}, "
+                  f"cos worst {r.metrics.cosine_min:.8f}) {mark}", soft_wrap=True)  # fmt: skip
 
 
 # Option groups, each declared once: its flags here, its defaults and checks in rn50.commands.options.
@@ -272,6 +292,7 @@ def quantize(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 Q/DQ artifacts from the calibration table.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 artifact with float32 input/output.")] = False,
     target: Annotated[str, typer.Option("--target", help="INT8 target: tensorrt, onnxruntime-cpu or all.")] = ALL_TARGETS,
+    ir: Annotated[bool, typer.Option("--ir", help="Also write OpenVINO IR (.xml/.bin) of each file, verified against it.")] = False,
     out_dir: OutOpt = Path("rn50-out"),
     images: ImagesOpt = None,
     arrays: ArraysOpt = None,
@@ -283,6 +304,7 @@ def quantize(
     as_json: JsonOpt = False,
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
+    from rn50.commands.export import check_openvino, export_ir, unverified_ir
     from rn50.commands.quantize import QuantizeOptions, parse_targets
     from rn50.commands.quantize import quantize as quantize_command
 
@@ -291,6 +313,8 @@ def quantize(
     cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
     options = QuantizeOptions(int8=int8, fp16=fp16, targets=parse_targets(target), calibrate=cal)
     options.check()
+    if ir:
+        check_openvino()
     feeds = read_calibration_feeds(cal) if int8 else None
     workdir = open_workdir(out_dir)
     table = None
@@ -302,9 +326,16 @@ def quantize(
     with err.status("quantizing…") as status:
         done = quantize_command(options, workdir, table=table, progress=status.update)
     results = done.results
+    irs = []
+    if ir:
+        with err.status("writing OpenVINO IR…"):
+            irs = export_ir(workdir, [r.name for r in results])
     if as_json:
         print_json([{"name": r.name, "path": r.path, "target": r.target, "output": r.output.to_dict(),
-                     "worst_layers": r.layers[:5], "notes": r.notes} for r in results])  # fmt: skip
+                     "worst_layers": r.layers[:5], "notes": r.notes} for r in results] + [ir_dict(r) for r in irs])  # fmt: skip
+        failed = unverified_ir(irs)
+        if failed is not None:
+            raise failed
         return
     table_ = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
     for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
@@ -315,6 +346,10 @@ def quantize(
         table_.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
     out.print(table_)
     out.print("wrote " + ", ".join(str(p) for p in done.reports))
+    print_ir(irs)
+    failed = unverified_ir(irs)
+    if failed is not None:
+        raise failed
 
 
 @app.command("build-trt")

@@ -19,10 +19,14 @@ if TYPE_CHECKING:
 TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")  # the PyTorch model itself, as a profile target
 TORCH_ARTIFACT = "pytorch-fp32"
 ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
+# OpenVINO's CPU plugin, with its inference precision always explicit: f32, and bf16 as its own runtime
+# (it applies to FP32 models only, and its results are labelled bf16).
+OPENVINO_PRECISION = {"openvino-cpu": "f32", "openvino-cpu-bf16": "bf16"}
+OPENVINO_RUNTIMES = tuple(OPENVINO_PRECISION)
 # Engines run on TensorRT; under rn50's test stand-in their results are labelled tensorrt-standin, a
 # name users cannot ask for and that never reads as TensorRT.
 ENGINE_RUNTIMES = (TENSORRT, STANDIN)
-RUNTIMES = (*ONNX_RUNTIMES, TENSORRT)  # what parity's --runtime accepts (PyTorch is its reference)
+RUNTIMES = (*ONNX_RUNTIMES, *OPENVINO_RUNTIMES, TENSORRT)  # what parity's --runtime accepts (PyTorch is its reference)
 PROFILE_RUNTIMES = (*TORCH_RUNTIMES, *RUNTIMES)  # what profile's --runtime accepts
 GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", *ENGINE_RUNTIMES)
 STANDIN_NOTE = (f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
@@ -33,6 +37,27 @@ def standin_note(runtimes: Iterable[str]) -> list[str]:
     """The note every report carries when it shows stand-in results."""
     return [STANDIN_NOTE] if STANDIN in runtimes else []
 PROVIDER_OF = {"onnxruntime-cpu": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
+
+
+MODEL_KINDS = ("onnx", "ir", "engine")  # artifact kinds a runtime runs
+
+
+def reads(runtime: str) -> tuple[str, ...]:
+    """The artifact kinds ``runtime`` runs."""
+    if runtime in ONNX_RUNTIMES:
+        return ("onnx",)
+    if runtime in OPENVINO_RUNTIMES:
+        return ("onnx", "ir")
+    if runtime in ENGINE_RUNTIMES:
+        return ("engine",)
+    return ()
+
+
+def result_precision(runtime: str, artifact_precision: str) -> str | None:
+    """The precision ``runtime``'s results on an artifact are judged and labelled by; None: it does not apply."""
+    if runtime == "openvino-cpu-bf16":
+        return "bf16" if artifact_precision == "fp32" else None
+    return artifact_precision
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,15 @@ def unavailable_reason(runtime: str) -> str | None:
         from rn50.runtimes.trt_env import tensorrt_reason
 
         return tensorrt_reason()
+    if runtime in OPENVINO_RUNTIMES:
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino is not installed (pip install 'rn50[openvino]')"
+        if OPENVINO_PRECISION[runtime] == "bf16":
+            from rn50.runtimes.openvino_runner import cpu_capabilities
+
+            if "BF16" not in cpu_capabilities():
+                return "this CPU has no bf16 support (OpenVINO's CPU plugin does not list BF16)"
+        return None
     if runtime == "torch-cuda":
         import torch
 
@@ -102,6 +136,10 @@ def make_runner(target: Target, *, threads: int | None = None, model: Callable[[
         return TorchRunner(model(), device="cuda" if target.runtime == "torch-cuda" else "cpu", label=target.runtime)
     if target.path is None:
         raise ValueError(f"{target.label} names no file")
+    if target.runtime in OPENVINO_RUNTIMES:
+        from rn50.runtimes.openvino_runner import OpenVinoRunner
+
+        return OpenVinoRunner(target.path, precision=OPENVINO_PRECISION[target.runtime], threads=threads, label=target.label)
     if target.runtime in ONNX_RUNTIMES:
         from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 

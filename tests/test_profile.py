@@ -96,7 +96,7 @@ def _fake_engine(workdir: Path) -> None:
     ("args", "needle"),
     [
         (["--runtime", "onnxruntime-gpu"], "unknown runtime"),
-        (["--precision", "bf16"], "unknown precision"),
+        (["--precision", "int4"], "unknown precision"),
         (["--duration", "0"], "--duration 0"),
         (["--batch", "0"], "batch sizes must be >= 1"),
         (["--batch", "one"], "not a list of integers"),

@@ -115,6 +115,25 @@ def check_tensorrt() -> Check:
     return Check("tensorrt", OK, str(trt.__version__))
 
 
+def check_openvino() -> Check:
+    """The package, its CPU plugin, and what the plugin says this CPU can do (bf16 decides the bf16 row)."""
+    version = dist_version("openvino")
+    if version is None:
+        return Check("openvino", MISSING, "not installed (the openvino-cpu runtimes)", "pip install 'rn50[openvino]'")
+    try:
+        import openvino
+
+        core = openvino.Core()
+        name = core.get_property("CPU", "FULL_DEVICE_NAME")
+        caps = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    except Exception as e:  # a broken install raises from its C++ core
+        return Check("openvino", BROKEN, f"{version} installed but its CPU plugin does not load ({str(e).splitlines()[0][:160]})",
+                     "reinstall it: pip install --force-reinstall openvino")  # fmt: skip
+    bf16 = "bf16: yes (openvino-cpu-bf16 runs)" if "BF16" in caps else "bf16: no (openvino-cpu-bf16 is skipped)"
+    int8 = "INT8: yes" if "INT8" in caps else "INT8: no"
+    return Check("openvino", OK, f"{version}; CPU plugin: {name}; {bf16}; {int8}; capabilities {', '.join(caps)}")
+
+
 def check_gpu() -> Check:
     gpus = gpu_info()
     torch_sees = False
@@ -153,6 +172,6 @@ def run_checks() -> list[Check]:
     checks.append(check_package("onnxscript", "the dynamo exporter", "pip install onnxscript"))
     checks.append(check_package("onnxsim", "simplifying before quantization", "pip install onnxsim"))
     checks += check_onnxruntime()
-    checks += [check_tensorrt(), check_gpu(), check_cpu()]
+    checks += [check_openvino(), check_tensorrt(), check_gpu(), check_cpu()]
     checks.append(check_package("matplotlib", "charts in parity/profile reports", "pip install matplotlib", required=True))
     return checks

@@ -10,6 +10,7 @@ from rn50.exporter.config import ExportConfig, check_opset
 
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
+    from rn50.exporter.openvino_ir import IrResult
     from rn50.exporter.run import ExportResult
     from rn50.weights import LoadedModel
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 class ExportOptions:
     config: ExportConfig = ExportConfig()
     verify: bool = True
+    ir: bool = False  # also OpenVINO IR of the FP32 model
 
     def check(self) -> None:
         """Before the work directory is created or the model built."""
@@ -25,6 +27,15 @@ class ExportOptions:
 
         check_opset(self.config.opset)
         check_source(self.config.weights)
+        if self.ir:
+            check_openvino()
+
+
+def check_openvino() -> None:
+    """--ir needs OpenVINO: refused before any work where it is missing."""
+    from rn50.runtimes.openvino_runner import import_openvino
+
+    import_openvino()
 
 
 def export(options: ExportOptions, workdir: WorkDir, *, loaded: LoadedModel | None = None) -> ExportResult:
@@ -32,6 +43,21 @@ def export(options: ExportOptions, workdir: WorkDir, *, loaded: LoadedModel | No
 
     options.check()
     return run_export(options.config, workdir, verify=options.verify, loaded=loaded)
+
+
+def export_ir(workdir: WorkDir, onnx_artifacts: list[str]) -> list[IrResult]:
+    """OpenVINO IR of each named ONNX artifact, verified against it."""
+    from rn50.exporter.openvino_ir import write_ir
+
+    return [write_ir(workdir, name) for name in onnx_artifacts]
+
+
+def unverified_ir(results: list[IrResult]) -> CheckFailed | None:
+    bad = [r for r in results if not r.verified]
+    if not bad:
+        return None
+    return CheckFailed(f"{bad[0].xml.name} does not match its ONNX source on OpenVINO: {'; '.join(bad[0].failures)}",
+                       fix="the manifest marks it unverified; report it with --verbose")  # fmt: skip
 
 
 def unverified(result: ExportResult) -> CheckFailed | None:

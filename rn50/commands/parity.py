@@ -20,11 +20,13 @@ from rn50.commands.options import PARITY_BATCH, FeedOptions, ThresholdOptions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.metrics import OutputMetrics, Thresholds, compare
 from rn50.runtimes.registry import (
-    ONNX_RUNTIMES,
+    MODEL_KINDS,
     RUNTIMES,
     Target,
     check_names,
     make_runner,
+    reads,
+    result_precision,
     shown_name,
     unavailable_reason,
 )
@@ -150,9 +152,12 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
                              fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}")  # fmt: skip
     by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
     for art in known.values():
-        if art.kind in ("onnx", "engine") and (not artifacts or art.name in artifacts):
+        if art.kind in MODEL_KINDS and (not artifacts or art.name in artifacts):
             path = workdir.checked(art)  # a missing or changed file is refused, never measured
-            parent = by_sha.get(art.parent_sha256 or "") if art.kind == "engine" and art.precision == "int8" else None
+            if art.kind == "ir" and art.name + "-weights" in known:
+                workdir.checked(known[art.name + "-weights"])  # an IR is its .xml and its .bin
+            # An INT8 engine or IR is cross-checked through the Q/DQ ONNX it was made from.
+            parent = by_sha.get(art.parent_sha256 or "") if art.kind != "onnx" and art.precision == "int8" else None
             source = workdir.checked(parent) if parent else None  # read by the INT8 cross-check: checked too
             files.append((art.name, art.precision, path, art.kind, source, art.sha256))
     for path in extra_onnx or []:
@@ -165,12 +170,13 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
     reasons = {runtime: unavailable_reason(runtime) for runtime in map(shown_name, wanted)}  # once per runtime
     for name, precision, path, kind, source, sha in files:
         for runtime, reason in reasons.items():
-            if (kind == "onnx") != (runtime in ONNX_RUNTIMES):
+            judged = result_precision(runtime, precision)
+            if kind not in reads(runtime) or judged is None:
                 continue
             if reason:
-                skipped.append(TargetResult(runtime, name, precision, str(path), "skipped", reason=reason, sha256=sha))
+                skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
             else:
-                targets.append(Target(runtime, precision, name, path, source, sha))
+                targets.append(Target(runtime, judged, name, path, source, sha))
     return targets, skipped
 
 

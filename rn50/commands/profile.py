@@ -23,13 +23,13 @@ from rn50.machine import check_threads, describe, usable_cores
 from rn50.runtimes.registry import (
     ENGINE_RUNTIMES,
     GPU_RUNTIMES,
-    ONNX_RUNTIMES,
     PROFILE_RUNTIMES,
     TORCH_ARTIFACT,
     TORCH_RUNTIMES,
     Target,
     check_names,
     make_runner,
+    reads,
     unavailable_reason,
 )
 from rn50.runtimes.timing import LatencyStats, collect, summarize, wall_clock
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")  # bf16: OpenVINO's bf16 inference precision on the FP32 model
 # Modes, with trtexec's names for what each measures.
 Mode = Literal["host", "device", "device+cuda-graph"]
 HOST: Mode = "host"
@@ -152,7 +152,7 @@ def plan(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = N
                 skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
             else:
                 targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
-    file_runtimes = [r for r in wanted if r in ONNX_RUNTIMES or r in ENGINE_RUNTIMES]
+    file_runtimes = [r for r in wanted if reads(r)]
     file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
     if file_runtimes and (file_artifacts or not artifacts):
         found, not_here = parity_plan(workdir, runtimes=file_runtimes, artifacts=file_artifacts)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "missing", "changed", "stale-parent", "bad-sidecar", "unrecorded"]
 FAILING: tuple[Status, ...] = ("missing", "changed", "stale-parent", "bad-sidecar")
-RECORDED_SUFFIXES = (".onnx", ".engine")  # files rn50 records; one of these not in the manifest is reported
+RECORDED_SUFFIXES = (".onnx", ".engine", ".xml", ".bin")  # files rn50 records; one of these not in the manifest is reported
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,9 @@ def sections(report: ProfileReport, verdicts: Verdicts | None = None, *, image: 
     if image:
         main.images.append(("latency per runtime and batch; speed against error", image))
     parts = [main]
+    ran_on = {r.runtime: r.device for r in report.measured if r.device}
+    if ran_on:
+        parts.append(Section("Where each runtime ran", "devices", bullets=[f"{k}: {v}" for k, v in ran_on.items()]))
     not_run = [r for r in report.rows if r.stats is None]
     if not_run:
         parts.append(Section("Not measured", "not-measured", bullets=[
