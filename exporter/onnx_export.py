@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rn50.errors import CheckFailed
+from rn50.errors import CheckFailed, check_interrupt
 from rn50.exporter.config import check_opset
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def torch_to_onnx(model: torch.nn.Module, *, opset: int, image_size: int = 224) 
             f"torch.onnx.export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
             fix="run with --verbose for the exporter's report; the model must be traceable by torch.export",
         ) from e
+    check_interrupt()  # torch.export swallows a KeyboardInterrupt in some of its strategies and tries the next
     if program is None:
         raise CheckFailed("torch.onnx.export returned no model", fix="upgrade torch and onnxscript")
     return program.model_proto

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rn50.artifacts import PARTIAL, Artifact, sha256_file, versions
+from rn50.errors import check_interrupt
 from rn50.metrics import OutputMetrics, Thresholds, compare
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def write_ir(workdir: WorkDir, onnx_artifact: str) -> IrResult:
         crops = sample_crops(VERIFY_CROPS, split="evaluation")
         metrics = compare(_outputs(staging / xml.name, crops), _outputs(onnx_path, crops))
         failures = tuple(IR_THRESHOLDS.failures(metrics))
+        check_interrupt()
         os.replace(staging / weights.name, weights)  # the weights first: an .xml is never left without its .bin
         os.replace(staging / xml.name, xml)
     finally:

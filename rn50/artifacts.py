@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
-from rn50.errors import UsageError
+from rn50.errors import UsageError, check_interrupt
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -90,6 +90,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        check_interrupt()  # nothing is committed after Ctrl-C/SIGTERM, even one a library swallowed
         os.replace(tmp, target)
     except OSError as e:
         raise _os_error(target, e) from e

@@ -32,7 +32,7 @@ from rn50.commands.pipeline import DURATION_S as PIPELINE_DURATION_S
 from rn50.commands.pipeline import WARMUP_S as PIPELINE_WARMUP_S
 from rn50.commands.profile import DURATION_S, Settings
 from rn50.commands.quantize import ALL_TARGETS, CalibrateOptions
-from rn50.errors import Interrupted, Rn50Error, UsageError
+from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
 from rn50.runtimes.trt_plan import BuildOptions
@@ -88,7 +88,9 @@ def handles_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                check_interrupt()  # an interrupt a library swallowed still ends the run as interrupted
+                return result
             except OSError as e:  # a library's write that hit a full disk (ours go through the atomic writer)
                 if e.errno != errno.ENOSPC:
                     raise
@@ -645,12 +647,18 @@ def doctor(as_json: JsonOpt = False) -> None:
         raise CheckFailed(f"{len(broken)} broken: {', '.join(c.name for c in broken)}", fix=broken[0].fix)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM is handled like Ctrl-C: partial files removed, lock released, exit 130
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C and SIGTERM alike: partial files removed, lock released, exit 130. The flag outlives the
+    KeyboardInterrupt, so that a library that swallows it cannot turn an interrupted run into a finished one."""
+    from rn50.errors import INTERRUPT
+
+    INTERRUPT.set()
+    raise KeyboardInterrupt
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     app(prog_name="rn50")
 
 

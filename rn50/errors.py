@@ -5,6 +5,18 @@ Exit codes (the CLI maps them): 0 ok, 1 a check failed, 2 bad input or usage, 13
 
 from __future__ import annotations
 
+import threading
+
+# Set by the CLI's SIGINT/SIGTERM handler. A library may swallow the KeyboardInterrupt the handler raises
+# (torch.export catches it and retries another way): writes check this flag before they commit.
+INTERRUPT = threading.Event()
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if an interrupt arrived, even one a library swallowed."""
+    if INTERRUPT.is_set():
+        raise KeyboardInterrupt
+
 
 class Rn50Error(Exception):
     """Base of every error rn50 raises on purpose."""

@@ -60,6 +60,11 @@ def result_precision(runtime: str, artifact_precision: str) -> str | None:
     return artifact_precision
 
 
+def label(runtime: str, artifact: str) -> str:
+    """How a runtime × artifact pair is named everywhere: results, reports, progress, errors."""
+    return f"{runtime} · {artifact}"
+
+
 @dataclass(frozen=True)
 class Target:
     runtime: str
@@ -71,7 +76,7 @@ class Target:
 
     @property
     def label(self) -> str:
-        return f"{self.runtime} · {self.artifact}"
+        return label(self.runtime, self.artifact)
 
 
 def check_names(kind: str, names: list[str] | None, known: tuple[str, ...] = RUNTIMES) -> None:

@@ -172,3 +172,18 @@ def test_an_interrupt_inside_the_exporter_stays_an_interrupt(monkeypatch: pytest
     monkeypatch.setattr(torch.onnx, "export", wrapped)
     with pytest.raises(KeyboardInterrupt):
         torch_to_onnx(resnet(18), opset=18)
+
+
+def test_an_interrupt_a_library_swallowed_still_stops_every_write(tmp_path: Path) -> None:
+    """The CLI's signal handler sets a flag besides raising: torch.export can swallow the KeyboardInterrupt and
+    finish by another strategy, but nothing is committed after it, and the command still ends as interrupted."""
+    from rn50.artifacts import atomic_write_text
+    from rn50.errors import INTERRUPT
+
+    INTERRUPT.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_text(tmp_path / "artifact.txt", "complete, but written after Ctrl-C")
+        assert not list(tmp_path.iterdir())  # neither the file nor its temporary
+    finally:
+        INTERRUPT.clear()

@@ -24,6 +24,7 @@ from rn50.runtimes.registry import (
     RUNTIMES,
     Target,
     check_names,
+    label,
     make_runner,
     reads,
     result_precision,
@@ -65,7 +66,7 @@ class TargetResult:
 
     @property
     def label(self) -> str:
-        return f"{self.runtime} · {self.artifact}"
+        return label(self.runtime, self.artifact)
 
 
 @dataclass(frozen=True)

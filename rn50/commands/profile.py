@@ -28,6 +28,7 @@ from rn50.runtimes.registry import (
     TORCH_RUNTIMES,
     Target,
     check_names,
+    label,
     make_runner,
     reads,
     unavailable_reason,
@@ -102,7 +103,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.runtime} · {self.artifact}"
+        return label(self.runtime, self.artifact)
 
     @property
     def metric(self) -> str:
@@ -215,7 +216,7 @@ def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_l
             device = runner.device
             for batch in settings.batches:
                 feed = inputs(batch, pool)
-                progress(f"{target.runtime} · {target.artifact} · batch {batch}")
+                progress(f"{target.label} · batch {batch}")
                 out = runner.infer(feed)  # also checks the feed against the model's inputs
                 stats = summarize(collect(wall_clock(lambda f=feed: runner.infer(f)), **phases), batch=batch)  # type: ignore[arg-type]
                 rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=target.sha256))

@@ -143,7 +143,7 @@ def sections(report: ProfileReport, verdicts: Verdicts | None = None, *, image: 
     not_run = [r for r in report.rows if r.stats is None]
     if not_run:
         parts.append(Section("Not measured", "not-measured", bullets=[
-            f"{r.status}: {r.runtime} · {r.artifact}" + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "") + f": {r.reason}"
+            f"{r.status}: {r.label}" + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "") + f": {r.reason}"
             for r in not_run]))  # fmt: skip
     best = fastest_lines(report, verdicts) if verdicts else []
     if best:
