@@ -99,3 +99,15 @@ def test_tensorrt_stubs_are_not_mistaken_for_tensorrt() -> None:
             import_tensorrt()
     else:
         assert hasattr(import_tensorrt(), "Builder")
+
+
+def test_openvino_runtimes_are_skipped_with_the_reason_where_openvino_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from rn50.runtimes import registry
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    for runtime in registry.OPENVINO_RUNTIMES:
+        assert registry.unavailable_reason(runtime) == "openvino is not installed (pip install 'rn50[openvino]')"
+    assert registry.reads("openvino-cpu") == ("onnx", "ir") and registry.result_precision("openvino-cpu-bf16", "int8") is None
