@@ -306,17 +306,13 @@ def quantize(
     as_json: JsonOpt = False,
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
-    from rn50.commands.export import check_openvino, export_ir, unverified_ir
-    from rn50.commands.quantize import QuantizeOptions, parse_targets
+    from rn50.commands.export import export_ir, unverified_ir
+    from rn50.commands.quantize import QuantizeOptions
     from rn50.commands.quantize import quantize as quantize_command
 
-    if not (int8 or fp16):
-        raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
     cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
-    options = QuantizeOptions(int8=int8, fp16=fp16, targets=parse_targets(target), calibrate=cal)
+    options = QuantizeOptions(int8=int8, fp16=fp16, target=target, calibrate=cal, ir=ir)
     options.check()
-    if ir:
-        check_openvino()
     feeds = read_calibration_feeds(cal) if int8 else None
     workdir = open_workdir(out_dir)
     table = None
@@ -335,20 +331,17 @@ def quantize(
     if as_json:
         print_json([{"name": r.name, "path": r.path, "target": r.target, "output": r.output.to_dict(),
                      "worst_layers": r.layers[:5], "notes": r.notes} for r in results] + [ir_dict(r) for r in irs])  # fmt: skip
-        failed = unverified_ir(irs)
-        if failed is not None:
-            raise failed
-        return
-    table_ = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
-    for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
-        table_.add_column(col, justify="left" if col in ("artifact", "file", "worst layer (SQNR dB)") else "right")
-    for r in results:
-        o = r.output
-        worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
-        table_.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
-    out.print(table_)
-    out.print("wrote " + ", ".join(str(p) for p in done.reports))
-    print_ir(irs)
+    else:
+        table_ = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
+        for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
+            table_.add_column(col, justify="left" if col in ("artifact", "file", "worst layer (SQNR dB)") else "right")
+        for r in results:
+            o = r.output
+            worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
+            table_.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
+        out.print(table_)
+        out.print("wrote " + ", ".join(str(p) for p in done.reports))
+        print_ir(irs)
     failed = unverified_ir(irs)
     if failed is not None:
         raise failed
@@ -519,8 +512,7 @@ def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
     from rn50.runtimes.timing import HIGH_CV
 
     s = report.settings
-    phase = f"{s.iterations} iterations" if s.iterations else f"{s.duration_s} s"
-    table = Table(title=f"profile: warm-up {s.warmup_s} s, {phase} each, {s.threads} CPU threads")
+    table = Table(title=f"profile: warm-up {s.warmup_s} s, {s.phase} each, {s.threads} CPU threads")
     for col in ("runtime", "artifact", "batch", "metric", "median ms", "p99", "CV", "img/s", "parity"):
         table.add_column(col, justify="left" if col in ("runtime", "artifact", "metric", "parity") else "right", overflow="fold")
     for r in report.measured:

@@ -99,26 +99,35 @@ def _class_index(folder: Path) -> list[str] | None:
     return None
 
 
-def check_image_folder(folder: Path | str) -> list[Path]:
-    """Cheap checks before any work: the folder exists and holds files with image suffixes. Returns every
-    file under it (one walk of the folder serves the check and the reading)."""
+def _no_images(root: Path) -> UsageError:
+    return UsageError(f"no readable images in {root} (no file has an image suffix)",
+                      fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")  # fmt: skip
+
+
+def _folder(folder: Path | str) -> Path:
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
-    every = [p for p in root.rglob("*") if p.is_file()]
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in every):
-        raise UsageError(f"no readable images in {root} (no file has an image suffix)",
-                         fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")  # fmt: skip
-    return every
+    return root
+
+
+def check_image_folder(folder: Path | str) -> None:
+    """Cheap checks before any work: the folder exists and holds a file with an image suffix (the walk stops
+    at the first; reading the folder walks it whole, once)."""
+    root = _folder(folder)
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in root.rglob("*")):
+        raise _no_images(root)
 
 
 def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int | None = None) -> FeedSet:
     """Every image under ``folder`` (recursively), sorted by path; unreadable files skipped and counted."""
     from PIL import Image, UnidentifiedImageError
 
-    root = Path(folder)
-    every = check_image_folder(root)
+    root = _folder(folder)
+    every = [p for p in root.rglob("*") if p.is_file()]
     files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise _no_images(root)
     others = sum(1 for p in every if p.suffix.lower() not in IMAGE_SUFFIXES and p.name not in CLASS_INDEX_FILES)
     if limit is not None:
         files = files[:limit]

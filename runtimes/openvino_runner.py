@@ -19,7 +19,7 @@ from rn50.runtimes.base import Feed, Runner, TensorSpec
 log = logging.getLogger(__name__)
 
 INFERENCE_PRECISIONS = ("f32", "bf16")
-HINTS = ("LATENCY", "THROUGHPUT")
+NO_BF16 = "this CPU has no bf16 support (OpenVINO's CPU plugin does not list BF16)"
 OV_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "u8": "uint8"}
 
 
@@ -34,7 +34,7 @@ def import_openvino() -> Any:
 def cpu_capabilities() -> list[str]:
     """What OpenVINO's CPU plugin says this CPU can do (FP32, BF16, INT8, …)."""
     ov = import_openvino()
-    return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]  # a fresh Core: callable anywhere
 
 
 CONTRACT_NAMES = ("input", "logits")  # rn50's tensor names (the Runner contract)
@@ -110,13 +110,13 @@ class OpenVinoRunner(Runner):
         self._compiled: dict[str, Any] = {}  # hint -> compiled model
         self._request: Any = None  # LATENCY
         self._stream_requests: list[Any] = []  # THROUGHPUT: one request per stream
+        self._output_names: list[str] = []
 
     def activate(self) -> None:
         ov = import_openvino()
-        if self.precision == "bf16" and "BF16" not in cpu_capabilities():
-            raise EnvironmentProblem("this CPU has no bf16 support (OpenVINO's CPU plugin does not list BF16)",
-                                     fix="use openvino-cpu (f32) on this machine")  # fmt: skip
         self._core = ov.Core()
+        if self.precision == "bf16" and "BF16" not in [str(c) for c in self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]:
+            raise EnvironmentProblem(NO_BF16, fix="use openvino-cpu (f32) on this machine")
         self._model = read_model(self._core, self.model_path)
         self._request = self.compiled("LATENCY").create_infer_request()
 
@@ -157,9 +157,6 @@ class OpenVinoRunner(Runner):
         """What ran: OpenVINO's CPU plugin, the inference precision the compiled model reports, the hints."""
         return f"openvino CPU, {self.precision} inference precision; LATENCY hint at batch 1, THROUGHPUT hint (its streams) above"
 
-    def streams(self) -> int:
-        return int(self.compiled("THROUGHPUT").get_property("NUM_STREAMS"))
-
     def _infer(self, feed: Feed) -> Feed:
         batch = len(next(iter(feed.values())))
         if batch == 1:
@@ -169,15 +166,16 @@ class OpenVinoRunner(Runner):
         return self._infer_streams(feed, batch)
 
     def _infer_streams(self, feed: Feed, batch: int) -> Feed:
-        compiled = self.compiled("THROUGHPUT")
-        parts = min(self.streams(), batch)
-        if len(self._stream_requests) != parts:
-            self._stream_requests = [compiled.create_infer_request() for _ in range(parts)]
-        bounds = np.linspace(0, batch, parts + 1).astype(int)
-        for i, request in enumerate(self._stream_requests):  # one slice of the batch per stream, concurrently
+        if not self._stream_requests:  # one request per stream of the THROUGHPUT model, made once
+            compiled = self.compiled("THROUGHPUT")
+            streams = int(compiled.get_property("NUM_STREAMS"))
+            self._stream_requests = [compiled.create_infer_request() for _ in range(streams)]
+            self._output_names = [port_name(port) for port in compiled.outputs]
+        requests = self._stream_requests[: min(len(self._stream_requests), batch)]
+        bounds = np.linspace(0, batch, len(requests) + 1).astype(int)
+        for i, request in enumerate(requests):  # one slice of the batch per stream, concurrently
             request.start_async({name: np.ascontiguousarray(arr[bounds[i] : bounds[i + 1]]) for name, arr in feed.items()})
-        for request in self._stream_requests:
+        for request in requests:
             request.wait()
-        names = [port_name(port) for port in compiled.outputs]
-        return {name: np.concatenate([np.array(r.get_output_tensor(i).data, copy=True) for r in self._stream_requests])
-                for i, name in enumerate(names)}  # fmt: skip
+        return {name: np.concatenate([np.array(r.get_output_tensor(i).data, copy=True) for r in requests])
+                for i, name in enumerate(self._output_names)}  # fmt: skip

@@ -107,10 +107,10 @@ def unavailable_reason(runtime: str) -> str | None:
         if importlib.util.find_spec("openvino") is None:
             return "openvino is not installed (pip install 'rn50[openvino]')"
         if OPENVINO_PRECISION[runtime] == "bf16":
-            from rn50.runtimes.openvino_runner import cpu_capabilities
+            from rn50.runtimes.openvino_runner import NO_BF16, cpu_capabilities
 
             if "BF16" not in cpu_capabilities():
-                return "this CPU has no bf16 support (OpenVINO's CPU plugin does not list BF16)"
+                return NO_BF16
         return None
     if runtime == "torch-cuda":
         import torch

@@ -50,7 +50,7 @@ def missing_source(options: BuildTrtOptions, workdir: WorkDir) -> str | None:
 
 def make_source(options: BuildTrtOptions, workdir: WorkDir, *, table: CalibrationTable | None) -> QuantizeOutcome:
     precision = options.build.precision
-    made = QuantizeOptions(int8=precision == "int8", fp16=precision == "fp16", targets=("tensorrt",), calibrate=options.calibrate)
+    made = QuantizeOptions(int8=precision == "int8", fp16=precision == "fp16", target="tensorrt", calibrate=options.calibrate)
     return quantize(made, workdir, table=table)
 
 

@@ -27,15 +27,10 @@ class ExportOptions:
 
         check_opset(self.config.opset)
         check_source(self.config.weights)
-        if self.ir:
-            check_openvino()
+        if self.ir:  # --ir needs OpenVINO: refused before any work where it is missing
+            from rn50.runtimes.openvino_runner import import_openvino
 
-
-def check_openvino() -> None:
-    """--ir needs OpenVINO: refused before any work where it is missing."""
-    from rn50.runtimes.openvino_runner import import_openvino
-
-    import_openvino()
+            import_openvino()
 
 
 def export(options: ExportOptions, workdir: WorkDir, *, loaded: LoadedModel | None = None) -> ExportResult:

@@ -25,6 +25,11 @@ PARITY_COUNT = DEFAULT_SAMPLE_COUNT  # held-apart sample crops parity compares o
 PARITY_BATCH = 8
 
 
+def check_batch(batch: int) -> None:
+    if batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}", fix="pass a positive batch size")
+
+
 @dataclass(frozen=True)
 class FeedOptions:
     """Where the images come from: --images, --arrays, --random, or --count sample-photo crops."""
@@ -50,11 +55,6 @@ class FeedOptions:
         return feeds.resolve(images=self.images, arrays_path=self.arrays, random_count=self.random, count=self.count, split=split)
 
 
-def calibration_feeds(count: int = CALIBRATION_COUNT, **sources: Any) -> FeedOptions:
-    """Feed options for calibration: the same sources, more sample crops by default."""
-    return FeedOptions(count=count, **sources)
-
-
 @dataclass(frozen=True)
 class CalibrationOptions:
     """How activation ranges are collected: --method, --percentile, --batch."""
@@ -65,8 +65,7 @@ class CalibrationOptions:
 
     def check(self) -> dict[str, Any]:
         """Refuses bad options; returns the method's options (part of the table's key)."""
-        if self.batch < 1:
-            raise UsageError(f"--batch must be >= 1, got {self.batch}", fix="pass a positive batch size")
+        check_batch(self.batch)
         return method_options(self.method, percentile=self.percentile)
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rn50.artifacts import WorkDir, sha256_file, versions
-from rn50.commands.options import PARITY_BATCH, FeedOptions, ThresholdOptions
+from rn50.commands.options import PARITY_BATCH, FeedOptions, ThresholdOptions, check_batch
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.metrics import OutputMetrics, Thresholds, compare
 from rn50.runtimes.registry import (
@@ -115,8 +115,7 @@ class ParityReport:
 
     def verdict_line(self) -> str:
         """The one summary of a parity run, as every report words it."""
-        failed = [r for r in self.ran if r.status == "fail"] + [r for r in self.results if r.status == "error"]
-        return (f"Parity: **{'PASS' if self.passed else 'FAIL'}** — {len(self.ran) - len(failed)} of {len(self.ran)} "
+        return (f"Parity: **{'PASS' if self.passed else 'FAIL'}** — {len(self.ran) - len(self.failed)} of {len(self.ran)} "
                 "runtime × artifact pairs within thresholds")  # fmt: skip
 
     def first_failure(self) -> str:
@@ -161,9 +160,7 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
             parent = by_sha.get(art.parent_sha256 or "") if art.kind != "onnx" and art.precision == "int8" else None
             source = workdir.checked(parent) if parent else None  # read by the INT8 cross-check: checked too
             files.append((art.name, art.precision, path, art.kind, source, art.sha256))
-    for path in extra_onnx or []:
-        if not Path(path).is_file():
-            raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")
+    for path in extra_onnx or []:  # their existence is checked by ParityOptions.check
         files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None, sha256_file(Path(path))))
     if not files:
         raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
@@ -215,7 +212,8 @@ def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | Non
     start = time.perf_counter()
     try:
         with make_runner(target, threads=threads) as runner:
-            return Outputs(target, run_batches(runner, feeds, batch), runner.device, seconds=time.perf_counter() - start)
+            logits, device, seconds = run_batches(runner, feeds, batch), runner.device, time.perf_counter() - start
+        return Outputs(target, logits, device, seconds=seconds, cross_file=cross_check_file(target))
     except EnvironmentProblem as e:
         if strict_runtimes:
             raise
@@ -242,17 +240,18 @@ def run_all(targets: list[Target], feeds: FeedSet, batch: int, *, threads: int |
     runs = []
     for t in targets:
         say(t.label)
-        run = run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes)
-        runs.append(replace(run, cross_file=cross_check_file(t)) if run.logits is not None else run)
-    ort_cpu = {r.target.path: r.logits for r in runs
-               if r.logits is not None and r.target.runtime == "onnxruntime-cpu" and r.target.precision == "int8"}  # fmt: skip
+        runs.append(run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes))
+    ort_cpu: dict[Path, np.ndarray] = {}
+    for r in runs:
+        if r.logits is not None and r.target.path is not None and r.target.runtime == "onnxruntime-cpu" and r.target.precision == "int8":
+            ort_cpu[r.target.path] = r.logits
     for r in runs:
         qdq = r.cross_file
         if qdq is not None and qdq not in ort_cpu:
             say(f"onnxruntime-cpu · {qdq.name} (cross-check)")
             with make_runner(Target("onnxruntime-cpu", "int8", qdq.name, qdq), threads=threads) as runner:
                 ort_cpu[qdq] = run_batches(runner, feeds, batch)
-    return runs, {k: v for k, v in ort_cpu.items() if k is not None and v is not None}
+    return runs, ort_cpu
 
 
 def compare_all(runs: list[Outputs], ref: np.ndarray, ort_cpu: dict[Path, np.ndarray], labels: np.ndarray | None, *,
@@ -293,9 +292,8 @@ def run_parity(
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[ParityReport, dict[str, np.ndarray]]:
-    """Returns the report and, per target label, the per-element absolute errors (for plots)."""
-    if batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {batch}", fix="pass a positive batch size")
+    """Returns the report and, per target label, the per-element absolute errors (for plots). The options
+    were checked by ``ParityOptions.check``."""
     say = progress or (lambda _msg: None)
     say(f"reference {reference.label}")
     with reference:
@@ -335,8 +333,7 @@ class ParityOptions:
             raise UsageError(f"--reference-device {self.reference_device!r}", fix=f"use {' or '.join(REFERENCE_DEVICES)}")
         if self.threads is not None:
             check_threads(self.threads)
-        if self.batch < 1:
-            raise UsageError(f"--batch must be >= 1, got {self.batch}", fix="pass a positive batch size")
+        check_batch(self.batch)
         for path in self.onnx or []:
             if not Path(path).is_file():
                 raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")

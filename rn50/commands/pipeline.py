@@ -23,6 +23,7 @@ from rn50.commands.profile import Settings
 from rn50.errors import Rn50Error, UsageError
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
+from rn50.runtimes.registry import MODEL_KINDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -134,7 +135,8 @@ class Pipeline:
         return workdir_model(self.workdir)
 
     def artifact_shas(self) -> dict[str, str]:
-        return {a.name: a.sha256 for a in self.workdir.artifacts() if a.kind in ("onnx", "engine")}
+        """Every file a runtime runs (an IR's .bin included): a changed one makes parity and profile run again."""
+        return {a.name: a.sha256 for a in self.workdir.artifacts() if a.kind in (*MODEL_KINDS, "ir-weights")}
 
     def reusable(self, step: str, key: str) -> bool:
         """True if ``step`` may be reused; if it ran here before and must run again, says why."""

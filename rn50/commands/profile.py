@@ -20,6 +20,7 @@ import numpy as np
 from rn50.artifacts import WorkDir, versions
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.machine import check_threads, describe, usable_cores
+from rn50.metrics import DEFAULT_THRESHOLDS
 from rn50.runtimes.registry import (
     ENGINE_RUNTIMES,
     GPU_RUNTIMES,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")  # bf16: OpenVINO's bf16 inference precision on the FP32 model
+PRECISIONS = tuple(DEFAULT_THRESHOLDS)  # what results are judged as (bf16: OpenVINO's bf16 on the FP32 model)
 # Modes, with trtexec's names for what each measures.
 Mode = Literal["host", "device", "device+cuda-graph"]
 HOST: Mode = "host"
@@ -63,6 +64,11 @@ class Settings:
     iterations: int | None = None
     threads: int = field(default_factory=usable_cores)
     cuda_graphs: bool = True
+
+    @property
+    def phase(self) -> str:
+        """The measured phase of every row, as reports word it: an exact count or a duration."""
+        return f"{self.iterations} iterations" if self.iterations else f"{self.duration_s} s"
 
     def validate(self) -> None:
         from rn50.runtimes.timing import check_budget
@@ -136,11 +142,10 @@ def engine_batch_range(engine: Path) -> tuple[int, int]:
 
 def plan(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = None, precisions: list[str] | None = None,
          artifacts: list[str] | None = None) -> tuple[list[Target], list[Row]]:  # fmt: skip
-    """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero)."""
+    """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero).
+    The names and settings were checked by ``ProfileOptions.check``."""
     from rn50.commands.parity import plan as parity_plan
 
-    check_names("runtime", runtimes, PROFILE_RUNTIMES)
-    check_names("precision", precisions, PRECISIONS)
     wanted = runtimes or list(PROFILE_RUNTIMES)
     targets: list[Target] = []
     skipped: list[Row] = []
@@ -248,7 +253,6 @@ def run_profile(targets: list[Target], settings: Settings, *, skipped: list[Row]
                 model_loader: Callable[[], Any], progress: Callable[[str], None] | None = None) -> ProfileReport:  # fmt: skip
     from rn50.samples import sample_crops
 
-    settings.validate()
     say = progress or (lambda _m: None)
     pool = sample_crops(min(max(settings.batches), 16), split="evaluation")
     rows: list[Row] = []

@@ -63,16 +63,24 @@ def parse_targets(target: str) -> tuple[str, ...]:
 class QuantizeOptions:
     int8: bool = False
     fp16: bool = False
-    targets: tuple[str, ...] | None = None  # None: every INT8 target
+    target: str = ALL_TARGETS  # --target: one INT8 target, or all
     calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)
+    ir: bool = False  # also OpenVINO IR of each file (written by the caller, after the quantize report)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return parse_targets(self.target)
 
     def check(self) -> None:
         if not (self.int8 or self.fp16):
             raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
-        for target in self.targets or ():
-            parse_targets(target)
+        parse_targets(self.target)
         if self.int8:
             self.calibrate.check()
+        if self.ir:  # --ir needs OpenVINO: refused before any work where it is missing
+            from rn50.runtimes.openvino_runner import import_openvino
+
+            import_openvino()
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class QuantizeOutcome:
 def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTable | None = None,
              progress: Callable[[str], None] | None = None) -> QuantizeOutcome:  # fmt: skip
     """FP16 and/or INT8 (from ``table``, which ``calibrate`` made) artifacts, and quantize-report.json/.md."""
-    from rn50.calibration.run import EMITTERS, convert_fp16, quantize_int8
+    from rn50.calibration.run import convert_fp16, quantize_int8
     from rn50.reports.quantize import write_quality_report
 
     say = progress or (lambda _m: None)
@@ -97,5 +105,5 @@ def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTa
         if table is None:
             raise ValueError("quantize --int8 needs the calibration table: call calibrate first")
         say("emitting Q/DQ models and measuring per-layer error…")
-        results += quantize_int8(workdir, table, list(options.targets or EMITTERS))
+        results += quantize_int8(workdir, table, list(options.targets))
     return QuantizeOutcome(results, write_quality_report(workdir, results))

@@ -109,8 +109,7 @@ def fastest_lines(report: ProfileReport, verdicts: Verdicts) -> list[str]:
 
 def settings_line(report: ProfileReport) -> str:
     s = report.settings
-    phase = f"{s.iterations} iterations" if s.iterations else f"{s.duration_s} s"
-    return (f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {phase} per row; "
+    return (f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {s.phase} per row; "
             f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
             "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device (CUDA events).")  # fmt: skip
 
