@@ -60,8 +60,12 @@ def _weight_scales(w: np.ndarray) -> np.ndarray:
     return np.where(amax > 0, amax / QMAX, 1.0).astype(np.float32)
 
 
-def emit(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:
-    """A copy of the simplified FP32 ``model`` with TensorRT-style Q/DQ nodes (int8 weights + DQ)."""
+def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """A copy of the simplified FP32 ``model`` with TensorRT-style Q/DQ nodes (int8 weights + DQ).
+
+    The Conv/Gemm nodes named in ``exclude`` keep float input and weights; a residual Add's shortcut is
+    quantized only where the branch it meets is an INT8 Conv (the Q/DQ there exists for that fusion).
+    """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -98,19 +102,42 @@ def emit(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:
         new_nodes.append(helper.make_node("DequantizeLinear", [qn, s, z], [dq], name=f"{name}_DequantizeLinear", axis=0))
         return dq
 
+    # Each residual Add's shortcut, decided on the float graph (rewiring changes the fan-out it reads).
+    made_by, read_by = producers(graph), consumers(graph)
+    adds = [n for n in graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)]
+    shortcuts = [(n, shortcut_input(n, made_by, read_by)) for n in adds]
     for node in graph.node:
-        if node.op_type in WEIGHTED:
+        if node.op_type in WEIGHTED and node.name not in exclude:
             node.input[0] = quantize_activation(node.input[0])
             if node.input[1] in inits:
                 old = node.input[1]
                 node.input[1] = quantize_weight(old, node)
                 graph.initializer.remove(inits[old])
-    # Decide every residual Add's shortcut on one view of the graph, then rewire.
-    made_by, read_by = producers(graph), consumers(graph)
-    adds = [n for n in graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)]
-    for node, shortcut in [(n, shortcut_input(n, made_by, read_by)) for n in adds]:
+    for node, shortcut in shortcuts:
+        branch = made_by.get(node.input[1 - list(node.input).index(shortcut)])
+        if branch is not None and branch.name in exclude:
+            continue  # a float Conv does not fuse the Add: the shortcut stays float too
         idx = list(node.input).index(shortcut)
         node.input[idx] = quantize_activation(shortcut)
     graph.node.extend(new_nodes)
     toposort(graph)
     return out
+
+
+FP16_OPSET = 19  # QuantizeLinear/DequantizeLinear take float16 scales from opset 19
+
+
+def in_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``--high-precision fp16``: the parts of a TensorRT Q/DQ file that are not INT8 in FP16 (scales included,
+    so Q/DQ read and write FP16), with FP32 input and output — the form ModelOpt writes by default. Under
+    strong typing TensorRT then runs those layers in FP16. ONNX Runtime's float16 converter does the work."""
+    from onnx import version_converter
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from rn50.exporter.simplify import opset_of
+
+    if opset_of(model) < FP16_OPSET:
+        model = version_converter.convert_version(model, FP16_OPSET)
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    toposort(converted.graph)  # the converter appends its edge Casts at the end
+    return converted

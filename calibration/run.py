@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 import onnx
 
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
+from rn50.calibration import budget as int8_budget
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
 from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.calibration.table import CalibrationTable, table_key
-from rn50.errors import UsageError
+from rn50.errors import CheckFailed, UsageError
 from rn50.exporter.run import FP32_NAME, stamp_metadata
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.feeds import FeedSet
-    from rn50.metrics import OutputMetrics
+    from rn50.metrics import OutputMetrics, Thresholds
 
 log = logging.getLogger(__name__)
 EMITTERS = {"tensorrt": qdq_tensorrt.emit, "onnxruntime-cpu": qdq_onnxruntime.emit}
@@ -74,6 +75,7 @@ class QuantizeResult:
     output: OutputMetrics  # final logits vs the FP32 graph on held-apart crops
     layers: tuple[LayerError, ...]
     notes: tuple[str, ...] = ()
+    search: int8_budget.BudgetSearch | None = None  # --budget: the ranking and each step
 
 
 def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tuple[Path, str]:
@@ -83,31 +85,76 @@ def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tupl
     return target, sha256_file(target)
 
 
-def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str]) -> list[QuantizeResult]:
+def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_precision: str = "fp32",
+            classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0]) -> Callable[[frozenset[str]], onnx.ModelProto]:  # fmt: skip
+    """The target's Q/DQ file with the given Conv/Gemm nodes (and, ``classifier`` "float", the final Gemm) left
+    out of INT8, stamped and linted."""
+    if target not in EMITTERS:
+        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
+    head = int8_budget.classifier(model)
+    fixed = frozenset({head}) if classifier == "float" and head is not None else frozenset()
+
+    def emit(exclude: frozenset[str]) -> onnx.ModelProto:
+        exclude = exclude | fixed
+        proto = EMITTERS[target](model, table, exclude)
+        meta = {"rn50.precision": "int8", "rn50.qdq_target": target, "rn50.calibration": table.key,
+                "rn50.calibration_method": table.method, lint.EXCLUDED_KEY: json.dumps(sorted(exclude))}  # fmt: skip
+        if target == "tensorrt":
+            if high_precision == "fp16":
+                proto = qdq_tensorrt.in_fp16(proto)
+            meta["rn50.high_precision"] = high_precision
+        stamp_metadata(proto, meta)
+        for warning in lint.check(proto, target):  # before anything is written
+            log.warning("%s", warning)
+        onnx.checker.check_model(proto)
+        return proto
+
+    return emit
+
+
+def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str], *, budget: Thresholds | None = None,
+                  max_excluded: int = int8_budget.DEFAULT_MAX_EXCLUDED, high_precision: str = "fp32",
+                  classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], progress: Callable[[str], None] | None = None) -> list[QuantizeResult]:  # fmt: skip
+    """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it). Every file is
+    made and checked before any is written: a budget missed for one target writes nothing."""
     from rn50.samples import sample_crops
 
     fp32, path = fp32_artifact(workdir)
     table.check_model(fp32.sha256)
     model = onnx.load(str(path))
+    made: list[tuple[str, onnx.ModelProto, int8_budget.BudgetSearch | None]] = []
+    for target in targets:
+        emit = emitter(model, table, target, high_precision if target == "tensorrt" else "fp32", classifier)
+        if budget is None:
+            made.append((target, emit(frozenset()), None))
+            continue
+        crops = sample_crops(int8_budget.BUDGET_CROPS, split="evaluation")
+        found, proto = int8_budget.search(model, emit, target=target, budget=budget, max_excluded=max_excluded, crops=crops, progress=progress)
+        if not found.met:
+            exhausted = len(found.steps) - 1 == len(found.ranking)
+            fix = ("loosen --budget: every ranked layer was tried" if exhausted else
+                   f"raise --max-excluded (now {max_excluded}; {len(found.ranking)} layers are ranked) or loosen --budget")  # fmt: skip
+            raise CheckFailed(f"{target}: {found.summary()}; still failing: {'; '.join(budget.failures(found.final))}",
+                              fix=fix + "; nothing was written")
+        made.append((target, proto, found))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     reference = fp32_reference(model, crops)
     results = []
-    for target in targets:
-        if target not in EMITTERS:
-            raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
-        proto = EMITTERS[target](model, table)
-        lint.check(proto, target)  # before anything is written
-        onnx.checker.check_model(proto)
-        stamp_metadata(proto, {"rn50.precision": "int8", "rn50.qdq_target": target, "rn50.calibration": table.key,
-                               "rn50.calibration_method": table.method})  # fmt: skip
+    for target, proto, found in made:
         name = f"onnx-int8-{target}"
         out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", f".int8.{target}.onnx"))
         output, layers = compare_to_fp32(reference, proto, crops)
-        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers))
-        workdir.record(Artifact(name, out_path.name, "onnx", "int8", digest, fp32.sha256,
-                                {"target": target, "method": table.method, "options": table.options, "table": table.key,
-                                 "calibration_images": table.images},
-                                versions(), extra={"cosine_mean": result.output.cosine_mean, "sqnr_db": result.output.sqnr_db}))  # fmt: skip
+        excluded = sorted(lint.excluded_of(proto))
+        notes = (found.summary(),) if found is not None else ()
+        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, found)
+        params = {"target": target, "method": table.method, "options": table.options, "table": table.key,
+                  "calibration_images": table.images, "classifier": classifier, "excluded": excluded}  # fmt: skip
+        if target == "tensorrt":
+            params["high_precision"] = high_precision
+        if budget is not None:
+            params["budget"] = budget.describe()
+        workdir.record(Artifact(name, out_path.name, "onnx", "int8", digest, fp32.sha256, params, versions(),
+                                extra={"cosine_mean": result.output.cosine_mean, "sqnr_db": result.output.sqnr_db}))  # fmt: skip
         results.append(result)
     return results
 

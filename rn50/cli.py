@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rn50 import __version__
+from rn50.calibration.budget import DEFAULT_MAX_EXCLUDED
 from rn50.commands.export import ExportOptions
 from rn50.commands.options import (
     CALIBRATION_COUNT,
@@ -31,7 +32,7 @@ from rn50.commands.options import (
 from rn50.commands.pipeline import DURATION_S as PIPELINE_DURATION_S
 from rn50.commands.pipeline import WARMUP_S as PIPELINE_WARMUP_S
 from rn50.commands.profile import DURATION_S, Settings
-from rn50.commands.quantize import ALL_TARGETS, CalibrateOptions
+from rn50.commands.quantize import ALL_TARGETS, CalibrateOptions, QuantizeOptions
 from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
@@ -295,6 +296,14 @@ def quantize(
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 artifact with float32 input/output.")] = False,
     target: Annotated[str, typer.Option("--target", help="INT8 target: tensorrt, onnxruntime-cpu or all.")] = ALL_TARGETS,
     ir: Annotated[bool, typer.Option("--ir", help="Also write OpenVINO IR (.xml/.bin) of each file, verified against it.")] = False,
+    budget: Annotated[list[str] | None, typer.Option("--budget", help="INT8 accuracy budget vs FP32, KEY=VALUE[,KEY=VALUE] "
+                      "(min_cosine_mean, min_cosine, min_top1, max_abs): the most sensitive layers are left out of INT8 until it holds.")] = None,
+    max_excluded: Annotated[int | None, typer.Option("--max-excluded", help=f"With --budget: most layers left out "
+                            f"(default {DEFAULT_MAX_EXCLUDED}); exit 1 if the budget still fails.")] = None,
+    high_precision: Annotated[str, typer.Option("--high-precision", help="TensorRT Q/DQ file: precision of its non-INT8 "
+                              "parts, fp32 or fp16 (FP32 input and output either way).")] = QuantizeOptions.high_precision,
+    classifier: Annotated[str, typer.Option("--classifier", help="The final Gemm in float or int8 (float: measured, "
+                          "more accurate for ~1% CPU latency; see the README).")] = QuantizeOptions.classifier,
     out_dir: OutOpt = Path("rn50-out"),
     images: ImagesOpt = None,
     arrays: ArraysOpt = None,
@@ -307,11 +316,13 @@ def quantize(
 ) -> None:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
     from rn50.commands.export import export_ir, unverified_ir
-    from rn50.commands.quantize import QuantizeOptions
+    from rn50.commands.options import parse_budget
     from rn50.commands.quantize import quantize as quantize_command
 
     cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
-    options = QuantizeOptions(int8=int8, fp16=fp16, target=target, calibrate=cal, ir=ir)
+    options = QuantizeOptions(int8=int8, fp16=fp16, target=target, calibrate=cal, ir=ir,
+                              budget=parse_budget(budget) if budget is not None else None, max_excluded=max_excluded,
+                              high_precision=high_precision, classifier=classifier)  # fmt: skip
     options.check()
     feeds = read_calibration_feeds(cal) if int8 else None
     workdir = open_workdir(out_dir)
@@ -340,6 +351,11 @@ def quantize(
             worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
             table_.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
         out.print(table_)
+        for r in results:
+            if r.search is not None:
+                out.print(f"{r.name}: {escape(r.search.summary())}")
+                if r.search.excluded:
+                    out.print("  left out of INT8: " + ", ".join(r.search.excluded))
         out.print("wrote " + ", ".join(str(p) for p in done.reports))
         print_ir(irs)
     failed = unverified_ir(irs)

@@ -38,16 +38,20 @@ class BuildResult:
     runtime: str  # "tensorrt", or "tensorrt-standin" under rn50's test stand-in
 
 
-def source_onnx(workdir: WorkDir, precision: str) -> tuple[str, Path, str]:
+def source_onnx(workdir: WorkDir, precision: str) -> tuple[str, Path, str, frozenset[str]]:
+    """The ONNX file's artifact name, path and hash, and (INT8) the layers it records as left out of INT8."""
     art, path = workdir.require(ONNX_FOR_PRECISION[precision])  # missing or changed: refused with the fix
-    name = art.name
+    excluded: frozenset[str] = frozenset()
     if precision == "int8":
         import onnx
 
         from rn50.calibration import lint
 
-        lint.check(onnx.load(str(path), load_external_data=False), "tensorrt")  # before the parser sees it
-    return name, path, art.sha256
+        model = onnx.load(str(path), load_external_data=False)
+        for warning in lint.check(model, "tensorrt"):  # before the parser sees it
+            log.warning("%s", warning)
+        excluded = lint.excluded_of(model)
+    return art.name, path, art.sha256, excluded
 
 
 def reusable(engine_path: Path, key: str) -> bool:
@@ -72,7 +76,7 @@ def build_trt(workdir: WorkDir, opts: BuildOptions, *, progress: Callable[[str],
     opts.validate()
     gpu, cc = require_tensorrt()  # before anything is read or written: the first message is about TensorRT
     runtime, trt_version = runtime_name(), version()
-    onnx_name, onnx_path, onnx_sha = source_onnx(workdir, opts.precision)
+    onnx_name, onnx_path, onnx_sha, excluded = source_onnx(workdir, opts.precision)
     key = engine_key(onnx_sha, trt_version, cc, opts)
     engine_path = workdir.path(engine_filename(onnx_path.name.split(".")[0], opts, key))
     side_path = sidecar_path(engine_path)
@@ -83,7 +87,7 @@ def build_trt(workdir: WorkDir, opts: BuildOptions, *, progress: Callable[[str],
     built = build(onnx_path, opts, timing_cache=cache_path.read_bytes() if cache_path.is_file() else b"", progress=progress)
     layers = read_layer_report(built.inspector_json)
     if opts.precision == "int8":
-        check_int8_engine(layers)  # nothing written for an engine that is not really INT8
+        check_int8_engine(layers, excluded)  # nothing written for an engine that is not really INT8
     atomic_write_bytes(cache_path, built.timing_cache)
     atomic_write_bytes(engine_path.with_name(engine_path.name + ".layers.json"), built.inspector_json.encode())
     atomic_write_bytes(engine_path, built.plan)

@@ -184,6 +184,7 @@ class LayerReport:
     non_int8_convolutions: list[str]
     reformats: list[str]
     precisions: dict[str, int]  # first input data type -> layer count
+    convolution_nodes: dict[str, str] = field(default_factory=dict)  # ONNX node of each convolution layer -> data type
 
 
 # Words TensorRT uses for a data type in the inspector's format strings ("Thirty-two wide channel vectorized
@@ -210,6 +211,7 @@ def read_layer_report(inspector_json: str) -> LayerReport:
     layers = data.get("Layers", []) if isinstance(data, dict) else []
     convs_bad, convs_int8, reformats = [], 0, []
     precisions: dict[str, int] = {}
+    conv_nodes: dict[str, str] = {}
     for layer in layers:
         if not isinstance(layer, dict):
             continue
@@ -220,19 +222,40 @@ def read_layer_report(inspector_json: str) -> LayerReport:
         if "Reformat" in kind or "reformat" in name.lower():
             reformats.append(name)
         if "Convolution" in kind or kind in ("CaskConvolution", "CaskGemmConvolution"):
+            nodes = onnx_nodes(layer)
+            if nodes:  # the convolution heads its fused layer (Conv + Add + ReLU)
+                conv_nodes[nodes[0]] = dtype
             if dtype == "Int8":
                 convs_int8 += 1
             else:
                 convs_bad.append(f"{name} ({dtype})")
-    return LayerReport(len(layers), convs_int8, convs_bad, reformats, precisions)
+    return LayerReport(len(layers), convs_int8, convs_bad, reformats, precisions, conv_nodes)
 
 
-def check_int8_engine(report: LayerReport) -> None:
+def onnx_nodes(layer: dict[str, Any]) -> list[str]:
+    """The ONNX nodes a fused layer came from: its "[ONNX Layer: …]" metadata entries, else its " + "-joined name."""
+    meta = str(layer.get("Metadata") or "")
+    found = [part.split("[ONNX Layer: ", 1)[1].rstrip("]") for part in meta.split("\x1f") if "[ONNX Layer: " in part]
+    return found or [n.strip() for n in str(layer.get("Name", "")).split(" + ") if n.strip()]
+
+
+def check_int8_engine(report: LayerReport, excluded: frozenset[str] = frozenset()) -> None:
+    """Every convolution INT8, except those the Q/DQ file records as left out of INT8, which must not be."""
     from rn50.errors import CheckFailed
 
-    if report.int8_convolutions == 0 or report.non_int8_convolutions:
+    nodes = report.convolution_nodes
+    if nodes:
+        missing = [f"{n} ({d})" for n, d in nodes.items() if n not in excluded and d != "Int8"]
+        wrong = sorted(n for n, d in nodes.items() if n in excluded and d == "Int8")
+    else:  # a report without ONNX node names: judged on its layers alone
+        missing, wrong = report.non_int8_convolutions, []
+    if report.int8_convolutions == 0 or missing:
         raise CheckFailed(
-            f"INT8 engine has {len(report.non_int8_convolutions)} convolutions not running in INT8 "
-            f"({', '.join(report.non_int8_convolutions[:3]) or 'none found in INT8'})",
+            f"INT8 engine has {len(missing)} convolutions not running in INT8 ({', '.join(missing[:3]) or 'none found in INT8'})",
             fix="check the Q/DQ placement (rn50 quantize --int8 --target tensorrt lints it) and the layer report",
+        )
+    if wrong:
+        raise CheckFailed(
+            f"INT8 engine runs {len(wrong)} convolution(s) in INT8 that the Q/DQ file left out of INT8 ({', '.join(wrong[:3])})",
+            fix="check the Q/DQ file's rn50.int8_excluded record against its Q/DQ nodes, and the layer report",
         )

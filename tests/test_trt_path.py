@@ -348,3 +348,35 @@ def test_runner_refuses_a_missing_engine_or_one_its_sidecar_does_not_describe(co
     engine.write_bytes(engine.read_bytes()[:-100])
     with pytest.raises(UsageError, match=r"does not match its sidecar .*truncated or replaced"), TensorRTRunner(engine):
         pass
+
+
+def test_int8_engine_with_layers_left_out_of_int8(trt: ModuleType, copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Q/DQ file from `quantize --budget`: the INT8 check requires its excluded convolutions not INT8 and
+    every other one INT8 — from TensorRT's answer (the inspector), not from the file."""
+    from tensorrt import _build
+
+    from rn50.calibration import lint
+    from rn50.calibration.run import emitter
+    from rn50.calibration.table import CalibrationTable
+
+    fp32 = onnx.load(str(copy / "resnet50.fp32.onnx"))
+    conv = next(n.name for n in fp32.graph.node if n.op_type == "Conv")
+    table = CalibrationTable.load(next((copy / "calibration").glob("*.json")))
+    path = copy / "resnet50.int8.tensorrt.onnx"
+    onnx.save(emitter(fp32, table, "tensorrt")(frozenset({conv})), str(path))
+    WorkDir(copy).record(_rehash(WorkDir(copy), "onnx-int8-tensorrt", path))
+    before = _state(copy)
+
+    real = _build.Graph.precision
+    monkeypatch.setattr(_build.Graph, "precision", lambda self, node: "Int8" if node.name == conv else real(self, node))
+    result = invoke("build-trt", "--out", str(copy), "--int8", "--max-batch", "64")
+    one_line_error(result, 1, "runs 1 convolution(s) in INT8 that the Q/DQ file left out of INT8", conv)
+    assert _state(copy) == before
+
+    monkeypatch.setattr(_build.Graph, "precision", real)
+    result = invoke("build-trt", "--out", str(copy), "--int8", "--max-batch", "64")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    layers = json.loads((_engine(copy, "int8").parent / (_engine(copy, "int8").name + ".json")).read_text())["layers"]
+    excluded = lint.excluded_of(onnx.load(str(path), load_external_data=False))
+    assert conv in excluded and layers["convolution_nodes"][conv] == "Float"
+    assert all((dtype == "Int8") == (node not in excluded) for node, dtype in layers["convolution_nodes"].items())

@@ -88,6 +88,39 @@ def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
     return out
 
 
+BUDGET_RANGES = {  # --budget key -> (lowest, highest) accepted value
+    "min_cosine": (0.0, 1.0),
+    "min_cosine_mean": (0.0, 1.0),
+    "min_top1": (0.0, 1.0),
+    "max_abs": (0.0, float("inf")),
+}
+
+
+def parse_budget(items: list[str]) -> Thresholds:
+    """``KEY=VALUE[,KEY=VALUE]`` (--budget, keys as in --threshold): the bounds INT8 must keep against FP32."""
+    from rn50.metrics import Thresholds
+
+    values: dict[str, float] = {}
+    for item in (part.strip() for text in items for part in text.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if key not in BUDGET_RANGES or not sep:
+            raise UsageError(f"unknown --budget key {key!r}" if sep else f"bad --budget {item!r}",
+                             fix=f"write KEY=VALUE with KEY one of {', '.join(BUDGET_RANGES)}, e.g. min_cosine_mean=0.998")  # fmt: skip
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"bad --budget value {item!r}", fix="write a number, e.g. min_cosine_mean=0.998") from None
+        lo, hi = BUDGET_RANGES[key]
+        if not lo < number <= hi:
+            raise UsageError(f"--budget {item} is out of range", fix=f"{key} must be above {lo:g} and at most {hi:g}")
+        if key in values:
+            raise UsageError(f"--budget gives {key} twice", fix="give each key once")
+        values[key] = number
+    if not values:
+        raise UsageError("--budget is empty", fix="write KEY=VALUE, e.g. min_cosine_mean=0.998")
+    return Thresholds(**values)
+
+
 @dataclass(frozen=True)
 class ThresholdOptions:
     """Parity thresholds: the defaults per precision, with --threshold overrides."""

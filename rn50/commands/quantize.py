@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rn50.calibration.budget import CLASSIFIER_PRECISIONS, DEFAULT_MAX_EXCLUDED
 from rn50.commands.options import CALIBRATION_COUNT, CalibrationOptions, FeedOptions
 from rn50.errors import UsageError
 
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
     from rn50.calibration.run import CalibrationResult, QuantizeResult
     from rn50.calibration.table import CalibrationTable
     from rn50.feeds import FeedSet
+    from rn50.metrics import Thresholds
 
 ALL_TARGETS = "all"
+HIGH_PRECISIONS = ("fp32", "fp16")  # --high-precision: the TensorRT Q/DQ file's non-INT8 parts
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,37 @@ class QuantizeOptions:
     target: str = ALL_TARGETS  # --target: one INT8 target, or all
     calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)
     ir: bool = False  # also OpenVINO IR of each file (written by the caller, after the quantize report)
+    budget: Thresholds | None = None  # --budget: leave the most sensitive layers out of INT8 until it holds
+    max_excluded: int | None = None  # --max-excluded (with --budget; DEFAULT_MAX_EXCLUDED when not given)
+    high_precision: str = "fp32"  # --high-precision, tensorrt target only
+    classifier: str = CLASSIFIER_PRECISIONS[0]  # --classifier: the final Gemm in float (default) or INT8
 
     @property
     def targets(self) -> tuple[str, ...]:
         return parse_targets(self.target)
 
+    @property
+    def exclusion_limit(self) -> int:
+        return DEFAULT_MAX_EXCLUDED if self.max_excluded is None else self.max_excluded
+
     def check(self) -> None:
         if not (self.int8 or self.fp16):
             raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
-        parse_targets(self.target)
+        targets = parse_targets(self.target)
+        if self.budget is not None and not self.int8:
+            raise UsageError("--budget without --int8", fix="pass --int8: the budget applies to the INT8 files")
+        if self.max_excluded is not None and self.budget is None:
+            raise UsageError("--max-excluded without --budget", fix="pass --budget KEY=VALUE too, or drop --max-excluded")
+        if self.max_excluded is not None and self.max_excluded < 1:
+            raise UsageError(f"--max-excluded {self.max_excluded} leaves nothing to search",
+                             fix="pass --max-excluded 1 or more (or drop --budget to quantize every layer)")  # fmt: skip
+        if self.classifier not in CLASSIFIER_PRECISIONS:
+            raise UsageError(f"unknown --classifier {self.classifier!r}", fix=f"use {' or '.join(CLASSIFIER_PRECISIONS)}")
+        if self.high_precision not in HIGH_PRECISIONS:
+            raise UsageError(f"unknown --high-precision {self.high_precision!r}", fix=f"use {' or '.join(HIGH_PRECISIONS)}")
+        if self.high_precision != "fp32" and ("tensorrt" not in targets or not self.int8):
+            raise UsageError("--high-precision applies to the TensorRT INT8 file only",
+                             fix="pass --int8 with --target tensorrt or all, or drop --high-precision")  # fmt: skip
         if self.int8:
             self.calibrate.check()
         if self.ir:  # --ir needs OpenVINO: refused before any work where it is missing
@@ -105,5 +130,6 @@ def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTa
         if table is None:
             raise ValueError("quantize --int8 needs the calibration table: call calibrate first")
         say("emitting Q/DQ models and measuring per-layer error…")
-        results += quantize_int8(workdir, table, list(options.targets))
+        results += quantize_int8(workdir, table, list(options.targets), budget=options.budget, max_excluded=options.exclusion_limit,
+                                 high_precision=options.high_precision, classifier=options.classifier, progress=say)  # fmt: skip
     return QuantizeOutcome(results, write_quality_report(workdir, results))

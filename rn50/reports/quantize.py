@@ -1,13 +1,14 @@
-"""quantize-report.json and quantize-report.md: per artifact, the logits and each Conv/Gemm output against the
-FP32 graph on held-apart crops."""
+"""quantize-report.json, quantize-report.md and, after ``--budget``, quantize-budget.png: per artifact, the logits
+and each Conv/Gemm output against the FP32 graph on held-apart crops; the budget search's ranking and steps."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rn50.artifacts import atomic_write_text
+from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.charts import png, pyplot
 from rn50.jsonio import jsonable
 from rn50.reports.render import Section, to_markdown
 
@@ -15,7 +16,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
+    from rn50.calibration.budget import BudgetSearch
     from rn50.calibration.run import QuantizeResult
+
+REPORT = "quantize-report.json"
+BUDGET_CHART = "quantize-budget.png"
 
 
 def quality_sections(results: list[QuantizeResult]) -> list[Section]:
@@ -35,10 +40,87 @@ def quality_sections(results: list[QuantizeResult]) -> list[Section]:
     return parts
 
 
+def search_dict(search: BudgetSearch) -> dict[str, Any]:
+    """The search as quantize-report.json holds it (and as report.md reads it back)."""
+    bounds = {k: v for k, v in asdict(search.budget).items() if v is not None}
+    return {"target": search.target, "budget": search.budget.describe(), "bounds": bounds, "max_excluded": search.max_excluded, "met": search.met,
+            "summary": search.summary(), "excluded": list(search.excluded), "ranked_on": search.ranked_on,
+            "checked_on": search.checked_on, "seconds": search.seconds, "ranking": [asdict(r) for r in search.ranking],
+            "steps": [{"left_out": s.left_out, "met": s.met, "kept": s.kept, "output": s.output.to_dict()} for s in search.steps]}  # fmt: skip
+
+
+def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None) -> list[Section]:
+    """Per target: the budget, the metric after each step, and the sensitivity ranking."""
+    out = []
+    for i, s in enumerate(searches):
+        part = Section(f"INT8 budget — {s['target']}", f"budget-{s['target']}", paragraphs=[s["summary"] + "."])
+        if i == 0 and image:
+            part.images.append(("logits' cosine mean to FP32 after each layer left out of INT8", image))
+        part.paragraphs.append(f"After each step ({s['checked_on']} held-apart crops; step 0 is the fully quantized file; a layer "
+                               "that does not raise the cosine mean goes back to INT8):")
+        part.header = ["step", "layer tried in float", "kept out", "cos mean", "cos worst", "top-1", "budget"]
+        part.rows = [[str(k), st["left_out"] or "–", "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
+                      f"{st['output']['cosine_mean']:.6f}", f"{st['output']['cosine_min']:.6f}", f"{st['output']['top1_agreement']:.3f}",
+                      "met" if st["met"] else "not met"] for k, st in enumerate(s["steps"])]  # fmt: skip
+        out.append(part)
+        if s["ranking"]:
+            ranking = Section(f"Layer sensitivity — {s['target']}", f"sensitivity-{s['target']}",
+                              paragraphs=[f"Each layer put back in float alone, every other layer INT8 ({s['ranked_on']} held-apart "
+                                          "crops); most sensitive first. The search leaves layers out in this order."],
+                              header=["rank", "layer", "op", "cos mean, this layer in float", "gain"])  # fmt: skip
+            ranking.rows = [[str(k), r["node"], r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"] for k, r in enumerate(s["ranking"], 1)]
+            out.append(ranking)
+    return out
+
+
+def budget_chart(searches: list[dict[str, Any]]) -> bytes | None:
+    plt = pyplot("budget chart")
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for s in searches:
+        ys = [st["output"]["cosine_mean"] for st in s["steps"]]
+        line = ax.plot(range(len(ys)), ys, marker="o", markersize=3, linewidth=0.8, label=f"{s['target']} (each step)")[0]
+        back = [(k, y) for k, (y, st) in enumerate(zip(ys, s["steps"], strict=True)) if not st["kept"]]
+        if back:
+            ax.plot(*zip(*back, strict=True), linestyle="none", marker="x", color=line.get_color(), label=f"{s['target']}: put back in INT8")
+    bound = searches[0]["bounds"].get("min_cosine_mean")
+    if bound is not None:
+        ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"budget: mean cos ≥ {bound}")
+    ax.set_xlabel("step (one ranked layer tried in float per step)")
+    ax.set_ylabel("logits' cosine mean to FP32")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return png(fig, dpi=100)
+
+
+def searches_of(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r["budget"] for r in data if r.get("budget")]
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    from rn50.errors import UsageError
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {path}: {e}", fix="run rn50 quantize again") from None
+    if not isinstance(data, list):
+        raise UsageError(f"{path} is not a quantize report", fix="run rn50 quantize again")
+    return data
+
+
 def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
     data = [{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
-             "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes)} for r in results]  # fmt: skip
-    paths = [workdir.path("quantize-report.json"), workdir.path("quantize-report.md")]
+             "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes),
+             "budget": search_dict(r.search) if r.search is not None else None} for r in results]  # fmt: skip
+    paths = [workdir.path(REPORT), workdir.path("quantize-report.md")]
+    searches = searches_of(jsonable(data))
+    image = budget_chart(searches) if searches else None
+    if image is not None:
+        atomic_write_bytes(workdir.path(BUDGET_CHART), image)
+        paths.append(workdir.path(BUDGET_CHART))
     atomic_write_text(paths[0], json.dumps(jsonable(data), indent=2) + "\n")
-    atomic_write_text(paths[1], to_markdown("rn50 quantization report", quality_sections(results)))
+    parts = quality_sections(results) + budget_sections(searches, image=BUDGET_CHART if image is not None else None)
+    atomic_write_text(paths[1], to_markdown("rn50 quantization report", parts))
     return paths

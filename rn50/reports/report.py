@@ -39,6 +39,7 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     and the machine."""
     from rn50.reports import parity as parity_report
     from rn50.reports import profile as profile_report
+    from rn50.reports import quantize as quantize_report
 
     parity = _load(workdir, "parity.json", parity_report.load)
     profile = _load(workdir, "profile.json", profile_report.load)
@@ -79,6 +80,11 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
         out += profile_report.sections(profile, verdicts, image=image)
     else:
         out.append(Section("Speed", "speed", paragraphs=["No profile.json in this directory."]))
+
+    searches = quantize_report.searches_of(_load(workdir, quantize_report.REPORT, quantize_report.load) or [])
+    if searches:  # quantize --budget: the ranking and the steps
+        image = quantize_report.BUDGET_CHART if workdir.path(quantize_report.BUDGET_CHART).is_file() else None
+        out += quantize_report.budget_sections(searches, image=image)
 
     skipped = Section("Skipped, and why", "skipped", header=["what", "why"])
     for st in steps or []:

@@ -1,0 +1,216 @@
+"""INT8 to an accuracy budget: rank the quantized layers by sensitivity, then leave the most sensitive ones
+out of INT8, one at a time, until the budget holds on held-apart crops.
+
+Step 0 is the file rn50 writes without a budget (every Conv/Gemm INT8 but, by default, the classifier).
+Sensitivity is measured by leaving one layer out: each Conv/Gemm put back in float alone, every other layer
+INT8, and the logits' mean cosine to the FP32 graph measured (the higher, the more that layer costs in INT8).
+NVIDIA-AI-IOT's YOLOv7 QAT sample ranks layers this way (``yolov7_qat/scripts/qat.py``,
+``cmd_sensitive_analysis``: quantization disabled in one layer at a time); NVIDIA's pytorch-quantization
+ResNet example does the converse (``classification_flow.py``, ``build_sensitivity_profile``: one layer
+quantized alone). Leaving one out is chosen because the search starts from the fully quantized model: the
+ranking measures exactly what each candidate's first exclusion would gain there, error carried in from the
+other INT8 layers included, and it runs at INT8 speed on ONNX Runtime (quantizing one layer alone runs an
+almost float model 54 times).
+
+The ranking runs on the first ``RANK_CROPS`` held-apart crops; the steps, and the verdict, on all of them.
+A step whose layer does not raise the logits' mean cosine on those crops puts the layer back in INT8 and
+goes on to the next one: a float layer costs speed, so only the ones that buy accuracy stay out.
+The ranking edits the fully quantized file (the layer's own input Q/DQ and weight dropped, its float weight
+and bias restored); every step is a file the target's own emitter wrote with those layers excluded, so the
+file that meets the budget is the artifact, not an approximation of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # kept light: the CLI imports this module's defaults
+    from collections.abc import Callable
+
+    import numpy as np
+    import onnx
+
+    from rn50.metrics import OutputMetrics, Thresholds
+
+RANK_CROPS = 16  # held-apart crops the ranking runs on (the first of the budget crops)
+BUDGET_CROPS = 64  # held-apart crops every step is measured on
+DEFAULT_MAX_EXCLUDED = 16
+# The classifier (the final Gemm) in INT8 or float, --classifier. Float by default, chosen by measurement
+# (benchmarks/bench_int8_budget.py; seeded ResNet-50, 64 held-apart crops, 2-core x86 CPU): in float it
+# raises the logits' cosine mean 0.99612 → 0.99678 (onnxruntime-cpu) and 0.99350 → 0.99466 (tensorrt), more
+# than any single convolution on the TensorRT file, for 1 % of ONNX Runtime CPU latency at batch 1 (12.40
+# vs 12.26 ms; 12.66 vs 12.48 ms in a second run). ModelOpt keeps it in float too.
+CLASSIFIER_PRECISIONS = ("float", "int8")
+
+
+def classifier(model: onnx.ModelProto) -> str | None:
+    """The final Gemm (the one producing a graph output), if the model ends in one."""
+    outputs = {o.name for o in model.graph.output}
+    return next((n.name for n in model.graph.node if n.op_type == "Gemm" and set(n.output) & outputs), None)
+EVAL_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    node: str
+    op: str
+    cosine_mean: float  # logits vs FP32 with this layer alone in float (ranking crops)
+    gain: float  # over the fully quantized model, same crops
+
+
+@dataclass(frozen=True)
+class Step:
+    left_out: str | None  # the layer this step tries out of INT8 (None: the fully quantized model)
+    output: OutputMetrics  # logits vs FP32 on the budget crops, with this and every kept layer left out
+    met: bool
+    kept: bool = True  # False: no gain in cosine mean, the layer went back to INT8
+
+
+@dataclass(frozen=True)
+class BudgetSearch:
+    target: str
+    budget: Thresholds
+    max_excluded: int
+    ranking: tuple[Sensitivity, ...]  # most sensitive first; empty when the fully quantized file meets the budget
+    steps: tuple[Step, ...]
+    ranked_on: int
+    checked_on: int
+    seconds: float = field(compare=False)
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        return tuple(s.left_out for s in self.steps if s.left_out is not None and s.kept)
+
+    @property
+    def met(self) -> bool:
+        return self.steps[-1].met
+
+    @property
+    def final(self) -> OutputMetrics:
+        """The metrics of the file the search ends with (its last kept step)."""
+        return next(s.output for s in reversed(self.steps) if s.kept)
+
+    def summary(self) -> str:
+        """One line: what the search did, for the console and the report."""
+        first, last = self.steps[0].output, self.final
+        if len(self.steps) == 1 and self.met:
+            return f"budget {self.budget.describe()} already met by the INT8 file without --budget (cosine mean {first.cosine_mean:.6f}): nothing left out"
+        verb = "met" if self.met else "NOT met"
+        tried = len(self.steps) - 1
+        return (f"budget {self.budget.describe()} {verb} with {len(self.excluded)} layer(s) left out of INT8 ({tried} tried): "
+                f"cosine mean {first.cosine_mean:.6f} → {last.cosine_mean:.6f}, top-1 {first.top1_agreement:.3f} → "
+                f"{last.top1_agreement:.3f} ({self.checked_on} held-apart crops, {self.seconds:.0f} s)")  # fmt: skip
+
+
+class Evaluator:
+    """Logits of candidate models on the budget crops, against the FP32 graph's, on ONNX Runtime's CPU."""
+
+    def __init__(self, fp32: onnx.ModelProto, crops: np.ndarray):
+        self.crops = crops
+        self.reference = self.logits(fp32)
+
+    def logits(self, model: onnx.ModelProto, count: int | None = None) -> np.ndarray:
+        import numpy as np
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # the quantized graphs leave unused float initializers: not worth a warning each
+        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        crops = self.crops[:count]
+        name = session.get_inputs()[0].name
+        return np.concatenate([session.run(None, {name: crops[i : i + EVAL_BATCH]})[0] for i in range(0, len(crops), EVAL_BATCH)])
+
+    def measure(self, model: onnx.ModelProto, count: int | None = None) -> OutputMetrics:
+        from rn50.metrics import compare
+
+        got = self.logits(model, count)
+        return compare(got, self.reference[: len(got)])
+
+
+def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Conv/Gemm nodes whose weight is dequantized, in graph order."""
+    from rn50.calibration.quality import LAYER_OPS
+
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for node in model.graph.node:
+        src = made_by.get(node.input[1]) if node.op_type in LAYER_OPS and len(node.input) > 1 else None
+        if src is not None and src.op_type == "DequantizeLinear":
+            out.append(node)
+    return out
+
+
+def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """A copy of ``quantized`` with the layer ``name`` alone back in float: its input read before its Q/DQ,
+    its weight and bias the FP32 graph's."""
+    import onnx
+
+    from rn50.calibration.qdq_onnxruntime import read_float_inputs
+    from rn50.exporter.graph import toposort
+
+    out = onnx.ModelProto()
+    out.CopyFrom(quantized)
+    graph = out.graph
+    node = next(n for n in graph.node if n.name == name)
+    original = next(n for n in fp32.graph.node if n.name == name)
+    floats = {i.name: i for i in fp32.graph.initializer}
+    for i in range(1, len(original.input)):
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(floats[original.input[i]])
+        tensor.name = f"{original.input[i]}__float"  # the quantized graph may reuse the name for a DQ output
+        graph.initializer.append(tensor)
+        node.input[i] = tensor.name
+    read_float_inputs(graph, frozenset({name}))
+    toposort(graph)
+    return out
+
+
+def rank(full: onnx.ModelProto, fp32: onnx.ModelProto, evaluator: Evaluator, *, count: int = RANK_CROPS,
+         progress: Callable[[str], None] | None = None) -> tuple[Sensitivity, ...]:  # fmt: skip
+    """Every quantized layer, most sensitive first (ties in graph order)."""
+    base = evaluator.measure(full, count).cosine_mean
+    layers = quantized_layers(full)
+    rows = []
+    for i, node in enumerate(layers, 1):
+        if progress:
+            progress(f"ranking layers by sensitivity: {i}/{len(layers)}")
+        cos = evaluator.measure(in_float(full, fp32, node.name), count).cosine_mean
+        rows.append(Sensitivity(node.name, node.op_type, cos, cos - base))
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i].cosine_mean, i))
+    return tuple(rows[i] for i in order)
+
+
+def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelProto], *, target: str, budget: Thresholds,
+           max_excluded: int, crops: np.ndarray, progress: Callable[[str], None] | None = None
+           ) -> tuple[BudgetSearch, onnx.ModelProto]:  # fmt: skip
+    """The file with the fewest ranked layers left out that meets ``budget`` (or the last one tried), and the search."""
+    say = progress or (lambda _m: None)
+    started = time.perf_counter()
+    evaluator = Evaluator(fp32, crops)
+    say(f"{target}: measuring the INT8 file without --budget")
+    proto = emit(frozenset())
+    first = evaluator.measure(proto)
+    steps = [Step(None, first, not budget.failures(first))]
+    ranking: tuple[Sensitivity, ...] = ()
+    if not steps[0].met:
+        ranking = rank(proto, fp32, evaluator, count=min(RANK_CROPS, len(crops)), progress=lambda m: say(f"{target}: {m}"))
+        kept: frozenset[str] = frozenset()
+        best = first
+        for k, layer in enumerate(ranking, 1):
+            if len(kept) >= max_excluded:
+                break
+            say(f"{target}: trying layer {k} of {len(ranking)} out of INT8 ({len(kept)} left out so far)")
+            trial = emit(kept | {layer.node})
+            metrics = evaluator.measure(trial)
+            met = not budget.failures(metrics)
+            keep = met or metrics.cosine_mean > best.cosine_mean
+            steps.append(Step(layer.node, metrics, met, keep))
+            if keep:
+                kept, best, proto = kept | {layer.node}, metrics, trial
+            if met:
+                break
+    found = BudgetSearch(target, budget, max_excluded, ranking, tuple(steps), min(RANK_CROPS, len(crops)), len(crops),
+                         time.perf_counter() - started)  # fmt: skip
+    return found, proto

@@ -1,0 +1,282 @@
+"""INT8 to an accuracy budget (rn50 quantize --int8 --budget): options, the search on a small model whose one
+ruined range must be found, the artifacts and reports on the seeded ResNet-50, and the lint of Q/DQ files
+written by other tools (ModelOpt's weight form, ONNX Runtime's int8 activations), built here with onnx."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
+
+from rn50.calibration import budget, lint, qdq_tensorrt
+from rn50.calibration.table import CalibrationTable
+from rn50.cli import app
+from rn50.commands.options import parse_budget
+from rn50.commands.quantize import QuantizeOptions
+from rn50.errors import UsageError
+from rn50.metrics import Thresholds
+
+cli = CliRunner()
+
+
+# --- options -------------------------------------------------------------------------------------------
+def test_budget_parses_keys_as_threshold_does() -> None:
+    assert parse_budget(["min_cosine_mean=0.998,min_top1=0.9"]) == Thresholds(min_cosine_mean=0.998, min_top1=0.9)
+    assert parse_budget(["min_cosine=0.99", "max_abs=0.5"]) == Thresholds(min_cosine=0.99, max_abs=0.5)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("min_cosin=0.99", "unknown --budget key 'min_cosin'"),
+    ("min_cosine_mean", "bad --budget 'min_cosine_mean'"),
+    ("min_cosine_mean=high", "bad --budget value"),
+    ("min_cosine_mean=1.5", "out of range"),
+    ("min_top1=0", "out of range"),
+    ("max_abs=-1", "out of range"),
+    ("min_top1=0.9,min_top1=0.8", "twice"),
+    ("", "empty"),
+])  # fmt: skip
+def test_bad_budgets_are_refused_with_the_fix(text: str, words: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_budget([text])
+    assert words in e.value.problem and e.value.fix
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (QuantizeOptions(fp16=True, budget=Thresholds(min_cosine_mean=0.99)), "--budget without --int8"),
+    (QuantizeOptions(int8=True, max_excluded=3), "--max-excluded without --budget"),
+    (QuantizeOptions(int8=True, budget=Thresholds(min_cosine_mean=0.99), max_excluded=0), "--max-excluded 0"),
+    (QuantizeOptions(int8=True, target="onnxruntime-cpu", high_precision="fp16"), "TensorRT INT8 file only"),
+    (QuantizeOptions(int8=True, high_precision="bf16"), "unknown --high-precision"),
+    (QuantizeOptions(int8=True, classifier="fp8"), "unknown --classifier"),
+])  # fmt: skip
+def test_inconsistent_options_are_refused(options: QuantizeOptions, words: str) -> None:
+    with pytest.raises(UsageError) as e:
+        options.check()
+    assert words in e.value.problem
+
+
+@pytest.mark.parametrize("args", [["--budget", "nope=1"], ["--budget", "min_cosine_mean=0.99", "--max-excluded", "0"]])
+def test_cli_refuses_a_bad_budget_before_any_work(tmp_path: Path, args: list[str]) -> None:
+    out = tmp_path / "never"
+    r = cli.invoke(app, ["quantize", "--int8", "--out", str(out), *args])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert not out.exists()
+
+
+# --- the search on a small model ------------------------------------------------------------------------
+def _small_model() -> onnx.ModelProto:
+    """input (N,3,8,8) → 3 × (Conv → Relu) → GlobalAveragePool → Flatten → Gemm (transB) → logits (N,10)."""
+    rng = np.random.default_rng(0)
+    inits, nodes, x = [], [], "input"
+    for i, (cin, cout) in enumerate([(3, 8), (8, 8), (8, 8)]):
+        inits += [numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * 0.3).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), f"b{i}")]  # fmt: skip
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]  # fmt: skip
+        x = f"r{i}"
+    inits += [numpy_helper.from_array(rng.standard_normal((10, 8)).astype(np.float32), "fw"),
+              numpy_helper.from_array(np.zeros(10, np.float32), "fb")]  # fmt: skip
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"),
+              helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
+              helper.make_node("Gemm", ["flat", "fw", "fb"], ["logits"], name="fc", transB=1)]  # fmt: skip
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _ranges(model: onnx.ModelProto, crops: np.ndarray) -> dict[str, tuple[float, float]]:
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    names = ["input", "r0", "r1", "flat"]
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names[1:])
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = dict(zip(["logits", *names[1:]], session.run(None, {"input": crops}), strict=True)) | {"input": crops}
+    return {n: (float(values[n].min()), float(values[n].max())) for n in names}
+
+
+def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
+    model = _small_model()
+    crops = np.random.default_rng(1).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    ranges = _ranges(model, crops)
+    lo, hi = ranges["r0"]
+    ranges["r0"] = (lo, hi * 300)  # conv1's input range 300x too wide: its activations keep ~0 levels
+    table = CalibrationTable(ranges, "minmax", {}, "sha", "set", "", len(crops))
+
+    def emit(exclude: frozenset[str]) -> onnx.ModelProto:
+        proto = qdq_tensorrt.emit(model, table, exclude)
+        proto.metadata_props.add(key=lint.EXCLUDED_KEY, value=json.dumps(sorted(exclude)))
+        assert lint.check(proto, "tensorrt") == []  # every step is a valid TensorRT Q/DQ file
+        return proto
+
+    full = budget.Evaluator(model, crops).measure(emit(frozenset()))
+    assert full.cosine_mean < 0.9  # the ruined range really hurts
+    found, proto = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.99), max_excluded=3, crops=crops)
+    assert [r.node for r in found.ranking][0] == "conv1"
+    assert {r.node for r in found.ranking} == {"conv0", "conv1", "conv2", "fc"}
+    assert found.met and found.excluded == ("conv1",)
+    assert found.steps[0].output.cosine_mean == pytest.approx(full.cosine_mean)
+    assert found.final.cosine_mean >= 0.99
+    assert lint.excluded_of(proto) == {"conv1"}
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+    conv1 = next(n for n in proto.graph.node if n.name == "conv1")
+    assert all(made_by.get(i) is None or made_by[i].op_type != "DequantizeLinear" for i in conv1.input)  # float input and weight
+
+    # rn50's own emitter: the classifier in float by default (recorded), in INT8 on request.
+    from rn50.calibration.run import emitter
+
+    assert lint.excluded_of(emitter(model, table, "tensorrt")(frozenset())) == {"fc"}
+    assert "fc" in {n.name for n in budget.quantized_layers(emitter(model, table, "tensorrt", classifier="int8")(frozenset()))}
+
+    # Already met: said so, nothing ranked, nothing left out.
+    found, _ = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.1), max_excluded=3, crops=crops)
+    assert found.met and found.excluded == () and found.ranking == () and "already met" in found.summary()
+    # Unreachable within the limit: the search stops there and says how far it got.
+    found, _ = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine=0.999999), max_excluded=1, crops=crops)
+    assert not found.met and len(found.excluded) == 1 and "NOT met with 1 layer(s) left out" in found.summary()
+
+
+# --- Q/DQ files from other tools ------------------------------------------------------------------------
+def _qdq_model(*, weights: str, activations: type[np.integer]) -> onnx.ModelProto:
+    """Conv → Relu → Conv with Q/DQ as another tool writes it: ``weights`` "modelopt" (float initializer →
+    QuantizeLinear → DequantizeLinear) or "int8" (int8 initializer → DequantizeLinear); activations with a
+    zero point of ``activations`` dtype."""
+    rng = np.random.default_rng(0)
+    inits, nodes, x = [], [], "input"
+    zp = 0 if activations is np.int8 else 128
+    for i in range(2):
+        w = (rng.standard_normal((4, 4 if i else 3, 3, 3)) * 0.2).astype(np.float32)
+        scale = (np.abs(w).reshape(4, -1).max(1) / 127).astype(np.float32)
+        inits += [numpy_helper.from_array(np.array(0.05, np.float32), f"a{i}_s"), numpy_helper.from_array(np.array(zp, activations), f"a{i}_z"),
+                  numpy_helper.from_array(scale, f"w{i}_s"), numpy_helper.from_array(np.zeros(4, np.int8), f"w{i}_z"),
+                  numpy_helper.from_array(np.zeros(4, np.float32), f"b{i}")]  # fmt: skip
+        nodes += [helper.make_node("QuantizeLinear", [x, f"a{i}_s", f"a{i}_z"], [f"a{i}_q"], name=f"a{i}_Q"),
+                  helper.make_node("DequantizeLinear", [f"a{i}_q", f"a{i}_s", f"a{i}_z"], [f"a{i}_dq"], name=f"a{i}_DQ")]  # fmt: skip
+        if weights == "modelopt":
+            inits.append(numpy_helper.from_array(w, f"w{i}"))
+            nodes.append(helper.make_node("QuantizeLinear", [f"w{i}", f"w{i}_s", f"w{i}_z"], [f"w{i}_q"], name=f"w{i}_Q", axis=0))
+        else:
+            inits.append(numpy_helper.from_array(np.round(w / scale.reshape(-1, 1, 1, 1)).astype(np.int8), f"w{i}_q"))
+        nodes += [helper.make_node("DequantizeLinear", [f"w{i}_q", f"w{i}_s", f"w{i}_z"], [f"w{i}_dq"], name=f"w{i}_DQ", axis=0),
+                  helper.make_node("Conv", [f"a{i}_dq", f"w{i}_dq", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]  # fmt: skip
+        x = f"r{i}"
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 8, 8])], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_modelopt_weight_form_is_valid_for_tensorrt() -> None:
+    model = _qdq_model(weights="modelopt", activations=np.int8)
+    assert lint.lint(model, "tensorrt") == []  # no weight taken for a per-tensor activation
+    session_out = _run(model)
+    assert np.isfinite(session_out).all()
+
+
+def test_int8_activations_are_a_warning_for_onnxruntime_with_the_measured_cost() -> None:
+    s8 = _qdq_model(weights="int8", activations=np.int8)
+    warnings = lint.check(s8, "onnxruntime-cpu")  # valid: not refused
+    assert [w.rule for w in warnings] == ["u8s8"] and lint.S8_ACTIVATION_COST in warnings[0].message
+    u8 = _qdq_model(weights="int8", activations=np.uint8)
+    assert lint.lint(u8, "onnxruntime-cpu") == []
+    assert "int8" in {v.rule for v in lint.lint(u8, "tensorrt")}  # TensorRT needs int8 zero points
+
+
+def test_lint_knows_the_layers_left_out() -> None:
+    model = _qdq_model(weights="int8", activations=np.int8)
+    model.metadata_props.add(key=lint.EXCLUDED_KEY, value=json.dumps(["conv1"]))
+    assert {(v.rule, v.node) for v in lint.lint(model, "tensorrt")} == {("excluded", "conv1")}  # recorded out, yet INT8
+    conv1 = next(n for n in model.graph.node if n.name == "conv1")
+    conv1.input[0], conv1.input[1] = "r0", "w1_f"
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((4, 4, 3, 3), np.float32), "w1_f"))
+    assert lint.lint(model, "tensorrt") == []  # left out, and float: fine; conv0 is still required INT8
+    del model.metadata_props[:]
+    assert {(v.rule, v.node) for v in lint.lint(model, "tensorrt")} == {("quantized", "conv1")}
+
+
+def _run(model: onnx.ModelProto) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"input": np.ones((1, 3, 8, 8), np.float32)})[0])
+
+
+# --- the seeded ResNet-50 -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, quantized_dir: Path) -> Path:
+    return Path(shutil.copytree(quantized_dir, tmp_path_factory.mktemp("budget") / "work"))
+
+
+SAME_TABLE = ["--count", "16", "--method", "minmax"]  # quantized_dir's calibration, reused
+
+
+def _table(workdir: Path) -> CalibrationTable:
+    return CalibrationTable.load(next((workdir / "calibration").glob("*.json")))
+
+
+def test_tensorrt_emitter_leaves_out_layers_and_their_shortcut(workdir: Path) -> None:
+    fp32 = onnx.load(str(workdir / "resnet50.fp32.onnx"))
+    made_by = {o: n for n in fp32.graph.node for o in n.output}
+    add = next(n for n in fp32.graph.node if n.op_type == "Add")
+    branch = next(made_by[i].name for i in add.input if made_by[i].op_type == "Conv" and len(
+        [c for c in fp32.graph.node if made_by[i].input[0] in c.input]) == 1)  # fmt: skip
+    gemm = next(n.name for n in fp32.graph.node if n.op_type == "Gemm")
+    proto = qdq_tensorrt.emit(fp32, _table(workdir), frozenset({branch, gemm}))
+    proto.metadata_props.add(key=lint.EXCLUDED_KEY, value=json.dumps([branch, gemm]))
+    assert lint.lint(proto, "tensorrt") == []
+    made = {o: n for n in proto.graph.node for o in n.output}
+    out_add = next(n for n in proto.graph.node if n.name == add.name)
+    assert all(made[i].op_type != "DequantizeLinear" for i in out_add.input)  # a float branch: no shortcut Q/DQ
+    assert len(budget.quantized_layers(proto)) == len(budget.quantized_layers(qdq_tensorrt.emit(fp32, _table(workdir)))) - 2
+
+
+def test_high_precision_fp16_runs_and_stays_close(workdir: Path) -> None:
+    from rn50.calibration.budget import Evaluator
+    from rn50.samples import sample_crops
+
+    fp32 = onnx.load(str(workdir / "resnet50.fp32.onnx"))
+    q32 = qdq_tensorrt.emit(fp32, _table(workdir))
+    q16 = qdq_tensorrt.in_fp16(q32)
+    assert lint.lint(q16, "tensorrt") == []
+    assert next(o.version for o in q16.opset_import if o.domain in ("", "ai.onnx")) >= qdq_tensorrt.FP16_OPSET
+    types = {i.elem_type for i in (q16.graph.input[0].type.tensor_type, q16.graph.output[0].type.tensor_type)}
+    assert types == {TensorProto.FLOAT}  # FP32 input and output
+    scales = [i for i in q16.graph.initializer if i.name.endswith("_scale")]
+    assert scales and all(i.data_type == TensorProto.FLOAT16 for i in scales)
+    evaluator = Evaluator(fp32, sample_crops(8, split="evaluation"))
+    a, b = evaluator.measure(q32), evaluator.measure(q16)
+    assert b.cosine_mean > 0.98 and abs(a.cosine_mean - b.cosine_mean) < 0.002
+
+
+def test_budget_already_met_writes_the_file_and_says_so(workdir: Path) -> None:
+    r = cli.invoke(app, ["quantize", "--int8", "--target", "onnxruntime-cpu", "--budget", "min_cosine_mean=0.9", *SAME_TABLE, "--out", str(workdir)])
+    assert r.exit_code == 0, r.output
+    assert "already met by the INT8 file without --budget" in " ".join(r.output.split())
+    model = onnx.load(str(workdir / "resnet50.int8.onnxruntime-cpu.onnx"), load_external_data=False)
+    assert lint.excluded_of(model) == {budget.classifier(model)}  # the default: the classifier in float, nothing more
+    report = json.loads((workdir / "quantize-report.json").read_text())
+    search = report[0]["budget"]
+    assert search["met"] and search["excluded"] == [] and len(search["steps"]) == 1 and search["checked_on"] == budget.BUDGET_CROPS
+    assert "INT8 budget — onnxruntime-cpu" in (workdir / "quantize-report.md").read_text()
+
+
+def test_unreachable_budget_exits_1_and_writes_nothing(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(budget, "RANK_CROPS", 2)  # the ranking's crops: only its cost changes here
+    target = workdir / "resnet50.int8.onnxruntime-cpu.onnx"
+    before = {p.name: p.read_bytes() for p in [target, workdir / "quantize-report.json", workdir / "manifest.json"]}
+    r = cli.invoke(app, ["quantize", "--int8", "--target", "onnxruntime-cpu", "--budget", "min_cosine_mean=0.99999",
+                         "--max-excluded", "1", *SAME_TABLE, "--out", str(workdir)])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    line = " ".join(r.output.split())
+    assert "NOT met with 1 layer(s) left out" in line and "raise --max-excluded" in line and "nothing was written" in line
+    assert {p.name: p.read_bytes() for p in [target, workdir / "quantize-report.json", workdir / "manifest.json"]} == before
