@@ -46,13 +46,22 @@ class Violation:
 
 
 def excluded_of(model: onnx.ModelProto) -> frozenset[str]:
-    """The Conv/Gemm nodes the file records as left out of INT8 (rn50 quantize --budget)."""
+    """The Conv/Gemm nodes left out of INT8: as rn50 recorded them (rn50 quantize), or, in a file another tool
+    wrote, those whose weight is not dequantized (ModelOpt, for one, keeps the classifier in float)."""
     meta = {p.key: p.value for p in model.metadata_props}
+    if EXCLUDED_KEY not in meta:
+        return float_layers(model)
     try:
-        names = json.loads(meta.get(EXCLUDED_KEY, "[]"))
+        names = json.loads(meta[EXCLUDED_KEY])
     except ValueError:
         raise UsageError(f"the model's {EXCLUDED_KEY} metadata is not a JSON list", fix="regenerate it with rn50 quantize --int8") from None
     return frozenset(str(n) for n in names)
+
+
+def float_layers(model: onnx.ModelProto) -> frozenset[str]:
+    made_by = producers(model.graph)
+    return frozenset(n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1
+                     and (made_by.get(n.input[1]) is None or made_by[n.input[1]].op_type != "DequantizeLinear"))  # fmt: skip
 
 
 def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
@@ -62,6 +71,7 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     made_by = producers(graph)
+    recorded = any(p.key == EXCLUDED_KEY for p in model.metadata_props)
     excluded = excluded_of(model)
     out: list[Violation] = []
     if opset_of(model) < 13:
@@ -105,6 +115,10 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
         if scale is not None and not weight and scale.ndim != 0:
             out.append(Violation("per-tensor", node.name, f"activation scale shape {scale.shape}: expected a scalar"))
 
+    if excluded and not recorded and qdq:
+        names = sorted(excluded)
+        out.append(Violation("float-layers", names[0], f"{len(names)} Conv/Gemm layer(s) keep float weights and will run in float: "
+                             f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''}", "warning"))  # fmt: skip
     if s8_activations:
         out.append(Violation("u8s8", s8_activations[0], f"{len(s8_activations)} activation Q/DQ node(s) use int8: valid, but "
                              f"{S8_ACTIVATION_COST}; quantize activations to uint8 for ONNX Runtime on x86", "warning"))

@@ -375,6 +375,8 @@ def build_trt(
     opt_level: Annotated[int, typer.Option(help="Builder optimisation level, 0-5.")] = BuildOptions.opt_level,
     hardware_compat: Annotated[str, typer.Option(help="none, ampere-plus or same-compute-capability.")] = BuildOptions.hardware_compat,
     version_compat: Annotated[bool, typer.Option("--version-compat", help="Engine loadable by later TensorRT versions.")] = False,
+    onnx_file: Annotated[Path | None, typer.Option("--onnx", help="Build from this ONNX file (e.g. a Q/DQ model another tool "
+                         "wrote) instead of the work directory's; its precision must match --fp16/--int8.")] = None,
     out_dir: OutOpt = Path("rn50-out"),
     images: ImagesOpt = None,
     arrays: ArraysOpt = None,
@@ -393,7 +395,7 @@ def build_trt(
                          workspace_mib=workspace, opt_level=opt_level, hardware_compat=hardware_compat, version_compat=version_compat)  # fmt: skip
     cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile,
                             batch=CalibrationOptions.batch)  # fmt: skip
-    options = BuildTrtOptions(build=build, calibrate=cal)
+    options = BuildTrtOptions(build=build, calibrate=cal, onnx=onnx_file)
     options.check()
     workdir = open_workdir(out_dir)
     made = missing_source(options, workdir)

@@ -38,9 +38,14 @@ class BuildResult:
     runtime: str  # "tensorrt", or "tensorrt-standin" under rn50's test stand-in
 
 
-def source_onnx(workdir: WorkDir, precision: str) -> tuple[str, Path, str, frozenset[str]]:
-    """The ONNX file's artifact name, path and hash, and (INT8) the layers it records as left out of INT8."""
-    art, path = workdir.require(ONNX_FOR_PRECISION[precision])  # missing or changed: refused with the fix
+def source_onnx(workdir: WorkDir, precision: str, source: Path | None = None) -> tuple[str, Path, str, frozenset[str]]:
+    """The ONNX file's artifact name (``source``: the file's own name), path and hash, and (INT8) the layers it
+    records as left out of INT8."""
+    if source is not None:
+        name, path, digest = f"onnx file {source.name}", source, sha256_file(source)
+    else:
+        art, path = workdir.require(ONNX_FOR_PRECISION[precision])  # missing or changed: refused with the fix
+        name, digest = art.name, art.sha256
     excluded: frozenset[str] = frozenset()
     if precision == "int8":
         import onnx
@@ -51,7 +56,7 @@ def source_onnx(workdir: WorkDir, precision: str) -> tuple[str, Path, str, froze
         for warning in lint.check(model, "tensorrt"):  # before the parser sees it
             log.warning("%s", warning)
         excluded = lint.excluded_of(model)
-    return art.name, path, art.sha256, excluded
+    return name, path, digest, excluded
 
 
 def reusable(engine_path: Path, key: str) -> bool:
@@ -69,14 +74,15 @@ def reusable(engine_path: Path, key: str) -> bool:
     return True
 
 
-def build_trt(workdir: WorkDir, opts: BuildOptions, *, progress: Callable[[str], None] | None = None) -> BuildResult:
+def build_trt(workdir: WorkDir, opts: BuildOptions, *, source: Path | None = None,
+              progress: Callable[[str], None] | None = None) -> BuildResult:  # fmt: skip
     from rn50.runtimes.trt_engine import build
     from rn50.runtimes.trt_env import require_tensorrt, runtime_name, version
 
     opts.validate()
     gpu, cc = require_tensorrt()  # before anything is read or written: the first message is about TensorRT
     runtime, trt_version = runtime_name(), version()
-    onnx_name, onnx_path, onnx_sha, excluded = source_onnx(workdir, opts.precision)
+    onnx_name, onnx_path, onnx_sha, excluded = source_onnx(workdir, opts.precision, source)
     key = engine_key(onnx_sha, trt_version, cc, opts)
     engine_path = workdir.path(engine_filename(onnx_path.name.split(".")[0], opts, key))
     side_path = sidecar_path(engine_path)

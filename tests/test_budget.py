@@ -200,8 +200,11 @@ def test_lint_knows_the_layers_left_out() -> None:
     conv1.input[0], conv1.input[1] = "r0", "w1_f"
     model.graph.initializer.append(numpy_helper.from_array(np.zeros((4, 4, 3, 3), np.float32), "w1_f"))
     assert lint.lint(model, "tensorrt") == []  # left out, and float: fine; conv0 is still required INT8
-    del model.metadata_props[:]
-    assert {(v.rule, v.node) for v in lint.lint(model, "tensorrt")} == {("quantized", "conv1")}
+    model.metadata_props[0].value = "[]"  # recorded as all INT8: the float conv1 is an error
+    assert {(v.rule, v.node, v.severity) for v in lint.lint(model, "tensorrt")} == {("quantized", "conv1", "error")}
+    del model.metadata_props[:]  # no record (another tool's file): a float layer is its choice, said as a warning
+    assert {(v.rule, v.node, v.severity) for v in lint.lint(model, "tensorrt")} == {("float-layers", "conv1", "warning")}
+    assert lint.excluded_of(model) == {"conv1"}
 
 
 def _run(model: onnx.ModelProto) -> np.ndarray:

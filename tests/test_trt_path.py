@@ -380,3 +380,55 @@ def test_int8_engine_with_layers_left_out_of_int8(trt: ModuleType, copy: Path, m
     excluded = lint.excluded_of(onnx.load(str(path), load_external_data=False))
     assert conv in excluded and layers["convolution_nodes"][conv] == "Float"
     assert all((dtype == "Int8") == (node not in excluded) for node, dtype in layers["convolution_nodes"].items())
+
+
+def _modelopt_form(model: onnx.ModelProto) -> onnx.ModelProto:
+    """rn50's TensorRT Q/DQ file rewritten with weights as ModelOpt writes them: float initializer →
+    QuantizeLinear → DequantizeLinear (the metadata dropped: a file from another tool)."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]:
+        q, scale = numpy_helper.to_array(inits[dq.input[0]]), numpy_helper.to_array(inits[dq.input[1]])
+        w = (q.astype("float32") * scale.reshape(-1, *([1] * (q.ndim - 1)))).astype("float32")
+        model.graph.initializer.remove(inits[dq.input[0]])
+        model.graph.initializer.append(numpy_helper.from_array(w, dq.input[0] + "_float"))
+        model.graph.node.append(helper.make_node("QuantizeLinear", [dq.input[0] + "_float", dq.input[1], dq.input[2]], [dq.input[0]],
+                                                 name=dq.name + "_weight_Q", axis=0))  # fmt: skip
+    del model.metadata_props[:]
+    from rn50.exporter.graph import toposort
+
+    toposort(model.graph)
+    return model
+
+
+def test_build_trt_from_another_tools_qdq_file(copy: Path, tmp_path: Path) -> None:
+    from rn50.calibration import lint
+
+    model = _modelopt_form(onnx.load(str(copy / "resnet50.int8.tensorrt.onnx")))
+    found = lint.lint(model, "tensorrt")  # the weight form is recognised: no per-tensor false findings
+    gemm = next(n.name for n in model.graph.node if n.op_type == "Gemm")
+    assert [(v.rule, v.node, v.severity) for v in found] == [("float-layers", gemm, "warning")]  # a float classifier, as ModelOpt's
+    path = tmp_path / "modelopt.onnx"
+    onnx.save(model, str(path))
+    result = invoke("build-trt", "--out", str(copy), "--int8", "--onnx", str(path), "--max-batch", "16")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    art = WorkDir(copy).artifact("engine-int8")
+    assert art is not None and art.parent_sha256 == sha256_file(path) and art.config["onnx"] == "onnx file modelopt.onnx"
+
+    one_line_error(invoke("build-trt", "--out", str(copy), "--onnx", str(path)), 2, "is an int8 model, but this build asks for fp32", "pass --int8")
+    one_line_error(invoke("build-trt", "--out", str(copy), "--int8", "--onnx", str(tmp_path / "nope.onnx")), 2, "ONNX file not found")
+
+
+def test_int8_engine_from_a_high_precision_fp16_file(copy: Path) -> None:
+    """--high-precision fp16: the engine's convolutions INT8, and its other layers FP16 (strong typing reads
+    the file's types), with FP32 input and output."""
+    result = invoke("quantize", "--int8", "--target", "tensorrt", "--high-precision", "fp16", "--count", "16", "--method", "minmax",
+                    "--out", str(copy))  # fmt: skip
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    result = invoke("build-trt", "--out", str(copy), "--int8", "--max-batch", "16")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    engine = _engine(copy, "int8")
+    sidecar = json.loads((engine.parent / (engine.name + ".json")).read_text())
+    assert sidecar["layers"]["int8_convolutions"] == 53 and sidecar["layers"]["precisions"].get("Half", 0) > 0
+    assert {t["dtype"] for t in sidecar["io"]} == {"DataType.FLOAT"}  # FP32 input and output

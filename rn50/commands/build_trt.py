@@ -16,6 +16,7 @@ from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from rn50.artifacts import WorkDir
     from rn50.calibration.table import CalibrationTable
@@ -33,17 +34,37 @@ def precision_of(*, fp16: bool, int8: bool) -> str:
 class BuildTrtOptions:
     build: BuildOptions = field(default_factory=BuildOptions)
     calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)  # when the INT8 file must be made first
+    onnx: Path | None = None  # --onnx: build from this file (another tool's) instead of the work directory's
 
     def check(self) -> None:
         self.build.validate()
         self.calibrate.check()
+        if self.onnx is not None:
+            check_source_file(self.onnx, self.build.precision)
         require_tensorrt()  # fail fast: on a machine without TensorRT or a GPU the first message says so
+
+
+FLAGS = {"fp32": "neither --fp16 nor --int8", "fp16": "--fp16", "int8": "--int8"}
+
+
+def check_source_file(path: Path, precision: str) -> None:
+    """--onnx: an existing ONNX file whose own precision is the one asked for (never silently another)."""
+    from rn50.commands.parity import onnx_precision
+
+    if not path.is_file():
+        raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")
+    try:
+        found = onnx_precision(path)
+    except Exception as e:  # noqa: BLE001 - onnx raises several kinds for a file that is not a model
+        raise UsageError(f"{path} is not a readable ONNX model ({type(e).__name__})", fix="pass an ONNX file to --onnx") from None
+    if found != precision:
+        raise UsageError(f"{path} is an {found} model, but this build asks for {precision}", fix=f"pass {FLAGS[found]} with this file")
 
 
 def missing_source(options: BuildTrtOptions, workdir: WorkDir) -> str | None:
     """The precision whose ONNX file must be made before the build (made when absent, never when changed)."""
     precision = options.build.precision
-    if precision == "fp32" or workdir.artifact(ONNX_FOR_PRECISION[precision]) is not None:
+    if options.onnx is not None or precision == "fp32" or workdir.artifact(ONNX_FOR_PRECISION[precision]) is not None:
         return None
     return precision
 
@@ -56,4 +77,4 @@ def make_source(options: BuildTrtOptions, workdir: WorkDir, *, table: Calibratio
 
 def build_trt(options: BuildTrtOptions, workdir: WorkDir, *, progress: Callable[[str], None] | None = None) -> BuildResult:
     options.build.validate()
-    return run_build(workdir, options.build, progress=progress)
+    return run_build(workdir, options.build, source=options.onnx, progress=progress)

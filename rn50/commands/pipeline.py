@@ -253,10 +253,12 @@ def plan_quantize(p: Pipeline) -> Work:
 
     fp32, _ = fp32_artifact(p.workdir)
     table = p.calibration_table()
-    key = digest({"fp32": fp32.sha256, "table": table.key, "targets": list(EMITTERS), "rn50": __version__})
+    options = QuantizeOptions(int8=True, fp16=True)
+    key = digest({"fp32": fp32.sha256, "table": table.key, "targets": list(EMITTERS), "classifier": options.classifier,
+                  "high_precision": options.high_precision, "rn50": __version__})  # fmt: skip
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        done = quantize(QuantizeOptions(int8=True, fp16=True), p.workdir, table=table, progress=p.say)
+        done = quantize(options, p.workdir, table=table, progress=p.say)
         detail = "; ".join(f"{r.name} cos mean {r.output.cosine_mean:.5f}" for r in done.results)
         return "ran", [r.path for r in done.results] + done.reports, detail
 
