@@ -416,6 +416,11 @@ def test_build_trt_from_another_tools_qdq_file(copy: Path, tmp_path: Path) -> No
     art = WorkDir(copy).artifact("engine-int8")
     assert art is not None and art.parent_sha256 == sha256_file(path) and art.config["onnx"] == "onnx file modelopt.onnx"
 
+    result = invoke("parity", "--out", str(copy), "--runtime", "onnxruntime-cpu", "--artifact", "onnx-fp32", "--onnx", str(path), "--count", "8", "--json")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    rows = {r["artifact"]: r for r in json.loads(result.stdout)["results"]}  # type: ignore[attr-defined]
+    assert rows["modelopt.onnx"]["precision"] == "int8" and rows["modelopt.onnx"]["status"] == "pass"  # judged as INT8, within bounds
+
     one_line_error(invoke("build-trt", "--out", str(copy), "--onnx", str(path)), 2, "is an int8 model, but this build asks for fp32", "pass --int8")
     one_line_error(invoke("build-trt", "--out", str(copy), "--int8", "--onnx", str(tmp_path / "nope.onnx")), 2, "ONNX file not found")
 
