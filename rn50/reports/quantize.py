@@ -56,7 +56,7 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         part = Section(f"INT8 budget — {s['target']}", f"budget-{s['target']}", paragraphs=[s["summary"] + "."])
         if i == 0 and image:
             part.images.append(("logits' cosine mean to FP32 after each layer left out of INT8", image))
-        part.paragraphs.append(f"After each step ({s['checked_on']} held-apart crops; step 0 is the fully quantized file; a layer "
+        part.paragraphs.append(f"After each step ({s['checked_on']} held-apart crops; step 0 is the INT8 file without --budget; a layer "
                                "that does not raise the cosine mean goes back to INT8):")
         part.header = ["step", "layer tried in float", "kept out", "cos mean", "cos worst", "top-1", "budget"]
         part.rows = [[str(k), st["left_out"] or "–", "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
@@ -65,7 +65,7 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         out.append(part)
         if s["ranking"]:
             ranking = Section(f"Layer sensitivity — {s['target']}", f"sensitivity-{s['target']}",
-                              paragraphs=[f"Each layer put back in float alone, every other layer INT8 ({s['ranked_on']} held-apart "
+                              paragraphs=[f"Each layer put back in float alone, every other quantized layer INT8 ({s['ranked_on']} held-apart "
                                           "crops); most sensitive first. The search leaves layers out in this order."],
                               header=["rank", "layer", "op", "cos mean, this layer in float", "gain"])  # fmt: skip
             ranking.rows = [[str(k), r["node"], r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"] for k, r in enumerate(s["ranking"], 1)]
@@ -87,6 +87,7 @@ def budget_chart(searches: list[dict[str, Any]]) -> bytes | None:
     bound = searches[0]["bounds"].get("min_cosine_mean")
     if bound is not None:
         ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"budget: mean cos ≥ {bound}")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("step (one ranked layer tried in float per step)")
     ax.set_ylabel("logits' cosine mean to FP32")
     ax.grid(alpha=0.3)
