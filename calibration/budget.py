@@ -43,13 +43,13 @@ DEFAULT_MAX_EXCLUDED = 16
 # than any single convolution on the TensorRT file, for 1 % of ONNX Runtime CPU latency at batch 1 (12.40
 # vs 12.26 ms; 12.66 vs 12.48 ms in a second run). ModelOpt keeps it in float too.
 CLASSIFIER_PRECISIONS = ("float", "int8")
+EVAL_BATCH = 16
 
 
 def classifier(model: onnx.ModelProto) -> str | None:
     """The final Gemm (the one producing a graph output), if the model ends in one."""
     outputs = {o.name for o in model.graph.output}
     return next((n.name for n in model.graph.node if n.op_type == "Gemm" and set(n.output) & outputs), None)
-EVAL_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -129,19 +129,6 @@ class Evaluator:
         return compare(got, self.reference[: len(got)])
 
 
-def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Conv/Gemm nodes whose weight is dequantized, in graph order."""
-    from rn50.calibration.quality import LAYER_OPS
-
-    made_by = {o: n for n in model.graph.node for o in n.output}
-    out = []
-    for node in model.graph.node:
-        src = made_by.get(node.input[1]) if node.op_type in LAYER_OPS and len(node.input) > 1 else None
-        if src is not None and src.op_type == "DequantizeLinear":
-            out.append(node)
-    return out
-
-
 def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """A copy of ``quantized`` with the layer ``name`` alone back in float: its input read before its Q/DQ,
     its weight and bias the FP32 graph's."""
@@ -170,6 +157,8 @@ def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> on
 def rank(full: onnx.ModelProto, fp32: onnx.ModelProto, evaluator: Evaluator, *, count: int = RANK_CROPS,
          progress: Callable[[str], None] | None = None) -> tuple[Sensitivity, ...]:  # fmt: skip
     """Every quantized layer, most sensitive first (ties in graph order)."""
+    from rn50.calibration.lint import quantized_layers
+
     base = evaluator.measure(full, count).cosine_mean
     layers = quantized_layers(full)
     rows = []
@@ -194,8 +183,9 @@ def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelPro
     first = evaluator.measure(proto)
     steps = [Step(None, first, not budget.failures(first))]
     ranking: tuple[Sensitivity, ...] = ()
+    ranked_on = min(RANK_CROPS, len(crops))
     if not steps[0].met:
-        ranking = rank(proto, fp32, evaluator, count=min(RANK_CROPS, len(crops)), progress=lambda m: say(f"{target}: {m}"))
+        ranking = rank(proto, fp32, evaluator, count=ranked_on, progress=lambda m: say(f"{target}: {m}"))
         kept: frozenset[str] = frozenset()
         best = first
         for k, layer in enumerate(ranking, 1):
@@ -211,6 +201,5 @@ def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelPro
                 kept, best, proto = kept | {layer.node}, metrics, trial
             if met:
                 break
-    found = BudgetSearch(target, budget, max_excluded, ranking, tuple(steps), min(RANK_CROPS, len(crops)), len(crops),
-                         time.perf_counter() - started)  # fmt: skip
+    found = BudgetSearch(target, budget, max_excluded, ranking, tuple(steps), ranked_on, len(crops), time.perf_counter() - started)
     return found, proto

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rn50.calibration.qdq_tensorrt import producers
+from rn50.calibration.qdq_tensorrt import WEIGHTED, producers
 from rn50.errors import UsageError
 from rn50.exporter.simplify import opset_of
 
@@ -58,10 +58,17 @@ def excluded_of(model: onnx.ModelProto) -> frozenset[str]:
     return frozenset(str(n) for n in names)
 
 
-def float_layers(model: onnx.ModelProto) -> frozenset[str]:
+def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Conv/Gemm nodes whose weight is dequantized (they run in INT8), in graph order."""
     made_by = producers(model.graph)
-    return frozenset(n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1
-                     and (made_by.get(n.input[1]) is None or made_by[n.input[1]].op_type != "DequantizeLinear"))  # fmt: skip
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1]
+    return [n for n in weighted if made_by.get(n.input[1]) is not None and made_by[n.input[1]].op_type == "DequantizeLinear"]
+
+
+def float_layers(model: onnx.ModelProto) -> frozenset[str]:
+    """Conv/Gemm nodes whose weight is float (they run in float)."""
+    quantized = {n.name for n in quantized_layers(model)}
+    return frozenset(n.name for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1 and n.name not in quantized)
 
 
 def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
@@ -122,11 +129,9 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
     if s8_activations:
         out.append(Violation("u8s8", s8_activations[0], f"{len(s8_activations)} activation Q/DQ node(s) use int8: valid, but "
                              f"{S8_ACTIVATION_COST}; quantize activations to uint8 for ONNX Runtime on x86", "warning"))
-    for node in graph.node:
-        if node.op_type in ("Conv", "Gemm") and node.name in excluded:
-            src = made_by.get(node.input[1])
-            if src is not None and src.op_type == "DequantizeLinear":
-                out.append(Violation("excluded", node.name, "recorded as left out of INT8, but its weight is dequantized"))
+    for node in quantized_layers(model):
+        if node.name in excluded:
+            out.append(Violation("excluded", node.name, "recorded as left out of INT8, but its weight is dequantized"))
     if target == "tensorrt":
         for node in graph.node:
             if node.op_type in ("Conv", "Gemm") and node.name in excluded:

@@ -66,7 +66,9 @@ def read_float_inputs(graph: onnx.GraphProto, names: frozenset[str]) -> None:
     also stands for a ReLU the quantizer removed (the clip at 0 does its work), so the float path gets the
     ReLU back. Q/DQ nodes nothing reads any more are removed.
     """
-    made_by = {o: n for n in graph.node for o in n.output}
+    from rn50.calibration.qdq_tensorrt import producers
+
+    made_by = producers(graph)
     inits = {i.name: i for i in graph.initializer}
     relus: dict[str, str] = {}
     for node in list(graph.node):

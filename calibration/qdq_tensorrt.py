@@ -114,10 +114,10 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
                 node.input[1] = quantize_weight(old, node)
                 graph.initializer.remove(inits[old])
     for node, shortcut in shortcuts:
-        branch = made_by.get(node.input[1 - list(node.input).index(shortcut)])
+        idx = list(node.input).index(shortcut)
+        branch = made_by.get(node.input[1 - idx])
         if branch is not None and branch.name in exclude:
             continue  # a float Conv does not fuse the Add: the shortcut stays float too
-        idx = list(node.input).index(shortcut)
         node.input[idx] = quantize_activation(shortcut)
     graph.node.extend(new_nodes)
     toposort(graph)

@@ -134,7 +134,7 @@ def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
     from rn50.calibration.run import emitter
 
     assert lint.excluded_of(emitter(model, table, "tensorrt")(frozenset())) == {"fc"}
-    assert "fc" in {n.name for n in budget.quantized_layers(emitter(model, table, "tensorrt", classifier="int8")(frozenset()))}
+    assert "fc" in {n.name for n in lint.quantized_layers(emitter(model, table, "tensorrt", classifier="int8")(frozenset()))}
 
     # Already met: said so, nothing ranked, nothing left out.
     found, _ = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.1), max_excluded=3, crops=crops)
@@ -240,7 +240,7 @@ def test_tensorrt_emitter_leaves_out_layers_and_their_shortcut(workdir: Path) ->
     made = {o: n for n in proto.graph.node for o in n.output}
     out_add = next(n for n in proto.graph.node if n.name == add.name)
     assert all(made[i].op_type != "DequantizeLinear" for i in out_add.input)  # a float branch: no shortcut Q/DQ
-    assert len(budget.quantized_layers(proto)) == len(budget.quantized_layers(qdq_tensorrt.emit(fp32, _table(workdir)))) - 2
+    assert len(lint.quantized_layers(proto)) == len(lint.quantized_layers(qdq_tensorrt.emit(fp32, _table(workdir)))) - 2
 
 
 def test_high_precision_fp16_runs_and_stays_close(workdir: Path) -> None:

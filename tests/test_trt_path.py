@@ -387,6 +387,8 @@ def _modelopt_form(model: onnx.ModelProto) -> onnx.ModelProto:
     QuantizeLinear → DequantizeLinear (the metadata dropped: a file from another tool)."""
     from onnx import helper, numpy_helper
 
+    from rn50.exporter.graph import toposort
+
     inits = {i.name: i for i in model.graph.initializer}
     for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]:
         q, scale = numpy_helper.to_array(inits[dq.input[0]]), numpy_helper.to_array(inits[dq.input[1]])
@@ -396,8 +398,6 @@ def _modelopt_form(model: onnx.ModelProto) -> onnx.ModelProto:
         model.graph.node.append(helper.make_node("QuantizeLinear", [dq.input[0] + "_float", dq.input[1], dq.input[2]], [dq.input[0]],
                                                  name=dq.name + "_weight_Q", axis=0))  # fmt: skip
     del model.metadata_props[:]
-    from rn50.exporter.graph import toposort
-
     toposort(model.graph)
     return model
 

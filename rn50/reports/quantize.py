@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
-from rn50.jsonio import jsonable
+from rn50.jsonio import jsonable, read_json
 from rn50.reports.render import Section, to_markdown
 
 if TYPE_CHECKING:
@@ -102,26 +102,23 @@ def searches_of(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def load(path: Path) -> list[dict[str, Any]]:
     from rn50.errors import UsageError
 
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {path}: {e}", fix="run rn50 quantize again") from None
+    data = read_json(path, what="quantize report", fix="run rn50 quantize again")
     if not isinstance(data, list):
         raise UsageError(f"{path} is not a quantize report", fix="run rn50 quantize again")
     return data
 
 
 def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
-    data = [{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
+    data = jsonable([{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
              "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes),
-             "budget": search_dict(r.search) if r.search is not None else None} for r in results]  # fmt: skip
+             "budget": search_dict(r.search) if r.search is not None else None} for r in results])  # fmt: skip
     paths = [workdir.path(REPORT), workdir.path("quantize-report.md")]
-    searches = searches_of(jsonable(data))
+    searches = searches_of(data)
     image = budget_chart(searches) if searches else None
     if image is not None:
         atomic_write_bytes(workdir.path(BUDGET_CHART), image)
         paths.append(workdir.path(BUDGET_CHART))
-    atomic_write_text(paths[0], json.dumps(jsonable(data), indent=2) + "\n")
+    atomic_write_text(paths[0], json.dumps(data, indent=2) + "\n")
     parts = quality_sections(results) + budget_sections(searches, image=BUDGET_CHART if image is not None else None)
     atomic_write_text(paths[1], to_markdown("rn50 quantization report", parts))
     return paths
