@@ -82,6 +82,10 @@ def print_json(obj: Any) -> None:
     out.print_json(json.dumps(jsonable(obj)))
 
 
+INTERNAL_ERROR = 3  # exit code of an unforeseen failure (a bug in rn50 or in a library it calls)
+INTERNAL_FIX = "re-run with rn50 --verbose for the traceback, and report it as a bug in rn50"
+
+
 def handles_errors(fn: F) -> F:
     """One path for every failure: a one-line message and its exit code; a traceback only with --verbose."""
 
@@ -104,6 +108,14 @@ def handles_errors(fn: F) -> F:
                 err.print_exception()
             err.print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # a failure rn50 did not foresee: still one line, with its own exit code
+            if STATE["verbose"]:
+                err.print_exception()
+            first = (str(e).strip().splitlines() or [""])[0]
+            err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {escape(first)} — {INTERNAL_FIX}", soft_wrap=True)
+            raise typer.Exit(INTERNAL_ERROR) from None
         finally:
             _HELD.close()
 

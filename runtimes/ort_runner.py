@@ -6,18 +6,23 @@ checks which providers the session really got and refuses to report CPU numbers 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from rn50.errors import EnvironmentProblem, UsageError
+from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.device import TorchCuda
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -29,6 +34,19 @@ GPU_LIBRARIES = {
     "cuda": ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcufft.so.12", "libcudnn.so.9"],
     "tensorrt": ["libnvinfer.so.10", "libnvonnxparser.so.10"],
 }
+# The CUDA provider's settings, explicit rather than ONNX Runtime's defaults (use_tf32=1, prefer_nhwc=0), as
+# measured on an H100 by benchmarks/bench_ort_cuda_options.py (README, "GPU"). TF32 off: an FP32 row is FP32
+# arithmetic, as the PyTorch reference is; with TF32 the FP32 file's max abs error (1.2e-3) fails FP32 parity.
+# NHWC convolutions for FP16 files only: faster there (1.22 vs 1.43 ms at batch 1, 9.4k vs 8.2k img/s at 256),
+# slower for FP32 (2.88 vs 2.47 ms), and ONNX Runtime 1.31 fails on Q/DQ files with it ("Input channels C is
+# not equal to kernel channels * group").
+CUDA_OPTIONS = {"use_tf32": "0", "prefer_nhwc": "0"}
+NHWC_PRECISIONS = ("fp16",)
+
+
+def cuda_options_for(precision: str | None) -> dict[str, str]:
+    """The CUDA provider settings for a file of ``precision`` (None: not known)."""
+    return {**CUDA_OPTIONS, "prefer_nhwc": "1" if precision in NHWC_PRECISIONS else "0"}
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(uint8)": "uint8"}
 
 
@@ -53,7 +71,8 @@ def import_onnxruntime() -> Any:
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
-    def __init__(self, model_path: Path | str, *, provider: str = "cpu", threads: int | None = None, label: str | None = None):
+    def __init__(self, model_path: Path | str, *, provider: str = "cpu", threads: int | None = None, label: str | None = None,
+                 cuda_options: dict[str, str] | None = None):  # fmt: skip
         if provider not in PROVIDERS:
             raise UsageError(f"unknown ONNX Runtime provider {provider!r}", fix=f"use one of {', '.join(PROVIDERS)}")
         if threads is not None and threads < 1:
@@ -62,6 +81,7 @@ class OnnxRuntimeRunner(Runner):
         self.model_path = Path(model_path)
         self.provider = provider
         self.threads = threads
+        self.cuda_options = cuda_options if cuda_options is not None else cuda_options_for(None)
         self.session: Any = None
 
     def activate(self) -> None:
@@ -69,6 +89,10 @@ class OnnxRuntimeRunner(Runner):
 
     def _session(self, provider_options: dict[str, str] | None = None) -> Any:
         """A session on the wanted provider, refusing ONNX Runtime's silent fallback to the CPU."""
+        if self.provider != "cpu":
+            # onnxruntime-gpu finds its CUDA and cuDNN libraries through torch's wheels, which load them when imported.
+            with contextlib.suppress(ImportError):
+                import torch  # noqa: F401
         ort = import_onnxruntime()
         if not self.model_path.is_file():
             raise UsageError(f"ONNX file not found: {self.model_path}", fix="run rn50 export first or pass an existing file")
@@ -83,7 +107,8 @@ class OnnxRuntimeRunner(Runner):
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        first: Any = (wanted, provider_options) if provider_options else wanted
+        options = {**(self.cuda_options if self.provider == "cuda" else {}), **(provider_options or {})}
+        first: Any = (wanted, options) if options else wanted
         chain = [first] if wanted == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=chain)
@@ -118,7 +143,7 @@ class OnnxRuntimeRunner(Runner):
     def _infer(self, feed: Feed) -> Feed:
         names = [o.name for o in self.session.get_outputs()]
         if self.provider == "cpu":
-            return dict(zip(names, self.session.run(names, feed), strict=True))
+            return dict(zip(names, self._run(lambda: self.session.run(names, feed)), strict=True))
         # GPU: inputs copied to the device once, outputs left there until read back.
         ort = import_onnxruntime()
         binding = self.session.io_binding()
@@ -126,8 +151,17 @@ class OnnxRuntimeRunner(Runner):
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", 0))
         for name in names:
             binding.bind_output(name, "cuda", 0)
-        self.session.run_with_iobinding(binding)
+        self._run(lambda: self.session.run_with_iobinding(binding))
         return dict(zip(names, binding.copy_outputs_to_cpu(), strict=True))
+
+    def _run(self, run: Callable[[], T]) -> T:
+        """``run()``, with ONNX Runtime's failure to execute the model reported as a failed check of this runtime."""
+        try:
+            return run()
+        except Exception as e:  # onnxruntime raises RuntimeError (IOBinding) or its own Fail/RuntimeException types
+            text = str(e).replace("Error in execution: ", "")
+            raise CheckFailed(f"{self.label}: ONNX Runtime could not run {self.model_path.name} on {self.device}: {text.splitlines()[0]}",
+                              fix="run rn50 parity --runtime onnxruntime-cpu to check the file; this runtime cannot run it as written") from e  # fmt: skip
 
     def device_bench(self, feed: Feed, *, cuda_graph: bool) -> DeviceBench | None:
         """A second session on a torch CUDA stream (``user_compute_stream``) with inputs and outputs bound
@@ -140,7 +174,14 @@ class OnnxRuntimeRunner(Runner):
         options = {"device_id": "0", "has_user_compute_stream": "1", "user_compute_stream": str(stream.cuda_stream)}
         if cuda_graph:
             options["enable_cuda_graph" if self.provider == "cuda" else "trt_cuda_graph_enable"] = "1"
-        session = self._session(options)
+        try:
+            session = self._session(options)
+        except UsageError as e:
+            if not cuda_graph:
+                raise
+            # e.g. a Q/DQ file with nodes the CUDA provider leaves to the CPU: ONNX Runtime refuses to capture it
+            raise EnvironmentProblem(f"no CUDA graph for {self.model_path.name}: {e.problem.split(': ', 1)[-1]}",
+                                     fix="this file runs without CUDA graphs (its other rows); pass --no-cuda-graphs to skip them") from e  # fmt: skip
         batch = next(iter(feed.values())).shape[0]
         binding = session.io_binding()
         keep: list[Any] = []
@@ -153,7 +194,7 @@ class OnnxRuntimeRunner(Runner):
             tensor = torch.empty(shape, dtype=torch.float32, device="cuda")
             keep.append(tensor)
             binding.bind_output(out.name, "cuda", 0, np.float32, shape, tensor.data_ptr())
-        session.run_with_iobinding(binding)  # with a CUDA graph, this run captures it
+        self._run(lambda: session.run_with_iobinding(binding))  # with a CUDA graph, this run captures it
         torch.cuda.synchronize()
 
         def enqueue() -> None:

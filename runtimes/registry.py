@@ -98,6 +98,12 @@ def unavailable_reason(runtime: str) -> str | None:
         provider = PROVIDERS[PROVIDER_OF[runtime]]
         if provider not in onnxruntime.get_available_providers():
             return f"this onnxruntime build has no {provider} (pip install 'rn50[gpu]' on a CUDA host)"
+        if runtime == "onnxruntime-trt":
+            from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries
+
+            missing = missing_libraries(GPU_LIBRARIES["tensorrt"])
+            if missing:  # probed first: onnxruntime would print its own load errors, then fall back to the CPU
+                return f"TensorRT's libraries are not installed ({', '.join(missing)}), which ONNX Runtime's TensorRT provider loads"
         return None
     if runtime in ENGINE_RUNTIMES:
         from rn50.runtimes.trt_env import tensorrt_reason
@@ -146,9 +152,10 @@ def make_runner(target: Target, *, threads: int | None = None, model: Callable[[
 
         return OpenVinoRunner(target.path, precision=OPENVINO_PRECISION[target.runtime], threads=threads, label=target.label)
     if target.runtime in ONNX_RUNTIMES:
-        from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+        from rn50.runtimes.ort_runner import OnnxRuntimeRunner, cuda_options_for
 
-        return OnnxRuntimeRunner(target.path, provider=PROVIDER_OF[target.runtime], threads=threads, label=target.label)
+        return OnnxRuntimeRunner(target.path, provider=PROVIDER_OF[target.runtime], threads=threads, label=target.label,
+                                 cuda_options=cuda_options_for(target.precision))  # fmt: skip
     from rn50.runtimes.trt_runner import TensorRTRunner
 
     return TensorRTRunner(target.path, label=target.label)

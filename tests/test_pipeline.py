@@ -183,9 +183,21 @@ def test_doctor_on_this_machine() -> None:
     assert plain.exit_code == 0 and "onnxruntime" in plain.stdout
 
 
-def test_doctor_flags_both_onnxruntime_packages_as_broken(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_flags_both_onnxruntime_packages_as_broken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from rn50.commands import doctor
 
-    monkeypatch.setattr(doctor, "dist_version", lambda name: "1.31.1")
+    monkeypatch.setattr(doctor, "ort_distributions", lambda: {"onnxruntime": ("1.31.1", tmp_path), "onnxruntime-gpu": ("1.31.1", tmp_path)})
     (check,) = doctor.check_onnxruntime()
     assert check.status == "broken" and "share one module" in check.detail and "uninstall" in (check.fix or "")
+
+
+def test_doctor_names_the_onnxruntime_package_that_shadows_the_other(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Installed in two folders (e.g. onnxruntime-gpu with pip --target on PYTHONPATH), the one imported is whole:
+    doctor says which one runs and which is shadowed, and goes on checking it."""
+    from rn50.commands import doctor
+
+    real = doctor.ort_distributions()["onnxruntime"]
+    monkeypatch.setattr(doctor, "ort_distributions", lambda: {"onnxruntime": real, "onnxruntime-gpu": ("1.31.1", tmp_path)})
+    check = doctor.check_onnxruntime()[0]
+    assert check.status == "ok", check
+    assert f"onnxruntime {real[0]} (imported from {real[1]}; onnxruntime-gpu 1.31.1 in {tmp_path} is shadowed by it)" in check.detail

@@ -266,3 +266,16 @@ def test_parity_runtime_comma_list_is_split_before_it_is_checked(work: Path) -> 
                               "--artifact", "onnx-fp32", "--count", "16", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert {r["runtime"] for r in json.loads(result.stdout)["results"]} == {"onnxruntime-cpu", "onnxruntime-cuda"}
+
+
+def test_an_unforeseen_failure_is_one_line_with_its_own_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug (here: a library raising what rn50 did not foresee) is still one line, exit 3, traceback only with --verbose."""
+    from rn50.commands import doctor
+
+    def broken() -> None:
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(doctor, "run_checks", broken)
+    one_line_error(cli.invoke(app, ["doctor"]), 3, "error: unexpected ZeroDivisionError: division by zero", "--verbose", "report it")
+    verbose = cli.invoke(app, ["--verbose", "doctor"])
+    assert verbose.exit_code == 3 and "Traceback" in verbose.output

@@ -111,3 +111,49 @@ def test_openvino_runtimes_are_skipped_with_the_reason_where_openvino_is_missing
     for runtime in registry.OPENVINO_RUNTIMES:
         assert registry.unavailable_reason(runtime) == "openvino is not installed (pip install 'rn50[openvino]')"
     assert registry.reads("openvino-cpu") == ("onnx", "ir") and registry.result_precision("openvino-cpu-bf16", "int8") is None
+
+
+def test_a_model_onnxruntime_cannot_run_is_a_failed_check_naming_the_runtime(tmp_path: Path) -> None:
+    """ONNX Runtime's own execution errors (e.g. the CUDA provider refusing a layout) become rn50's CheckFailed: parity
+    and profile mark that runtime's row as an error and go on with the others."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rn50.errors import CheckFailed
+
+    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["logits"])], "bad",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
+                              [helper.make_tensor("shape", TensorProto.INT64, [2], [7, 1000])])  # fmt: skip
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    with OnnxRuntimeRunner(path, label="onnxruntime-cpu · bad") as ort, pytest.raises(CheckFailed) as caught:
+        ort.infer({"input": np.zeros((1, 3, 224, 224), np.float32)})
+    assert caught.value.message.startswith("onnxruntime-cpu · bad: ONNX Runtime could not run bad.onnx on CPUExecutionProvider: ")
+    assert "\n" not in caught.value.message and "Reshape" in caught.value.message
+
+
+def test_a_file_onnxruntime_cannot_capture_in_a_cuda_graph_is_a_skipped_mode(fp32_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on an H100: ONNX Runtime refuses graph capture for the onnxruntime-cpu Q/DQ file (the CUDA provider leaves some
+    of its nodes to the CPU). That mode is skipped with the reason (profile keeps the file's other rows); a plain device
+    session that fails stays an error."""
+    import torch
+
+    from rn50.errors import EnvironmentProblem
+
+    refusal = ("[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by the user "
+               "as all compute graph nodes have not been partitioned to the CUDAExecutionProvider")  # fmt: skip
+
+    def session(self: OnnxRuntimeRunner, options: dict | None = None) -> None:
+        raise UsageError(f"ONNX Runtime cannot load {self.model_path}: {refusal}", fix="check that the file is a valid ONNX model")
+
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: type("Stream", (), {"cuda_stream": 0})())
+    monkeypatch.setattr(OnnxRuntimeRunner, "_session", session)
+    runner = OnnxRuntimeRunner(fp32_onnx, provider="cuda")
+    feed = {"input": np.zeros((1, 3, 224, 224), np.float32)}
+    with pytest.raises(EnvironmentProblem) as caught:
+        runner.device_bench(feed, cuda_graph=True)
+    assert caught.value.problem == f"no CUDA graph for {fp32_onnx.name}: {refusal}"
+    assert "--no-cuda-graphs" in (caught.value.fix or "")
+    with pytest.raises(UsageError, match="graph capture"):
+        runner.device_bench(feed, cuda_graph=False)

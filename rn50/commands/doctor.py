@@ -10,6 +10,8 @@ import importlib.util
 import platform
 import sys
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Literal
 
 from rn50.artifacts import dist_version
@@ -60,28 +62,50 @@ def tiny_onnx() -> bytes:
     return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString())
 
 
+def ort_distributions() -> dict[str, tuple[str, Path]]:
+    """The installed ONNX Runtime packages: version and the sys.path folder each is installed in."""
+    found: dict[str, tuple[str, Path]] = {}
+    for package in ("onnxruntime", "onnxruntime-gpu"):
+        for dist in metadata.distributions(name=package):
+            found.setdefault(package, (dist.version, Path(str(dist.locate_file(""))).resolve()))
+    return found
+
+
 def check_onnxruntime() -> list[Check]:
-    packages = {p: dist_version(p) for p in ("onnxruntime", "onnxruntime-gpu")}
-    present = {p: v for p, v in packages.items() if v}
+    present = ort_distributions()
     if not present:
         return [Check("onnxruntime", BROKEN, "not installed", "pip install onnxruntime (or onnxruntime-gpu on a CUDA host)")]
+    note = ""
     if len(present) > 1:
-        return [Check("onnxruntime", BROKEN, f"both {' and '.join(f'{p} {v}' for p, v in present.items())} are installed: they share one module",
-                      "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them")]  # fmt: skip
-    (package, version), = present.items()
+        # Both in one folder: their files overwrote each other. In two folders, the one first on sys.path is
+        # imported whole and the other is never seen (e.g. onnxruntime-gpu installed with --target on PYTHONPATH).
+        spec = importlib.util.find_spec("onnxruntime")
+        used = [p for p, (_, where) in present.items() if spec and spec.origin and Path(spec.origin).resolve().is_relative_to(where)]
+        if len({where for _, where in present.values()}) == 1 or len(used) != 1:
+            return [Check("onnxruntime", BROKEN, f"both {' and '.join(f'{p} {v}' for p, (v, _) in present.items())} are installed: they share one module",
+                          "pip uninstall -y onnxruntime onnxruntime-gpu, then install one of them")]  # fmt: skip
+        (hidden, (hidden_version, hidden_at)), = ((p, d) for p, d in present.items() if p != used[0])
+        note = f" (imported from {present[used[0]][1]}; {hidden} {hidden_version} in {hidden_at} is shadowed by it)"
+        present = {used[0]: present[used[0]]}
+    (package, (version, _)), = present.items()
     if importlib.util.find_spec("torch") is not None:
         import torch  # noqa: F401 - loads the CUDA/cuDNN libraries onnxruntime-gpu looks for
 
     import onnxruntime as ort
 
     providers = ort.get_available_providers()
-    checks = [Check("onnxruntime", OK, f"{package} {version}; providers: {', '.join(providers)}")]
+    checks = [Check("onnxruntime", OK, f"{package} {version}{note}; providers: {', '.join(providers)}")]
     from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries
 
     for provider, short in (("CUDAExecutionProvider", "cuda"), ("TensorrtExecutionProvider", "tensorrt")):
         name = f"onnxruntime {short} provider"
         if provider not in providers:
             checks.append(Check(name, MISSING, f"not in this build ({package})", "pip install 'rn50[gpu]' (onnxruntime-gpu) on a CUDA host"))
+            continue
+        if short == "tensorrt" and (missing := missing_libraries(GPU_LIBRARIES[short])):
+            # Optional: without TensorRT's own libraries the provider cannot load, and the CUDA provider still serves.
+            checks.append(Check(name, MISSING, f"TensorRT's libraries are not installed ({', '.join(missing)})",
+                                "install TensorRT 10 (NVIDIA's tensorrt wheels or tarball) for the onnxruntime-trt runtime"))  # fmt: skip
             continue
         try:
             session = ort.InferenceSession(tiny_onnx(), providers=[provider, "CPUExecutionProvider"])
