@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rn50.artifacts import WorkDir
+from rn50.commands.profile import inputs
 from rn50.metrics import compare
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 from rn50.runtimes.timing import collect, summarize
@@ -43,7 +44,7 @@ def torch_fp16_img_s(model: torch.nn.Module, batch: int, pool: np.ndarray, durat
     from rn50.runtimes.device import TorchCuda
 
     half = model.half().to(memory_format=torch.channels_last)
-    x = torch.from_numpy(np.concatenate([pool] * -(-batch // len(pool)))[:batch]).cuda().half().to(memory_format=torch.channels_last)
+    x = torch.from_numpy(inputs(batch, pool)["input"]).cuda().half().to(memory_format=torch.channels_last)
     cuda = TorchCuda()
     stream = cuda.stream()
 
@@ -56,8 +57,7 @@ def torch_fp16_img_s(model: torch.nn.Module, batch: int, pool: np.ndarray, durat
 
 
 def device_ms(runner: OnnxRuntimeRunner, batch: int, pool: np.ndarray, duration_s: float) -> float:
-    feed = {"input": np.ascontiguousarray(np.concatenate([pool] * -(-batch // len(pool)))[:batch])}
-    bench = runner.device_bench(feed, cuda_graph=False)
+    bench = runner.device_bench(inputs(batch, pool), cuda_graph=False)
     assert bench is not None
     timer = bench.memory.timer(bench.stream, bench.enqueue)
     return summarize(collect(timer, warmup_s=0.3, duration_s=duration_s), batch=batch).median_ms

@@ -60,6 +60,12 @@ def missing_libraries(names: list[str]) -> list[str]:
     return out
 
 
+def tensorrt_libraries_missing() -> str | None:
+    """Why ONNX Runtime's TensorRT provider cannot load here (TensorRT's own libraries absent), or None."""
+    missing = missing_libraries(GPU_LIBRARIES["tensorrt"])
+    return f"TensorRT's libraries are not installed ({', '.join(missing)})" if missing else None
+
+
 def import_onnxruntime() -> Any:
     try:
         import onnxruntime
@@ -180,7 +186,7 @@ class OnnxRuntimeRunner(Runner):
             if not cuda_graph:
                 raise
             # e.g. a Q/DQ file with nodes the CUDA provider leaves to the CPU: ONNX Runtime refuses to capture it
-            raise EnvironmentProblem(f"no CUDA graph for {self.model_path.name}: {e.problem.split(': ', 1)[-1]}",
+            raise EnvironmentProblem(f"no CUDA graph for {self.model_path.name}: {str(e.__cause__).splitlines()[0]}",
                                      fix="this file runs without CUDA graphs (its other rows); pass --no-cuda-graphs to skip them") from e  # fmt: skip
         batch = next(iter(feed.values())).shape[0]
         binding = session.io_binding()

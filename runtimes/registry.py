@@ -99,11 +99,11 @@ def unavailable_reason(runtime: str) -> str | None:
         if provider not in onnxruntime.get_available_providers():
             return f"this onnxruntime build has no {provider} (pip install 'rn50[gpu]' on a CUDA host)"
         if runtime == "onnxruntime-trt":
-            from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries
+            from rn50.runtimes.ort_runner import tensorrt_libraries_missing
 
-            missing = missing_libraries(GPU_LIBRARIES["tensorrt"])
-            if missing:  # probed first: onnxruntime would print its own load errors, then fall back to the CPU
-                return f"TensorRT's libraries are not installed ({', '.join(missing)}), which ONNX Runtime's TensorRT provider loads"
+            # probed first: onnxruntime would print its own load errors, then fall back to the CPU
+            missing = tensorrt_libraries_missing()
+            return f"{missing}, which ONNX Runtime's TensorRT provider loads" if missing else None
         return None
     if runtime in ENGINE_RUNTIMES:
         from rn50.runtimes.trt_env import tensorrt_reason

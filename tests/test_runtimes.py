@@ -144,8 +144,8 @@ def test_a_file_onnxruntime_cannot_capture_in_a_cuda_graph_is_a_skipped_mode(fp3
     refusal = ("[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by the user "
                "as all compute graph nodes have not been partitioned to the CUDAExecutionProvider")  # fmt: skip
 
-    def session(self: OnnxRuntimeRunner, options: dict | None = None) -> None:
-        raise UsageError(f"ONNX Runtime cannot load {self.model_path}: {refusal}", fix="check that the file is a valid ONNX model")
+    def session(self: OnnxRuntimeRunner, options: dict | None = None) -> None:  # as _session raises it, from ONNX Runtime's error
+        raise UsageError(f"ONNX Runtime cannot load {self.model_path}: {refusal}", fix="check that the file is a valid ONNX model") from RuntimeError(refusal)
 
     monkeypatch.setattr(torch.cuda, "Stream", lambda: type("Stream", (), {"cuda_stream": 0})())
     monkeypatch.setattr(OnnxRuntimeRunner, "_session", session)
