@@ -21,6 +21,8 @@ from rich.table import Table
 from rn50 import __version__
 from rn50.calibration.budget import DEFAULT_MAX_EXCLUDED
 from rn50.commands.export import ExportOptions
+from rn50.commands.loadtest import DURATION_S as LOADTEST_DURATION_S
+from rn50.commands.loadtest import LOADTEST_COUNT, LoadtestOptions
 from rn50.commands.options import (
     CALIBRATION_COUNT,
     PARITY_BATCH,
@@ -33,10 +35,13 @@ from rn50.commands.pipeline import DURATION_S as PIPELINE_DURATION_S
 from rn50.commands.pipeline import WARMUP_S as PIPELINE_WARMUP_S
 from rn50.commands.profile import DURATION_S, Settings
 from rn50.commands.quantize import ALL_TARGETS, CalibrateOptions, QuantizeOptions
+from rn50.commands.serve import ServeOptions
 from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
 from rn50.runtimes.trt_plan import BuildOptions
+from rn50.serving.server import Endpoints
+from rn50.serving.triton_config import Batching
 
 app = typer.Typer(
     name="rn50",
@@ -625,6 +630,141 @@ def pipeline(
             out.print("wrote " + ", ".join(str(p) for p in written))
     if result.error is not None:
         raise result.error
+
+
+MaxBatchOpt = Annotated[int, typer.Option("--max-batch", help="Triton's max_batch_size for ONNX and IR models (an engine's comes from its profile).")]
+QueueDelayOpt = Annotated[int, typer.Option("--queue-delay-us", help="Dynamic batcher: how long a request may wait for others (µs).")]
+ModelNameOpt = Annotated[str, typer.Option("--model-name", help="The model's name on the server.")]
+InstancesOpt = Annotated[int, typer.Option("--instances", help="Model instances (Triton's instance_group count).")]
+
+
+@app.command("triton-repo")
+@handles_errors
+def triton_repo(
+    out_dir: OutOpt = Path("rn50-out"),
+    repo: Annotated[Path | None, typer.Option("--repo", help="Repository folder (default: triton/ in the work directory).")] = None,
+    artifact: Annotated[list[str] | None, typer.Option("--artifact", help="Manifest artifact(s) to include (default: every model).")] = None,
+    device: Annotated[list[str] | None, typer.Option("--device", help="cpu, gpu (default both): which instance groups to write.")] = None,
+    max_batch: MaxBatchOpt = Batching.max_batch,
+    queue_delay_us: QueueDelayOpt = Batching.queue_delay_us,
+    instances: InstancesOpt = Batching.instances,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads per CPU instance (default: the backend's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A Triton model repository for the work directory's artifacts, on Triton's stock backends."""
+    from rn50.commands.triton_repo import TritonRepoOptions
+    from rn50.commands.triton_repo import triton_repo as triton_repo_command
+
+    options = TritonRepoOptions(repo=repo, artifacts=items(artifact), devices=items(device),
+                                batching=Batching(max_batch, queue_delay_us, instances), threads=threads)  # fmt: skip
+    options.check()
+    workdir = open_workdir(out_dir, existing=True)
+    done = triton_repo_command(options, workdir)
+    if as_json:
+        print_json(done)
+        return
+    table = Table(title=f"Triton model repository {done.repository}")
+    for col in ("model", "artifact", "backend", "device", "precision", "max batch", "preferred"):
+        table.add_column(col)
+    for m in done.models:
+        table.add_row(m.name, m.artifact, m.backend, m.device, m.precision, str(m.max_batch_size), ",".join(map(str, m.preferred_batch_sizes)))
+    out.print(table)
+    for sk in done.skipped:
+        out.print(f"  [yellow]skipped[/] {escape(sk.artifact)}: {escape(sk.reason)}")
+    out.print(f"wrote {len(done.models)} model(s); every config.pbtxt parsed with Triton's ModelConfig and checked against its artifact")
+
+
+@app.command()
+@handles_errors
+def serve(
+    out_dir: OutOpt = Path("rn50-out"),
+    artifact: Annotated[str, typer.Option("--artifact", help="Manifest artifact to serve.")] = ServeOptions.artifact,
+    runtime: Annotated[str | None, typer.Option("--runtime", help="Runtime that runs it (default: onnxruntime-cpu, openvino-cpu or tensorrt by kind).")] = None,
+    model_name: ModelNameOpt = ServeOptions.model,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = Endpoints.host,
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = Endpoints.http_port,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port.")] = Endpoints.grpc_port,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port.")] = Endpoints.metrics_port,
+    max_batch: MaxBatchOpt = Batching.max_batch,
+    queue_delay_us: QueueDelayOpt = Batching.queue_delay_us,
+    instances: InstancesOpt = Batching.instances,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads per instance (default: the runtime's).")] = None,
+) -> None:
+    """Serve one artifact on a real Triton Inference Server (PyTriton's), through rn50's runner; Ctrl-C or SIGTERM stops it."""
+    from rn50.artifacts import WorkDir
+    from rn50.commands.serve import serve as serve_command
+
+    options = ServeOptions(artifact=artifact, runtime=runtime, model=model_name, endpoints=Endpoints(host, port, grpc_port, metrics_port),
+                           batching=Batching(max_batch, queue_delay_us, instances), threads=threads)  # fmt: skip
+    options.check()
+    workdir = WorkDir.existing(out_dir)  # read only, and not locked: rn50 loadtest writes its report there while this serves
+
+    def ready(s: Any) -> None:
+        e = s.endpoints
+        out.print(f"serving {escape(s.label)} ({s.precision}) as model '{s.model}', max batch {s.max_batch_size}: "
+                  f"HTTP {e.host}:{e.http_port}, gRPC {e.host}:{e.grpc_port}, metrics http://{e.host}:{e.metrics_port}/metrics", soft_wrap=True)  # fmt: skip
+        out.print(f"ready (the model answered through the server); Triton's log: {s.log_file}; Ctrl-C or SIGTERM stops it", soft_wrap=True)
+
+    with err.status("starting Triton Inference Server…") as status:
+
+        def on_ready(s: Any) -> None:
+            status.stop()
+            ready(s)
+
+        try:
+            serve_command(options, workdir, on_ready=on_ready)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way a server is stopped, said as such
+            err.print("stopped: Triton answered the requests in flight, then exited")
+            raise typer.Exit(Interrupted.exit_code) from None
+
+
+@app.command()
+@handles_errors
+def loadtest(
+    out_dir: OutOpt = Path("rn50-out"),
+    url: Annotated[str, typer.Option("--url", help="The server's HOST:PORT (HTTP, or gRPC with --protocol grpc).")] = LoadtestOptions.url,
+    model_name: ModelNameOpt = LoadtestOptions.model,
+    protocol: Annotated[str, typer.Option("--protocol", help="http or grpc.")] = LoadtestOptions.protocol,
+    concurrency: Annotated[list[str] | None, typer.Option("--concurrency", help="Concurrent clients per level, e.g. 1,4,8 (default).")] = None,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds per level.")] = LOADTEST_DURATION_S,
+    requests: Annotated[int | None, typer.Option("--requests", help="Requests per level, instead of --duration.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may take before it counts as failed.")] = LoadtestOptions.timeout_s,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for a server that is still starting (0: it must answer now).")] = LoadtestOptions.wait_s,
+    precision: Annotated[str | None, typer.Option("--precision", help="Judge answers as fp32/fp16/int8/bf16 (default: what the model's config says).")] = None,
+    images: ImagesOpt = None,
+    arrays: ArraysOpt = None,
+    count: Annotated[int, typer.Option("--count", help="Held-apart sample crops the clients cycle through.")] = LOADTEST_COUNT,
+    threshold: ThresholdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Concurrent clients against a served model: throughput, latency percentiles, the batches Triton formed, every answer checked."""
+    from rn50.commands.loadtest import failure, parse_levels
+    from rn50.commands.loadtest import loadtest as loadtest_command
+    from rn50.reports import loadtest as loadtest_report
+
+    options = LoadtestOptions(url=url, model=model_name, protocol=protocol, concurrency=parse_levels(items(concurrency)), duration_s=duration,
+                              requests=requests, timeout_s=timeout, wait_s=wait, precision=precision,
+                              feeds=FeedOptions(images=images, arrays=arrays, count=count), thresholds=ThresholdOptions.parse(items(threshold)))  # fmt: skip
+    options.check()
+    workdir = open_workdir(out_dir, existing=True)
+    with err.status("load test…") as status:
+        done = loadtest_command(options, workdir, progress=lambda m: status.update(f"loadtest: {escape(m)}"))
+    report = done.report
+    if as_json:
+        print_json(loadtest_report.to_dict(report))
+    else:
+        table = Table(title=f"load test: {report.model.name} at {report.url} ({report.protocol}), {report.phase} per level, judged as {report.precision}")
+        for col in ("clients", "answered", "img/s", "median ms", "p99 ms", "batches formed", "wrong", "failed"):
+            table.add_column(col, justify="right")
+        for lv in report.levels:
+            formed = ", ".join(f"{b}×{n}" for b, n in lv.batches.items()) or "—"
+            med, p99 = (f"{lv.latency.median_ms:.2f}", f"{lv.latency.p99_ms:.2f}") if lv.latency else ("—", "—")
+            table.add_row(str(lv.concurrency), str(lv.requests), f"{lv.throughput:.1f}", med, p99, formed, str(lv.wrong), str(lv.errors))
+        out.print(table)
+        out.print(report.verdict_line())
+        out.print("wrote " + ", ".join(str(p) for p in done.written))
+    if not report.passed:
+        raise failure(report)
 
 
 @app.command()

@@ -45,7 +45,7 @@ def summarize(samples_ms: list[float], *, batch: int) -> LatencyStats:
     if not samples_ms:
         raise ValueError("no latency samples")
     arr = np.asarray(samples_ms, dtype=np.float64)
-    pct = np.percentile(arr, [90, 95, 99])
+    pct = np.asarray(np.percentile(arr, [90, 95, 99]))
     median = float(np.median(arr))
     return LatencyStats(
         batch=batch, count=len(arr), min_ms=float(arr.min()), mean_ms=float(arr.mean()), median_ms=median,

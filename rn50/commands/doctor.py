@@ -158,6 +158,23 @@ def check_openvino() -> Check:
     return Check("openvino", OK, f"{version}; CPU plugin: {name}; {bf16}; {int8}; capabilities {', '.join(caps)}")
 
 
+def check_triton() -> Check:
+    """Triton Inference Server (PyTriton's) for rn50 serve: installed, with a Python backend for this Python."""
+    from rn50.errors import EnvironmentProblem
+    from rn50.serving.server import check_installed, libpython
+
+    version, client = dist_version("nvidia-pytriton"), dist_version("tritonclient")
+    if version is None or client is None:
+        from rn50.serving.triton_config import TRITON_EXTRA
+
+        return Check("triton", MISSING, "nvidia-pytriton/tritonclient not installed (rn50 serve, loadtest, triton-repo)", TRITON_EXTRA)
+    try:
+        check_installed()
+    except EnvironmentProblem as e:
+        return Check("triton", BROKEN, e.problem, e.fix)
+    return Check("triton", OK, f"nvidia-pytriton {version} (Triton Inference Server), tritonclient {client}; Python backend loads {libpython()}")
+
+
 def check_gpu() -> Check:
     gpus = gpu_info()
     torch_sees = False
@@ -196,6 +213,6 @@ def run_checks() -> list[Check]:
     checks.append(check_package("onnxscript", "the dynamo exporter", "pip install onnxscript"))
     checks.append(check_package("onnxsim", "simplifying before quantization", "pip install onnxsim"))
     checks += check_onnxruntime()
-    checks += [check_openvino(), check_tensorrt(), check_gpu(), check_cpu()]
+    checks += [check_openvino(), check_tensorrt(), check_triton(), check_gpu(), check_cpu()]
     checks.append(check_package("matplotlib", "charts in parity/profile reports", "pip install matplotlib", required=True))
     return checks

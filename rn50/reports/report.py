@@ -37,12 +37,14 @@ def _load(workdir: WorkDir, name: str, loader: Any) -> Any:
 def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     """report.md/html: a summary, the artifacts, then parity's and profile's own sections, what was skipped,
     and the machine."""
+    from rn50.reports import loadtest as loadtest_report
     from rn50.reports import parity as parity_report
     from rn50.reports import profile as profile_report
     from rn50.reports import quantize as quantize_report
 
     parity = _load(workdir, "parity.json", parity_report.load)
     profile = _load(workdir, "profile.json", profile_report.load)
+    loadtest = _load(workdir, loadtest_report.REPORT, loadtest_report.load)
     verdicts = profile_report.verdicts_of(parity)
     out: list[Section] = []
 
@@ -53,6 +55,8 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
         summary.paragraphs.append("Parity: not run yet.")
     if profile is not None:
         summary.paragraphs += [f"Fastest at acceptable error, {line}." for line in profile_report.fastest_lines(profile, verdicts)]
+    if loadtest is not None:
+        summary.paragraphs.append(f"{loadtest['verdict']} ({_when(loadtest['created'])}).")
     shown = [r.runtime for r in parity.results] if parity is not None else []
     summary.paragraphs += standin_note(shown + ([r.runtime for r in profile.rows] if profile is not None else []))
     if steps:
@@ -80,6 +84,10 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
         out += profile_report.sections(profile, verdicts, image=image)
     else:
         out.append(Section("Speed", "speed", paragraphs=["No profile.json in this directory."]))
+
+    if loadtest is not None:  # rn50 loadtest against a served model
+        image = loadtest_report.CHART if workdir.path(loadtest_report.CHART).is_file() else None
+        out += loadtest_report.sections(loadtest, image=image)
 
     searches = quantize_report.searches_of(_load(workdir, quantize_report.REPORT, quantize_report.load) or [])
     if searches:  # quantize --budget: the ranking and the steps

@@ -1,0 +1,165 @@
+"""``rn50 loadtest``: concurrent single-image clients against a model on a Triton server; every answer is
+checked against the PyTorch reference, and one wrong answer (or failed request) fails the run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rn50.commands.options import FeedOptions, ThresholdOptions
+from rn50.errors import CheckFailed, UsageError
+from rn50.metrics import DEFAULT_THRESHOLDS
+from rn50.serving.loadtest import PROTOCOLS, Level, ServedModelInfo, connect, model_info, run, wait_ready
+from rn50.serving.server import check_installed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from rn50.artifacts import WorkDir
+    from rn50.metrics import OutputMetrics, Thresholds
+
+DEFAULT_URL = "127.0.0.1:8000"
+DEFAULT_LEVELS = (1, 4, 8)
+DURATION_S = 10.0
+TIMEOUT_S = 60.0
+LOADTEST_COUNT = 32  # distinct held-apart crops the clients cycle through
+
+
+@dataclass(frozen=True)
+class LoadtestOptions:
+    url: str = DEFAULT_URL
+    model: str = "resnet50"
+    protocol: str = "http"
+    concurrency: tuple[int, ...] = DEFAULT_LEVELS
+    duration_s: float | None = DURATION_S
+    requests: int | None = None  # per level, instead of a duration
+    timeout_s: float = TIMEOUT_S
+    wait_s: float = 0.0  # how long to wait for a server that is still starting
+    precision: str | None = None  # what the answers are judged as, where the server's model does not say
+    feeds: FeedOptions = field(default_factory=lambda: FeedOptions(count=LOADTEST_COUNT))
+    thresholds: ThresholdOptions = field(default_factory=ThresholdOptions)
+
+    def check(self) -> None:
+        check_installed()
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol {self.protocol!r}", fix=f"use one of {', '.join(PROTOCOLS)}")
+        if not self.concurrency or any(c < 1 for c in self.concurrency):
+            raise UsageError(f"--concurrency {','.join(map(str, self.concurrency))}: each level must be >= 1", fix="pass e.g. --concurrency 1,4,8")
+        if self.requests is not None and self.requests < 1:
+            raise UsageError(f"--requests {self.requests} must be >= 1", fix="pass e.g. --requests 2000")
+        if self.requests is None and (self.duration_s is None or self.duration_s <= 0):
+            raise UsageError(f"--duration {self.duration_s} must be > 0", fix="pass e.g. --duration 10, or --requests N")
+        if self.wait_s < 0:
+            raise UsageError(f"--wait {self.wait_s} is negative", fix="pass seconds to wait for the server, e.g. --wait 120")
+        if self.timeout_s <= 0:
+            raise UsageError(f"--timeout {self.timeout_s} must be > 0", fix="pass seconds, e.g. --timeout 60")
+        if self.precision is not None and self.precision not in DEFAULT_THRESHOLDS:
+            raise UsageError(f"--precision {self.precision!r}", fix=f"use one of {', '.join(DEFAULT_THRESHOLDS)}")
+        self.feeds.check()
+
+    @property
+    def phase(self) -> str:
+        return f"{self.requests} requests" if self.requests is not None else f"{self.duration_s} s"
+
+
+def parse_levels(values: list[str] | None) -> tuple[int, ...]:
+    if not values:
+        return DEFAULT_LEVELS
+    try:
+        return tuple(dict.fromkeys(int(v) for v in values))
+    except ValueError:
+        raise UsageError(f"--concurrency {','.join(values)!r} is not a list of integers", fix="pass e.g. --concurrency 1,4,8") from None
+
+
+@dataclass(frozen=True)
+class LoadtestReport:
+    url: str
+    protocol: str
+    model: ServedModelInfo
+    precision: str
+    thresholds: Thresholds
+    phase: str
+    feeds: str
+    levels: tuple[Level, ...]
+    overall: OutputMetrics | None  # every answer of every level against the reference
+    failures: tuple[str, ...]  # of the aggregate thresholds (mean cosine, top-1)
+    machine: dict[str, Any]
+    created: float = field(default_factory=time.time)
+
+    @property
+    def errors(self) -> int:
+        return sum(level.errors for level in self.levels)
+
+    @property
+    def wrong(self) -> int:
+        return sum(level.wrong for level in self.levels)
+
+    @property
+    def answered(self) -> int:
+        return sum(level.requests for level in self.levels)
+
+    @property
+    def passed(self) -> bool:
+        return self.answered > 0 and not self.errors and not self.wrong and not self.failures
+
+    def verdict_line(self) -> str:
+        if self.passed:
+            return f"Load test: PASS — {self.answered} answers from {self.model.name}, none wrong, no failed request"
+        parts = [f"{self.wrong} wrong answer(s)"] if self.wrong else []
+        parts += [f"{self.errors} failed request(s)"] if self.errors else []
+        parts += list(self.failures)
+        return f"Load test: FAIL — {'; '.join(parts) or 'no request was answered'} (of {self.answered + self.errors} requests to {self.model.name})"
+
+
+def failure(report: LoadtestReport) -> CheckFailed:
+    return CheckFailed(report.verdict_line(), fix="see loadtest.md for the first wrong answers and errors")
+
+
+@dataclass(frozen=True)
+class LoadtestOutcome:
+    report: LoadtestReport
+    written: list[Path]
+
+
+def reference_logits(workdir: WorkDir, images: Any) -> Any:
+    import numpy as np
+
+    from rn50.runtimes.torch_runner import TorchRunner
+    from rn50.weights import workdir_model
+
+    with TorchRunner(workdir_model(workdir), device="cpu") as ref:
+        return np.concatenate([ref.infer({"input": np.ascontiguousarray(images[i : i + 8])})["logits"] for i in range(0, len(images), 8)])
+
+
+def loadtest(options: LoadtestOptions, workdir: WorkDir, *, progress: Callable[[str], None] | None = None) -> LoadtestOutcome:
+    from rn50.artifacts import versions
+    from rn50.machine import describe
+    from rn50.reports import loadtest as loadtest_report
+
+    say = progress or (lambda _m: None)
+    options.check()
+    if options.wait_s:
+        say("waiting for the server")
+        wait_ready(options.url, options.protocol, options.model, options.wait_s)
+    client = connect(options.url, options.protocol)
+    try:
+        info = model_info(client, options.model, options.protocol)
+    finally:
+        client.close()
+    precision = options.precision or info.precision
+    if precision is None:
+        raise UsageError(f"model {info.name!r} does not say which precision it runs (rn50 writes rn50_precision into its configs)",
+                         fix="pass --precision fp32|fp16|int8|bf16")  # fmt: skip
+    limits = options.thresholds.limits(precision)
+    say("reference")
+    feeds = options.feeds.read()
+    reference = reference_logits(workdir, feeds.images)
+    levels, overall = run(options.url, options.protocol, info.name, options.concurrency, feeds.images, reference, limits,
+                 duration_s=options.duration_s, requests=options.requests, timeout_s=options.timeout_s, progress=say)  # fmt: skip
+    failures = tuple(limits.failures(overall)) if overall is not None else ()
+    report = LoadtestReport(options.url, options.protocol, info, precision, limits, options.phase, feeds.description, tuple(levels),
+                            overall, failures, versions() | describe())  # fmt: skip
+    return LoadtestOutcome(report, loadtest_report.write(report, workdir.root))
+

@@ -1,0 +1,155 @@
+"""``rn50 triton-repo``: a Triton model repository for the artifacts of a work directory, on Triton's stock
+backends (onnxruntime, tensorrt, openvino), each config.pbtxt checked before it is written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rn50.artifacts import atomic_write_text
+from rn50.errors import EnvironmentProblem, UsageError
+from rn50.jsonio import jsonable
+from rn50.machine import check_threads
+from rn50.runtimes.registry import MODEL_KINDS, check_names
+from rn50.serving.triton_config import (
+    DEVICES,
+    Batching,
+    artifact_io,
+    build,
+    check,
+    model_name,
+    parse,
+    placements,
+    to_text,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from rn50.artifacts import WorkDir
+
+REPOSITORY = "triton"  # the repository's folder in the work directory, unless --repo says otherwise
+INDEX = "rn50-repository.json"  # what rn50 wrote there (Triton reads model folders only)
+PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class TritonRepoOptions:
+    repo: Path | None = None
+    artifacts: list[str] | None = None
+    devices: list[str] | None = None
+    batching: Batching = field(default_factory=Batching)
+    threads: int | None = None
+
+    def check(self) -> None:
+        self.batching.check()
+        check_names("device", self.devices, DEVICES)
+        if self.threads is not None:
+            check_threads(self.threads)
+
+
+@dataclass(frozen=True)
+class RepoModel:
+    name: str
+    artifact: str
+    device: str
+    backend: str
+    precision: str
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RepoSkipped:
+    artifact: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TritonRepoOutcome:
+    repository: Path
+    models: list[RepoModel]
+    skipped: list[RepoSkipped]
+
+
+def _standin_engine(path: Path) -> bool:
+    from rn50.runtimes.trt_env import STANDIN_RUNTIME
+    from rn50.runtimes.trt_plan import Sidecar, sidecar_path
+
+    return Sidecar.load(sidecar_path(path)).runtime == STANDIN_RUNTIME
+
+
+@contextlib.contextmanager
+def _model_folder(target: Path) -> Iterator[Path]:
+    """A model folder written whole under a temporary name, then put in place of the old one."""
+    partial = target.with_name(target.name + PARTIAL)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutcome:
+    options.check()
+    root = options.repo or workdir.path(REPOSITORY)
+    known = {a.name: a for a in workdir.artifacts()}
+    missing = [a for a in options.artifacts or [] if a not in known]
+    if missing:
+        raise UsageError(f"no artifact named {', '.join(missing)} in {workdir.manifest_path}",
+                         fix=f"use one of {', '.join(a.name for a in known.values() if a.kind in MODEL_KINDS) or '(none: run rn50 export first)'}")  # fmt: skip
+    models: list[RepoModel] = []
+    skipped: list[RepoSkipped] = []
+    planned = []
+    for art in known.values():
+        if art.kind not in MODEL_KINDS or (options.artifacts and art.name not in options.artifacts):
+            continue
+        path = workdir.checked(art)  # a changed file never reaches a repository
+        files = [path]
+        if art.kind == "ir":
+            files.append(workdir.checked(known[art.name + "-weights"]))
+        if art.kind == "engine" and _standin_engine(path):
+            skipped.append(RepoSkipped(art.name, "an engine of rn50's TensorRT stand-in (its test double), not a TensorRT engine"))
+            continue
+        try:
+            io = artifact_io(art.kind, path)
+        except EnvironmentProblem as e:
+            skipped.append(RepoSkipped(art.name, e.message))
+            continue
+        for placement in placements(art.name, art.kind, art.precision):
+            if options.devices and placement.device not in options.devices:
+                continue
+            name = model_name(art.name, placement.device)
+            cfg = build(name, placement, io, options.batching, precision=art.precision, artifact=art.name, threads=options.threads)
+            header = [f"written by rn50 triton-repo from {art.name} ({art.path}, sha256 {art.sha256[:12]}); {placement.backend} backend"]
+            if placement.backend == "tensorrt":
+                header.append("a TensorRT engine loads only on the TensorRT version and GPU it was built for (see its .json sidecar)")
+            text = to_text(cfg, header)
+            check(parse(text), io, where=f"{name}/config.pbtxt")  # before anything is written
+            planned.append((name, placement, art, files, text, cfg))
+    if not planned:
+        why = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped) or "no model artifact matches --artifact/--device"
+        raise UsageError(f"nothing to put in a Triton repository ({why})", fix="run rn50 export first, or drop a filter")
+    root.mkdir(parents=True, exist_ok=True)
+    for name, placement, art, files, text, cfg in planned:
+        with _model_folder(root / name) as folder:
+            version = folder / "1"
+            version.mkdir()
+            stem = placement.filename.rsplit(".", 1)[0]
+            for src in files:  # model.onnx / model.plan / model.xml + model.bin
+                shutil.copyfile(src, version / (stem + src.suffix if src is not files[0] else placement.filename))
+            (folder / "config.pbtxt").write_text(text)
+        models.append(RepoModel(name, art.name, placement.device, placement.backend, art.precision, cfg.max_batch_size,
+                                tuple(cfg.dynamic_batching.preferred_batch_size), art.sha256))  # fmt: skip
+    index = jsonable({"models": models, "skipped": skipped})
+    atomic_write_text(root / INDEX, json.dumps(index, indent=2) + "\n")
+    return TritonRepoOutcome(root, models, skipped)

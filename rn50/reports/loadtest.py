@@ -1,0 +1,116 @@
+"""loadtest.json / loadtest.md / loadtest.png, and the load test's section of report.md and report.html.
+Sections are rendered from the JSON form, so the pipeline report reads the same thing the command wrote."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.charts import png, pyplot
+from rn50.jsonio import jsonable, read_json
+from rn50.reports.render import Section, machine_line, to_markdown
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rn50.commands.loadtest import LoadtestReport
+
+SCHEMA = "rn50.loadtest/1"
+REPORT = "loadtest.json"
+CHART = "loadtest.png"
+
+
+def to_dict(report: LoadtestReport) -> dict[str, Any]:
+    data: dict[str, Any] = {"schema": SCHEMA, "passed": report.passed, "verdict": report.verdict_line()}
+    data |= jsonable(report)
+    for level, out in zip(report.levels, data["levels"], strict=True):
+        out["formed_batch_mean"] = level.formed_batch
+        out["formed_batch_common"] = level.common_batch
+    return data
+
+
+def load(path: Path) -> dict[str, Any]:
+    from rn50.errors import UsageError
+
+    data = read_json(path, what="load-test report", fix="pass a loadtest.json written by rn50 loadtest")
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise UsageError(f"{path} is not an rn50 load-test report", fix="run rn50 loadtest again")
+    return data
+
+
+def _ms(stats: dict[str, Any] | None, key: str) -> str:
+    return f"{stats[key]:.2f}" if stats else "—"
+
+
+def sections(data: dict[str, Any], *, image: str | None = None) -> list[Section]:
+    model = data["model"]
+    head = Section("Load test on Triton Inference Server", "loadtest")
+    head.paragraphs.append(f"**{data['verdict']}.**")
+    head.paragraphs.append(f"Model `{model['name']}` ({model.get('artifact') or 'not written by rn50'}) at {data['url']} over {data['protocol']}, "
+                           f"max batch {model['max_batch_size']}; answers judged as {data['precision']} against PyTorch FP32 on {data['feeds']} "
+                           f"(every answer: {_per_answer(data['thresholds'])}; all answers together: {_aggregate(data['thresholds'])}). "
+                           f"Each client sends one image per request, back to back, for {data['phase']} per level.")  # fmt: skip
+    head.header = ["clients", "answered", "img/s", "median ms", "p90 ms", "p95 ms", "p99 ms", "batches Triton formed", "wrong", "failed"]
+    for lv in data["levels"]:
+        formed = ", ".join(f"{b}×{n}" for b, n in lv["batches"].items()) or "—"
+        mean = f" (mean {lv['formed_batch_mean']:.2f})" if lv.get("formed_batch_mean") else ""
+        head.rows.append([str(lv["concurrency"]), str(lv["requests"]), f"{lv['throughput']:.1f}", _ms(lv["latency"], "median_ms"),
+                          _ms(lv["latency"], "p90_ms"), _ms(lv["latency"], "p95_ms"), _ms(lv["latency"], "p99_ms"), formed + mean,
+                          str(lv["wrong"]), str(lv["errors"])])  # fmt: skip
+    head.after.append("Latency is the client's: request sent to answer decoded (queueing in Triton's batcher included). "
+                      "Batches are Triton's executions by batch size, from its statistics, as size×count.")  # fmt: skip
+    overall = data.get("overall")
+    if overall:
+        head.after.append(f"All answers against the reference: worst cosine {overall['cosine_min']:.6f}, mean {overall['cosine_mean']:.6f}, "
+                          f"max abs {overall['max_abs']:.3g}, top-1 agreement {overall['top1_agreement']:.3f}.")  # fmt: skip
+    for lv in data["levels"]:
+        head.bullets += [f"{lv['concurrency']} client(s), wrong: {w}" for w in lv["wrong_examples"]]
+        head.bullets += [f"{lv['concurrency']} client(s), failed: {e}" for e in lv["error_examples"]]
+    if image:
+        head.images.append(("throughput and p99 latency by concurrency", image))
+    head.after.append(machine_line(data["machine"]))
+    return [head]
+
+
+def _per_answer(t: dict[str, Any]) -> str:
+    parts = [f"cosine ≥ {t['min_cosine']}"] if t.get("min_cosine") is not None else []
+    parts += [f"max abs ≤ {t['max_abs']}"] if t.get("max_abs") is not None else []
+    return ", ".join(parts) or "no bound"
+
+
+def _aggregate(t: dict[str, Any]) -> str:
+    parts = [f"mean cosine ≥ {t['min_cosine_mean']}"] if t.get("min_cosine_mean") is not None else []
+    parts += [f"top-1 agreement ≥ {t['min_top1']}"] if t.get("min_top1") is not None else []
+    return ", ".join(parts) or "no bound"
+
+
+def chart(data: dict[str, Any]) -> bytes | None:
+    plt = pyplot("load-test chart")
+    levels = [lv for lv in data["levels"] if lv["latency"]]
+    if plt is None or not levels:
+        return None
+    labels = [str(lv["concurrency"]) for lv in levels]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    left.bar(labels, [lv["throughput"] for lv in levels], color="tab:blue")
+    left.set_title("throughput (img/s)")
+    right.bar(labels, [lv["latency"]["median_ms"] for lv in levels], color="tab:gray", label="median")
+    right.plot(labels, [lv["latency"]["p99_ms"] for lv in levels], "s", color="tab:red", label="p99")
+    right.set_title("client latency (ms)")
+    right.legend(loc="upper left", fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel("concurrent clients")
+    fig.suptitle(f"{data['model']['name']} on Triton Inference Server", fontsize=10)
+    return png(fig, dpi=110)
+
+
+def write(report: LoadtestReport, folder: Path) -> list[Path]:
+    data = to_dict(report)
+    written = [folder / REPORT, folder / "loadtest.md"]
+    image = chart(data)
+    if image is not None:
+        atomic_write_bytes(folder / CHART, image)
+        written.append(folder / CHART)
+    atomic_write_text(written[0], json.dumps(data, indent=2) + "\n")
+    atomic_write_text(written[1], to_markdown("rn50 load test", sections(data, image=CHART if image is not None else None)))
+    return written

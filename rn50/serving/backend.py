@@ -1,0 +1,101 @@
+"""What rn50 serves inside Triton's Python backend: one runner, answering each request on its own terms.
+
+Triton's dynamic batcher hands the model several requests at once. Each request is checked alone (a request
+with NaN or Inf gets its own error and the others in its batch are answered), the good ones run as one
+batch on rn50's runner, and a batch whose outputs are not finite is refused rather than answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rn50.errors import Rn50Error
+
+if TYPE_CHECKING:
+    from rn50.runtimes.base import Runner
+
+log = logging.getLogger(__name__)
+
+INPUT, OUTPUT = "input", "logits"
+Answer = np.ndarray | str  # the output rows for one request, or the error message it gets
+
+
+@dataclass(frozen=True)
+class ServedArtifact:
+    """What a served model runs: passed to the backend as model-config parameters (strings)."""
+
+    runtime: str
+    precision: str
+    artifact: str
+    path: Path
+    sha256: str
+    threads: int | None = None
+
+    def parameters(self) -> dict[str, str]:
+        return {"runtime": self.runtime, "precision": self.precision, "artifact": self.artifact, "path": str(self.path),
+                "sha256": self.sha256, "threads": str(self.threads or "")}  # fmt: skip
+
+    @classmethod
+    def from_parameters(cls, p: dict[str, str]) -> ServedArtifact:
+        return cls(p["runtime"], p["precision"], p["artifact"], Path(p["path"]), p["sha256"], int(p["threads"]) if p.get("threads") else None)
+
+
+def non_finite_problem(x: np.ndarray) -> str | None:
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if not bad:
+        return None
+    return (f"input {INPUT!r} holds {bad} NaN/Inf value(s) of {x.size}: rn50 answers finite images only — "
+            "check the client's preprocessing (resize 256, centre crop 224, ImageNet mean/std)")  # fmt: skip
+
+
+class ServedModel:
+    """A runner behind Triton: ``answer(inputs)`` takes one array per request, returns one answer each."""
+
+    def __init__(self, artifact: ServedArtifact, runner: Runner):
+        self.artifact = artifact
+        self.runner = runner
+
+    @classmethod
+    def open(cls, artifact: ServedArtifact) -> ServedModel:
+        """Checks the file against its sha256 (a changed file is never served), opens the runner and runs it once,
+        so that the model answers before Triton calls it ready."""
+        from rn50.artifacts import sha256_file
+        from rn50.errors import UsageError
+        from rn50.runtimes.registry import Target, make_runner
+
+        digest = sha256_file(artifact.path)
+        if digest != artifact.sha256:
+            raise UsageError(f"{artifact.path} changed since rn50 serve checked it (sha256 {digest[:12]}, expected {artifact.sha256[:12]})",
+                             fix="restart rn50 serve")  # fmt: skip
+        target = Target(artifact.runtime, artifact.precision, artifact.artifact, artifact.path, sha256=artifact.sha256)
+        runner = make_runner(target, threads=artifact.threads)
+        runner.__enter__()
+        model = cls(artifact, runner)
+        warm = model.answer([np.zeros((1, 3, 224, 224), np.float32)])[0]
+        if isinstance(warm, str):
+            runner.__exit__(None, None, None)
+            raise RuntimeError(f"{target.label} does not answer: {warm}")
+        return model
+
+    def answer(self, inputs: list[np.ndarray]) -> list[Answer]:
+        answers: list[Answer | None] = [non_finite_problem(x) for x in inputs]
+        good = [i for i, a in enumerate(answers) if a is None]
+        if good:
+            try:
+                y = self.runner.infer({INPUT: np.ascontiguousarray(np.concatenate([inputs[i] for i in good]))})[OUTPUT]
+                rows = np.cumsum([0] + [len(inputs[i]) for i in good])
+                for j, i in enumerate(good):
+                    part = y[rows[j]:rows[j + 1]]
+                    answers[i] = part if np.isfinite(part).all() else f"{self.runner.label} produced NaN/Inf logits for this request: not answered"
+            except Rn50Error as e:  # a runner's own refusal, e.g. a shape its file does not take
+                for i in good:
+                    answers[i] = e.message
+        return [a if a is not None else "not answered" for a in answers]
+
+    def close(self) -> None:
+        self.runner.__exit__(None, None, None)

@@ -1,0 +1,171 @@
+"""A real Triton Inference Server, started with PyTriton (which ships the server binary and its Python
+backend), serving one rn50 artifact through rn50's runner (``triton_model.py``).
+
+Triton's Python-backend stub embeds the libpython it was linked with, looked up by the dynamic loader: the
+running interpreter's LIBDIR goes first on the library path, so that it finds this interpreter's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import socket
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
+from rn50.serving.triton_config import TRITON_EXTRA
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+# Endpoints a client could use to change the server (load or unload models, shared memory, tracing, log
+# settings) need PyTriton's access token; inference, health, metadata, statistics and metrics do not.
+RESTRICTED = ["model-repository", "shared-memory", "trace", "logging"]
+EXIT_TIMEOUT_S = 30  # how long Triton waits for in-flight requests when it is stopped
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    def check(self) -> None:
+        """Ports are valid, distinct and free on ``host`` (a taken port is named before the server starts)."""
+        ports = {"--port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
+        for flag, port in ports.items():
+            if not 1 <= port <= 65535:
+                raise UsageError(f"{flag} {port} is not a TCP port", fix="pass a port between 1 and 65535")
+        if len(set(ports.values())) < len(ports):
+            raise UsageError(f"--port, --grpc-port and --metrics-port must differ, got {', '.join(map(str, ports.values()))}",
+                             fix="give each endpoint its own port")  # fmt: skip
+        for flag, port in ports.items():
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((self.host, port))
+                except OSError as e:
+                    problem = "is in use" if e.errno == errno.EADDRINUSE else f"cannot be opened ({e.strerror})"
+                    raise UsageError(f"{flag} {port} on {self.host} {problem}", fix=f"pass another {flag}, or stop what holds it") from None
+
+
+def libpython() -> Path:
+    return Path(sysconfig.get_config_var("LIBDIR") or "") / str(sysconfig.get_config_var("INSTSONAME") or "")
+
+
+def check_installed() -> None:
+    """PyTriton and tritonclient are installed, PyTriton has a Python-backend stub for this Python, and this
+    Python has the shared libpython that stub loads."""
+    for module in ("pytriton", "tritonclient"):
+        if importlib.util.find_spec(module) is None:
+            raise EnvironmentProblem(f"{module} is not installed (Triton Inference Server comes with nvidia-pytriton)", fix=TRITON_EXTRA)
+    spec = importlib.util.find_spec("pytriton")
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    stub = Path(spec.origin if spec and spec.origin else "").parent / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise EnvironmentProblem(f"nvidia-pytriton has no Python backend stub for Python {version}", fix="run rn50 on a Python that nvidia-pytriton supports (3.8-3.13)")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not libpython().is_file():
+        raise EnvironmentProblem(f"this Python has no shared libpython ({libpython()}), which Triton's Python backend loads",
+                                 fix="use a Python built with --enable-shared (a distribution's python3, or pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared)")  # fmt: skip
+
+
+def python_path() -> str:
+    """The folders the Python stub adds as site directories: this interpreter's sys.path."""
+    return os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
+
+
+def _load_error(log_file: Path) -> str | None:
+    """The first reason Triton gave for a model that did not load, from its log."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r'failed to load \S+ version \d+: (.*?)(?:\\n|"$)', text, re.M)
+    return found.group(1) if found else None
+
+
+def _start(triton: Any, started: list[BaseException | None], release: threading.Event) -> None:
+    """Starts the server and waits until it and its models are ready; then stays, until released, because
+    PyTriton starts tritonserver with PR_SET_PDEATHSIG, and Linux sends that signal when the starting
+    *thread* ends."""
+    try:
+        triton.__enter__()
+        started.append(None)
+    except BaseException as e:  # reported by the caller's thread
+        started.append(e)
+    release.wait()
+
+
+@contextlib.contextmanager
+def running(repository: Path, endpoints: Endpoints, *, log_file: Path) -> Iterator[Any]:
+    """Triton serving ``repository`` until the block ends; then stopped, in-flight requests finished first."""
+    check_installed()
+    log_file.unlink(missing_ok=True)  # a failure in an earlier run's log must not end this one
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")]))
+    for name in ("pytriton", "tritonclient", "sh"):  # their INFO lines are Triton's business, not rn50's output
+        logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.WARNING))
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+    config = TritonConfig(model_repository=repository, http_address=endpoints.host, http_port=endpoints.http_port,
+                          grpc_address=endpoints.host, grpc_port=endpoints.grpc_port, metrics_address=endpoints.host,
+                          metrics_port=endpoints.metrics_port, log_file=log_file, exit_timeout_secs=EXIT_TIMEOUT_S,
+                          strict_readiness=True, allow_gpu_metrics=shutil.which("nvidia-smi") is not None)  # fmt: skip
+    triton = Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=list(RESTRICTED)))
+    started: list[BaseException | None] = []
+    release = threading.Event()
+    threading.Thread(target=_start, args=(triton, started, release), daemon=True).start()
+    try:
+        _wait_started(triton, started, log_file)
+        yield triton
+    finally:
+        triton.stop()
+        release.set()
+
+
+def _wait_started(triton: Any, started: list[BaseException | None], log_file: Path) -> None:
+    seen_alive = False
+    while not started:  # PyTriton waits up to two minutes for a server that already exited: watch it here
+        seen_alive = seen_alive or triton.is_alive()
+        failed = _load_error(log_file)
+        if failed or (seen_alive and not triton.is_alive()):
+            raise CheckFailed(f"Triton Inference Server did not start: {failed or 'it exited'}", fix=f"see its log, {log_file}")
+        time.sleep(0.1)
+    if started[0] is not None:
+        reason = _load_error(log_file) or str(started[0])
+        raise CheckFailed(f"Triton Inference Server did not start: {reason}", fix=f"see its log, {log_file}") from started[0]
+
+
+def wait(triton: Any, poll_s: float = 0.5) -> None:
+    """Block until the server stops by itself (an error) or the process is interrupted (Ctrl-C, SIGTERM)."""
+    while triton.is_alive():
+        time.sleep(poll_s)
+    raise CheckFailed("Triton Inference Server stopped on its own", fix="see its log (rn50 serve prints where it is)")
+
+
+@contextlib.contextmanager
+def scratch_repository() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="rn50-serve-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,260 @@
+"""Triton model configurations (``config.pbtxt``) for rn50's artifacts.
+
+Each configuration is built as Triton's own ``ModelConfig`` protobuf message (the one ``tritonclient``
+ships), written as text, parsed back, and checked against the artifact's inputs and outputs (and, for an
+engine, its optimisation profile) before anything is written. Pure functions: nothing here starts a server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from rn50.errors import EnvironmentProblem, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Device = Literal["cpu", "gpu"]
+DEVICES: tuple[Device, ...] = ("cpu", "gpu")
+TRITON_EXTRA = "pip install 'rn50[triton]'"
+DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
+TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64", "UINT8": "uint8"}
+DEFAULT_MAX_BATCH = 8
+DEFAULT_QUEUE_DELAY_US = 1000
+PRECISION_PARAMETER = "rn50_precision"  # how rn50's load test learns what a served model is judged as
+ARTIFACT_PARAMETER = "rn50_artifact"
+
+
+def model_config_pb2() -> Any:
+    """Triton's ModelConfig protobuf module, from tritonclient (the `triton` extra)."""
+    if importlib.util.find_spec("tritonclient") is None:
+        raise EnvironmentProblem("tritonclient is not installed (Triton's model-config protobuf comes with it)", fix=TRITON_EXTRA)
+    from tritonclient.grpc import model_config_pb2 as pb2
+
+    return pb2
+
+
+@dataclass(frozen=True)
+class TensorIO:
+    """One input or output, without its batch axis."""
+
+    name: str
+    dtype: str  # numpy name
+    dims: tuple[int, ...]  # -1: dynamic
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    inputs: tuple[TensorIO, ...]
+    outputs: tuple[TensorIO, ...]
+    batch_range: tuple[int, int] | None = None  # an engine's profile (min, max); None: any batch
+    batch_opt: int | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How one artifact is served by a stock Triton backend."""
+
+    device: Device
+    backend: str  # onnxruntime | tensorrt | openvino
+    filename: str  # the file's name in the version folder
+    accelerator: str | None = None  # TensorRT precision mode for ONNX Runtime's TensorRT accelerator
+
+
+def placements(name: str, kind: str, precision: str) -> list[Placement]:
+    """Where each rn50 artifact runs: the table every repository is written from."""
+    if kind == "onnx":
+        if precision == "fp32":
+            return [Placement("cpu", "onnxruntime", "model.onnx"), Placement("gpu", "onnxruntime", "model.onnx")]
+        if precision == "fp16":  # FP16 kernels on the CPU provider are slow reference code: GPU only
+            return [Placement("gpu", "onnxruntime", "model.onnx")]
+        if name.endswith("onnxruntime-cpu"):  # u8/s8 Q/DQ: made for ONNX Runtime's CPU provider
+            return [Placement("cpu", "onnxruntime", "model.onnx")]
+        return [Placement("gpu", "onnxruntime", "model.onnx", accelerator="INT8")]  # the TensorRT Q/DQ form
+    if kind == "engine":
+        return [Placement("gpu", "tensorrt", "model.plan")]
+    if kind == "ir":
+        return [Placement("cpu", "openvino", "model.xml")]
+    return []
+
+
+def model_name(artifact: str, device: Device) -> str:
+    return f"{artifact}-{device}"
+
+
+def _dims(shape: list[Any]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else -1 for d in shape[1:])
+
+
+def onnx_io(path: Path) -> ModelIO:
+    """Inputs and outputs of an ONNX file (its weights are not read)."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+
+    def io(values: Any) -> tuple[TensorIO, ...]:
+        out = []
+        for v in values:
+            if v.name in inits:
+                continue
+            t = v.type.tensor_type
+            dtype = str(helper.tensor_dtype_to_np_dtype(t.elem_type))
+            out.append(TensorIO(v.name, dtype, _dims([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim])))
+        return tuple(out)
+
+    return ModelIO(io(graph.input), io(graph.output))
+
+
+def engine_io(engine: Path) -> ModelIO:
+    """Inputs, outputs and batch range of an engine, from its sidecar (TensorRT is not needed)."""
+    from rn50.runtimes.trt_plan import Sidecar, sidecar_path
+
+    sidecar = Sidecar.load(sidecar_path(engine))
+    inputs: list[TensorIO] = []
+    outputs: list[TensorIO] = []
+    for t in sidecar.io:
+        dtype = TRT_DTYPES.get(str(t["dtype"]).rsplit(".", 1)[-1], str(t["dtype"]))
+        (inputs if str(t["mode"]).endswith("INPUT") else outputs).append(TensorIO(t["name"], dtype, _dims(list(t["shape"]))))
+    profile = sidecar.profiles[0]
+    return ModelIO(tuple(inputs), tuple(outputs), (int(profile["input_min"][0]), int(profile["input_max"][0])), int(profile["input_opt"][0]))
+
+
+def ir_io(xml: Path) -> ModelIO:
+    """Inputs and outputs of an OpenVINO IR, read by OpenVINO."""
+    if importlib.util.find_spec("openvino") is None:
+        raise EnvironmentProblem("openvino is not installed: the IR's inputs cannot be read", fix="pip install 'rn50[openvino]'")
+    import openvino as ov
+
+    from rn50.runtimes.openvino_runner import OV_TYPES, port_name
+
+    model = ov.Core().read_model(str(xml))
+
+    def io(ports: Any) -> tuple[TensorIO, ...]:
+        return tuple(TensorIO(port_name(p), OV_TYPES.get(p.get_element_type().get_type_name(), "?"),
+                              _dims([d.get_length() if d.is_static else -1 for d in p.get_partial_shape()])) for p in ports)  # fmt: skip
+
+    return ModelIO(io(model.inputs), io(model.outputs))
+
+
+def artifact_io(kind: str, path: Path) -> ModelIO:
+    """The inputs and outputs of a model artifact, read from the artifact itself (an engine: its sidecar)."""
+    if kind == "onnx":
+        return onnx_io(path)
+    if kind == "engine":
+        return engine_io(path)
+    return ir_io(path)
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch: int = DEFAULT_MAX_BATCH
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
+    instances: int = 1
+
+    def check(self) -> None:
+        if self.max_batch < 1:
+            raise UsageError(f"--max-batch {self.max_batch} must be >= 1", fix="pass e.g. --max-batch 8")
+        if self.queue_delay_us < 0:
+            raise UsageError(f"--queue-delay-us {self.queue_delay_us} is negative", fix="pass 0 or more microseconds")
+        if self.instances < 1:
+            raise UsageError(f"--instances {self.instances} must be >= 1", fix="pass e.g. --instances 1")
+
+
+def batch_limits(io: ModelIO, batching: Batching, label: str) -> tuple[int, list[int]]:
+    """max_batch_size and the preferred batch sizes: an engine's come from its profile, which must start at
+    batch 1 (Triton's batcher sends any size up to the maximum)."""
+    if io.batch_range is None:
+        return batching.max_batch, [batching.max_batch]
+    lo, hi = io.batch_range
+    if lo != 1:
+        raise UsageError(f"{label}: the engine's profile starts at batch {lo}; Triton's dynamic batcher sends batches from 1",
+                         fix="rebuild it with rn50 build-trt --min-batch 1")  # fmt: skip
+    return hi, sorted({io.batch_opt or hi, hi})
+
+
+def build(name: str, placement: Placement, io: ModelIO, batching: Batching, *, precision: str, artifact: str,
+          threads: int | None = None, parameters: dict[str, str] | None = None) -> Any:  # fmt: skip
+    """The ModelConfig message for one artifact on one device."""
+    pb2 = model_config_pb2()
+    max_batch, preferred = batch_limits(io, batching, name)
+    cfg = pb2.ModelConfig(name=name, max_batch_size=max_batch)
+    if placement.backend == "tensorrt":
+        cfg.platform = "tensorrt_plan"
+    else:
+        cfg.backend = placement.backend
+    cfg.default_model_filename = placement.filename
+    for t in io.inputs:
+        cfg.input.add(name=t.name, data_type=pb2.DataType.Value(DTYPES[t.dtype]), dims=list(t.dims))
+    for t in io.outputs:
+        cfg.output.add(name=t.name, data_type=pb2.DataType.Value(DTYPES[t.dtype]), dims=list(t.dims))
+    kind = pb2.ModelInstanceGroup.KIND_GPU if placement.device == "gpu" else pb2.ModelInstanceGroup.KIND_CPU
+    cfg.instance_group.add(kind=kind, count=batching.instances)
+    cfg.dynamic_batching.preferred_batch_size.extend(preferred)
+    cfg.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us
+    if placement.accelerator:
+        acc = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        acc.parameters["precision_mode"] = placement.accelerator
+    params = dict(parameters or {})
+    if placement.backend == "openvino":  # latency first: one stream, rn50's thread count
+        params |= {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"} | ({"INFERENCE_NUM_THREADS": str(threads)} if threads else {})
+    if placement.backend == "onnxruntime" and threads and placement.device == "cpu":
+        params |= {"intra_op_thread_count": str(threads)}
+    params |= {PRECISION_PARAMETER: precision, ARTIFACT_PARAMETER: artifact}
+    for key, value in params.items():
+        cfg.parameters[key].string_value = value
+    for batch in sorted({1, max_batch}):  # the first requests do not pay for the backend's first run
+        warm = cfg.model_warmup.add(name=f"zero_batch_{batch}", batch_size=batch)
+        for t in io.inputs:
+            warm.inputs[t.name].data_type = pb2.DataType.Value(DTYPES[t.dtype])
+            warm.inputs[t.name].dims.extend([d if d > 0 else 1 for d in t.dims])
+            warm.inputs[t.name].zero_data = True  # Triton's random_data is random bytes: NaN and Inf among them
+    return cfg
+
+
+def to_text(cfg: Any, header: list[str]) -> str:
+    from google.protobuf import text_format
+
+    return "".join(f"# {line}\n" for line in header) + text_format.MessageToString(cfg)
+
+
+def parse(text: str) -> Any:
+    """A config.pbtxt parsed with Triton's ModelConfig protobuf; a text Triton would refuse is refused here."""
+    from google.protobuf import text_format
+
+    pb2 = model_config_pb2()
+    try:
+        return text_format.Parse(text, pb2.ModelConfig())
+    except text_format.ParseError as e:
+        raise UsageError(f"not a Triton model configuration: {e}", fix="regenerate it with rn50 triton-repo") from e
+
+
+def check(cfg: Any, io: ModelIO, *, where: str) -> None:
+    """The parsed configuration against the artifact: names, dtypes and dims of every input and output, the
+    batch size against an engine's profile, the preferred sizes against the maximum."""
+    pb2 = model_config_pb2()
+    problems = []
+    for kind, declared, actual in (("input", cfg.input, io.inputs), ("output", cfg.output, io.outputs)):
+        have = {t.name: t for t in declared}
+        for t in actual:
+            c = have.pop(t.name, None)
+            if c is None:
+                problems.append(f"{kind} {t.name!r} is missing")
+                continue
+            if pb2.DataType.Name(c.data_type) != DTYPES.get(t.dtype):
+                problems.append(f"{kind} {t.name!r} is {pb2.DataType.Name(c.data_type)}, the artifact's is {t.dtype}")
+            if tuple(c.dims) != t.dims:
+                problems.append(f"{kind} {t.name!r} dims {list(c.dims)}, the artifact's are {list(t.dims)}")
+        problems += [f"{kind} {n!r} is not in the artifact" for n in have]
+    if cfg.max_batch_size < 1:
+        problems.append(f"max_batch_size {cfg.max_batch_size}: rn50's models have a batch axis")
+    if io.batch_range and not io.batch_range[0] <= cfg.max_batch_size <= io.batch_range[1]:
+        problems.append(f"max_batch_size {cfg.max_batch_size} is outside the engine's profile {io.batch_range[0]}..{io.batch_range[1]}")
+    bad = [b for b in cfg.dynamic_batching.preferred_batch_size if not 1 <= b <= cfg.max_batch_size]
+    if bad:
+        problems.append(f"preferred batch size(s) {bad} above max_batch_size {cfg.max_batch_size}")
+    if problems:
+        raise UsageError(f"{where}: " + "; ".join(problems), fix="regenerate it with rn50 triton-repo")

@@ -1,0 +1,394 @@
+"""Triton serving: the model repository (configs parsed with Triton's own protobuf), `rn50 serve` on a real
+Triton Inference Server (PyTriton's, on the loopback interface), `rn50 loadtest`, and the faults a served
+model meets. Servers are started by the tests, bounded in requests and time, and stopped."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from conftest import one_line_error
+from typer.testing import CliRunner
+
+from rn50.cli import app
+from rn50.errors import UsageError
+from rn50.serving.triton_config import Batching, ModelIO, TensorIO, batch_limits
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+cli = CliRunner()
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("pytriton") is None or importlib.util.find_spec("tritonclient") is None,
+    reason="nvidia-pytriton and tritonclient are not installed (pip install 'rn50[triton]')",
+)
+RN50 = [sys.executable, "-m", "rn50"]
+START_TIMEOUT_S = 120
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def served_dir(quantized_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the quantized work directory (the load test writes its reports there)."""
+    import shutil
+
+    dst = tmp_path_factory.mktemp("served") / "work"
+    shutil.copytree(quantized_dir, dst)
+    return dst
+
+
+class Server:
+    """`rn50 serve` as a user starts it, in its own process."""
+
+    def __init__(self, workdir: Path, *extra: str):
+        self.http, self.grpc, self.metrics = free_ports(3)
+        args = [*RN50, "serve", "--out", str(workdir), "--port", str(self.http), "--grpc-port", str(self.grpc),
+                "--metrics-port", str(self.metrics), *extra]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"COLUMNS": "400"})
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(START_TIMEOUT_S):
+            self.stop()
+            pytest.fail("rn50 serve did not become ready:\n" + "".join(self.lines))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith("ready"):
+                self.ready.set()
+        self.ready.set()  # ended: the caller sees why in the lines
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.http}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(served_dir: Path) -> Iterator[Server]:
+    """The INT8 ONNX Runtime CPU model served with a 100 ms batching window, so that requests sent together
+    are batched together."""
+    s = Server(served_dir, "--artifact", "onnx-int8-onnxruntime-cpu", "--queue-delay-us", "100000")
+    yield s
+    s.stop()
+
+
+def infer(url: str, x: np.ndarray, *, name: str = "input", datatype: str = "FP32", model: str = "resnet50") -> np.ndarray:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url)
+    try:
+        request = httpclient.InferInput(name, list(x.shape), datatype)
+        request.set_data_from_numpy(x)
+        return client.infer(model, [request]).as_numpy("logits")  # type: ignore[no-any-return]
+    finally:
+        client.close()
+
+
+def error_of(url: str, x: np.ndarray, **kwargs: Any) -> str:
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as e:
+        infer(url, x, **kwargs)
+    return str(e.value)
+
+
+def crops(n: int) -> np.ndarray:
+    from rn50.samples import sample_crops
+
+    return sample_crops(n, split="evaluation")
+
+
+# --- the repository --------------------------------------------------------------------------------------
+
+@needs_triton
+def test_triton_repo_writes_a_checked_config_per_artifact_and_device(served_dir: Path, tmp_path: Path) -> None:
+    from rn50.artifacts import sha256_file
+    from rn50.serving.triton_config import parse
+
+    repo = tmp_path / "repo"
+    result = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(repo), "--threads", "2", "--max-batch", "16"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((served_dir / "manifest.json").read_text())["artifacts"]
+    expected = {"onnx-fp32-cpu": "onnx-fp32", "onnx-fp32-gpu": "onnx-fp32", "onnx-fp16-gpu": "onnx-fp16",
+                "onnx-int8-onnxruntime-cpu-cpu": "onnx-int8-onnxruntime-cpu", "onnx-int8-tensorrt-gpu": "onnx-int8-tensorrt"}  # fmt: skip
+    assert {p.name for p in repo.iterdir() if p.is_dir()} == set(expected)
+    for name, artifact in expected.items():
+        cfg = parse((repo / name / "config.pbtxt").read_text())  # Triton's own ModelConfig message
+        assert cfg.name == name and cfg.backend == "onnxruntime" and cfg.max_batch_size == 16
+        assert [(i.name, list(i.dims)) for i in cfg.input] == [("input", [3, 224, 224])]
+        assert [(o.name, list(o.dims)) for o in cfg.output] == [("logits", [1000])]
+        assert list(cfg.dynamic_batching.preferred_batch_size) == [16]
+        assert [w.batch_size for w in cfg.model_warmup] == [1, 16] and all(w.inputs["input"].zero_data for w in cfg.model_warmup)
+        assert cfg.parameters["rn50_artifact"].string_value == artifact
+        assert sha256_file(repo / name / "1" / "model.onnx") == manifest[artifact]["sha256"]
+        kind = cfg.instance_group[0].kind
+        assert (kind == 2) == name.endswith("-cpu")  # KIND_CPU = 2, KIND_GPU = 1
+    trt = parse((repo / "onnx-int8-tensorrt-gpu" / "config.pbtxt").read_text())
+    accelerator = trt.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "INT8"
+    cpu = parse((repo / "onnx-fp32-cpu" / "config.pbtxt").read_text())
+    assert cpu.parameters["intra_op_thread_count"].string_value == "2"
+    index = json.loads((repo / "rn50-repository.json").read_text())
+    assert {m["name"] for m in index["models"]} == set(expected)
+
+    only_cpu = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "cpu"), "--device", "cpu"])
+    assert only_cpu.exit_code == 0, only_cpu.output
+    assert {p.name for p in (tmp_path / "cpu").iterdir() if p.is_dir()} == {"onnx-fp32-cpu", "onnx-int8-onnxruntime-cpu-cpu"}
+
+
+@needs_triton
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    (["--device", "tpu"], 2, "unknown device"),
+    (["--artifact", "onnx-int4"], 2, "no artifact named onnx-int4"),
+    (["--max-batch", "0"], 2, "--max-batch 0"),
+])  # fmt: skip
+def test_triton_repo_bad_input_is_one_line(served_dir: Path, tmp_path: Path, args: list[str], code: int, needle: str) -> None:
+    one_line_error(cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "r"), *args]), code, needle)
+    assert not (tmp_path / "r").exists()
+
+
+@needs_triton
+def test_a_config_that_does_not_match_its_artifact_is_refused() -> None:
+    from rn50.serving.triton_config import Placement, build, check, model_config_pb2, parse, to_text
+
+    io = ModelIO((TensorIO("input", "float32", (3, 224, 224)),), (TensorIO("logits", "float32", (1000,)),))
+    cfg = parse(to_text(build("m", Placement("cpu", "onnxruntime", "model.onnx"), io, Batching(), precision="fp32", artifact="a"), ["x"]))
+    check(cfg, io, where="m")  # as written: accepted
+    cfg.input[0].dims[0] = 4
+    cfg.output[0].data_type = model_config_pb2().DataType.Value("TYPE_FP64")
+    cfg.dynamic_batching.preferred_batch_size.append(64)
+    with pytest.raises(UsageError) as e:
+        check(cfg, io, where="m/config.pbtxt")
+    assert "input 'input' dims [4, 224, 224]" in e.value.problem and "output 'logits' is TYPE_FP64" in e.value.problem
+    assert "preferred batch size(s) [64]" in e.value.problem
+    with pytest.raises(UsageError, match="not a Triton model configuration"):
+        parse("max_batch_size: eight")
+
+
+def test_an_engine_profile_sets_the_batch_limits_and_must_start_at_one() -> None:
+    io = ModelIO((), (), batch_range=(1, 32), batch_opt=8)
+    assert batch_limits(io, Batching(max_batch=4), "e") == (32, [8, 32])
+    with pytest.raises(UsageError, match="starts at batch 2.*--min-batch 1"):
+        batch_limits(ModelIO((), (), batch_range=(2, 32), batch_opt=8), Batching(), "engine-fp16-gpu")
+
+
+# --- what the served model does with each request -------------------------------------------------------
+
+class _Runner:
+    label = "fake · runner"
+
+    def __init__(self, fail: bool = False, nan_out: bool = False):
+        self.calls: list[int] = []
+        self.fail, self.nan_out = fail, nan_out
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from rn50.errors import CheckFailed
+
+        x = feed["input"]
+        self.calls.append(len(x))
+        if self.fail:
+            raise CheckFailed("the runtime refused the batch")
+        y = x.reshape(len(x), -1)[:, :1000] * 2
+        return {"logits": np.full_like(y, np.nan) if self.nan_out else y}
+
+
+def test_each_request_is_answered_alone_a_bad_one_does_not_fail_its_batch() -> None:
+    from rn50.serving.backend import ServedArtifact, ServedModel
+
+    art = ServedArtifact("onnxruntime-cpu", "int8", "a", Path("a.onnx"), "0" * 64)
+    runner = _Runner()
+    model = ServedModel(art, runner)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    good1, good2 = rng.random((2, 3, 224, 224), np.float32), rng.random((1, 3, 224, 224), np.float32)
+    bad = good2.copy()
+    bad[0, 1, 2, 3] = np.inf
+    answers = model.answer([good1, bad, good2])
+    assert runner.calls == [3]  # the two good requests, one batch of 3 images; the bad one never reaches the runner
+    assert np.array_equal(answers[0], good1.reshape(2, -1)[:, :1000] * 2) and np.array_equal(answers[2], good2.reshape(1, -1)[:, :1000] * 2)
+    assert isinstance(answers[1], str) and "1 NaN/Inf value(s)" in answers[1]
+    refused = ServedModel(art, _Runner(fail=True)).answer([good1, bad])  # type: ignore[arg-type]
+    assert refused[0] == "the runtime refused the batch" and "NaN/Inf" in str(refused[1])
+    nan = ServedModel(art, _Runner(nan_out=True)).answer([good2])  # type: ignore[arg-type]
+    assert "produced NaN/Inf logits" in str(nan[0])
+
+
+def test_a_wrong_answer_is_named_by_the_bound_it_breaks() -> None:
+    from rn50.metrics import thresholds_for
+    from rn50.serving.loadtest import wrong_answer
+
+    ref = np.linspace(-1, 1, 1000, dtype=np.float32)
+    assert wrong_answer(ref + 1e-5, ref, thresholds_for("fp32")) is None
+    why = wrong_answer(ref[::-1].copy(), ref, thresholds_for("fp32"))
+    assert why is not None and "cosine" in why and "max abs" in why
+
+
+# --- a real Triton server ---------------------------------------------------------------------------------
+
+@needs_triton
+def test_serve_refuses_bad_options_before_starting(served_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        grpc, metrics = free_ports(2)
+        base = ["serve", "--out", str(served_dir), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+        one_line_error(cli.invoke(app, [*base, "--port", str(port)]), 2, f"--port {port} on 127.0.0.1 is in use")
+    http = free_ports(1)[0]
+    base += ["--port", str(http)]
+    one_line_error(cli.invoke(app, [*base, "--runtime", "tensorrt"]), 2, "onnx-fp32 is a onnx artifact; --runtime tensorrt does not run it")
+    one_line_error(cli.invoke(app, [*base, "--artifact", "onnx-int4"]), 2, "no onnx-int4 artifact")
+    one_line_error(cli.invoke(app, [*base, "--port", str(grpc)]), 2, "must differ")
+
+
+@needs_triton
+def test_loadtest_checks_every_answer_and_reports_the_batches_triton_formed(server: Server, served_dir: Path) -> None:
+    result = subprocess.run([*RN50, "loadtest", "--out", str(served_dir), "--url", server.url, "--concurrency", "1,4",
+                             "--requests", "24", "--count", "8"], capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Load test: PASS — 48 answers from resnet50" in result.stdout
+    data = json.loads((served_dir / "loadtest.json").read_text())
+    assert data["passed"] and data["precision"] == "int8" and data["model"]["artifact"] == "onnx-int8-onnxruntime-cpu"
+    one, four = data["levels"]
+    assert one["requests"] == four["requests"] == 24 and one["errors"] == four["errors"] == 0
+    assert sum(b * n for b, n in map(lambda kv: (int(kv[0]), kv[1]), four["batches"].items())) == 24  # every image, once
+    assert max(int(b) for b in four["batches"]) > 1  # four clients inside a 100 ms window: batched together
+    assert one["latency"]["p99_ms"] >= one["latency"]["median_ms"] > 0
+    assert data["overall"]["samples"] == 48 and data["overall"]["cosine_min"] >= 0.95
+    assert (served_dir / "loadtest.png").is_file() and "Load test on Triton Inference Server" in (served_dir / "loadtest.md").read_text()
+    from rn50.artifacts import WorkDir
+    from rn50.reports import report
+
+    report.write(WorkDir(served_dir))
+    assert "Load test: PASS" in (served_dir / "report.md").read_text()
+
+    # Judged as FP32, the INT8 answers are wrong: one wrong answer fails the run.
+    strict = subprocess.run([*RN50, "loadtest", "--out", str(served_dir), "--url", server.url, "--concurrency", "2",
+                             "--requests", "6", "--count", "4", "--precision", "fp32"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "wrong answer(s)" in strict.stderr and "Traceback" not in strict.stderr
+    assert json.loads((served_dir / "loadtest.json").read_text())["levels"][0]["wrong"] == 6
+
+
+@needs_triton
+def test_loadtest_without_a_server_is_one_line(served_dir: Path) -> None:
+    port = free_ports(1)[0]
+    one_line_error(cli.invoke(app, ["loadtest", "--out", str(served_dir), "--url", f"127.0.0.1:{port}", "--requests", "1"]), 2,
+                   f"no Triton server answers at 127.0.0.1:{port}")  # fmt: skip
+
+
+@needs_triton
+def test_bad_requests_get_their_own_error_and_the_server_keeps_serving(server: Server) -> None:
+    x = crops(4)
+    first = infer(server.url, x[:1])
+    assert first.shape == (1, 1000) and np.isfinite(first).all()
+    assert "unexpected inference input 'image'" in error_of(server.url, x[:1], name="image")
+    assert "unexpected shape for input 'input'" in error_of(server.url, x[:1, :, :200])
+    assert "data-type is 'FP64'" in error_of(server.url, x[:1].astype(np.float64), datatype="FP64")
+    assert "batch-size must be <= 8" in error_of(server.url, np.concatenate([x, x, x[:1]]))
+    nan = x[:1].copy()
+    nan[0, 0, 0, 0] = np.nan
+    assert "1 NaN/Inf value(s)" in error_of(server.url, nan)
+
+    # A NaN request sent with good ones lands in their batch (100 ms window); only it gets an error.
+    results: dict[int, object] = {}
+
+    def send(i: int, arr: np.ndarray) -> None:
+        try:
+            results[i] = infer(server.url, arr)
+        except Exception as e:  # the server's error response
+            results[i] = str(e)
+
+    threads = [threading.Thread(target=send, args=(i, a)) for i, a in enumerate([x[0:1], nan, x[1:2], x[2:3]])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "NaN/Inf" in str(results[1])
+    for i, j in ((0, 0), (2, 1), (3, 2)):
+        assert isinstance(results[i], np.ndarray), results[i]
+        single = infer(server.url, x[j : j + 1])
+        assert np.allclose(results[i], single, atol=1e-4)  # the same answer as when sent alone
+
+    import tritonclient.grpc as grpcclient  # the gRPC endpoint answers the same
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc}")
+    request = grpcclient.InferInput("input", [1, 3, 224, 224], "FP32")
+    request.set_data_from_numpy(x[:1])
+    assert np.allclose(client.infer("resnet50", [request]).as_numpy("logits"), first, atol=1e-4)
+    client.close()
+    assert server.proc.poll() is None
+
+
+@needs_triton
+def test_a_client_that_disconnects_mid_request_does_not_hurt_the_server(server: Server) -> None:
+    import tritonclient.http as httpclient
+
+    x = crops(1)
+    body, header_length = httpclient.InferenceServerClient.generate_request_body([_input(httpclient, x)])
+    head = (f"POST /v2/models/resnet50/infer HTTP/1.1\r\nHost: {server.url}\r\nContent-Type: application/octet-stream\r\n"
+            f"Inference-Header-Content-Length: {header_length}\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    for cut in (len(body) // 2, len(body)):  # gone while sending the image; gone before the answer
+        with socket.create_connection(("127.0.0.1", server.http)) as s:
+            s.sendall(head + body[:cut])
+        time.sleep(0.3)
+    y = infer(server.url, x)
+    assert y.shape == (1, 1000) and server.proc.poll() is None
+
+
+def _input(httpclient: Any, x: np.ndarray) -> Any:
+    request = httpclient.InferInput("input", list(x.shape), "FP32")
+    request.set_data_from_numpy(x)
+    return request
+
+
+@needs_triton
+def test_sigterm_under_load_answers_the_requests_in_flight_then_exits(served_dir: Path) -> None:
+    s = Server(served_dir, "--artifact", "onnx-int8-onnxruntime-cpu", "--queue-delay-us", "300000")
+    x = crops(4)
+    answers: list[object] = []
+
+    def send(i: int) -> None:
+        try:
+            answers.append(infer(s.url, x[i : i + 1]))
+        except Exception as e:  # noqa: BLE001 — recorded, and the test fails on it
+            answers.append(e)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)  # the four wait in Triton's 300 ms batching window
+    s.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(timeout=60)
+    code = s.proc.wait(timeout=60)
+    assert [type(a).__name__ for a in answers] == ["ndarray"] * 4, answers
+    assert code == 130, "".join(s.lines)
+    assert "stopped: Triton answered the requests in flight" in "".join(s.lines)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", s.http), timeout=2).close()
