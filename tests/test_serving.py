@@ -192,6 +192,28 @@ def test_a_config_that_does_not_match_its_artifact_is_refused() -> None:
         parse("max_batch_size: eight")
 
 
+@needs_triton
+def test_an_engine_config_comes_from_its_sidecar_and_profile(tmp_path: Path) -> None:
+    from rn50.runtimes.trt_plan import Sidecar, sidecar_path
+    from rn50.serving.triton_config import Placement, build, check, engine_io, parse, to_text
+
+    engine = tmp_path / "resnet50.fp16.engine"
+    engine.write_bytes(b"plan")
+    io_entries = [{"name": "input", "mode": "TensorIOMode.INPUT", "dtype": "DataType.FLOAT", "shape": [-1, 3, 224, 224]},
+                  {"name": "logits", "mode": "TensorIOMode.OUTPUT", "dtype": "DataType.FLOAT", "shape": [-1, 1000]}]  # fmt: skip
+    Sidecar("10.13.0", "NVIDIA H100", "9.0", "a" * 64, "b" * 64, "k", {}, [{"input_min": [1, 3, 224, 224], "input_opt": [8, 3, 224, 224],
+            "input_max": [32, 3, 224, 224]}], io_entries).save(sidecar_path(engine))  # fmt: skip
+    io = engine_io(engine)
+    assert io.inputs == (TensorIO("input", "float32", (3, 224, 224)),) and io.outputs == (TensorIO("logits", "float32", (1000,)),)
+    cfg = parse(to_text(build("engine-fp16-gpu", Placement("gpu", "tensorrt", "model.plan"), io, Batching(max_batch=4), precision="fp16",
+                              artifact="engine-fp16"), ["x"]))  # fmt: skip
+    check(cfg, io, where="engine-fp16-gpu")
+    assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 32 and list(cfg.dynamic_batching.preferred_batch_size) == [8, 32]
+    cfg.max_batch_size = 64
+    with pytest.raises(UsageError, match="outside the engine's profile 1..32"):
+        check(cfg, io, where="engine-fp16-gpu")
+
+
 def test_an_engine_profile_sets_the_batch_limits_and_must_start_at_one() -> None:
     io = ModelIO((), (), batch_range=(1, 32), batch_opt=8)
     assert batch_limits(io, Batching(max_batch=4), "e") == (32, [8, 32])
@@ -287,9 +309,10 @@ def test_loadtest_checks_every_answer_and_reports_the_batches_triton_formed(serv
     report.write(WorkDir(served_dir))
     assert "Load test: PASS" in (served_dir / "report.md").read_text()
 
-    # Judged as FP32, the INT8 answers are wrong: one wrong answer fails the run.
-    strict = subprocess.run([*RN50, "loadtest", "--out", str(served_dir), "--url", server.url, "--concurrency", "2",
-                             "--requests", "6", "--count", "4", "--precision", "fp32"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    # Judged as FP32, the INT8 answers are wrong: one wrong answer fails the run (over gRPC this time).
+    strict = subprocess.run([*RN50, "loadtest", "--out", str(served_dir), "--url", f"127.0.0.1:{server.grpc}", "--protocol", "grpc",
+                             "--concurrency", "2", "--requests", "6", "--count", "4", "--precision", "fp32"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "wrong answer(s)" in strict.stderr and "Traceback" not in strict.stderr
     assert json.loads((served_dir / "loadtest.json").read_text())["levels"][0]["wrong"] == 6

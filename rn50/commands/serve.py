@@ -83,7 +83,7 @@ def served_artifact(options: ServeOptions, workdir: WorkDir) -> tuple[ServedArti
     if reason:
         raise EnvironmentProblem(f"cannot serve on {runtime}: {reason}", fix="pick another --runtime, or run on a machine that has it")
     if art.kind == "ir":
-        workdir.checked(workdir.require(art.name + "-weights")[0])
+        workdir.require(art.name + "-weights")  # an IR is its .xml and its .bin, both unchanged
     threads = options.threads if runtime not in ENGINE_RUNTIMES else None
     return ServedArtifact(runtime, precision, art.name, path.resolve(), art.sha256, threads), art.kind
 
