@@ -214,6 +214,17 @@ def test_an_engine_config_comes_from_its_sidecar_and_profile(tmp_path: Path) -> 
         check(cfg, io, where="engine-fp16-gpu")
 
 
+def test_a_model_that_fails_to_load_is_named_from_tritons_log(tmp_path: Path) -> None:
+    from rn50.serving.server import _load_error
+
+    log = tmp_path / "triton.log"
+    assert _load_error(log) is None
+    log.write_text('I1127 20:55:15.872407 21145 backend_model.cc:692] "ERROR: Failed to create instance: boom"\n'
+                   'E1127 20:55:15.872507 21145 model_lifecycle.cc:642] "failed to load \'resnet50\' version 1: Invalid argument: '
+                   'failed to run warmup sample \'zero_batch_1\': the runtime refused it; "\n')  # fmt: skip
+    assert _load_error(log) == "Invalid argument: failed to run warmup sample 'zero_batch_1': the runtime refused it; "
+
+
 def test_an_engine_profile_sets_the_batch_limits_and_must_start_at_one() -> None:
     io = ModelIO((), (), batch_range=(1, 32), batch_opt=8)
     assert batch_limits(io, Batching(max_batch=4), "e") == (32, [8, 32])

@@ -17,6 +17,7 @@ from rn50.runtimes.registry import (
     ENGINE_RUNTIMES,
     PROFILE_RUNTIMES,
     check_names,
+    label,
     reads,
     result_precision,
     unavailable_reason,
@@ -129,8 +130,6 @@ def serve(options: ServeOptions, workdir: WorkDir, *, on_ready: Callable[[Servin
     """Serve until interrupted (Ctrl-C, SIGTERM: Triton stops taking requests, answers those in flight, exits)."""
     options.check()
     served, kind = served_artifact(options, workdir)
-    from rn50.runtimes.registry import label
-
     log_file = workdir.root.resolve() / f"triton-{options.model}.log"
     with scratch_repository() as repository:
         max_batch = write_repository(options, served, kind, repository)
