@@ -146,7 +146,7 @@ def test_triton_repo_writes_a_checked_config_per_artifact_and_device(served_dir:
         assert [(o.name, list(o.dims)) for o in cfg.output] == [("logits", [1000])]
         assert list(cfg.dynamic_batching.preferred_batch_size) == [16]
         assert [w.batch_size for w in cfg.model_warmup] == [1, 16] and all(w.inputs["input"].zero_data for w in cfg.model_warmup)
-        assert cfg.parameters["rn50_artifact"].string_value == artifact
+        assert cfg.parameters["rn50_artifact"].string_value == artifact and cfg.parameters["rn50_sha256"].string_value == manifest[artifact]["sha256"]
         assert sha256_file(repo / name / "1" / "model.onnx") == manifest[artifact]["sha256"]
         kind = cfg.instance_group[0].kind
         assert (kind == 2) == name.endswith("-cpu")  # KIND_CPU = 2, KIND_GPU = 1
@@ -179,7 +179,7 @@ def test_a_config_that_does_not_match_its_artifact_is_refused() -> None:
     from rn50.serving.triton_config import Placement, build, check, model_config_pb2, parse, to_text
 
     io = ModelIO((TensorIO("input", "float32", (3, 224, 224)),), (TensorIO("logits", "float32", (1000,)),))
-    cfg = parse(to_text(build("m", Placement("cpu", "onnxruntime", "model.onnx"), io, Batching(), precision="fp32", artifact="a"), ["x"]))
+    cfg = parse(to_text(build("m", Placement("cpu", "onnxruntime", "model.onnx"), io, Batching(), precision="fp32", artifact="a", sha256="0" * 64), ["x"]))
     check(cfg, io, where="m")  # as written: accepted
     cfg.input[0].dims[0] = 4
     cfg.output[0].data_type = model_config_pb2().DataType.Value("TYPE_FP64")
@@ -206,7 +206,7 @@ def test_an_engine_config_comes_from_its_sidecar_and_profile(tmp_path: Path) -> 
     io = engine_io(engine)
     assert io.inputs == (TensorIO("input", "float32", (3, 224, 224)),) and io.outputs == (TensorIO("logits", "float32", (1000,)),)
     cfg = parse(to_text(build("engine-fp16-gpu", Placement("gpu", "tensorrt", "model.plan"), io, Batching(max_batch=4), precision="fp16",
-                              artifact="engine-fp16"), ["x"]))  # fmt: skip
+                              artifact="engine-fp16", sha256="b" * 64), ["x"]))  # fmt: skip
     check(cfg, io, where="engine-fp16-gpu")
     assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 32 and list(cfg.dynamic_batching.preferred_batch_size) == [8, 32]
     cfg.max_batch_size = 64
@@ -327,6 +327,12 @@ def test_loadtest_checks_every_answer_and_reports_the_batches_triton_formed(serv
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "wrong answer(s)" in strict.stderr and "Traceback" not in strict.stderr
     assert json.loads((served_dir / "loadtest.json").read_text())["levels"][0]["wrong"] == 6
+
+
+@needs_triton
+def test_loadtest_refuses_a_reference_from_another_work_directory(server: Server, export_dir: Path) -> None:
+    one_line_error(cli.invoke(app, ["loadtest", "--out", str(export_dir), "--url", server.url, "--requests", "1"]), 2,
+                   "the served onnx-int8-onnxruntime-cpu (sha256", "is not an artifact of")  # fmt: skip
 
 
 @needs_triton

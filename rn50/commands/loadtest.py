@@ -148,6 +148,10 @@ def loadtest(options: LoadtestOptions, workdir: WorkDir, *, progress: Callable[[
         info = model_info(client, options.model, options.protocol)
     finally:
         client.close()
+    known = {a.sha256 for a in workdir.artifacts()}
+    if info.sha256 and info.sha256 not in known:  # the reference must be the model the served file was made from
+        raise UsageError(f"the served {info.artifact} (sha256 {info.sha256[:12]}) is not an artifact of {workdir.root}",
+                         fix="pass --out the work directory the served model came from")  # fmt: skip
     precision = options.precision or info.precision
     if precision is None:
         raise UsageError(f"model {info.name!r} does not say which precision it runs (rn50 writes rn50_precision into its configs)",

@@ -96,7 +96,7 @@ def write_repository(options: ServeOptions, served: ServedArtifact, kind: str, r
     io = artifact_io(kind, served.path)
     parameters = served.parameters() | {"sys_path": python_path()}
     cfg = build(options.model, Placement("cpu", "python", "model.py"), io, options.batching, precision=served.precision,
-                artifact=served.artifact, parameters=parameters)  # fmt: skip
+                artifact=served.artifact, sha256=served.sha256, parameters=parameters)  # fmt: skip
     text = to_text(cfg, [f"written by rn50 serve: {served.artifact} on {served.runtime}, rn50's runner in Triton's Python backend"])
     check(parse(text), io, where=f"{options.model}/config.pbtxt")
     folder = repository / options.model / "1"

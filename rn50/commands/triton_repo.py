@@ -129,7 +129,8 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutco
             if options.devices and placement.device not in options.devices:
                 continue
             name = model_name(art.name, placement.device)
-            cfg = build(name, placement, io, options.batching, precision=art.precision, artifact=art.name, threads=options.threads)
+            cfg = build(name, placement, io, options.batching, precision=art.precision, artifact=art.name, sha256=art.sha256,
+                        threads=options.threads)
             header = [f"written by rn50 triton-repo from {art.name} ({art.path}, sha256 {art.sha256[:12]}); {placement.backend} backend"]
             if placement.backend == "tensorrt":
                 header.append("a TensorRT engine loads only on the TensorRT version and GPU it was built for (see its .json sidecar)")

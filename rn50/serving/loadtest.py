@@ -14,6 +14,7 @@ import numpy as np
 
 from rn50.errors import UsageError
 from rn50.serving.backend import INPUT, OUTPUT
+from rn50.serving.triton_config import ARTIFACT_PARAMETER, PRECISION_PARAMETER, SHA256_PARAMETER
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,6 +80,7 @@ class ServedModelInfo:
     max_batch_size: int
     precision: str | None  # what rn50 wrote into the model's parameters; None for a model rn50 did not write
     artifact: str | None
+    sha256: str | None = None  # of the file served, where rn50 wrote the config
 
 
 def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
@@ -96,7 +98,8 @@ def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
         raise UsageError(f"model {model!r} takes {[(i.get('name'), i.get('data_type')) for i in inputs]}, not one FP32 {INPUT!r}",
                          fix="load-test a model rn50 serve or rn50 triton-repo wrote")  # fmt: skip
     params = {k: v.get("string_value") for k, v in cfg.get("parameters", {}).items()}
-    return ServedModelInfo(model, int(cfg.get("max_batch_size", 0)), params.get("rn50_precision"), params.get("rn50_artifact"))
+    return ServedModelInfo(model, int(cfg.get("max_batch_size", 0)), params.get(PRECISION_PARAMETER), params.get(ARTIFACT_PARAMETER),
+                           params.get(SHA256_PARAMETER))  # fmt: skip
 
 
 def batch_counts(client: Any, model: str, protocol: str) -> Counter[int]:

@@ -25,6 +25,7 @@ DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 1000
 PRECISION_PARAMETER = "rn50_precision"  # how rn50's load test learns what a served model is judged as
 ARTIFACT_PARAMETER = "rn50_artifact"
+SHA256_PARAMETER = "rn50_sha256"  # of the file served: the load test refuses a reference from another work directory
 
 
 def model_config_pb2() -> Any:
@@ -176,7 +177,7 @@ def batch_limits(io: ModelIO, batching: Batching, label: str) -> tuple[int, list
     return hi, sorted({io.batch_opt or hi, hi})
 
 
-def build(name: str, placement: Placement, io: ModelIO, batching: Batching, *, precision: str, artifact: str,
+def build(name: str, placement: Placement, io: ModelIO, batching: Batching, *, precision: str, artifact: str, sha256: str,
           threads: int | None = None, parameters: dict[str, str] | None = None) -> Any:  # fmt: skip
     """The ModelConfig message for one artifact on one device."""
     pb2 = model_config_pb2()
@@ -203,7 +204,7 @@ def build(name: str, placement: Placement, io: ModelIO, batching: Batching, *, p
         params |= {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"} | ({"INFERENCE_NUM_THREADS": str(threads)} if threads else {})
     if placement.backend == "onnxruntime" and threads and placement.device == "cpu":
         params |= {"intra_op_thread_count": str(threads)}
-    params |= {PRECISION_PARAMETER: precision, ARTIFACT_PARAMETER: artifact}
+    params |= {PRECISION_PARAMETER: precision, ARTIFACT_PARAMETER: artifact, SHA256_PARAMETER: sha256}
     for key, value in params.items():
         cfg.parameters[key].string_value = value
     for batch in sorted({1, max_batch}):  # the first requests do not pay for the backend's first run
