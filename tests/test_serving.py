@@ -382,6 +382,13 @@ def test_bad_requests_get_their_own_error_and_the_server_keeps_serving(server: S
     request.set_data_from_numpy(x[:1])
     assert np.allclose(client.infer("resnet50", [request]).as_numpy("logits"), first, atol=1e-4)
     client.close()
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{server.url}/v2/health/ready", timeout=10) as ready:
+        assert ready.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics}/metrics", timeout=10) as metrics:
+        text = metrics.read().decode()
+    assert 'nv_inference_request_success{model="resnet50"' in text and 'nv_inference_request_failure{model="resnet50"' in text
     assert server.proc.poll() is None
 
 
