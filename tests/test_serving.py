@@ -161,6 +161,11 @@ def test_triton_repo_writes_a_checked_config_per_artifact_and_device(served_dir:
     only_cpu = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "cpu"), "--device", "cpu"])
     assert only_cpu.exit_code == 0, only_cpu.output
     assert {p.name for p in (tmp_path / "cpu").iterdir() if p.is_dir()} == {"onnx-fp32-cpu", "onnx-int8-onnxruntime-cpu-cpu"}
+    # A filtered run into the same repository rewrites its own model and keeps (and still lists) the others.
+    again = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(repo), "--artifact", "onnx-fp32", "--device", "cpu"])
+    assert again.exit_code == 0, again.output
+    assert {m["name"] for m in json.loads((repo / "rn50-repository.json").read_text())["models"]} == set(expected)
+    assert parse((repo / "onnx-fp32-cpu" / "config.pbtxt").read_text()).max_batch_size == 8  # rewritten with this run's options
 
 
 @needs_triton

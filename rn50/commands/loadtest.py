@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
+    from rn50.feeds import FeedSet
     from rn50.metrics import OutputMetrics, Thresholds
 
 DEFAULT_URL = "127.0.0.1:8000"
@@ -123,14 +124,15 @@ class LoadtestOutcome:
     written: list[Path]
 
 
-def reference_logits(workdir: WorkDir, images: Any) -> Any:
-    import numpy as np
-
+def reference_logits(workdir: WorkDir, feeds: FeedSet) -> Any:
+    """PyTorch FP32 on the CPU, on the crops the clients send (as parity runs its reference)."""
+    from rn50.commands.options import PARITY_BATCH
+    from rn50.commands.parity import run_batches
     from rn50.runtimes.torch_runner import TorchRunner
     from rn50.weights import workdir_model
 
     with TorchRunner(workdir_model(workdir), device="cpu") as ref:
-        return np.concatenate([ref.infer({"input": np.ascontiguousarray(images[i : i + 8])})["logits"] for i in range(0, len(images), 8)])
+        return run_batches(ref, feeds, PARITY_BATCH)
 
 
 def loadtest(options: LoadtestOptions, workdir: WorkDir, *, progress: Callable[[str], None] | None = None) -> LoadtestOutcome:
@@ -159,7 +161,7 @@ def loadtest(options: LoadtestOptions, workdir: WorkDir, *, progress: Callable[[
     limits = options.thresholds.limits(precision)
     say("reference")
     feeds = options.feeds.read()
-    reference = reference_logits(workdir, feeds.images)
+    reference = reference_logits(workdir, feeds)
     levels, overall = run(options.url, options.protocol, info.name, options.concurrency, feeds.images, reference, limits,
                  duration_s=options.duration_s, requests=options.requests, timeout_s=options.timeout_s, progress=say)  # fmt: skip
     failures = tuple(limits.failures(overall)) if overall is not None else ()

@@ -84,6 +84,15 @@ def _standin_engine(path: Path) -> bool:
     return Sidecar.load(sidecar_path(path)).runtime == STANDIN_RUNTIME
 
 
+def _previous_models(index: Path) -> list[dict[str, object]]:
+    """The models an earlier run listed (a repository is added to, not wiped, by a filtered run)."""
+    try:
+        data = json.loads(index.read_text())
+        return [m for m in data["models"] if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 @contextlib.contextmanager
 def _model_folder(target: Path) -> Iterator[Path]:
     """A model folder written whole under a temporary name, then put in place of the old one."""
@@ -151,6 +160,8 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutco
             (folder / "config.pbtxt").write_text(text)
         models.append(RepoModel(name, art.name, placement.device, placement.backend, art.precision, cfg.max_batch_size,
                                 tuple(cfg.dynamic_batching.preferred_batch_size), art.sha256))  # fmt: skip
-    index = jsonable({"models": models, "skipped": skipped})
+    written = {m.name for m in models}
+    kept = [m for m in _previous_models(root / INDEX) if m["name"] not in written and (root / str(m["name"])).is_dir()]  # other runs' models
+    index = jsonable({"models": kept + jsonable(models), "skipped": skipped})
     atomic_write_text(root / INDEX, json.dumps(index, indent=2) + "\n")
     return TritonRepoOutcome(root, models, skipped)
