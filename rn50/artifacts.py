@@ -313,6 +313,15 @@ class WorkDir:
     def artifacts(self) -> list[Artifact]:
         return [Artifact(**e) for e in self.manifest()["artifacts"].values()]
 
+    def by_name(self, wanted: list[str] | None = None) -> dict[str, Artifact]:
+        """Every artifact by its name; a name in ``wanted`` (an --artifact filter) that is not among them is refused."""
+        known = {a.name: a for a in self.artifacts()}
+        missing = [a for a in wanted or [] if a not in known]
+        if missing:
+            raise UsageError(f"no artifact named {', '.join(missing)} in {self.manifest_path}",
+                             fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}")  # fmt: skip
+        return known
+
     def checked(self, art: Artifact) -> Path:
         """The artifact's path, after checking that its file is there and still has the recorded sha256."""
         path = self.path(art.path)

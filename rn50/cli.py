@@ -757,9 +757,8 @@ def loadtest(
         for col in ("clients", "answered", "img/s", "median ms", "p99 ms", "batches formed", "wrong", "failed"):
             table.add_column(col, justify="right")
         for lv in report.levels:
-            formed = ", ".join(f"{b}×{n}" for b, n in lv.batches.items()) or "—"
             med, p99 = (f"{lv.latency.median_ms:.2f}", f"{lv.latency.p99_ms:.2f}") if lv.latency else ("—", "—")
-            table.add_row(str(lv.concurrency), str(lv.requests), f"{lv.throughput:.1f}", med, p99, formed, str(lv.wrong), str(lv.errors))
+            table.add_row(str(lv.concurrency), str(lv.requests), f"{lv.throughput:.1f}", med, p99, loadtest_report.formed(lv.batches), str(lv.wrong), str(lv.errors))
         out.print(table)
         out.print(report.verdict_line())
         out.print("wrote " + ", ".join(str(p) for p in done.written))

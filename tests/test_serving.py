@@ -284,7 +284,7 @@ def test_a_wrong_answer_is_named_by_the_bound_it_breaks() -> None:
     ref = np.linspace(-1, 1, 1000, dtype=np.float32)
     assert wrong_answer(ref + 1e-5, ref, thresholds_for("fp32")) is None
     why = wrong_answer(ref[::-1].copy(), ref, thresholds_for("fp32"))
-    assert why is not None and "cosine" in why and "max abs" in why
+    assert why is not None and "cosine_min" in why and "max_abs" in why
 
 
 # --- a real Triton server ---------------------------------------------------------------------------------

@@ -144,12 +144,7 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
     """Targets to run, and those skipped with the reason (never silently dropped)."""
     wanted = runtimes or list(RUNTIMES)
     files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
-    known = {a.name: a for a in workdir.artifacts()}
-    if artifacts:
-        missing = [a for a in artifacts if a not in known]
-        if missing:
-            raise UsageError(f"no artifact named {', '.join(missing)} in {workdir.manifest_path}",
-                             fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}")  # fmt: skip
+    known = workdir.by_name(artifacts)
     by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
     for art in known.values():
         if art.kind in MODEL_KINDS and (not artifacts or art.name in artifacts):

@@ -111,11 +111,7 @@ def _model_folder(target: Path) -> Iterator[Path]:
 def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutcome:
     options.check()
     root = options.repo or workdir.path(REPOSITORY)
-    known = {a.name: a for a in workdir.artifacts()}
-    missing = [a for a in options.artifacts or [] if a not in known]
-    if missing:
-        raise UsageError(f"no artifact named {', '.join(missing)} in {workdir.manifest_path}",
-                         fix=f"use one of {', '.join(a.name for a in known.values() if a.kind in MODEL_KINDS) or '(none: run rn50 export first)'}")  # fmt: skip
+    known = workdir.by_name(options.artifacts)
     models: list[RepoModel] = []
     skipped: list[RepoSkipped] = []
     planned = []
@@ -125,7 +121,7 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutco
         path = workdir.checked(art)  # a changed file never reaches a repository
         files = [path]
         if art.kind == "ir":
-            files.append(workdir.checked(known[art.name + "-weights"]))
+            files.append(workdir.require(art.name + "-weights")[1])  # an IR is its .xml and its .bin
         if art.kind == "engine" and _standin_engine(path):
             skipped.append(RepoSkipped(art.name, "an engine of rn50's TensorRT stand-in (its test double), not a TensorRT engine"))
             continue
@@ -162,6 +158,6 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutco
                                 tuple(cfg.dynamic_batching.preferred_batch_size), art.sha256))  # fmt: skip
     written = {m.name for m in models}
     kept = [m for m in _previous_models(root / INDEX) if m["name"] not in written and (root / str(m["name"])).is_dir()]  # other runs' models
-    index = jsonable({"models": kept + jsonable(models), "skipped": skipped})
+    index = jsonable({"models": [*kept, *models], "skipped": skipped})
     atomic_write_text(root / INDEX, json.dumps(index, indent=2) + "\n")
     return TritonRepoOutcome(root, models, skipped)

@@ -39,6 +39,11 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
+def formed(batches: dict[Any, int]) -> str:
+    """Triton's executions by batch size, as size×count."""
+    return ", ".join(f"{b}×{n}" for b, n in batches.items()) or "—"
+
+
 def _ms(stats: dict[str, Any] | None, key: str) -> str:
     return f"{stats[key]:.2f}" if stats else "—"
 
@@ -53,10 +58,9 @@ def sections(data: dict[str, Any], *, image: str | None = None) -> list[Section]
                            f"Each client sends one image per request, back to back, for {data['phase']} per level.")  # fmt: skip
     head.header = ["clients", "answered", "img/s", "median ms", "p90 ms", "p95 ms", "p99 ms", "batches Triton formed", "wrong", "failed"]
     for lv in data["levels"]:
-        formed = ", ".join(f"{b}×{n}" for b, n in lv["batches"].items()) or "—"
         mean = f" (mean {lv['formed_batch_mean']:.2f})" if lv.get("formed_batch_mean") else ""
         head.rows.append([str(lv["concurrency"]), str(lv["requests"]), f"{lv['throughput']:.1f}", _ms(lv["latency"], "median_ms"),
-                          _ms(lv["latency"], "p90_ms"), _ms(lv["latency"], "p95_ms"), _ms(lv["latency"], "p99_ms"), formed + mean,
+                          _ms(lv["latency"], "p90_ms"), _ms(lv["latency"], "p95_ms"), _ms(lv["latency"], "p99_ms"), formed(lv["batches"]) + mean,
                           str(lv["wrong"]), str(lv["errors"])])  # fmt: skip
     head.after.append("Latency is the client's: request sent to answer decoded (queueing in Triton's batcher included). "
                       "Batches are Triton's executions by batch size, from its statistics, as size×count.")  # fmt: skip

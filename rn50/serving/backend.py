@@ -7,7 +7,6 @@ batch on rn50's runner, and a batch whose outputs are not finite is refused rath
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,6 @@ from rn50.errors import Rn50Error
 if TYPE_CHECKING:
     from rn50.runtimes.base import Runner
 
-log = logging.getLogger(__name__)
 
 INPUT, OUTPUT = "input", "logits"
 Answer = np.ndarray | str  # the output rows for one request, or the error message it gets

@@ -69,9 +69,10 @@ def wait_ready(url: str, protocol: str, model: str, timeout_s: float, poll_s: fl
         time.sleep(poll_s)
 
 
-def _json(answer: Any) -> dict[str, Any]:
-    """tritonclient's HTTP answers are dicts; its gRPC ones are asked for as JSON."""
-    return answer if isinstance(answer, dict) else {}
+def _ask(client: Any, what: str, model: str, protocol: str) -> dict[str, Any]:
+    """A model's config or statistics as a dict: tritonclient's HTTP client answers so, its gRPC one when asked."""
+    call = getattr(client, what)
+    return call(model, as_json=True) if protocol == "grpc" else call(model)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,13 @@ class ServedModelInfo:
 
 
 def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
-    ready = False
     try:
         ready = client.is_model_ready(model)
     except Exception:  # a transport error here is reported as "not ready" with the same fix
         ready = False
     if not ready:
-        raise UsageError(f"model {model!r} is not ready on this server", fix="pass --model the name rn50 serve printed (default resnet50)")
-    cfg = client.get_model_config(model, as_json=True) if protocol == "grpc" else client.get_model_config(model)
+        raise UsageError(f"model {model!r} is not ready on this server", fix="pass --model-name the name rn50 serve printed (default resnet50)")
+    cfg = _ask(client, "get_model_config", model, protocol)
     cfg = cfg.get("config", cfg)
     inputs = cfg.get("input", [])
     if [i.get("name") for i in inputs] != [INPUT] or inputs[0].get("data_type") != "TYPE_FP32":
@@ -104,9 +104,8 @@ def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
 
 def batch_counts(client: Any, model: str, protocol: str) -> Counter[int]:
     """Executions per batch size so far, from Triton's statistics."""
-    stats = client.get_inference_statistics(model, as_json=True) if protocol == "grpc" else client.get_inference_statistics(model)
     out: Counter[int] = Counter()
-    for m in _json(stats).get("model_stats", []):
+    for m in _ask(client, "get_inference_statistics", model, protocol).get("model_stats", []):
         for b in m.get("batch_stats", []):
             out[int(b["batch_size"])] += int(b.get("compute_infer", {}).get("count", 0))
     return out
@@ -149,15 +148,12 @@ class _Tally:
 
 
 def wrong_answer(logits: np.ndarray, reference: np.ndarray, limits: Thresholds) -> str | None:
-    """Why one answer is wrong by the per-answer thresholds (worst-sample cosine, max abs), or None."""
-    cos = float(np.dot(logits, reference) / max(float(np.linalg.norm(logits) * np.linalg.norm(reference)), 1e-12))
-    problems = []
-    if limits.min_cosine is not None and not cos >= limits.min_cosine:
-        problems.append(f"cosine {cos:.6f} < {limits.min_cosine}")
-    worst = float(np.abs(logits - reference).max())
-    if limits.max_abs is not None and not worst <= limits.max_abs:
-        problems.append(f"max abs {worst:.3g} > {limits.max_abs}")
-    return "; ".join(problems) or None
+    """Why one answer is wrong by the per-answer bounds of the precision's thresholds (worst-sample cosine, max
+    abs: parity's own comparison and wording, on this one sample), or None."""
+    from rn50.metrics import Thresholds, compare
+
+    per_answer = Thresholds(min_cosine=limits.min_cosine, max_abs=limits.max_abs)
+    return "; ".join(per_answer.failures(compare(logits[None], reference[None]))) or None
 
 
 def run_level(url: str, protocol: str, model: str, concurrency: int, images: np.ndarray, *, duration_s: float | None,

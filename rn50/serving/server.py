@@ -30,7 +30,6 @@ from rn50.serving.triton_config import TRITON_EXTRA
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-log = logging.getLogger(__name__)
 
 # Endpoints a client could use to change the server (load or unload models, shared memory, tracing, log
 # settings) need PyTriton's access token; inference, health, metadata, statistics and metrics do not.
