@@ -105,28 +105,46 @@ class BudgetSearch:
 
 
 class Evaluator:
-    """Logits of candidate models on the budget crops, against the FP32 graph's, on ONNX Runtime's CPU."""
+    """Logits of candidate models on the budget crops, against the FP32 graph's: each file's own Q/DQ semantics
+    (ONNX Runtime's CPU provider with graph optimizations off, as parity's "file vs FP32" and the quantize report
+    compute them), so the search measures the file on any CPU, never one CPU's INT8 kernels. Candidates run from
+    the last tensor they share with the base file (``rn50.calibration.prefix``): the same numbers, less work."""
 
     def __init__(self, fp32: onnx.ModelProto, crops: np.ndarray):
-        self.crops = crops
-        self.reference = self.logits(fp32)
+        from rn50.calibration.prefix import PrefixCache
 
-    def logits(self, model: onnx.ModelProto, count: int | None = None) -> np.ndarray:
+        self.crops = crops
+        self.reference = self.run(fp32, crops, [])[0]
+        self.prefix = PrefixCache(self.run, crops)
+
+    @staticmethod
+    def run(model: onnx.ModelProto, feed: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """The logits and the named tensors of ``model`` on ``feed`` (fed to its one input), in EVAL_BATCH batches."""
         import numpy as np
+        import onnx
         import onnxruntime as ort
 
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in {o.name for o in probe.graph.output})
         opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ run as written
         opts.log_severity_level = 3  # the quantized graphs leave unused float initializers: not worth a warning each
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        crops = self.crops[:count]
+        session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        wanted = [model.graph.output[0].name, *names]
         name = session.get_inputs()[0].name
-        return np.concatenate([session.run(None, {name: crops[i : i + EVAL_BATCH]})[0] for i in range(0, len(crops), EVAL_BATCH)])
+        parts = [session.run(wanted, {name: feed[i : i + EVAL_BATCH]}) for i in range(0, len(feed), EVAL_BATCH)]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(wanted))]
 
     def measure(self, model: onnx.ModelProto, count: int | None = None) -> OutputMetrics:
         from rn50.metrics import compare
 
-        got = self.logits(model, count)
+        got = self.prefix.logits(model, count)
         return compare(got, self.reference[: len(got)])
+
+    def rebase(self, model: onnx.ModelProto) -> None:
+        """Candidates from now on differ from ``model`` (the file the search keeps so far)."""
+        self.prefix.rebase(model)
 
 
 def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> onnx.ModelProto:
@@ -181,6 +199,7 @@ def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelPro
     say(f"{target}: measuring the INT8 file without --budget")
     proto = emit(frozenset())
     first = evaluator.measure(proto)
+    evaluator.rebase(proto)
     steps = [Step(None, first, not budget.failures(first))]
     ranking: tuple[Sensitivity, ...] = ()
     ranked_on = min(RANK_CROPS, len(crops))
@@ -199,6 +218,7 @@ def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelPro
             steps.append(Step(layer.node, metrics, met, keep))
             if keep:
                 kept, best, proto = kept | {layer.node}, metrics, trial
+                evaluator.rebase(trial)
             if met:
                 break
     found = BudgetSearch(target, budget, max_excluded, ranking, tuple(steps), ranked_on, len(crops), time.perf_counter() - started)

@@ -1,6 +1,12 @@
 """Q/DQ for ONNX Runtime on the CPU, by ONNX Runtime's own quantizer fed with rn50's calibration table:
 uint8 activations (asymmetric), int8 per-channel weights. On x86 ONNX Runtime runs this u8/s8 form
-through its fused QLinearConv kernels, several times faster than FP32; the symmetric s8/s8 form is not."""
+through its fused QLinearConv kernels, several times faster than FP32; the symmetric s8/s8 form is not.
+
+The file is made for a CPU class (``rn50.machine.CPU_CLASSES``). On x86 CPUs without VNNI the kernels sum
+u8×s8 pairs in a saturating 16-bit intermediate, so the ``avx2`` file has 7-bit weights (ONNX Runtime's
+``reduce_range``: [-64, 64], 255 × 64 × 2 ≤ 32,767), which every x86 CPU computes as the file says; the ``vnni``
+file keeps full-range weights, more accurate where pairs are summed in 32 bits. Measured: README, "INT8 on
+every CPU"."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rn50.exporter.graph import toposort
+from rn50.machine import AVX2, VNNI
 
 if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
@@ -20,8 +27,9 @@ if TYPE_CHECKING:
 ACTIVATION_TYPE = "QUInt8"  # onnxruntime.quantization.QuantType member (benchmarks/bench_int8_budget.py tries QInt8)
 
 
-def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str] = frozenset()) -> onnx.ModelProto:
-    """A copy of ``model`` in ONNX Runtime's Q/DQ form; the nodes in ``exclude`` are its ``nodes_to_exclude``."""
+def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str] = frozenset(), *, cpu_class: str = VNNI) -> onnx.ModelProto:
+    """A copy of ``model`` in ONNX Runtime's Q/DQ form for CPUs of ``cpu_class``; the nodes in ``exclude`` are its
+    ``nodes_to_exclude``."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -40,7 +48,7 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
     quantizer = QDQQuantizer(
         model=prepared,
         per_channel=True,
-        reduce_range=False,
+        reduce_range=cpu_class == AVX2,  # 7-bit weights: no saturation without VNNI
         weight_qType=QuantType.QInt8,
         activation_qType=getattr(QuantType, ACTIVATION_TYPE),
         tensors_range=ranges,

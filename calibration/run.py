@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -12,11 +13,14 @@ import onnx
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
 from rn50.calibration import budget as int8_budget
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
+from rn50.calibration.form import CPU_CLASS_KEY, TARGET_KEY, QdqForm, form_of
 from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.calibration.table import CalibrationTable, table_key
 from rn50.errors import CheckFailed, UsageError
 from rn50.exporter.run import FP32_NAME, stamp_metadata
+from rn50.feeds import DEFAULT_SAMPLE_COUNT
+from rn50.machine import VNNI
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EMITTERS = {"tensorrt": qdq_tensorrt.emit, "onnxruntime-cpu": qdq_onnxruntime.emit}
-QUALITY_CROPS = 16  # held-apart evaluation crops for the quality report
+CPU_TARGETS = ("onnxruntime-cpu",)  # the Q/DQ targets made for a CPU class (--cpu)
+# The quality report's held-apart crops: the ones parity compares on by default, so the quantize step's cosine is
+# parity's "file vs FP32" on the same feeds (both the file's own Q/DQ semantics, never one CPU's kernels).
+QUALITY_CROPS = DEFAULT_SAMPLE_COUNT
 
 
 def fp32_artifact(workdir: WorkDir) -> tuple[Artifact, Path]:
@@ -76,6 +83,7 @@ class QuantizeResult:
     layers: tuple[LayerError, ...]
     notes: tuple[str, ...] = ()
     search: int8_budget.BudgetSearch | None = None  # --budget: the ranking and each step
+    form: QdqForm | None = None  # INT8: its integer form and what it was made for
 
 
 def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tuple[Path, str]:
@@ -86,19 +94,22 @@ def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tupl
 
 
 def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_precision: str = "fp32",
-            classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0]) -> Callable[[frozenset[str]], onnx.ModelProto]:  # fmt: skip
+            classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], cpu_class: str = VNNI) -> Callable[[frozenset[str]], onnx.ModelProto]:  # fmt: skip
     """The target's Q/DQ file with the given Conv/Gemm nodes (and, ``classifier`` "float", the final Gemm) left
-    out of INT8, stamped and linted."""
+    out of INT8, stamped and linted; a CPU target's file is made for CPUs of ``cpu_class``."""
     if target not in EMITTERS:
         raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
     head = int8_budget.classifier(model)
     fixed = frozenset({head}) if classifier == "float" and head is not None else frozenset()
+    make = functools.partial(EMITTERS[target], cpu_class=cpu_class) if target in CPU_TARGETS else EMITTERS[target]
 
     def emit(exclude: frozenset[str]) -> onnx.ModelProto:
         exclude = exclude | fixed
-        proto = EMITTERS[target](model, table, exclude)
-        meta = {"rn50.precision": "int8", "rn50.qdq_target": target, "rn50.calibration": table.key,
+        proto = make(model, table, exclude)
+        meta = {"rn50.precision": "int8", TARGET_KEY: target, "rn50.calibration": table.key,
                 "rn50.calibration_method": table.method, lint.EXCLUDED_KEY: json.dumps(sorted(exclude))}  # fmt: skip
+        if target in CPU_TARGETS:
+            meta[CPU_CLASS_KEY] = cpu_class
         if target == "tensorrt":
             if high_precision == "fp16":
                 proto = qdq_tensorrt.in_fp16(proto)
@@ -114,7 +125,8 @@ def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_p
 
 def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str], *, budget: Thresholds | None = None,
                   max_excluded: int = int8_budget.DEFAULT_MAX_EXCLUDED, high_precision: str = "fp32",
-                  classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], progress: Callable[[str], None] | None = None) -> list[QuantizeResult]:  # fmt: skip
+                  classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], cpu_class: str = VNNI,
+                  progress: Callable[[str], None] | None = None) -> list[QuantizeResult]:  # fmt: skip
     """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it). Every file is
     made and checked before any is written: a budget missed for one target writes nothing."""
     from rn50.samples import sample_crops
@@ -124,7 +136,7 @@ def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str],
     model = onnx.load(str(path))
     made: list[tuple[str, onnx.ModelProto, int8_budget.BudgetSearch | None]] = []
     for target in targets:
-        emit = emitter(model, table, target, high_precision if target == "tensorrt" else "fp32", classifier)
+        emit = emitter(model, table, target, high_precision if target == "tensorrt" else "fp32", classifier, cpu_class)
         if budget is None:
             made.append((target, emit(frozenset()), None))
             continue
@@ -146,11 +158,13 @@ def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str],
         output, layers = compare_to_fp32(reference, proto, crops)
         excluded = sorted(lint.excluded_of(proto))
         notes = (found.summary(),) if found is not None else ()
-        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, found)
+        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, found, form_of(proto))
         params = {"target": target, "method": table.method, "options": table.options, "table": table.key,
                   "calibration_images": table.images, "classifier": classifier, "excluded": excluded}  # fmt: skip
         if target == "tensorrt":
             params["high_precision"] = high_precision
+        if target in CPU_TARGETS:
+            params["cpu_class"] = cpu_class
         if budget is not None:
             params["budget"] = budget.describe()
         workdir.record(Artifact(name, out_path.name, "onnx", "int8", digest, fp32.sha256, params, versions(),

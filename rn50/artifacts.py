@@ -201,6 +201,13 @@ class Artifact:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def changed_input(name: str, before: Any, now: Any) -> str:
+    """One changed step input, as "ran again" words it: short values shown, long ones (digests, tables) named."""
+    if all(isinstance(v, (str, int, float, bool)) or v is None for v in (before, now)) and len(f"{before}{now}") <= 40:
+        return f"{name} {before} → {now}"
+    return name
+
+
 class WorkDir:
     """A work directory and its manifest. Creating it checks that it can be written."""
 
@@ -358,13 +365,18 @@ class WorkDir:
         entry = self.manifest().get("steps", {}).get(name)
         return entry if isinstance(entry, dict) else None
 
-    def step_staleness(self, name: str, key: str) -> str | None:
+    def step_staleness(self, name: str, key: str, inputs: dict[str, Any] | None = None) -> str | None:
         """None if step ``name`` last ran on the same inputs and every file it wrote is still there,
-        unchanged; otherwise why it must run again."""
+        unchanged; otherwise why it must run again (naming the inputs that changed, where both are known)."""
         entry = self.step(name)
         if not entry:
             return "not run in this directory yet"
         if entry.get("key") != key:
+            before = entry.get("inputs")
+            if isinstance(before, dict) and inputs is not None:
+                changed = [changed_input(k, before.get(k), inputs.get(k)) for k in {**before, **inputs} if before.get(k) != inputs.get(k)]
+                if changed:
+                    return "changed: " + "; ".join(changed)
             return "its inputs or settings changed"
         for rel, digest in entry.get("outputs", {}).items():
             path = self.path(rel)
@@ -374,10 +386,11 @@ class WorkDir:
                 return f"{rel} changed since it was made"
         return None
 
-    def record_step(self, name: str, key: str, outputs: list[Path]) -> None:
+    def record_step(self, name: str, key: str, outputs: list[Path], inputs: dict[str, Any] | None = None) -> None:
         data = self.manifest()
         data.setdefault("steps", {})[name] = {
             "key": key,
+            "inputs": inputs,
             "outputs": {str(Path(p).relative_to(self.root)): sha256_file(Path(p)) for p in outputs},
             "finished": time.time(),
         }

@@ -253,6 +253,8 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads f
 BatchListOpt = Annotated[list[str] | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default 1,8).")]
 DurationOpt = Annotated[float, typer.Option("--duration", help="Seconds of measurement per runtime and batch.")]
 WarmupOpt = Annotated[float, typer.Option("--warmup", help="Seconds of warm-up before measuring.")]
+CpuOpt = Annotated[str, typer.Option("--cpu", help="INT8 class of the CPUs the onnxruntime-cpu file is for: auto (this "
+                   "machine's), vnni (full-range weights; VNNI/AMX, arm64) or avx2 (7-bit weights: faithful on every x86 CPU).")]
 
 
 def calibrate_options(*, images: Path | None, arrays: Path | None, random: int | None, count: int, method: str,
@@ -321,6 +323,7 @@ def quantize(
                               "parts, fp32 or fp16 (FP32 input and output either way).")] = QuantizeOptions.high_precision,
     classifier: Annotated[str, typer.Option("--classifier", help="The final Gemm in float or int8 (float: measured, "
                           "more accurate for ~1% CPU latency; see the README).")] = QuantizeOptions.classifier,
+    cpu: CpuOpt = QuantizeOptions.cpu,
     out_dir: OutOpt = Path("rn50-out"),
     images: ImagesOpt = None,
     arrays: ArraysOpt = None,
@@ -339,7 +342,7 @@ def quantize(
     cal = calibrate_options(images=images, arrays=arrays, random=random, count=count, method=method, percentile=percentile, batch=batch)
     options = QuantizeOptions(int8=int8, fp16=fp16, target=target, calibrate=cal, ir=ir,
                               budget=parse_budget(budget) if budget is not None else None, max_excluded=max_excluded,
-                              high_precision=high_precision, classifier=classifier)  # fmt: skip
+                              high_precision=high_precision, classifier=classifier, cpu=cpu)  # fmt: skip
     options.check()
     feeds = read_calibration_feeds(cal) if int8 else None
     workdir = open_workdir(out_dir)
@@ -358,9 +361,11 @@ def quantize(
             irs = export_ir(workdir, [r.name for r in results])
     if as_json:
         print_json([{"name": r.name, "path": r.path, "target": r.target, "output": r.output.to_dict(),
-                     "worst_layers": r.layers[:5], "notes": r.notes} for r in results] + [ir_dict(r) for r in irs])  # fmt: skip
+                     "worst_layers": r.layers[:5], "notes": r.notes, "form": r.form} for r in results] + [ir_dict(r) for r in irs])  # fmt: skip
     else:
-        table_ = Table(title="artifacts vs the FP32 graph (held-apart sample crops)")
+        from rn50.calibration.run import QUALITY_CROPS
+
+        table_ = Table(title=f"artifacts vs the FP32 graph ({QUALITY_CROPS} held-apart sample crops, parity's default; each file's own Q/DQ semantics)")
         for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
             table_.add_column(col, justify="left" if col in ("artifact", "file", "worst layer (SQNR dB)") else "right")
         for r in results:
@@ -369,6 +374,8 @@ def quantize(
             table_.add_row(r.name, r.path.name, f"{o.cosine_mean:.6f}", f"{o.cosine_min:.6f}", f"{o.sqnr_db:.1f}", f"{o.top1_agreement:.3f}", worst)
         out.print(table_)
         for r in results:
+            if r.form is not None:
+                out.print(f"{r.name}: {escape(r.form.describe())}")
             if r.search is not None:
                 out.print(f"{r.name}: {escape(r.search.summary())}")
                 if r.search.excluded:
@@ -485,9 +492,12 @@ def print_parity(report: Any) -> None:
     out.print(table)
     for r in report.ran:
         out.print(f"  {r.label}: ran on {r.device}; thresholds {r.thresholds}; max rel {r.metrics.max_rel:.3g}")
-        if r.vs_onnxruntime_cpu is not None:
-            c = r.vs_onnxruntime_cpu
-            out.print(f"    vs onnxruntime-cpu on the same Q/DQ file: max abs {c.max_abs:.3g}, cos worst {c.cosine_min:.6f}")
+        if r.engine is not None and r.quantization is not None:
+            q, e = r.quantization, r.engine
+            out.print(f"    file vs FP32 (its Q/DQ semantics): cos mean {q.cosine_mean:.6f}, worst {q.cosine_min:.6f}; "
+                      f"engine vs file: cos mean {e.cosine_mean:.6f}, worst {e.cosine_min:.6f} ({r.engine_thresholds})", soft_wrap=True)  # fmt: skip
+            if r.cause:
+                out.print(f"    [red]engine deviates from its file[/]: {escape(r.cause)} — fix: {escape(str(r.fix))}", soft_wrap=True)
         if r.accuracy_top1 is not None:
             out.print(f"    accuracy: top-1 {r.accuracy_top1:.4f}, top-5 {r.accuracy_top5:.4f}")
     if report.feeds.labelled:
@@ -596,6 +606,7 @@ def pipeline(
     warmup: WarmupOpt = PIPELINE_WARMUP_S,
     duration: DurationOpt = PIPELINE_DURATION_S,
     threads: ThreadsOpt = None,
+    cpu: CpuOpt = QuantizeOptions.cpu,
     as_json: JsonOpt = False,
 ) -> None:
     """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
@@ -607,7 +618,7 @@ def pipeline(
     options = PipelineOptions(export=ExportConfig(depth=depth, weights=weights), images=images, calibration_count=calibration_count,
                               calibration=CalibrationOptions(method=method, percentile=percentile), parity_count=parity_count,
                               thresholds=ThresholdOptions.parse(items(threshold)), profile=settings,
-                              steps=select_steps(items(skip), items(only)), force=force)  # fmt: skip
+                              steps=select_steps(items(skip), items(only)), force=force, cpu=cpu)  # fmt: skip
     options.check()
     workdir = open_workdir(out_dir)
     with err.status("pipeline…") as status:

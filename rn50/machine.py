@@ -12,18 +12,80 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-# CPU flags that decide how fast INT8 runs on x86 (ONNX Runtime's u8/s8 kernels use VNNI / AMX when present).
+# CPU flags that decide how INT8 runs on x86 (ONNX Runtime's and OpenVINO's u8/s8 kernels use VNNI / AMX when
+# present): /proc/cpuinfo's name, what reports call it, and numpy's CPUID name where numpy lists it.
 INT8_FLAGS = {
-    "avx2": "AVX2",
-    "avx512f": "AVX-512",
-    "avx512_vnni": "AVX-512 VNNI",
-    "avx_vnni": "AVX-VNNI",
-    "amx_int8": "AMX-INT8",
+    "avx2": ("AVX2", "AVX2"),
+    "avx512f": ("AVX-512", "AVX512F"),
+    "avx512_vnni": ("AVX-512 VNNI", "AVX512VNNI"),
+    "avx_vnni": ("AVX-VNNI", None),
+    "amx_int8": ("AMX-INT8", None),
 }
 GPU_QUERY = "name,compute_cap,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
 
+# The CPU's INT8 class decides whether a Q/DQ file is computed as it says, not only how fast. x86 CPUs without
+# VNNI (SSE4, AVX2, AVX-512 without VNNI) multiply u8×s8 pairs into a saturating 16-bit intermediate
+# (vpmaddubsw): ONNX Runtime's and OpenVINO's INT8 kernels then compute something other than a file with
+# full-range 8-bit weights says (OpenVINO's docs: "Saturation (overflow) issue"). With VNNI or AMX the pairs
+# are summed in 32 bits. arm64's dot products (SDOT/UDOT, or widening multiplies) do not saturate either.
+VNNI, AVX2 = "vnni", "avx2"
+CPU_CLASSES: dict[str, str] = {
+    VNNI: "INT8 dot products summed in 32 bits (x86 with AVX-512 VNNI, AVX-VNNI or AMX; arm64)",
+    AVX2: "x86 without VNNI (AVX2, AVX-512 without VNNI, SSE4): u8×s8 pairs summed in a saturating 16-bit intermediate",
+}
+AUTO = "auto"
+CPU_CHOICES = (AUTO, *CPU_CLASSES)  # --cpu
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
-def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+
+def cpuid_features() -> dict[str, bool] | None:
+    """The features numpy's dispatcher read with CPUID (what the INT8 kernels read too), or None where unknown.
+
+    /proc/cpuinfo is the host kernel's view; under an emulator (``qemu-x86_64 -cpu Haswell``, which rn50's
+    tests use to run the AVX2 class's kernels on any x86 machine) only CPUID tells what the kernels will use."""
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            features = getattr(__import__(module, fromlist=["__cpu_features__"]), "__cpu_features__", None)
+        except ImportError:
+            continue
+        if isinstance(features, dict):
+            return {str(k): bool(v) for k, v in features.items()}
+    return None
+
+
+def int8_class(flags: set[str], *, arch: str, cpuid: dict[str, bool] | None = None) -> str:
+    """``vnni`` or ``avx2`` (``CPU_CLASSES``) from /proc/cpuinfo's ``flags`` and, where given, CPUID's view.
+
+    CPUID decides AVX-512 VNNI where it is known (numpy lists it); AVX-VNNI and AMX, which numpy does not list,
+    come from the flags."""
+    if arch.lower() not in X86:
+        return VNNI
+    present = set(features(flags, cpuid))
+    return VNNI if present & {INT8_FLAGS[f][0] for f in VNNI_FLAGS} else AVX2
+
+
+def features(flags: set[str], cpuid: dict[str, bool] | None) -> list[str]:
+    """The INT8-relevant features, by CPUID where numpy knows the feature, else by the kernel's flags."""
+    out = []
+    for flag, (name, cpuid_name) in INT8_FLAGS.items():
+        by_cpuid = cpuid.get(cpuid_name) if cpuid is not None and cpuid_name is not None else None
+        if by_cpuid if by_cpuid is not None else flag in flags:
+            out.append(name)
+    return out
+
+
+def resolve_cpu_class(choice: str) -> str:
+    """--cpu: ``auto`` is this machine's class; a class name is taken as given."""
+    from rn50.errors import UsageError
+
+    if choice not in CPU_CHOICES:
+        raise UsageError(f"unknown --cpu {choice!r}", fix=f"use one of {', '.join(CPU_CHOICES)} ({AUTO}: this machine's class)")
+    return str(cpu_info()["int8_class"]) if choice == AUTO else choice
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
+    """The CPU's model name and flags, as the kernel reports them."""
     model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in cpuinfo.read_text().splitlines():
@@ -35,11 +97,21 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
                 flags = set(value.split())
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo"), *, cpuid: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Model, cores, INT8 features and INT8 class; ``cpuid`` defaults to this process's CPUID view when reading
+    this machine's /proc/cpuinfo (a fixture file is judged by its flags alone)."""
+    model, flags = cpu_flags(cpuinfo)
+    if cpuid is None and cpuinfo == Path("/proc/cpuinfo"):
+        cpuid = cpuid_features()
     return {
         "model": model,
         "logical_cores": os.cpu_count(),
         "usable_cores": usable_cores(),
-        "int8_features": [name for flag, name in INT8_FLAGS.items() if flag in flags],
+        "int8_features": features(flags, cpuid),
+        "int8_class": int8_class(flags, arch=platform.machine(), cpuid=cpuid),
     }
 
 

@@ -78,7 +78,9 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, model_path: Path | str, *, provider: str = "cpu", threads: int | None = None, label: str | None = None,
-                 cuda_options: dict[str, str] | None = None):  # fmt: skip
+                 cuda_options: dict[str, str] | None = None, optimize: bool = True):  # fmt: skip
+        """``optimize`` False: graph optimizations off, so a Q/DQ file runs as written (its own semantics: float
+        operators between QuantizeLinear/DequantizeLinear pairs, no integer kernels)."""
         if provider not in PROVIDERS:
             raise UsageError(f"unknown ONNX Runtime provider {provider!r}", fix=f"use one of {', '.join(PROVIDERS)}")
         if threads is not None and threads < 1:
@@ -88,6 +90,7 @@ class OnnxRuntimeRunner(Runner):
         self.provider = provider
         self.threads = threads
         self.cuda_options = cuda_options if cuda_options is not None else cuda_options_for(None)
+        self.optimize = optimize
         self.session: Any = None
 
     def activate(self) -> None:
@@ -113,6 +116,8 @@ class OnnxRuntimeRunner(Runner):
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if not self.optimize:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options = {**(self.cuda_options if self.provider == "cuda" else {}), **(provider_options or {})}
         first: Any = (wanted, options) if options else wanted
         chain = [first] if wanted == "CPUExecutionProvider" else [first, "CPUExecutionProvider"]

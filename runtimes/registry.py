@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
+    from rn50.calibration.form import QdqForm
     from rn50.runtimes.base import Runner
 
 TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")  # the PyTorch model itself, as a profile target
@@ -60,6 +61,45 @@ def result_precision(runtime: str, artifact_precision: str) -> str | None:
     return artifact_precision
 
 
+# INT8 forms a CPU runtime's kernels compute other than the file says on CPUs of the avx2 class (x86 without
+# VNNI: u8×s8 pairs summed in a saturating 16-bit intermediate). Measured (README, "INT8 on every CPU"):
+# ONNX Runtime saturates on uint8 activations with full-range weights and runs int8 activations (its s8/s8
+# path) faithfully; OpenVINO saturates on full-range weights with either activation type; 7-bit weights are
+# faithful on both.
+SATURATES_ON_AVX2: dict[str, Callable[[QdqForm], bool]] = {
+    "onnxruntime-cpu": lambda f: f.activations == "uint8" and f.weight_bits == 8,
+    "openvino-cpu": lambda f: f.weight_bits == 8,
+}
+KERNELS = {"onnxruntime-cpu": "ONNX Runtime's u8s8 kernels", "openvino-cpu": "OpenVINO's INT8 kernels"}
+
+
+def saturates(runtime: str, form: QdqForm | None, cpu_class: str) -> bool:
+    """Whether ``runtime``'s INT8 kernels on a CPU of ``cpu_class`` saturate on a file of ``form``."""
+    from rn50.machine import AVX2
+
+    rule = SATURATES_ON_AVX2.get(runtime)
+    return form is not None and cpu_class == AVX2 and rule is not None and rule(form)
+
+
+def engine_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tuple[str, str]:
+    """The likely cause of an INT8 runtime computing something other than its Q/DQ file, and the fix."""
+    if not saturates(runtime, form, cpu_class):
+        return (f"{runtime} does not compute this file as its Q/DQ nodes say (more than integer rounding explains: a fusion "
+                "that changes the math, a wrong build or a runtime bug)",
+                "compare the file on another runtime (rn50 parity --artifact …) and report it to the runtime's maintainers "
+                "with parity.json; the file's own error is judged apart (file vs FP32)")  # fmt: skip
+    assert form is not None
+    cause = (f"{KERNELS[runtime]} saturate on this CPU (avx2 class: no VNNI, u8×s8 pairs summed in 16 bits) on this file's "
+             f"full-range weights")
+    if form.target == "onnxruntime-cpu":
+        made = f" (it was made for {form.cpu_class}-class CPUs)" if form.cpu_class else ""
+        return cause + made, "re-run `rn50 quantize --int8 --cpu avx2`: 7-bit weights, computed faithfully on every x86 CPU"
+    if form.target == "tensorrt":
+        return (cause + " (it is made for TensorRT)",
+                "on this CPU run the onnxruntime-cpu file made with `rn50 quantize --int8 --cpu avx2` instead")  # fmt: skip
+    return cause, "quantize weights to 7 bits for CPUs without VNNI (ONNX Runtime: reduce_range=True), or use `rn50 quantize --int8 --cpu avx2`"
+
+
 def label(runtime: str, artifact: str) -> str:
     """How a runtime × artifact pair is named everywhere: results, reports, progress, errors."""
     return f"{runtime} · {artifact}"
@@ -71,8 +111,17 @@ class Target:
     precision: str
     artifact: str  # manifest name, or the file name for an explicit path
     path: Path | None  # None: the PyTorch model itself (TORCH_RUNTIMES)
-    source: Path | None = None  # for an engine: the ONNX file it was built from
+    source: Path | None = None  # for an engine or IR: the ONNX file it was made from
     sha256: str | None = None  # of ``path``, as checked against the manifest
+    form: QdqForm | None = None  # INT8: the integer form of its Q/DQ file (``path``, or ``source``)
+
+    @property
+    def qdq_file(self) -> Path | None:
+        """INT8: the Q/DQ ONNX file whose own semantics this target's results are compared with."""
+        if self.precision != "int8":
+            return None
+        qdq = self.source or self.path
+        return qdq if qdq is not None and qdq.suffix == ".onnx" else None
 
     @property
     def label(self) -> str:

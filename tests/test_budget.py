@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from tiny import activation_ranges, small_convnet
 from typer.testing import CliRunner
 
 from rn50.calibration import budget, lint, qdq_tensorrt
@@ -71,42 +72,10 @@ def test_cli_refuses_a_bad_budget_before_any_work(tmp_path: Path, args: list[str
 
 
 # --- the search on a small model ------------------------------------------------------------------------
-def _small_model() -> onnx.ModelProto:
-    """input (N,3,8,8) → 3 × (Conv → Relu) → GlobalAveragePool → Flatten → Gemm (transB) → logits (N,10)."""
-    rng = np.random.default_rng(0)
-    inits, nodes, x = [], [], "input"
-    for i, (cin, cout) in enumerate([(3, 8), (8, 8), (8, 8)]):
-        inits += [numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * 0.3).astype(np.float32), f"w{i}"),
-                  numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), f"b{i}")]  # fmt: skip
-        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]  # fmt: skip
-        x = f"r{i}"
-    inits += [numpy_helper.from_array(rng.standard_normal((10, 8)).astype(np.float32), "fw"),
-              numpy_helper.from_array(np.zeros(10, np.float32), "fb")]  # fmt: skip
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"),
-              helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
-              helper.make_node("Gemm", ["flat", "fw", "fb"], ["logits"], name="fc", transB=1)]  # fmt: skip
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def _ranges(model: onnx.ModelProto, crops: np.ndarray) -> dict[str, tuple[float, float]]:
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    names = ["input", "r0", "r1", "flat"]
-    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names[1:])
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = dict(zip(["logits", *names[1:]], session.run(None, {"input": crops}), strict=True)) | {"input": crops}
-    return {n: (float(values[n].min()), float(values[n].max())) for n in names}
-
-
 def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
-    model = _small_model()
+    model = small_convnet()
     crops = np.random.default_rng(1).standard_normal((24, 3, 8, 8)).astype(np.float32)
-    ranges = _ranges(model, crops)
+    ranges = activation_ranges(model, crops)
     lo, hi = ranges["r0"]
     ranges["r0"] = (lo, hi * 300)  # conv1's input range 300x too wide: its activations keep ~0 levels
     table = CalibrationTable(ranges, "minmax", {}, "sha", "set", "", len(crops))
@@ -142,6 +111,50 @@ def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
     # Unreachable within the limit: the search stops there and says how far it got.
     found, _ = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine=0.999999), max_excluded=1, crops=crops)
     assert not found.met and len(found.excluded) == 1 and "NOT met with 1 layer(s) left out" in found.summary()
+
+
+def test_candidates_run_from_their_shared_cut_give_a_full_runs_numbers() -> None:
+    """The search runs each candidate from the deepest tensor it shares with the base file: bit-identical logits to
+    running it whole, for the ranking's one-layer-in-float files and the steps' emitted files, after a rebase too."""
+    from rn50.calibration.prefix import cut_tensors
+
+    model = small_convnet()
+    crops = np.random.default_rng(1).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    table = CalibrationTable(activation_ranges(model, crops), "minmax", {}, "sha", "set", "", len(crops))
+
+    def emit(exclude: set[str]) -> onnx.ModelProto:
+        return qdq_tensorrt.emit(model, table, frozenset(exclude))
+
+    def whole(m: onnx.ModelProto, count: int | None = None) -> np.ndarray:
+        return budget.Evaluator.run(m, crops[:count], [])[0]
+
+    full = emit(set())
+    evaluator = budget.Evaluator(model, crops)
+    evaluator.measure(full)
+    evaluator.rebase(full)
+    assert evaluator.prefix.cache  # cut tensors of the base, cached
+    for layer in ("conv0", "conv1", "conv2", "fc"):
+        variant = budget.in_float(full, model, layer)
+        assert np.array_equal(evaluator.prefix.logits(variant, 16), whole(variant, 16)), layer
+    assert evaluator.prefix.start(budget.in_float(full, model, "conv2")) is not None  # really run from a shared cut
+    trial = emit({"conv2"})
+    assert np.array_equal(evaluator.prefix.logits(trial), whole(trial))
+    evaluator.rebase(trial)
+    for exclude in ({"conv2", "fc"}, {"conv2", "conv0"}):
+        assert np.array_equal(evaluator.prefix.logits(emit(exclude)), whole(emit(exclude))), exclude
+    assert cut_tensors(model.graph) == ["c0", "r0", "c1", "r1", "c2", "r2", "pool", "flat"]
+
+
+def test_cut_tensors_of_a_residual_block() -> None:
+    """Inside a residual block two tensors are live (the branch and the shortcut): only the block's ends are cuts."""
+    from rn50.calibration.prefix import cut_tensors
+
+    nodes = [helper.make_node("Relu", ["input"], ["a"], name="a"), helper.make_node("Relu", ["a"], ["b"], name="b"),
+             helper.make_node("Relu", ["b"], ["c"], name="c"), helper.make_node("Add", ["c", "a"], ["d"], name="d"),
+             helper.make_node("Relu", ["d"], ["logits"], name="e")]  # fmt: skip
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])])  # fmt: skip
+    assert cut_tensors(graph) == ["a", "d"]
 
 
 # --- Q/DQ files from other tools ------------------------------------------------------------------------

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error
+from helpers import one_line_error
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from rn50.artifacts import WorkDir
 from rn50.cli import app
 from rn50.errors import UsageError
+from rn50.machine import AVX2, cpu_info
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed (pip install 'rn50[openvino]')")
 cli = CliRunner()
@@ -60,8 +61,12 @@ def test_openvino_fp32_matches_pytorch_like_onnxruntime_and_bf16_is_its_own_row(
             assert r["status"] == "skipped" and "bf16" in r["reason"]
     for artifact in ("onnx-int8-tensorrt", "ir-int8-onnxruntime-cpu"):
         r = rows[("openvino-cpu", artifact)]
-        assert r["status"] == "pass" and r["vs_onnxruntime_cpu"] is not None  # the same Q/DQ file on ONNX Runtime CPU
-        assert r["vs_onnxruntime_cpu"]["cosine_min"] > 0.95
+        if artifact == "onnx-int8-tensorrt" and cpu_info()["int8_class"] == AVX2:
+            # OpenVINO saturates on the TensorRT file's full-range weights without VNNI: not run unless named
+            assert r["status"] == "skipped" and "saturate" in r["reason"] and "--artifact onnx-int8-tensorrt" in r["reason"], r
+            continue
+        assert r["status"] == "pass" and r["engine"] is not None  # against its Q/DQ file's own semantics
+        assert r["engine"]["cosine_min"] > 0.98 and r["quantization"]["cosine_mean"] > 0.985
     md = (ov_dir / "parity.md").read_text()
     assert "| openvino-cpu-bf16 | onnx-fp32 | bf16 |" in md
 

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import onnx
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -133,6 +134,28 @@ def test_a_changed_artifact_is_rebuilt_and_the_pipeline_says_why(out: Path) -> N
     assert "quantize runs again" in result.stderr
     assert sha256_file(path) == good  # deterministic: the same file as before the damage
     _files_match_manifest(out)
+
+
+def test_a_file_for_the_other_cpu_class_is_made_again_and_judged_on_this_cpu(out: Path) -> None:
+    """`--cpu` names the class the onnxruntime-cpu file is for; the pipeline makes it again when the class changes
+    and says why. The other class's file then runs here: the avx2 form (7-bit weights) is faithful on a CPU with
+    VNNI; the vnni form on a CPU without VNNI saturates, and parity fails with the cause and the fix."""
+    from rn50.calibration.form import form_of
+    from rn50.machine import AVX2, VNNI, cpu_info
+
+    this = cpu_info()["int8_class"]
+    other = VNNI if this == AVX2 else AVX2
+    result = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "quantize,parity", "--cpu", other, "--json"])
+    steps = {s["name"]: s for s in json.loads(result.stdout)["steps"]}
+    assert steps["quantize"]["status"] == "ran" and f"changed: cpu_class {this} → {other}" in steps["quantize"]["detail"]
+    form = form_of(onnx.load(str(out / "resnet50.int8.onnxruntime-cpu.onnx"), load_external_data=False))
+    assert (form.cpu_class, form.weight_bits) == (other, 7 if other == AVX2 else 8)
+    if other == AVX2:
+        assert result.exit_code == 0 and steps["parity"]["status"] == "ran", result.output
+    else:
+        assert result.exit_code == 1 and steps["parity"]["status"] == "failed", result.output
+        assert "saturate" in steps["parity"]["detail"] and "made for vnni-class CPUs" in steps["parity"]["detail"]
+        assert "--cpu avx2" in result.stderr
 
 
 def test_directory_of_another_model_is_refused_before_anything_is_written(out: Path) -> None:

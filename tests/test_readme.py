@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import readme_commands, run_readme_line
+from helpers import readme_commands, run_readme_line
 
 pytestmark = pytest.mark.slow
 LINES = readme_commands()

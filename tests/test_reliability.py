@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import one_line_error
+from helpers import one_line_error
 from typer.testing import CliRunner
 
 from rn50.artifacts import LOCK, WorkDir

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from conftest import one_line_error
+from helpers import one_line_error
 from typer.testing import CliRunner
 
 from rn50.cli import app

@@ -70,8 +70,9 @@ class CalibrationOptions:
 
 
 def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
-    """``PRECISION:KEY=VALUE`` items (--threshold), e.g. ``int8:min_cosine=0.99``."""
-    from rn50.metrics import DEFAULT_THRESHOLDS, Thresholds
+    """``PRECISION:KEY=VALUE`` items (--threshold), e.g. ``int8:min_cosine=0.99``; ``engine:…`` bounds an INT8
+    runtime's error against its own Q/DQ file."""
+    from rn50.metrics import THRESHOLD_SETS, Thresholds
 
     keys = set(Thresholds.__dataclass_fields__)
     out: dict[str, dict[str, float]] = {}
@@ -82,8 +83,8 @@ def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
             number = float(value)
         except ValueError:
             raise UsageError(f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99") from None
-        if prec not in DEFAULT_THRESHOLDS or key not in keys:
-            raise UsageError(f"bad --threshold {item!r}", fix=f"precision in {sorted(DEFAULT_THRESHOLDS)}, key in {sorted(keys)}")
+        if prec not in THRESHOLD_SETS or key not in keys:
+            raise UsageError(f"bad --threshold {item!r}", fix=f"precision in {sorted(THRESHOLD_SETS)}, key in {sorted(keys)}")
         out.setdefault(prec, {})[key] = number
     return out
 

@@ -1,8 +1,11 @@
 """``rn50 parity``: every runtime × precision artifact against the PyTorch FP32 reference, on the same feeds.
 
 Running and comparing are two steps: every runner runs once (``run_all``), then each pair is compared
-(``compare_all``). INT8 artifacts run on a GPU runtime form one more pair, with ONNX Runtime CPU running
-the same Q/DQ file, so quantization loss is told apart from a runtime bug.
+(``compare_all``). An INT8 result has a third reference: its Q/DQ file's own semantics (the file run literally,
+Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; computed once per file).
+File vs PyTorch is the quantization error, judged by the INT8 thresholds; runtime vs file is the engine error,
+judged by the ``engine`` thresholds. A runtime that computes something other than its file fails, and the
+result names the likely cause (e.g. INT8 kernels that saturate on a CPU without VNNI) and the fix.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ import numpy as np
 from rn50.artifacts import WorkDir, sha256_file, versions
 from rn50.commands.options import PARITY_BATCH, FeedOptions, ThresholdOptions, check_batch
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
-from rn50.metrics import OutputMetrics, Thresholds, compare
+from rn50.machine import describe
+from rn50.metrics import ENGINE, OutputMetrics, Thresholds, compare
 from rn50.runtimes.registry import (
     MODEL_KINDS,
     RUNTIMES,
     Target,
     check_names,
+    engine_deviation,
     label,
     make_runner,
     reads,
     result_precision,
+    saturates,
     shown_name,
     unavailable_reason,
 )
@@ -35,6 +41,7 @@ from rn50.runtimes.registry import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from rn50.calibration.form import QdqForm
     from rn50.feeds import FeedSet
     from rn50.runtimes.base import Runner
 
@@ -58,11 +65,19 @@ class TargetResult:
     thresholds: str = ""
     failures: tuple[str, ...] = ()
     reason: str | None = None  # why skipped / errored
-    vs_onnxruntime_cpu: OutputMetrics | None = None  # INT8 on a GPU runtime: same Q/DQ file on ORT CPU
     accuracy_top1: float | None = None
     accuracy_top5: float | None = None
     seconds: float | None = None
     sha256: str | None = None  # of the file tested (checked against the manifest first)
+    # INT8: the Q/DQ file whose own semantics the result is compared with (an engine's or IR's source), the file's
+    # error (its semantics vs PyTorch FP32, judged by the INT8 thresholds) and the engine's (the runtime vs the file,
+    # judged by ``engine_thresholds``); when the engine deviates, its likely cause and the fix.
+    semantics_file: str | None = None
+    quantization: OutputMetrics | None = None
+    engine: OutputMetrics | None = None
+    engine_thresholds: str = ""
+    cause: str | None = None
+    fix: str | None = None
 
     @property
     def label(self) -> str:
@@ -118,10 +133,22 @@ class ParityReport:
         return (f"Parity: **{'PASS' if self.passed else 'FAIL'}** — {len(self.ran) - len(self.failed)} of {len(self.ran)} "
                 "runtime × artifact pairs within thresholds")  # fmt: skip
 
+    def summary(self) -> str:
+        """One line: how many pairs passed, and for INT8 both errors at their worst (the pipeline's step detail)."""
+        line = f"{len(self.ran)} runtime × artifact pairs pass, {len(self.results) - len(self.ran)} not run here"
+        int8 = [r for r in self.ran if r.engine is not None and r.quantization is not None]
+        if int8:
+            worst_file = min(r.quantization.cosine_min for r in int8 if r.quantization is not None)
+            worst_engine = min(r.engine.cosine_min for r in int8 if r.engine is not None)
+            line += (f"; INT8: file vs FP32 worst cos {worst_file:.4f}, engine vs file worst cos {worst_engine:.4f} "
+                     f"({len(int8)} rows)")  # fmt: skip
+        return line
+
     def first_failure(self) -> str:
         """The first failing result and why, for the one-line error."""
         r = self.failed[0]
-        return f"{r.label}: {'; '.join(r.failures) or r.reason}"
+        cause = f" — {r.cause}" if r.cause else ""
+        return f"{r.label}: {'; '.join(r.failures) or r.reason}{cause}"
 
 
 def onnx_precision(path: Path) -> str:
@@ -141,7 +168,13 @@ def onnx_precision(path: Path) -> str:
 
 def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list[str] | None = None,
          extra_onnx: list[Path] | None = None) -> tuple[list[Target], list[TargetResult]]:  # fmt: skip
-    """Targets to run, and those skipped with the reason (never silently dropped)."""
+    """Targets to run, and those skipped with the reason (never silently dropped).
+
+    Not run unless named with ``artifacts``: rn50's TensorRT Q/DQ file on a CPU runtime whose INT8 kernels saturate
+    on its form on this CPU (it is made for TensorRT; measured, it fails its engine check). Every other pair runs,
+    a file made for another CPU class included: that one fails with the cause and the fix."""
+    from rn50.machine import cpu_info
+
     wanted = runtimes or list(RUNTIMES)
     files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
     known = workdir.by_name(artifacts)
@@ -151,9 +184,9 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
             path = workdir.checked(art)  # a missing or changed file is refused, never measured
             if art.kind == "ir" and art.name + "-weights" in known:
                 workdir.checked(known[art.name + "-weights"])  # an IR is its .xml and its .bin
-            # An INT8 engine or IR is cross-checked through the Q/DQ ONNX it was made from.
+            # An INT8 engine or IR is compared with the semantics of the Q/DQ ONNX it was made from.
             parent = by_sha.get(art.parent_sha256 or "") if art.kind != "onnx" and art.precision == "int8" else None
-            source = workdir.checked(parent) if parent else None  # read by the INT8 cross-check: checked too
+            source = workdir.checked(parent) if parent else None  # read for the engine check: checked too
             files.append((art.name, art.precision, path, art.kind, source, art.sha256))
     for path in extra_onnx or []:  # their existence is checked by ParityOptions.check
         files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None, sha256_file(Path(path))))
@@ -161,16 +194,30 @@ def plan(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list
         raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
     targets, skipped = [], []
     reasons = {runtime: unavailable_reason(runtime) for runtime in map(shown_name, wanted)}  # once per runtime
+    cpu_class = str(cpu_info()["int8_class"])
     for name, precision, path, kind, source, sha in files:
+        form = qdq_form(source or path) if precision == "int8" else None
         for runtime, reason in reasons.items():
             judged = result_precision(runtime, precision)
             if kind not in reads(runtime) or judged is None:
                 continue
+            if not reason and form is not None and form.target == "tensorrt" and saturates(runtime, form, cpu_class) and name not in (artifacts or []):
+                cause, fix = engine_deviation(runtime, form, cpu_class)
+                reason = f"not run unless named: {cause}; {fix} (to measure it anyway: --runtime {runtime} --artifact {name})"
             if reason:
                 skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
             else:
-                targets.append(Target(runtime, judged, name, path, source, sha))
+                targets.append(Target(runtime, judged, name, path, source, sha, form))
     return targets, skipped
+
+
+def qdq_form(path: Path) -> QdqForm | None:
+    """The integer form of an INT8 ONNX file (None for an engine or IR without its source)."""
+    import onnx
+
+    from rn50.calibration.form import form_of
+
+    return form_of(onnx.load(str(path), load_external_data=False)) if path.suffix == ".onnx" else None
 
 
 def few_images_warning(count: int) -> list[str]:
@@ -200,7 +247,6 @@ class Outputs:
     status: Verdict | None = None  # skipped | error when it did not run
     reason: str | None = None
     seconds: float | None = None
-    cross_file: Path | None = None  # INT8 on another runtime: the Q/DQ file ONNX Runtime CPU ran for the cross-check
 
 
 def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | None, strict_runtimes: bool) -> Outputs:
@@ -208,7 +254,7 @@ def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | Non
     try:
         with make_runner(target, threads=threads) as runner:
             logits, device, seconds = run_batches(runner, feeds, batch), runner.device, time.perf_counter() - start
-        return Outputs(target, logits, device, seconds=seconds, cross_file=cross_check_file(target))
+        return Outputs(target, logits, device, seconds=seconds)
     except EnvironmentProblem as e:
         if strict_runtimes:
             raise
@@ -217,44 +263,47 @@ def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | Non
         return Outputs(target, status="error", reason=e.message)
 
 
-def cross_check_file(target: Target) -> Path | None:
-    """The Q/DQ ONNX an INT8 result on another runtime is compared with on ONNX Runtime CPU (None: no such pair)."""
-    if target.precision != "int8" or target.runtime == "onnxruntime-cpu":
-        return None
-    qdq = target.source or target.path  # an engine is compared through the Q/DQ file it was built from
-    if qdq is not None and qdq.suffix == ".onnx" and qdq.is_file():
-        return qdq
-    log.warning("%s: the Q/DQ ONNX it was built from is not in the manifest; no ONNX Runtime CPU cross-check", target.label)
-    return None
+SEMANTICS = "file semantics"  # how the third reference is named in progress lines and reports
+
+
+def semantics(qdq: Path, feeds: FeedSet, batch: int, *, threads: int | None) -> np.ndarray:
+    """The logits a Q/DQ file says it computes: ONNX Runtime's CPU provider with graph optimizations off (Q/DQ
+    and float operators run as written, no integer kernels), so the same on every CPU up to float rounding."""
+    from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(qdq, provider="cpu", threads=threads, optimize=False, label=f"{SEMANTICS} · {qdq.name}") as runner:
+        return run_batches(runner, feeds, batch)
 
 
 def run_all(targets: list[Target], feeds: FeedSet, batch: int, *, threads: int | None, strict_runtimes: bool,
             say: Callable[[str], None]) -> tuple[list[Outputs], dict[Path, np.ndarray]]:  # fmt: skip
-    """Every target's outputs, and ONNX Runtime CPU's on each Q/DQ file an INT8 result is cross-checked with
-    (each file run once: taken from its own onnxruntime-cpu target where there is one)."""
+    """Every target's outputs, and the semantics of every Q/DQ file an INT8 result ran (each file once)."""
     runs = []
     for t in targets:
         say(t.label)
         runs.append(run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes))
-    ort_cpu: dict[Path, np.ndarray] = {}
+    files: dict[Path, np.ndarray] = {}
     for r in runs:
-        if r.logits is not None and r.target.path is not None and r.target.runtime == "onnxruntime-cpu" and r.target.precision == "int8":
-            ort_cpu[r.target.path] = r.logits
-    for r in runs:
-        qdq = r.cross_file
-        if qdq is not None and qdq not in ort_cpu:
-            say(f"onnxruntime-cpu · {qdq.name} (cross-check)")
-            with make_runner(Target("onnxruntime-cpu", "int8", qdq.name, qdq), threads=threads) as runner:
-                ort_cpu[qdq] = run_batches(runner, feeds, batch)
-    return runs, ort_cpu
+        qdq = r.target.qdq_file
+        if r.logits is None or qdq is None or qdq in files:
+            continue
+        if not qdq.is_file():
+            log.warning("%s: the Q/DQ ONNX it was made from is not in the manifest; no engine check", r.target.label)
+            continue
+        say(f"{SEMANTICS} · {qdq.name}")
+        files[qdq] = semantics(qdq, feeds, batch, threads=threads)
+    return runs, files
 
 
-def compare_all(runs: list[Outputs], ref: np.ndarray, ort_cpu: dict[Path, np.ndarray], labels: np.ndarray | None, *,
+def compare_all(runs: list[Outputs], ref: np.ndarray, files: dict[Path, np.ndarray], labels: np.ndarray | None, *,
                 thresholds: Callable[[str], Thresholds]) -> tuple[list[TargetResult], dict[str, np.ndarray]]:  # fmt: skip
-    """Each run against the reference (and an INT8 run against ONNX Runtime CPU on its file): verdicts, and
-    per label the per-element absolute errors (for plots)."""
+    """Each run against the reference (and an INT8 run's file against the reference, the run against its file):
+    verdicts, and per label the per-element absolute errors (for plots)."""
+    from rn50.machine import cpu_info
+
     results: list[TargetResult] = []
     errors: dict[str, np.ndarray] = {}
+    cpu_class = str(cpu_info()["int8_class"])
     for run in runs:
         t = run.target
         if run.logits is None:
@@ -264,12 +313,24 @@ def compare_all(runs: list[Outputs], ref: np.ndarray, ort_cpu: dict[Path, np.nda
         got = run.logits
         limits = thresholds(t.precision)
         m = compare(got, ref)
-        failures = tuple(limits.failures(m))
-        cross = compare(got, ort_cpu[run.cross_file]) if run.cross_file is not None else None
+        failures = list(limits.failures(m))
+        qdq = t.qdq_file
+        quantization = engine = None
+        cause = fix = None
+        engine_limits = thresholds(ENGINE)
+        if qdq is not None and qdq in files:
+            quantization, engine = compare(files[qdq], ref), compare(got, files[qdq])
+            failures += [f"file vs FP32: {f}" for f in limits.failures(quantization)]
+            deviates = [f"engine vs file: {f}" for f in engine_limits.failures(engine)]
+            if deviates:
+                cause, fix = engine_deviation(t.runtime, t.form, cpu_class)
+            failures += deviates
         top1, top5 = _accuracy(got, labels)
         results.append(TargetResult(
             t.runtime, t.artifact, t.precision, str(t.path), "fail" if failures else "pass", run.device, m,
-            limits.describe(), failures, None, cross, top1, top5, run.seconds, t.sha256,
+            limits.describe(), tuple(failures), None, top1, top5, run.seconds, t.sha256,
+            str(qdq) if engine is not None else None, quantization, engine,
+            engine_limits.describe() if engine is not None else "", cause, fix,
         ))  # fmt: skip
         errors[t.label] = np.abs(got.astype(np.float64) - ref).ravel()
     return results, errors
@@ -294,15 +355,15 @@ def run_parity(
     with reference:
         ref = run_batches(reference, feeds, batch)
         ref_device = reference.device
-    runs, ort_cpu = run_all(targets, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, say=say)
-    results, errors = compare_all(runs, ref, ort_cpu, feeds.labels, thresholds=thresholds)
+    runs, files = run_all(targets, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, say=say)
+    results, errors = compare_all(runs, ref, files, feeds.labels, thresholds=thresholds)
     ref_top1, ref_top5 = _accuracy(ref, feeds.labels)
     report = ParityReport(
         feeds=FeedSummary(feeds.kind, feeds.description, len(feeds), feeds.fingerprint, feeds.skipped,
                           tuple(feeds.warnings) + tuple(few_images_warning(len(feeds))), feeds.labels is not None),  # fmt: skip
         reference=Reference(reference.backend, reference.label, ref_device, ref_top1, ref_top5),
         results=tuple(results + list(skipped or [])),
-        machine=versions(),
+        machine=versions() | describe(),
     )
     return report, errors
 
@@ -343,7 +404,8 @@ class ParityOutcome:
 
 def failure(report: ParityReport) -> CheckFailed:
     """The one error a failed parity run ends with (the CLI's and the pipeline's)."""
-    return CheckFailed(report.first_failure(), fix="see parity.md; INT8 per-layer errors are in quantize-report.md")
+    first = report.failed[0]
+    return CheckFailed(report.first_failure(), fix=first.fix or "see parity.md; INT8 per-layer errors are in quantize-report.md")
 
 
 def parity(options: ParityOptions, workdir: WorkDir, *, planned: tuple[list[Target], list[TargetResult]] | None = None,

@@ -23,6 +23,7 @@ from rn50.commands.profile import Settings
 from rn50.errors import Rn50Error, UsageError
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
+from rn50.machine import AUTO, resolve_cpu_class
 from rn50.runtimes.registry import MODEL_KINDS
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class PipelineOptions:
     profile: Settings = field(default_factory=lambda: Settings(batches=(1, 8), warmup_s=WARMUP_S, duration_s=DURATION_S))
     steps: tuple[str, ...] = STEPS
     force: bool = False  # re-run the selected steps even when their inputs did not change
+    cpu: str = AUTO  # --cpu: the CPU class the onnxruntime-cpu INT8 file is made for
 
     def feeds(self, count: int) -> FeedOptions:
         return FeedOptions(images=self.images, count=count)
@@ -74,6 +76,7 @@ class PipelineOptions:
         from rn50.commands.export import ExportOptions
 
         ExportOptions(self.export).check()
+        resolve_cpu_class(self.cpu)
         self.calibration.check()
         self.feeds(self.calibration_count).check()  # an image folder is checked before the export, not after it
         self.feeds(self.parity_count).check()
@@ -105,12 +108,16 @@ class PipelineResult:
 
 @dataclass(frozen=True)
 class Work:
-    """What a step would do: ``run`` returns (status, files to record under ``key``, detail)."""
+    """What a step would do: ``run`` returns (status, files to record under ``inputs``' key, detail)."""
 
     run: Callable[[], tuple[StepStatus, list[Path], str]]
-    key: str | None = None  # None: the command keeps its own cache (calibrate, build-trt)
-    reused: str = ""  # the detail when the key and files are unchanged
-    ready: bool = True  # False: whatever the key says, the step must run (an unverified export)
+    inputs: dict[str, Any] | None = None  # None: the command keeps its own cache (calibrate, build-trt)
+    reused: str = ""  # the detail when the inputs and files are unchanged
+    ready: bool = True  # False: whatever the inputs say, the step must run (an unverified export)
+
+    @property
+    def key(self) -> str | None:
+        return None if self.inputs is None else digest(self.inputs)
 
 
 class Pipeline:
@@ -138,9 +145,9 @@ class Pipeline:
         """Every file a runtime runs (an IR's .bin included): a changed one makes parity and profile run again."""
         return {a.name: a.sha256 for a in self.workdir.artifacts() if a.kind in (*MODEL_KINDS, "ir-weights")}
 
-    def reusable(self, step: str, key: str) -> bool:
+    def reusable(self, step: str, key: str, inputs: dict[str, Any]) -> bool:
         """True if ``step`` may be reused; if it ran here before and must run again, says why."""
-        why = "--force" if self.options.force else self.workdir.step_staleness(step, key)
+        why = "--force" if self.options.force else self.workdir.step_staleness(step, key, jsonable(inputs))
         if why is None:
             return True
         if self.workdir.step(step) is not None:
@@ -165,11 +172,11 @@ class Pipeline:
         planned = PLANS[name](self)
         if isinstance(planned, StepResult):
             return planned
-        if planned.key is not None and planned.ready and self.reusable(name, planned.key):
+        if planned.inputs is not None and planned.key is not None and planned.ready and self.reusable(name, planned.key, planned.inputs):
             return StepResult(name, "reused", planned.reused)
         status, files, detail = planned.run()
-        if planned.key is not None:
-            self.workdir.record_step(name, planned.key, files)
+        if planned.inputs is not None and planned.key is not None:
+            self.workdir.record_step(name, planned.key, files, jsonable(planned.inputs))
         return StepResult(name, status, detail)
 
     def run(self) -> PipelineResult:
@@ -210,8 +217,8 @@ def plan_export(p: Pipeline) -> Work:
     loaded = p.loaded = load_model(config.weights, depth=config.depth)
     p.workdir.check_model(model_record(loaded, config.depth))  # before anything is written
     v = versions()
-    key = digest({"config": asdict(config), "weights": loaded.fingerprint,
-                  "versions": {k: v.get(k) for k in ("rn50", "torch", "onnx", "onnxsim")}})  # fmt: skip
+    inputs = {"config": asdict(config), "weights": loaded.fingerprint,
+              "versions": {k: v.get(k) for k in ("rn50", "torch", "onnx", "onnxsim")}}  # fmt: skip
     art = p.workdir.current(FP32_NAME)
 
     def run() -> tuple[StepStatus, list[Path], str]:
@@ -227,7 +234,7 @@ def plan_export(p: Pipeline) -> Work:
         return "ran", files, detail + (f", verified (max abs {ver.max_abs:.2g})" if ver else "")
 
     reused = f"{art.path} (same model, weights and exporter versions)" if art is not None else ""
-    return Work(run, key, reused, ready=art is not None and bool(art.verified))
+    return Work(run, inputs, reused, ready=art is not None and bool(art.verified))
 
 
 def plan_calibrate(p: Pipeline) -> Work:
@@ -253,16 +260,17 @@ def plan_quantize(p: Pipeline) -> Work:
 
     fp32, _ = fp32_artifact(p.workdir)
     table = p.calibration_table()
-    options = QuantizeOptions(int8=True, fp16=True)
-    key = digest({"fp32": fp32.sha256, "table": table.key, "targets": list(EMITTERS), "classifier": options.classifier,
-                  "high_precision": options.high_precision, "rn50": __version__})  # fmt: skip
+    options = QuantizeOptions(int8=True, fp16=True, cpu=p.options.cpu)
+    cpu_class = options.cpu_class
+    inputs = {"fp32": fp32.sha256, "table": table.key, "targets": list(EMITTERS), "classifier": options.classifier,
+              "high_precision": options.high_precision, "cpu_class": cpu_class, "rn50": __version__}  # fmt: skip
 
     def run() -> tuple[StepStatus, list[Path], str]:
         done = quantize(options, p.workdir, table=table, progress=p.say)
         detail = "; ".join(f"{r.name} cos mean {r.output.cosine_mean:.5f}" for r in done.results)
-        return "ran", [r.path for r in done.results] + done.reports, detail
+        return "ran", [r.path for r in done.results] + done.reports, f"{detail} (file semantics; onnxruntime-cpu file for {cpu_class}-class CPUs)"
 
-    return Work(run, key, "FP16 and INT8 artifacts (same FP32 model and calibration table)")
+    return Work(run, inputs, f"FP16 and INT8 artifacts (same FP32 model, calibration table and CPU class {cpu_class})")
 
 
 def plan_build_trt(p: Pipeline) -> Work | StepResult:
@@ -291,13 +299,15 @@ def plan_build_trt(p: Pipeline) -> Work | StepResult:
 
 def plan_parity(p: Pipeline) -> Work:
     from rn50.commands.parity import ParityOptions, failure, parity, plan
+    from rn50.machine import cpu_info
 
     options = ParityOptions(feeds=p.options.feeds(p.options.parity_count), thresholds=p.options.thresholds,
                             threads=p.options.profile.threads)  # fmt: skip
     targets, skipped = plan(p.workdir)
     feeds = options.feeds.read()
-    key = digest({"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
-                  "feeds": feeds.fingerprint, "thresholds": options.thresholds.overrides, "rn50": __version__})  # fmt: skip
+    inputs = {"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
+              "feeds": feeds.fingerprint, "thresholds": options.thresholds.overrides, "cpu": cpu_info()["int8_class"],
+              "rn50": __version__}  # fmt: skip
 
     def run() -> tuple[StepStatus, list[Path], str]:
         done = parity(options, p.workdir, planned=(targets, skipped), feeds=feeds, model=p.model(),
@@ -305,9 +315,9 @@ def plan_parity(p: Pipeline) -> Work:
         report = done.report
         if not report.passed:
             raise failure(report)
-        return "ran", done.written, f"{len(report.ran)} runtime × artifact pairs pass, {len(report.results) - len(report.ran)} skipped"
+        return "ran", done.written, report.summary()
 
-    return Work(run, key, "parity.json (same artifacts, runtimes, feeds and thresholds)")
+    return Work(run, inputs, "parity.json (same artifacts, runtimes, feeds, thresholds and CPU class)")
 
 
 def plan_profile(p: Pipeline) -> Work:
@@ -316,8 +326,8 @@ def plan_profile(p: Pipeline) -> Work:
 
     settings = p.options.profile
     targets, skipped = plan(p.workdir, settings)
-    key = digest({"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
-                  "settings": settings, "cpu": cpu_info(), "rn50": __version__})  # fmt: skip
+    inputs = {"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
+              "settings": settings, "cpu": cpu_info(), "rn50": __version__}  # fmt: skip
 
     def run() -> tuple[StepStatus, list[Path], str]:
         done = profile(ProfileOptions(settings), p.workdir, planned=(targets, skipped), model_loader=p.model,
@@ -325,7 +335,7 @@ def plan_profile(p: Pipeline) -> Work:
         report = done.report
         return "ran", done.written, f"{len(report.measured)} measurements, {len(report.rows) - len(report.measured)} not measured"
 
-    return Work(run, key, "profile.json (same artifacts, runtimes, settings and machine)")
+    return Work(run, inputs, "profile.json (same artifacts, runtimes, settings and machine)")
 
 
 # The table: each step's name and how it plans its work, in the order they run.

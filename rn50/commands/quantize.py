@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from rn50.calibration.budget import CLASSIFIER_PRECISIONS, DEFAULT_MAX_EXCLUDED
 from rn50.commands.options import CALIBRATION_COUNT, CalibrationOptions, FeedOptions
 from rn50.errors import UsageError
+from rn50.machine import AUTO, CPU_CHOICES, resolve_cpu_class
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,10 +74,16 @@ class QuantizeOptions:
     max_excluded: int | None = None  # --max-excluded (with --budget; DEFAULT_MAX_EXCLUDED when not given)
     high_precision: str = "fp32"  # --high-precision, tensorrt target only
     classifier: str = CLASSIFIER_PRECISIONS[0]  # --classifier: the final Gemm in float (default) or INT8
+    cpu: str = AUTO  # --cpu: the INT8 class of the CPUs the onnxruntime-cpu file is for (auto: this machine's)
 
     @property
     def targets(self) -> tuple[str, ...]:
         return parse_targets(self.target)
+
+    @property
+    def cpu_class(self) -> str:
+        """The CPU class the onnxruntime-cpu file is made for."""
+        return resolve_cpu_class(self.cpu)
 
     @property
     def exclusion_limit(self) -> int:
@@ -97,6 +104,13 @@ class QuantizeOptions:
             raise UsageError(f"unknown --classifier {self.classifier!r}", fix=f"use {' or '.join(CLASSIFIER_PRECISIONS)}")
         if self.high_precision not in HIGH_PRECISIONS:
             raise UsageError(f"unknown --high-precision {self.high_precision!r}", fix=f"use {' or '.join(HIGH_PRECISIONS)}")
+        if self.cpu not in CPU_CHOICES:
+            resolve_cpu_class(self.cpu)  # the one refusal of an unknown --cpu
+        from rn50.calibration.run import CPU_TARGETS
+
+        if self.cpu != AUTO and (not self.int8 or not set(targets) & set(CPU_TARGETS)):
+            raise UsageError(f"--cpu applies to the {', '.join(CPU_TARGETS)} INT8 file only",
+                             fix=f"pass --int8 with --target {CPU_TARGETS[0]} or all, or drop --cpu")  # fmt: skip
         if self.high_precision != "fp32" and ("tensorrt" not in targets or not self.int8):
             raise UsageError("--high-precision applies to the TensorRT INT8 file only",
                              fix="pass --int8 with --target tensorrt or all, or drop --high-precision")  # fmt: skip
@@ -131,5 +145,6 @@ def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTa
             raise ValueError("quantize --int8 needs the calibration table: call calibrate first")
         say("emitting Q/DQ models and measuring per-layer error…")
         results += quantize_int8(workdir, table, list(options.targets), budget=options.budget, max_excluded=options.exclusion_limit,
-                                 high_precision=options.high_precision, classifier=options.classifier, progress=say)  # fmt: skip
+                                 high_precision=options.high_precision, classifier=options.classifier, cpu_class=options.cpu_class,
+                                 progress=say)  # fmt: skip
     return QuantizeOutcome(results, write_quality_report(workdir, results))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 log = logging.getLogger(__name__)
-SCHEMA = "rn50.parity/1"
+SCHEMA = "rn50.parity/2"  # 2: INT8 results carry the file's error and the engine's (``quantization``, ``engine``)
 
 
 def to_dict(report: ParityReport) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
     results = []
     for r in data["results"]:
         r = dict(r)
-        for key in ("metrics", "vs_onnxruntime_cpu"):
+        for key in ("metrics", "quantization", "engine"):
             if r.get(key) is not None:
                 r[key] = OutputMetrics.from_dict(r[key])
         r["failures"] = tuple(r.get("failures", ()))
@@ -56,33 +56,57 @@ def verdict_text(r: TargetResult) -> str:
     return {"pass": "pass", "fail": "FAIL: " + "; ".join(r.failures), "skipped": f"skipped: {r.reason}", "error": f"error: {r.reason}"}[r.status]
 
 
+def thresholds_line(report: ParityReport) -> str:
+    """The bounds each precision (and the engine check) was judged by in this run, once per report."""
+    used = {r.precision: r.thresholds for r in report.ran}
+    engine = next((r.engine_thresholds for r in report.ran if r.engine_thresholds), None)
+    if engine:
+        used["engine (INT8 runtime vs its file)"] = engine
+    return "Thresholds: " + "; ".join(f"{k}: {v}" for k, v in used.items()) + "." if used else ""
+
+
+def engine_verdict(r: TargetResult) -> str:
+    deviates = [f for f in r.failures if f.startswith("engine vs file")]
+    return f"FAIL: {'; '.join(deviates)} — {r.cause}; fix: {r.fix}" if deviates else "pass (faithful to its file)"
+
+
 def sections(report: ParityReport, *, image: str | None = None) -> list[Section]:
     """parity.md's sections, also the parity part of report.md/html (``image``: the error plot's file name)."""
     ref, feeds = report.reference, report.feeds
     main = Section("Verdicts", "verdicts",
-                   paragraphs=[f"{report.verdict_line()}. Reference: {ref.label} on {ref.device}; feeds: {feeds.description}."],
+                   paragraphs=[f"{report.verdict_line()}. Reference: {ref.label} on {ref.device}; feeds: {feeds.description}.",
+                               thresholds_line(report)],
                    notes=[f"warning: {w}" for w in feeds.warnings] + [f"note: {n}" for n in standin_note(r.runtime for r in report.results)],
-                   header=["runtime", "artifact", "precision", "device", "max abs", "mean abs", "max rel", "cos mean", "cos worst",
-                           "SQNR dB", "top-1 agr", "top-5 ovl", "thresholds", "verdict"])  # fmt: skip
+                   header=["runtime", "artifact", "precision", "device", "max abs", "cos mean", "cos worst", "SQNR dB",
+                           "top-1 agr", "top-5 ovl", "verdict"])  # fmt: skip
     for r in report.results:
         m = r.metrics
         if r.status == "skipped":
             continue  # listed under "Not run here, and why"
         if m is None:
-            main.rows.append([r.runtime, r.artifact, r.precision, "–", "", "", "", "", "", "", "", "", "", verdict_text(r)])
+            main.rows.append([r.runtime, r.artifact, r.precision, "–", "", "", "", "", "", "", verdict_text(r)])
             continue
-        main.rows.append([r.runtime, r.artifact, r.precision, str(r.device), f"{m.max_abs:.3g}", f"{m.mean_abs:.3g}", f"{m.max_rel:.3g}",
-                          f"{m.cosine_mean:.6f}", f"{m.cosine_min:.6f}", _fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
-                          _fmt(m.top1_agreement, ".3f"), _fmt(m.top5_overlap, ".3f"), r.thresholds, verdict_text(r)])  # fmt: skip
+        main.rows.append([r.runtime, r.artifact, r.precision, str(r.device), f"{m.max_abs:.3g}", f"{m.cosine_mean:.6f}",
+                          f"{m.cosine_min:.6f}", _fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
+                          _fmt(m.top1_agreement, ".3f"), _fmt(m.top5_overlap, ".3f"), verdict_text(r)])  # fmt: skip
     if image:
         main.images.append(("error distribution per runtime", image))
     parts = [main]
-    cross = [(r, r.vs_onnxruntime_cpu) for r in report.results if r.vs_onnxruntime_cpu is not None]
-    if cross:
-        parts.append(Section("INT8: GPU runtime vs ONNX Runtime CPU on the same Q/DQ file", "int8-cross-check",
-                             header=["runtime", "artifact", "max abs", "cos worst", "top-1 agr"],
-                             rows=[[r.runtime, r.artifact, f"{c.max_abs:.3g}", f"{c.cosine_min:.6f}", _fmt(c.top1_agreement, ".3f")]
-                                   for r, c in cross]))  # fmt: skip
+    int8 = [r for r in report.ran if r.engine is not None and r.quantization is not None]
+    if int8:
+        parts.append(Section(
+            "INT8: the file's error and the engine's", "int8-engine",
+            paragraphs=["Each INT8 result against a third reference: its Q/DQ file's own semantics (the file run as written, "
+                        "Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; the same on "
+                        "every CPU). **File vs FP32** is the quantization error (calibration's business, judged by the INT8 "
+                        "thresholds); **engine vs file** is the runtime's own error (saturating kernels, a fusion that changes "
+                        "the math, a wrong build), judged by the engine thresholds."],
+            header=["runtime", "artifact", "file vs FP32: cos mean", "cos worst", "engine vs file: cos mean", "cos worst",
+                    "max abs", "engine"],
+            rows=[[r.runtime, r.artifact, f"{r.quantization.cosine_mean:.6f}", f"{r.quantization.cosine_min:.6f}",
+                   f"{r.engine.cosine_mean:.6f}", f"{r.engine.cosine_min:.6f}", f"{r.engine.max_abs:.3g}", engine_verdict(r)]
+                  for r in int8 if r.quantization is not None and r.engine is not None],
+        ))  # fmt: skip
     skipped = [r for r in report.results if r.status == "skipped"]
     if skipped:
         parts.append(Section("Not run here, and why", "parity-not-run", header=["runtime", "artifact", "why"],

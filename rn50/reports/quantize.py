@@ -25,13 +25,20 @@ BUDGET_CHART = "quantize-budget.png"
 
 def quality_sections(results: list[QuantizeResult]) -> list[Section]:
     """quantize-report.md's sections: per artifact, its logits and each Conv/Gemm output against the FP32 graph."""
-    parts = [Section("", paragraphs=["Final logits and each Conv/Gemm output against the FP32 graph, on held-apart sample crops."])]
+    from rn50.calibration.run import QUALITY_CROPS
+
+    parts = [Section("", paragraphs=[f"Final logits and each Conv/Gemm output against the FP32 graph, on {QUALITY_CROPS} held-apart sample crops (parity's default set), "
+                                     "as each file says it computes: its own Q/DQ semantics (ONNX Runtime's CPU provider with graph "
+                                     "optimizations off), the same on every CPU. That is parity's \"file vs FP32\"; parity also "
+                                     "measures each runtime against the file (\"engine vs file\")."])]  # fmt: skip
     for r in results:
         o = r.output
         part = Section(f"{r.name} ({r.path.name})", r.name,
                        paragraphs=[f"Logits: cosine mean {o.cosine_mean:.6f}, worst {o.cosine_min:.6f}, SQNR {o.sqnr_db:.1f} dB, "
                                    f"top-1 agreement {o.top1_agreement:.3f}."],
                        bullets=list(r.notes))  # fmt: skip
+        if r.form is not None:
+            part.paragraphs.append(f"Form: {r.form.describe()}.")
         if r.layers:
             part.paragraphs.append("Per layer, worst first:")
             part.header = ["layer", "op", "SQNR dB", "cosine"]
@@ -111,7 +118,8 @@ def load(path: Path) -> list[dict[str, Any]]:
 def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
     data = jsonable([{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
              "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes),
-             "budget": search_dict(r.search) if r.search is not None else None} for r in results])  # fmt: skip
+             "budget": search_dict(r.search) if r.search is not None else None,
+             "form": asdict(r.form) if r.form is not None else None} for r in results])  # fmt: skip
     paths = [workdir.path(REPORT), workdir.path("quantize-report.md")]
     searches = searches_of(data)
     image = budget_chart(searches) if searches else None
