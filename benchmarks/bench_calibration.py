@@ -20,8 +20,9 @@ import numpy as np
 
 from rn50 import feeds
 from rn50.artifacts import WorkDir
+from rn50.calibration.quantized import make_int8_files
 from rn50.calibration.ranges import DEFAULT_METHOD
-from rn50.calibration.run import calibrate, quantize_int8
+from rn50.calibration.table import table_for
 from rn50.metrics import compare
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 from rn50.runtimes.torch_runner import TorchRunner
@@ -54,8 +55,8 @@ def main() -> None:
             for f in ("manifest.json", "resnet50.fp32.onnx"):
                 shutil.copy(args.out / f, Path(tmp) / f)
             wd = WorkDir(tmp)
-            table = calibrate(wd, calib, method=method, percentile=pct).table
-            for result in quantize_int8(wd, table, ["tensorrt", "onnxruntime-cpu"]):
+            table = table_for(wd, calib, method=method, percentile=pct).table
+            for result in make_int8_files(wd, table, ["tensorrt", "onnxruntime-cpu"]):
                 m = compare(run(result.path, x), ref)
                 name = method + (f" {pct}" if pct else "")
                 print(f"| {name} | {result.target} | {m.cosine_mean:.4f} | {m.cosine_min:.4f} | {m.sqnr_db:.1f} | {m.top1_agreement:.3f} |")
@@ -64,7 +65,7 @@ def main() -> None:
             shutil.copy(args.out / f, Path(tmp) / f)
         big = feeds.samples(args.timing_images, split="calibration")
         start = time.perf_counter()
-        calibrate(WorkDir(tmp), big, method="minmax")
+        table_for(WorkDir(tmp), big, method="minmax")
         took = time.perf_counter() - start
         print(f"\ncalibrating {args.timing_images} images (minmax): {took:.1f} s; target <= 60 s: {'met' if took <= 60 else 'MISSED'}")
 

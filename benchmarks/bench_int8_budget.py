@@ -22,7 +22,7 @@ import onnx
 
 from rn50.artifacts import WorkDir
 from rn50.calibration import budget
-from rn50.calibration.run import emitter
+from rn50.calibration.quantized import emitter
 from rn50.calibration.table import CalibrationTable
 from rn50.commands.options import parse_budget
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner

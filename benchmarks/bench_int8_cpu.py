@@ -32,7 +32,7 @@ FORMS = {"onnxruntime-cpu (vnni)": ("onnxruntime-cpu", "vnni"), "onnxruntime-cpu
 
 def make_forms(out: Path, folder: Path) -> dict[str, Path]:
     """Every form, emitted by rn50's own emitter from the work directory's FP32 model and calibration table."""
-    from rn50.calibration.run import emitter
+    from rn50.calibration.quantized import emitter
     from rn50.calibration.table import CalibrationTable
 
     fp32 = onnx.load(str(out / "resnet50.fp32.onnx"))
@@ -46,7 +46,7 @@ def make_forms(out: Path, folder: Path) -> dict[str, Path]:
 
 def accuracy(paths: dict[str, Path], crops: int, threads: int) -> dict[str, object]:
     """Semantics, runtime vs FP32, runtime vs semantics, per form and runtime; runs on whatever CPU this process sees."""
-    from rn50.commands.parity import run_batches, semantics
+    from rn50.evaluation.comparison import run_batches, semantics
     from rn50.feeds import samples
     from rn50.machine import cpu_info
     from rn50.metrics import compare

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rn50.artifacts import WorkDir
-from rn50.commands.profile import inputs
+from rn50.evaluation.measurement import inputs
 from rn50.metrics import compare
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 from rn50.runtimes.timing import collect, summarize

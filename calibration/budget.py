@@ -153,7 +153,7 @@ def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> on
     import onnx
 
     from rn50.calibration.qdq_onnxruntime import read_float_inputs
-    from rn50.exporter.graph import toposort
+    from rn50.onnx_graph import toposort
 
     out = onnx.ModelProto()
     out.CopyFrom(quantized)

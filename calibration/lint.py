@@ -21,9 +21,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rn50.calibration.qdq_tensorrt import WEIGHTED, producers
+from rn50.calibration.qdq_tensorrt import WEIGHTED
 from rn50.errors import UsageError
-from rn50.exporter.simplify import opset_of
+from rn50.onnx_graph import opset_of, producers
 
 TARGETS = ("tensorrt", "onnxruntime-cpu")
 EXCLUDED_KEY = "rn50.int8_excluded"  # metadata: JSON list of the Conv/Gemm nodes left out of INT8

@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rn50.exporter.graph import toposort
 from rn50.machine import AVX2, VNNI
+from rn50.onnx_graph import toposort
 
 if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
@@ -74,7 +74,7 @@ def read_float_inputs(graph: onnx.GraphProto, names: frozenset[str]) -> None:
     also stands for a ReLU the quantizer removed (the clip at 0 does its work), so the float path gets the
     ReLU back. Q/DQ nodes nothing reads any more are removed.
     """
-    from rn50.calibration.qdq_tensorrt import producers
+    from rn50.onnx_graph import producers
 
     made_by = producers(graph)
     inits = {i.name: i for i in graph.initializer}

@@ -6,7 +6,6 @@ per-tensor activations.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,25 +13,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rn50.errors import UsageError
-from rn50.exporter.graph import toposort
+from rn50.onnx_graph import consumers, producers, toposort
 
 if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
 
 QMAX = 127.0
 WEIGHTED = ("Conv", "Gemm")
-
-
-def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            out[name].append(node)
-    return out
-
-
-def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {o: n for n in graph.node for o in n.output}
 
 
 def shortcut_input(add: onnx.NodeProto, made_by: dict[str, onnx.NodeProto], read_by: dict[str, list[onnx.NodeProto]]) -> str:
@@ -134,7 +121,7 @@ def in_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnx import version_converter
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from rn50.exporter.simplify import opset_of
+    from rn50.onnx_graph import opset_of
 
     if opset_of(model) < FP16_OPSET:
         model = version_converter.convert_version(model, FP16_OPSET)

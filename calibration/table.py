@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rn50.artifacts import atomic_write_text, versions
+from rn50.artifacts import Artifact, atomic_write_text, sha256_file, versions
 from rn50.errors import UsageError
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rn50.artifacts import WorkDir
+    from rn50.feeds import FeedSet
+
+log = logging.getLogger(__name__)
 SCHEMA = "rn50.calibration/1"
 
 
@@ -75,3 +83,35 @@ class CalibrationTable:
         if key != table.key or digest != _digest(table.ranges):
             raise UsageError(f"{path} was edited: its key does not match its contents", fix="run rn50 calibrate again")
         return table
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    table: CalibrationTable
+    path: Path
+    reused: bool
+
+
+def table_for(workdir: WorkDir, feeds: FeedSet, *, method: str, percentile: float | None = None, batch: int = 16,
+              progress: Callable[[int], None] | None = None, reuse: bool = True) -> CalibrationResult:  # fmt: skip
+    """Collect ranges, or (``reuse``) the table cached under the same key (model, set, method, options)."""
+    from rn50.calibration.ranges import collect_ranges, method_options
+    from rn50.exporter.onnx_file import fp32_artifact
+
+    options = method_options(method, percentile=percentile)
+    fp32, path = fp32_artifact(workdir)
+    key = table_key(fp32.sha256, feeds.fingerprint, method, options)
+    target = workdir.path(f"calibration/{method}-{key[:16]}.json")
+    if reuse and target.is_file():
+        table = CalibrationTable.load(target)
+        if table.key == key:
+            log.info("reusing calibration table %s", target)
+            return CalibrationResult(table, target, True)
+    ranges = collect_ranges(path, feeds, method, options, batch=batch, progress=progress)
+    table = CalibrationTable(ranges, method, options, fp32.sha256, feeds.fingerprint, feeds.description, len(feeds))
+    target.parent.mkdir(exist_ok=True)
+    table.save(target)
+    workdir.record(Artifact(f"calibration-{method}", str(target.relative_to(workdir.root)), "calibration-table", "int8",
+                            sha256_file(target), fp32.sha256, {"method": method, "options": options, "images": len(feeds),
+                            "set": feeds.description, "set_fingerprint": feeds.fingerprint}, versions()))  # fmt: skip
+    return CalibrationResult(table, target, False)

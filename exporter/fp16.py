@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from rn50.exporter.graph import toposort
+from rn50.onnx_graph import toposort
 
 if TYPE_CHECKING:
     import onnx

@@ -8,12 +8,9 @@ import onnx
 import onnx.version_converter
 
 from rn50.errors import CheckFailed
+from rn50.onnx_graph import opset_of
 
 log = logging.getLogger(__name__)
-
-
-def opset_of(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def check(model: onnx.ModelProto) -> onnx.ModelProto:

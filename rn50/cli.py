@@ -33,12 +33,12 @@ from rn50.commands.options import (
 )
 from rn50.commands.pipeline import DURATION_S as PIPELINE_DURATION_S
 from rn50.commands.pipeline import WARMUP_S as PIPELINE_WARMUP_S
-from rn50.commands.profile import DURATION_S, Settings
 from rn50.commands.quantize import ALL_TARGETS, CalibrateOptions, QuantizeOptions
 from rn50.commands.serve import ServeOptions
 from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
+from rn50.results.profile_results import DURATION_S, Settings
 from rn50.runtimes.trt_plan import BuildOptions
 from rn50.serving.server import Endpoints
 from rn50.serving.triton_config import Batching
@@ -195,7 +195,7 @@ def export(
     """Export to a simplified ONNX file with a dynamic batch, and verify it against PyTorch."""
     from rn50.commands.export import export as run_export
     from rn50.commands.export import export_ir, unverified, unverified_ir
-    from rn50.exporter.run import FP32_NAME
+    from rn50.exporter.onnx_file import FP32_NAME
 
     options = ExportOptions(ExportConfig(depth=depth, weights=weights, opset=opset, simplify=simplify), verify=verify, ir=ir)
     options.check()  # before the work directory is created
@@ -363,7 +363,7 @@ def quantize(
         print_json([{"name": r.name, "path": r.path, "target": r.target, "output": r.output.to_dict(),
                      "worst_layers": r.layers[:5], "notes": r.notes, "form": r.form} for r in results] + [ir_dict(r) for r in irs])  # fmt: skip
     else:
-        from rn50.calibration.run import QUALITY_CROPS
+        from rn50.calibration.quantized import QUALITY_CROPS
 
         table_ = Table(title=f"artifacts vs the FP32 graph ({QUALITY_CROPS} held-apart sample crops, parity's default; each file's own Q/DQ semantics)")
         for col in ("artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"):
@@ -460,7 +460,7 @@ def parity(
     """Every runtime × precision artifact against PyTorch FP32 on the same feeds, with a verdict."""
     from rn50.commands.parity import ParityOptions, failure
     from rn50.commands.parity import parity as parity_command
-    from rn50.reports import parity as parity_report
+    from rn50.reports import parity_report
 
     options = ParityOptions(feeds=FeedOptions(images=images, arrays=arrays, random=random, count=count), batch=batch,
                             runtimes=items(runtime), artifacts=items(artifact), onnx=onnx_file,
@@ -510,8 +510,8 @@ def print_parity(report: Any) -> None:
 
 def profile_settings(*, batch: list[str] | None, warmup: float, warmup_iterations: int, duration: float,
                      iterations: int | None, threads: int | None, cuda_graphs: bool) -> Settings:  # fmt: skip
-    from rn50.commands.profile import parse_batches
     from rn50.machine import usable_cores
+    from rn50.results.profile_results import parse_batches
 
     return Settings(batches=parse_batches(items(batch)), warmup_s=warmup, warmup_iterations=warmup_iterations, duration_s=duration,
                     iterations=iterations, threads=usable_cores() if threads is None else threads, cuda_graphs=cuda_graphs)  # fmt: skip
@@ -536,7 +536,7 @@ def profile(
     """Latency and throughput of every runtime × precision × batch, same inputs and clock, with reports."""
     from rn50.commands.profile import ProfileOptions
     from rn50.commands.profile import profile as profile_command
-    from rn50.reports import profile as profile_report
+    from rn50.reports import profile_report
 
     settings = profile_settings(batch=batch, warmup=warmup, warmup_iterations=warmup_iterations, duration=duration,
                                 iterations=iterations, threads=threads, cuda_graphs=cuda_graphs)  # fmt: skip
@@ -553,7 +553,7 @@ def profile(
 
 
 def print_profile(report: Any, verdicts: dict[Any, Any]) -> None:
-    from rn50.reports.profile import fastest, parity_mark
+    from rn50.reports.profile_report import fastest, parity_mark
     from rn50.runtimes.timing import HIGH_CV
 
     s = report.settings
@@ -611,7 +611,7 @@ def pipeline(
 ) -> None:
     """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
     from rn50.commands.pipeline import Pipeline, PipelineOptions, select_steps
-    from rn50.reports import report as report_files
+    from rn50.reports import workdir_report
 
     settings = profile_settings(batch=batch, warmup=warmup, warmup_iterations=Settings.warmup_iterations, duration=duration,
                                 iterations=None, threads=threads, cuda_graphs=Settings.cuda_graphs)  # fmt: skip
@@ -626,7 +626,7 @@ def pipeline(
         lines = None if err.is_terminal else (lambda m: err.print(f"pipeline: {escape(m)}"))
         result = Pipeline(workdir, options, progress=lambda m: status.update(f"pipeline: {escape(m)}"), steps=lines).run()
     # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
-    written = report_files.write(workdir, list(result.steps)) if result.started else []
+    written = workdir_report.write(workdir, list(result.steps)) if result.started else []
     if as_json:
         print_json({"steps": result.steps, "failed": result.failed, "reports": written})
     else:
@@ -751,7 +751,7 @@ def loadtest(
     """Concurrent clients against a served model: throughput, latency percentiles, the batches Triton formed, every answer checked."""
     from rn50.commands.loadtest import failure, parse_levels
     from rn50.commands.loadtest import loadtest as loadtest_command
-    from rn50.reports import loadtest as loadtest_report
+    from rn50.reports import loadtest_report
 
     options = LoadtestOptions(url=url, model=model_name, protocol=protocol, concurrency=parse_levels(items(concurrency)), duration_s=duration,
                               requests=requests, timeout_s=timeout, wait_s=wait, precision=precision,

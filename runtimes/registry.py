@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
 
-    from rn50.calibration.form import QdqForm
     from rn50.runtimes.base import Runner
+    from rn50.runtimes.qdq_form import QdqForm
 
 TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")  # the PyTorch model itself, as a profile target
 TORCH_ARTIFACT = "pytorch-fp32"

@@ -56,10 +56,10 @@ def seeded50() -> LoadedModel:
 @pytest.fixture(scope="session")
 def export_dir(tmp_path_factory: pytest.TempPathFactory, seeded50: LoadedModel) -> Path:
     """A work directory holding the verified seeded ResNet-50 at opset 18. Tests copy it to change it."""
-    from rn50.exporter.run import ExportConfig, export
+    from rn50.exporter.onnx_file import ExportConfig, write_fp32_onnx
 
     root = tmp_path_factory.mktemp("export50")
-    export(ExportConfig(), WorkDir(root), loaded=seeded50)
+    write_fp32_onnx(ExportConfig(), WorkDir(root), loaded=seeded50)
     return root
 
 

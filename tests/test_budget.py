@@ -100,7 +100,7 @@ def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
     assert all(made_by.get(i) is None or made_by[i].op_type != "DequantizeLinear" for i in conv1.input)  # float input and weight
 
     # rn50's own emitter: the classifier in float by default (recorded), in INT8 on request.
-    from rn50.calibration.run import emitter
+    from rn50.calibration.quantized import emitter
 
     assert lint.excluded_of(emitter(model, table, "tensorrt")(frozenset())) == {"fc"}
     assert "fc" in {n.name for n in lint.quantized_layers(emitter(model, table, "tensorrt", classifier="int8")(frozenset()))}

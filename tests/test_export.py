@@ -13,9 +13,9 @@ from rn50.artifacts import WorkDir, sha256_file
 from rn50.cli import app
 from rn50.errors import UsageError
 from rn50.exporter.config import check_opset
-from rn50.exporter.run import ExportConfig, export, read_metadata
-from rn50.exporter.simplify import opset_of
+from rn50.exporter.onnx_file import ExportConfig, write_fp32_onnx
 from rn50.exporter.verify import verify_onnx
+from rn50.onnx_graph import opset_of, read_metadata
 from rn50.weights import LoadedModel, load_model
 
 cli = CliRunner()
@@ -82,7 +82,7 @@ def test_verification_catches_a_tampered_initializer(fp32_onnx: Path, seeded50: 
 
 def test_export_at_opset_17(tmp_path: Path) -> None:
     loaded = load_model("seeded", depth=18)
-    result = export(ExportConfig(depth=18, opset=17), WorkDir(tmp_path), loaded=loaded)
+    result = write_fp32_onnx(ExportConfig(depth=18, opset=17), WorkDir(tmp_path), loaded=loaded)
     assert opset_of(onnx.load(str(result.path))) == 17
     assert result.verification is not None and result.verification.passed
 
@@ -125,7 +125,7 @@ def test_failed_write_keeps_the_previous_artifact(r18_dir: Path, monkeypatch: py
         Path(path).write_bytes(b"half an onnx file")
         raise failure
 
-    monkeypatch.setattr("rn50.exporter.run.onnx.save_model", broken_save)
+    monkeypatch.setattr("rn50.exporter.onnx_file.onnx.save_model", broken_save)
     result = cli.invoke(app, ["export", "--depth", "18", "--out", str(r18_dir)])
     assert result.exit_code == (130 if isinstance(failure, KeyboardInterrupt) else 2)
     assert message in result.output.lower()

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -19,12 +20,15 @@ import pytest
 from helpers import one_line_error
 from tiny import activation_ranges, saturating_conv, small_convnet
 
-from rn50.calibration.form import QdqForm, form_of
-from rn50.commands import parity as parity_command
+from rn50.evaluation import comparison, targets
 from rn50.feeds import FeedSet
 from rn50.machine import AVX2, VNNI, cpu_info, int8_class
 from rn50.metrics import thresholds_for
+from rn50.runtimes.qdq_form import QdqForm, form_of
 from rn50.runtimes.registry import Target, engine_deviation, saturates
+
+if TYPE_CHECKING:
+    from rn50.results.parity_results import TargetResult
 
 HERE = Path(__file__).resolve().parent
 QEMU = shutil.which("qemu-x86_64")
@@ -100,16 +104,16 @@ def test_engine_deviation_names_the_cause_and_the_fix(runtime: str, form: QdqFor
         assert needle in f"{cause} {fix}"
 
 
-def _engine_check(tmp_path: Path, bits: int, runtimes: tuple[str, ...] = ("onnxruntime-cpu", "openvino-cpu")) -> dict[str, parity_command.TargetResult]:
+def _engine_check(tmp_path: Path, bits: int, runtimes: tuple[str, ...] = ("onnxruntime-cpu", "openvino-cpu")) -> dict[str, TargetResult]:
     """rn50's engine check of the saturating convolution on this machine's real kernels, as parity runs it."""
     model, x = saturating_conv(bits)
     path = tmp_path / f"conv{bits}.onnx"
     onnx.save(model, str(path))
     feeds = FeedSet("arrays", "crafted", x, "crafted")
     targets = [Target(r, "int8", path.name, path, None, None, form_of(model)) for r in runtimes]
-    runs, files = parity_command.run_all(targets, feeds, len(x), threads=1, strict_runtimes=True, say=lambda _m: None)
-    reference = parity_command.semantics(path, feeds, len(x), threads=1)
-    results, _ = parity_command.compare_all(runs, reference, files, None, thresholds=thresholds_for)
+    runs, files = comparison.run_all(targets, feeds, len(x), threads=1, strict_runtimes=True, say=lambda _m: None)
+    reference = comparison.semantics(path, feeds, len(x), threads=1)
+    results, _ = comparison.compare_all(runs, reference, files, None, thresholds=thresholds_for)
     return {r.runtime: r for r in results}
 
 
@@ -153,7 +157,7 @@ def test_engine_check_on_an_emulated_cpu_without_vnni(tmp_path: Path, bits: int)
 def test_a_runtime_that_deviates_from_its_file_fails_on_any_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A deliberately wrong runner (ONNX Runtime's output channels in reverse order, as a layout bug would leave them)
     fails its engine check, with the generic cause, on a CPU of either class."""
-    real = parity_command.make_runner
+    real = comparison.make_runner
 
     class Perturbed:
         def __init__(self, runner: object):
@@ -174,7 +178,7 @@ def test_a_runtime_that_deviates_from_its_file_fails_on_any_cpu(tmp_path: Path, 
             out = self.runner.infer(feed)  # type: ignore[attr-defined]
             return {"logits": np.ascontiguousarray(out["logits"][:, ::-1])}
 
-    monkeypatch.setattr(parity_command, "make_runner", lambda target, **kw: Perturbed(real(target, **kw)))
+    monkeypatch.setattr(comparison, "make_runner", lambda target, **kw: Perturbed(real(target, **kw)))
     (r,) = _engine_check(tmp_path, 7, runtimes=("onnxruntime-cpu",)).values()
     assert r.status == "fail" and any(f.startswith("engine vs file") for f in r.failures)
     assert r.quantization is not None and r.quantization.max_abs == 0.0  # the file itself is fine
@@ -185,7 +189,7 @@ def test_a_runtime_that_deviates_from_its_file_fails_on_any_cpu(tmp_path: Path, 
 def test_the_onnxruntime_cpu_file_is_made_for_its_cpu_class(cpu: str, bits: int) -> None:
     """The vnni file keeps full-range weights; the avx2 file has 7-bit weights (no u8×s8 pair past 16 bits); the
     TensorRT file is not a CPU file and records no class. Each file says so in its metadata."""
-    from rn50.calibration.run import emitter
+    from rn50.calibration.quantized import emitter
     from rn50.calibration.table import CalibrationTable
 
     model = small_convnet()
@@ -236,12 +240,12 @@ def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(tmp_
                             None, {}, {}))  # fmt: skip
     monkeypatch.setattr("rn50.machine.cpu_info", lambda *a, **k: real_cpu_info(*a, **k) | {"int8_class": cpu_class})
     runtimes = ["onnxruntime-cpu", "openvino-cpu"]
-    targets, skipped = parity_command.plan(workdir, runtimes=runtimes)
+    planned, skipped = targets.parity_targets(workdir, runtimes=runtimes)
     if cpu_class == AVX2:
-        assert [t.runtime for t in targets] == ["onnxruntime-cpu"]
+        assert [t.runtime for t in planned] == ["onnxruntime-cpu"]
         (r,) = skipped
         assert r.runtime == "openvino-cpu" and "OpenVINO's INT8 kernels saturate" in str(r.reason) and "--artifact onnx-int8-tensorrt" in str(r.reason)
     else:
-        assert [t.runtime for t in targets] == runtimes and skipped == []
-    named, _ = parity_command.plan(workdir, runtimes=runtimes, artifacts=["onnx-int8-tensorrt"])
+        assert [t.runtime for t in planned] == runtimes and skipped == []
+    named, _ = targets.parity_targets(workdir, runtimes=runtimes, artifacts=["onnx-int8-tensorrt"])
     assert [t.runtime for t in named] == runtimes

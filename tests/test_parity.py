@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from rn50.cli import app
 from rn50.metrics import Thresholds, compare, thresholds_for
-from rn50.reports import parity as parity_report
+from rn50.results import parity_results
 
 cli = CliRunner()
 
@@ -54,8 +54,8 @@ def test_parity_cli_passes_and_writes_loadable_reports(workdir_copy: Path) -> No
     assert data["passed"] is True
     (row,) = data["results"]
     assert row["runtime"] == "onnxruntime-cpu" and row["device"] == "CPUExecutionProvider" and row["status"] == "pass"
-    loaded = parity_report.load(workdir_copy / "parity.json")
-    assert parity_report.to_dict(loaded) == data  # JSON round trip
+    loaded = parity_results.load(workdir_copy / "parity.json")
+    assert parity_results.to_dict(loaded) == data  # JSON round trip
     assert "| onnxruntime-cpu | onnx-fp32 |" in (workdir_copy / "parity.md").read_text()
     assert (workdir_copy / "parity.png").read_bytes()[:4] == b"\x89PNG"
 

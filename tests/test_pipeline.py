@@ -140,8 +140,8 @@ def test_a_file_for_the_other_cpu_class_is_made_again_and_judged_on_this_cpu(out
     """`--cpu` names the class the onnxruntime-cpu file is for; the pipeline makes it again when the class changes
     and says why. The other class's file then runs here: the avx2 form (7-bit weights) is faithful on a CPU with
     VNNI; the vnni form on a CPU without VNNI saturates, and parity fails with the cause and the fix."""
-    from rn50.calibration.form import form_of
     from rn50.machine import AVX2, VNNI, cpu_info
+    from rn50.runtimes.qdq_form import form_of
 
     this = cpu_info()["int8_class"]
     other = VNNI if this == AVX2 else AVX2

@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 
 from rn50.artifacts import Artifact, WorkDir, sha256_file
 from rn50.cli import app
-from rn50.commands.profile import ProfileReport, Row, Settings
-from rn50.reports import profile as profile_report
+from rn50.reports import profile_report
+from rn50.results import profile_results
+from rn50.results.profile_results import ProfileReport, Row, Settings
 from rn50.runtimes.timing import collect, summarize
 
 cli = CliRunner()
@@ -74,8 +75,8 @@ def test_profile_writes_loadable_reports_and_skips_missing_runtimes(workdir_copy
     (cuda,) = [r for r in data["rows"] if r["runtime"] == "onnxruntime-cuda"]
     # No GPU build here: reported as skipped with the reason, never as a zero.
     assert cuda["status"] == "skipped" and cuda["stats"] is None and "CUDAExecutionProvider" in cuda["reason"]
-    loaded = profile_report.load(workdir_copy / "profile.json")
-    assert profile_report.to_dict(loaded) == data  # JSON round trip
+    loaded = profile_results.load(workdir_copy / "profile.json")
+    assert profile_results.to_dict(loaded) == data  # JSON round trip
     md = (workdir_copy / "profile.md").read_text()
     assert "| onnxruntime-cpu | onnx-fp32 | fp32 | 1 | Latency |" in md and "onnxruntime-cuda" in md
     assert "Fastest at acceptable error" in md  # parity.json was there
@@ -113,7 +114,7 @@ def test_profile_bad_input_exits_2_with_one_line(workdir_copy: Path, args: list[
 
 
 def test_inputs_are_the_same_crops_for_every_batch() -> None:
-    from rn50.commands.profile import inputs
+    from rn50.evaluation.measurement import inputs
 
     pool = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
     assert inputs(5, pool)["input"].tolist() == [[0, 1], [2, 3], [4, 5], [0, 1], [2, 3]]
@@ -121,8 +122,8 @@ def test_inputs_are_the_same_crops_for_every_batch() -> None:
 
 def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU branch without a GPU: a fake runner whose device-memory seam has a fake clock and fake copy timings."""
-    from rn50.commands import profile as profiling
     from rn50.errors import EnvironmentProblem
+    from rn50.evaluation import measurement as profiling
     from rn50.runtimes.base import DeviceBench, Runner, TensorSpec
 
     class FakeGpu(Runner):

@@ -11,8 +11,7 @@ from rn50 import feeds
 from rn50.artifacts import WorkDir
 from rn50.calibration import lint, qdq_tensorrt
 from rn50.calibration.ranges import method_options
-from rn50.calibration.run import calibrate
-from rn50.calibration.table import CalibrationTable
+from rn50.calibration.table import CalibrationTable, table_for
 from rn50.cli import app
 from rn50.errors import UsageError
 
@@ -151,7 +150,7 @@ def test_lint_runs_before_writing(export_dir: Path, monkeypatch: pytest.MonkeyPa
                 i.CopyFrom(numpy_helper.from_array(np.array(5, np.int8), i.name))
         return out
 
-    monkeypatch.setitem(__import__("rn50.calibration.run", fromlist=["EMITTERS"]).EMITTERS, "tensorrt", broken)
+    monkeypatch.setitem(__import__("rn50.calibration.quantized", fromlist=["EMITTERS"]).EMITTERS, "tensorrt", broken)
     result = cli.invoke(app, ["quantize", "--int8", "--target", "tensorrt", "--out", str(root), "--count", "4", "--method", "minmax"])
     assert result.exit_code == 2 and "breaks a tensorrt rule" in result.output
     assert not (root / "resnet50.int8.tensorrt.onnx").exists()
@@ -159,16 +158,16 @@ def test_lint_runs_before_writing(export_dir: Path, monkeypatch: pytest.MonkeyPa
 
 def test_calibration_cache_hit_and_invalidation(quantized: Path) -> None:
     workdir = WorkDir(quantized)
-    first = calibrate(workdir, feeds.samples(16, split="calibration"), method="minmax")
+    first = table_for(workdir, feeds.samples(16, split="calibration"), method="minmax")
     assert first.reused  # the quantize fixture made the same table
-    other_set = calibrate(workdir, feeds.samples(8, split="calibration"), method="minmax")
+    other_set = table_for(workdir, feeds.samples(8, split="calibration"), method="minmax")
     assert not other_set.reused and other_set.path != first.path
-    assert calibrate(workdir, feeds.samples(8, split="calibration"), method="minmax").reused
+    assert table_for(workdir, feeds.samples(8, split="calibration"), method="minmax").reused
     data = json.loads(first.path.read_text())
     data["ranges"]["input"] = [0, 1]
     first.path.write_text(json.dumps(data))
     with pytest.raises(UsageError, match="was edited"):
-        calibrate(workdir, feeds.samples(16, split="calibration"), method="minmax")
+        table_for(workdir, feeds.samples(16, split="calibration"), method="minmax")
 
 
 def test_table_for_another_model_is_refused(quantized: Path) -> None:

@@ -279,7 +279,7 @@ def test_each_request_is_answered_alone_a_bad_one_does_not_fail_its_batch() -> N
 
 def test_a_wrong_answer_is_named_by_the_bound_it_breaks() -> None:
     from rn50.metrics import thresholds_for
-    from rn50.serving.loadtest import wrong_answer
+    from rn50.serving.clients import wrong_answer
 
     ref = np.linspace(-1, 1, 1000, dtype=np.float32)
     assert wrong_answer(ref + 1e-5, ref, thresholds_for("fp32")) is None

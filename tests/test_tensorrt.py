@@ -28,7 +28,7 @@ from rn50.runtimes.trt_plan import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TRT_MODULES = [ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "build_trt.py", "trt_env.py", "device.py")]
+TRT_MODULES = [ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "trt_build.py", "trt_env.py", "device.py")]
 
 
 @pytest.mark.parametrize(
@@ -219,14 +219,15 @@ def test_real_fp32_engine_builds_runs_and_matches(workdir_copy: Path) -> None:
     import numpy as np
 
     from rn50.artifacts import WorkDir
+    from rn50.commands.build_trt import BuildTrtOptions, build_trt
     from rn50.metrics import compare
-    from rn50.runtimes.build_trt import build_trt
     from rn50.runtimes.ort_runner import OnnxRuntimeRunner
     from rn50.runtimes.trt_runner import TensorRTRunner
 
     workdir = WorkDir(workdir_copy)
-    result = build_trt(workdir, BuildOptions(precision="fp32", opt_batch=2, max_batch=8))
+    options = BuildTrtOptions(BuildOptions(precision="fp32", opt_batch=2, max_batch=8))
+    result = build_trt(options, workdir)
     x = {"input": np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)}
     with TensorRTRunner(result.engine) as trt_run, OnnxRuntimeRunner(workdir_copy / "resnet50.fp32.onnx") as ort:
         assert compare(trt_run.infer(x)["logits"], ort.infer(x)["logits"]).cosine_min > 0.9999
-    assert build_trt(workdir, BuildOptions(precision="fp32", opt_batch=2, max_batch=8)).reused
+    assert build_trt(options, workdir).reused

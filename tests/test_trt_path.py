@@ -190,11 +190,12 @@ def test_profile_times_engines_through_the_device_seam(trt: ModuleType, copy: Pa
     assert trt.__rn50_standin__.captures == captures + 6  # one graph per engine and batch
     md = (copy / "profile.md").read_text()
     assert "rn50's TensorRT stand-in" in md and "- batch 1: **tensorrt-standin" not in md
-    from rn50.reports import profile as profile_report
+    from rn50.reports import profile_report
+    from rn50.results import profile_results
 
     verdicts = profile_report.parity_verdicts(copy / "parity.json")
     assert verdicts and all(v.get("status") == "pass" for v in verdicts.values()), verdicts
-    report = profile_report.load(copy / "profile.json")
+    report = profile_results.load(copy / "profile.json")
     assert profile_report.fastest(report, verdicts, 1) is None  # parity passed, but a stand-in is never "fastest"
 
 
@@ -356,7 +357,7 @@ def test_int8_engine_with_layers_left_out_of_int8(trt: ModuleType, copy: Path, m
     from tensorrt import _build
 
     from rn50.calibration import lint
-    from rn50.calibration.run import emitter
+    from rn50.calibration.quantized import emitter
     from rn50.calibration.table import CalibrationTable
 
     fp32 = onnx.load(str(copy / "resnet50.fp32.onnx"))
@@ -387,7 +388,7 @@ def _modelopt_form(model: onnx.ModelProto) -> onnx.ModelProto:
     QuantizeLinear → DequantizeLinear (the metadata dropped: a file from another tool)."""
     from onnx import helper, numpy_helper
 
-    from rn50.exporter.graph import toposort
+    from rn50.onnx_graph import toposort
 
     inits = {i.name: i for i in model.graph.initializer}
     for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]:

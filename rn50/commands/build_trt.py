@@ -1,5 +1,5 @@
 """``rn50 build-trt``: a strongly typed TensorRT engine from the ONNX file of its precision (the work itself
-is in ``rn50.runtimes.build_trt``). A missing FP16 or INT8 source file is made first by the quantize
+is in ``rn50.runtimes.trt_build``). A missing FP16 or INT8 source file is made first by the quantize
 command, with the same calibration options; a changed one is refused, never silently remade."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 from rn50.commands.quantize import CalibrateOptions, QuantizeOptions, QuantizeOutcome, quantize
 from rn50.errors import UsageError
-from rn50.runtimes.build_trt import BuildResult
-from rn50.runtimes.build_trt import build_trt as run_build
+from rn50.runtimes.trt_build import BuildResult, EngineSource, build_engine
 from rn50.runtimes.trt_env import require_tensorrt
 from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
 
@@ -49,7 +48,7 @@ FLAGS = {"fp32": "neither --fp16 nor --int8", "fp16": "--fp16", "int8": "--int8"
 
 def check_source_file(path: Path, precision: str) -> None:
     """--onnx: an existing ONNX file whose own precision is the one asked for (never silently another)."""
-    from rn50.commands.parity import onnx_precision
+    from rn50.evaluation.targets import onnx_precision
 
     if not path.is_file():
         raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")
@@ -75,6 +74,30 @@ def make_source(options: BuildTrtOptions, workdir: WorkDir, *, table: Calibratio
     return quantize(made, workdir, table=table)
 
 
+def engine_source(workdir: WorkDir, precision: str, onnx: Path | None = None) -> EngineSource:
+    """The ONNX file of ``precision`` (``onnx``: another tool's file, by its own name): an INT8 one linted for
+    TensorRT before the parser sees it, with the layers it records as left out of INT8."""
+    import logging
+
+    import onnx as onnx_lib
+
+    from rn50.artifacts import sha256_file
+    from rn50.calibration import lint
+
+    if onnx is not None:
+        source = EngineSource(f"onnx file {onnx.name}", onnx, sha256_file(onnx))
+    else:
+        art, path = workdir.require(ONNX_FOR_PRECISION[precision])  # missing or changed: refused with the fix
+        source = EngineSource(art.name, path, art.sha256)
+    if precision != "int8":
+        return source
+    model = onnx_lib.load(str(source.path), load_external_data=False)
+    for warning in lint.check(model, "tensorrt"):
+        logging.getLogger(__name__).warning("%s", warning)
+    return EngineSource(source.name, source.path, source.sha256, lint.excluded_of(model))
+
+
 def build_trt(options: BuildTrtOptions, workdir: WorkDir, *, progress: Callable[[str], None] | None = None) -> BuildResult:
     options.build.validate()
-    return run_build(workdir, options.build, source=options.onnx, progress=progress)
+    require_tensorrt()  # before anything is read or written: the first message is about TensorRT
+    return build_engine(workdir, options.build, engine_source(workdir, options.build.precision, options.onnx), progress=progress)

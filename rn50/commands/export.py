@@ -10,8 +10,8 @@ from rn50.exporter.config import ExportConfig, check_opset
 
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
+    from rn50.exporter.onnx_file import ExportResult
     from rn50.exporter.openvino_ir import IrResult
-    from rn50.exporter.run import ExportResult
     from rn50.weights import LoadedModel
 
 
@@ -34,10 +34,10 @@ class ExportOptions:
 
 
 def export(options: ExportOptions, workdir: WorkDir, *, loaded: LoadedModel | None = None) -> ExportResult:
-    from rn50.exporter.run import export as run_export
+    from rn50.exporter.onnx_file import write_fp32_onnx
 
     options.check()
-    return run_export(options.config, workdir, verify=options.verify, loaded=loaded)
+    return write_fp32_onnx(options.config, workdir, verify=options.verify, loaded=loaded)
 
 
 def export_ir(workdir: WorkDir, onnx_artifacts: list[str]) -> list[IrResult]:

@@ -3,14 +3,14 @@ checked against the PyTorch reference, and one wrong answer (or failed request) 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rn50.commands.options import FeedOptions, ThresholdOptions
 from rn50.errors import CheckFailed, UsageError
 from rn50.metrics import DEFAULT_THRESHOLDS
-from rn50.serving.loadtest import PROTOCOLS, Level, ServedModelInfo, connect, model_info, run, wait_ready
+from rn50.results.loadtest_results import LoadtestReport
+from rn50.serving.clients import PROTOCOLS, connect, model_info, run, wait_ready
 from rn50.serving.server import check_installed
 
 if TYPE_CHECKING:
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
-    from rn50.feeds import FeedSet
-    from rn50.metrics import OutputMetrics, Thresholds
 
 DEFAULT_URL = "127.0.0.1:8000"
 DEFAULT_LEVELS = (1, 4, 8)
@@ -74,46 +72,6 @@ def parse_levels(values: list[str] | None) -> tuple[int, ...]:
         raise UsageError(f"--concurrency {','.join(values)!r} is not a list of integers", fix="pass e.g. --concurrency 1,4,8") from None
 
 
-@dataclass(frozen=True)
-class LoadtestReport:
-    url: str
-    protocol: str
-    model: ServedModelInfo
-    precision: str
-    thresholds: Thresholds
-    phase: str
-    feeds: str
-    levels: tuple[Level, ...]
-    overall: OutputMetrics | None  # every answer of every level against the reference
-    failures: tuple[str, ...]  # of the aggregate thresholds (mean cosine, top-1)
-    machine: dict[str, Any]
-    created: float = field(default_factory=time.time)
-
-    @property
-    def errors(self) -> int:
-        return sum(level.errors for level in self.levels)
-
-    @property
-    def wrong(self) -> int:
-        return sum(level.wrong for level in self.levels)
-
-    @property
-    def answered(self) -> int:
-        return sum(level.requests for level in self.levels)
-
-    @property
-    def passed(self) -> bool:
-        return self.answered > 0 and not self.errors and not self.wrong and not self.failures
-
-    def verdict_line(self) -> str:
-        if self.passed:
-            return f"Load test: PASS — {self.answered} answers from {self.model.name}, none wrong, no failed request"
-        parts = [f"{self.wrong} wrong answer(s)"] if self.wrong else []
-        parts += [f"{self.errors} failed request(s)"] if self.errors else []
-        parts += list(self.failures)
-        return f"Load test: FAIL — {'; '.join(parts) or 'no request was answered'} (of {self.answered + self.errors} requests to {self.model.name})"
-
-
 def failure(report: LoadtestReport) -> CheckFailed:
     return CheckFailed(report.verdict_line(), fix="see loadtest.md for the first wrong answers and errors")
 
@@ -124,21 +82,11 @@ class LoadtestOutcome:
     written: list[Path]
 
 
-def reference_logits(workdir: WorkDir, feeds: FeedSet) -> Any:
-    """PyTorch FP32 on the CPU, on the crops the clients send (as parity runs its reference)."""
-    from rn50.commands.options import PARITY_BATCH
-    from rn50.commands.parity import run_batches
-    from rn50.runtimes.torch_runner import TorchRunner
-    from rn50.weights import workdir_model
-
-    with TorchRunner(workdir_model(workdir), device="cpu") as ref:
-        return run_batches(ref, feeds, PARITY_BATCH)
-
-
 def loadtest(options: LoadtestOptions, workdir: WorkDir, *, progress: Callable[[str], None] | None = None) -> LoadtestOutcome:
     from rn50.artifacts import versions
+    from rn50.evaluation.comparison import reference_logits
     from rn50.machine import describe
-    from rn50.reports import loadtest as loadtest_report
+    from rn50.reports import loadtest_report
 
     say = progress or (lambda _m: None)
     options.check()

@@ -14,16 +14,17 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
 from rn50.artifacts import WorkDir, versions
 from rn50.commands.options import CALIBRATION_COUNT, PARITY_COUNT, CalibrationOptions, FeedOptions, ThresholdOptions
-from rn50.commands.profile import Settings
 from rn50.errors import Rn50Error, UsageError
 from rn50.exporter.config import ExportConfig
 from rn50.jsonio import jsonable
 from rn50.machine import AUTO, resolve_cpu_class
+from rn50.results.pipeline_results import PipelineResult, StepResult, StepStatus
+from rn50.results.profile_results import Settings
 from rn50.runtimes.registry import MODEL_KINDS
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STEPS = ("export", "calibrate", "quantize", "build-trt", "parity", "profile")
-StepStatus = Literal["ran", "reused", "skipped", "failed", "not run"]
 WARMUP_S, DURATION_S = 0.5, 2.0  # the pipeline profiles shorter than `rn50 profile` does by default
 
 
@@ -81,29 +81,6 @@ class PipelineOptions:
         self.feeds(self.calibration_count).check()  # an image folder is checked before the export, not after it
         self.feeds(self.parity_count).check()
         self.profile.validate()
-
-
-@dataclass(frozen=True)
-class StepResult:
-    name: str
-    status: StepStatus
-    detail: str
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class PipelineResult:
-    steps: tuple[StepResult, ...]
-    error: Rn50Error | None = None
-
-    @property
-    def failed(self) -> StepResult | None:
-        return next((s for s in self.steps if s.status == "failed"), None)
-
-    @property
-    def started(self) -> bool:
-        """Whether any step did or reused work (a run refused before that leaves the directory alone)."""
-        return any(s.status in ("ran", "reused") for s in self.steps)
 
 
 @dataclass(frozen=True)
@@ -209,7 +186,7 @@ class Pipeline:
 # --- the steps: each plans its work with the command the CLI runs ------------------------------------
 def plan_export(p: Pipeline) -> Work:
     from rn50.commands.export import ExportOptions, export, unverified
-    from rn50.exporter.run import FP32_NAME, model_record
+    from rn50.exporter.onnx_file import FP32_NAME, model_record
     from rn50.weights import SEEDED_WEIGHTS, load_model
 
     config = p.options.export
@@ -255,8 +232,9 @@ def plan_calibrate(p: Pipeline) -> Work:
 
 
 def plan_quantize(p: Pipeline) -> Work:
-    from rn50.calibration.run import EMITTERS, fp32_artifact
+    from rn50.calibration.quantized import EMITTERS
     from rn50.commands.quantize import QuantizeOptions, quantize
+    from rn50.exporter.onnx_file import fp32_artifact
 
     fp32, _ = fp32_artifact(p.workdir)
     table = p.calibration_table()
@@ -298,12 +276,13 @@ def plan_build_trt(p: Pipeline) -> Work | StepResult:
 
 
 def plan_parity(p: Pipeline) -> Work:
-    from rn50.commands.parity import ParityOptions, failure, parity, plan
+    from rn50.commands.parity import ParityOptions, failure, parity
+    from rn50.evaluation.targets import parity_targets
     from rn50.machine import cpu_info
 
     options = ParityOptions(feeds=p.options.feeds(p.options.parity_count), thresholds=p.options.thresholds,
                             threads=p.options.profile.threads)  # fmt: skip
-    targets, skipped = plan(p.workdir)
+    targets, skipped = parity_targets(p.workdir)
     feeds = options.feeds.read()
     inputs = {"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
               "feeds": feeds.fingerprint, "thresholds": options.thresholds.overrides, "cpu": cpu_info()["int8_class"],
@@ -321,11 +300,12 @@ def plan_parity(p: Pipeline) -> Work:
 
 
 def plan_profile(p: Pipeline) -> Work:
-    from rn50.commands.profile import ProfileOptions, plan, profile
+    from rn50.commands.profile import ProfileOptions, profile
+    from rn50.evaluation.targets import profile_targets
     from rn50.machine import cpu_info
 
     settings = p.options.profile
-    targets, skipped = plan(p.workdir, settings)
+    targets, skipped = profile_targets(p.workdir, settings)
     inputs = {"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
               "settings": settings, "cpu": cpu_info(), "rn50": __version__}  # fmt: skip
 

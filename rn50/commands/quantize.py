@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
-    from rn50.calibration.run import CalibrationResult, QuantizeResult
-    from rn50.calibration.table import CalibrationTable
+    from rn50.calibration.quantized import QuantizeResult
+    from rn50.calibration.table import CalibrationResult, CalibrationTable
     from rn50.feeds import FeedSet
     from rn50.metrics import Thresholds
 
@@ -47,15 +47,15 @@ class CalibrateOptions:
 def calibrate(options: CalibrateOptions, workdir: WorkDir, feeds: FeedSet, *, reuse: bool = True,
               progress: Callable[[int], None] | None = None) -> CalibrationResult:  # fmt: skip
     """The table for these feeds and options: the cached one under the same key (``reuse``), or a new one."""
-    from rn50.calibration.run import calibrate as run_calibrate
+    from rn50.calibration.table import table_for
 
     c = options.calibration
-    return run_calibrate(workdir, feeds, method=c.method, percentile=c.percentile, batch=c.batch, progress=progress, reuse=reuse)
+    return table_for(workdir, feeds, method=c.method, percentile=c.percentile, batch=c.batch, progress=progress, reuse=reuse)
 
 
 def parse_targets(target: str) -> tuple[str, ...]:
     """--target: one INT8 target, or all of them."""
-    from rn50.calibration.run import EMITTERS
+    from rn50.calibration.quantized import EMITTERS
 
     targets = tuple(EMITTERS) if target == ALL_TARGETS else (target,)
     if any(t not in EMITTERS for t in targets):
@@ -106,7 +106,7 @@ class QuantizeOptions:
             raise UsageError(f"unknown --high-precision {self.high_precision!r}", fix=f"use {' or '.join(HIGH_PRECISIONS)}")
         if self.cpu not in CPU_CHOICES:
             resolve_cpu_class(self.cpu)  # the one refusal of an unknown --cpu
-        from rn50.calibration.run import CPU_TARGETS
+        from rn50.calibration.quantized import CPU_TARGETS
 
         if self.cpu != AUTO and (not self.int8 or not set(targets) & set(CPU_TARGETS)):
             raise UsageError(f"--cpu applies to the {', '.join(CPU_TARGETS)} INT8 file only",
@@ -131,20 +131,20 @@ class QuantizeOutcome:
 def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTable | None = None,
              progress: Callable[[str], None] | None = None) -> QuantizeOutcome:  # fmt: skip
     """FP16 and/or INT8 (from ``table``, which ``calibrate`` made) artifacts, and quantize-report.json/.md."""
-    from rn50.calibration.run import convert_fp16, quantize_int8
-    from rn50.reports.quantize import write_quality_report
+    from rn50.calibration.quantized import make_fp16_file, make_int8_files
+    from rn50.reports.quantize_report import write_quality_report
 
     say = progress or (lambda _m: None)
     options.check()
     results = []
     if options.fp16:
         say("converting to FP16…")
-        results.append(convert_fp16(workdir))
+        results.append(make_fp16_file(workdir))
     if options.int8:
         if table is None:
             raise ValueError("quantize --int8 needs the calibration table: call calibrate first")
         say("emitting Q/DQ models and measuring per-layer error…")
-        results += quantize_int8(workdir, table, list(options.targets), budget=options.budget, max_excluded=options.exclusion_limit,
+        results += make_int8_files(workdir, table, list(options.targets), budget=options.budget, max_excluded=options.exclusion_limit,
                                  high_precision=options.high_precision, classifier=options.classifier, cpu_class=options.cpu_class,
                                  progress=say)  # fmt: skip
     return QuantizeOutcome(results, write_quality_report(workdir, results))

@@ -1,4 +1,5 @@
-"""``rn50 export``: build the model, export, simplify, stamp metadata, write atomically, verify, record."""
+"""The FP32 ONNX file of the work directory: build the model, export, simplify, stamp metadata, write atomically,
+verify against PyTorch, record; and reading it back for the steps made from it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rn50.exporter.config import ExportConfig, check_opset
 from rn50.exporter.onnx_export import torch_to_onnx
 from rn50.exporter.simplify import check, convert_opset, simplify
 from rn50.exporter.verify import Verification, verify_onnx
+from rn50.onnx_graph import stamp_metadata
 from rn50.preprocess import DEFAULT
 from rn50.weights import SEEDED, SEEDED_WEIGHTS, LoadedModel, load_model
 
@@ -37,21 +39,6 @@ class ExportResult:
 
 def model_record(loaded: LoadedModel, depth: int) -> dict[str, object]:
     return {"depth": depth, "weights": loaded.source, "weights_sha256": loaded.fingerprint}
-
-
-def stamp_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
-    # onnxsim records its own bookkeeping (removed node lists, ...) here; users read ours instead.
-    kept = [p for p in model.metadata_props if not p.key.startswith("onnxsim.")]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    existing = {p.key: p for p in model.metadata_props}
-    for key, value in meta.items():
-        prop = existing.get(key) or model.metadata_props.add()
-        prop.key, prop.value = key, value
-
-
-def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def build_onnx(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
@@ -87,8 +74,8 @@ def keep_seeded_weights(workdir: WorkDir, loaded: LoadedModel, depth: int) -> No
                             versions(), extra={"fingerprint": loaded.fingerprint}))  # fmt: skip
 
 
-def export(config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loaded: LoadedModel | None = None) -> ExportResult:
-    """Export to ``<workdir>/rn50.fp32.onnx``; the manifest marks it verified or not."""
+def write_fp32_onnx(config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loaded: LoadedModel | None = None) -> ExportResult:
+    """Export to ``<workdir>/resnet<depth>.fp32.onnx``; the manifest marks it verified or not."""
     check_opset(config.opset)
     loaded = loaded or load_model(config.weights, depth=config.depth)
     record = model_record(loaded, config.depth)
@@ -117,3 +104,13 @@ def export(config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loade
         model=record,
     )
     return ExportResult(target, digest, config.opset, len(proto.graph.node), result)
+
+
+def fp32_artifact(workdir: WorkDir) -> tuple[Artifact, Path]:
+    """The work directory's FP32 ONNX file, unchanged and verified: what calibration and quantization start from."""
+    from rn50.errors import UsageError
+
+    art, path = workdir.require(FP32_NAME)
+    if art.verified is False:
+        raise UsageError(f"{art.path} failed export verification", fix="fix the export before quantizing it")
+    return art, path

@@ -1,5 +1,6 @@
-"""`rn50 build-trt`: pick the ONNX for the precision, lint it, build (or reuse) the engine, write the
-engine, its sidecar and the manifest entry. TensorRT and its GPU are checked before anything else."""
+"""A TensorRT engine from an ONNX file: build (or reuse) it, check an INT8 engine really is INT8, write the
+engine, its sidecar and the manifest entry. TensorRT and its GPU are checked before anything else. Which file,
+and its lint, are the ``build-trt`` command's business (``rn50.commands.build_trt``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING
 from rn50.artifacts import Artifact, WorkDir, atomic_write_bytes, sha256_file, versions
 from rn50.errors import UsageError
 from rn50.runtimes.trt_plan import (
-    ONNX_FOR_PRECISION,
     BuildOptions,
     LayerReport,
     Sidecar,
@@ -38,25 +38,15 @@ class BuildResult:
     runtime: str  # "tensorrt", or "tensorrt-standin" under rn50's test stand-in
 
 
-def source_onnx(workdir: WorkDir, precision: str, source: Path | None = None) -> tuple[str, Path, str, frozenset[str]]:
-    """The ONNX file's artifact name (``source``: the file's own name), path and hash, and (INT8) the layers it
-    records as left out of INT8."""
-    if source is not None:
-        name, path, digest = f"onnx file {source.name}", source, sha256_file(source)
-    else:
-        art, path = workdir.require(ONNX_FOR_PRECISION[precision])  # missing or changed: refused with the fix
-        name, digest = art.name, art.sha256
+@dataclass(frozen=True)
+class EngineSource:
+    """The ONNX file an engine is built from: its name (an artifact's, or the file's), path and sha256, and for
+    INT8 the layers it records as left out of INT8 (checked in the engine)."""
+
+    name: str
+    path: Path
+    sha256: str
     excluded: frozenset[str] = frozenset()
-    if precision == "int8":
-        import onnx
-
-        from rn50.calibration import lint
-
-        model = onnx.load(str(path), load_external_data=False)
-        for warning in lint.check(model, "tensorrt"):  # before the parser sees it
-            log.warning("%s", warning)
-        excluded = lint.excluded_of(model)
-    return name, path, digest, excluded
 
 
 def reusable(engine_path: Path, key: str) -> bool:
@@ -74,15 +64,15 @@ def reusable(engine_path: Path, key: str) -> bool:
     return True
 
 
-def build_trt(workdir: WorkDir, opts: BuildOptions, *, source: Path | None = None,
-              progress: Callable[[str], None] | None = None) -> BuildResult:  # fmt: skip
+def build_engine(workdir: WorkDir, opts: BuildOptions, source: EngineSource, *, progress: Callable[[str], None] | None = None) -> BuildResult:
+    """The engine of ``source`` under ``opts`` in ``workdir`` (``require_tensorrt`` was called first)."""
     from rn50.runtimes.trt_engine import build
     from rn50.runtimes.trt_env import require_tensorrt, runtime_name, version
 
     opts.validate()
-    gpu, cc = require_tensorrt()  # before anything is read or written: the first message is about TensorRT
+    gpu, cc = require_tensorrt()
     runtime, trt_version = runtime_name(), version()
-    onnx_name, onnx_path, onnx_sha, excluded = source_onnx(workdir, opts.precision, source)
+    onnx_name, onnx_path, onnx_sha, excluded = source.name, source.path, source.sha256, source.excluded
     key = engine_key(onnx_sha, trt_version, cc, opts)
     engine_path = workdir.path(engine_filename(onnx_path.name.split(".")[0], opts, key))
     side_path = sidecar_path(engine_path)

@@ -1,51 +1,24 @@
-"""parity.json (loadable, to compare two machines later), parity.md and an error-distribution PNG."""
+"""parity.md, parity.png and parity.json (its form is ``rn50.results.parity_results``'); the parity part of every report."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
-from rn50.commands.parity import FeedSummary, ParityReport, Reference, TargetResult
-from rn50.errors import UsageError
-from rn50.jsonio import jsonable, read_json
-from rn50.metrics import OutputMetrics
 from rn50.reports.render import Section, machine_line, to_markdown
+from rn50.results.parity_results import REPORT, ParityReport, TargetResult, to_dict
 from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 log = logging.getLogger(__name__)
-SCHEMA = "rn50.parity/2"  # 2: INT8 results carry the file's error and the engine's (``quantization``, ``engine``)
-
-
-def to_dict(report: ParityReport) -> dict[str, Any]:
-    return jsonable(report) | {"schema": SCHEMA, "passed": report.passed}  # type: ignore[no-any-return]
-
-
-def from_dict(data: dict[str, Any]) -> ParityReport:
-    if data.get("schema") != SCHEMA:
-        raise UsageError(f"not an rn50 parity report (schema {data.get('schema')!r})", fix=f"pass a parity.json written by rn50 ({SCHEMA})")
-    results = []
-    for r in data["results"]:
-        r = dict(r)
-        for key in ("metrics", "quantization", "engine"):
-            if r.get(key) is not None:
-                r[key] = OutputMetrics.from_dict(r[key])
-        r["failures"] = tuple(r.get("failures", ()))
-        results.append(TargetResult(**r))
-    feeds = dict(data["feeds"]) | {"warnings": tuple(data["feeds"].get("warnings", ()))}
-    return ParityReport(FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"])
-
-
-def load(path: Path) -> ParityReport:
-    return from_dict(read_json(path, what="parity report", fix="pass a parity.json written by rn50 parity"))
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -144,7 +117,7 @@ PLOT = "parity.png"
 
 
 def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> list[Path]:
-    written = [folder / "parity.json", folder / "parity.md"]
+    written = [folder / REPORT, folder / "parity.md"]
     image = error_plot(errors)
     if image is not None:
         atomic_write_bytes(folder / PLOT, image)

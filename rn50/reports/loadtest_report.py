@@ -8,35 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
-from rn50.jsonio import jsonable, read_json
 from rn50.reports.render import Section, machine_line, to_markdown
+from rn50.results.loadtest_results import REPORT, to_dict
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from rn50.commands.loadtest import LoadtestReport
+    from rn50.results.loadtest_results import LoadtestReport
 
-SCHEMA = "rn50.loadtest/1"
-REPORT = "loadtest.json"
 CHART = "loadtest.png"
-
-
-def to_dict(report: LoadtestReport) -> dict[str, Any]:
-    data: dict[str, Any] = {"schema": SCHEMA, "passed": report.passed, "verdict": report.verdict_line()}
-    data |= jsonable(report)
-    for level, out in zip(report.levels, data["levels"], strict=True):
-        out["formed_batch_mean"] = level.formed_batch
-        out["formed_batch_common"] = level.common_batch
-    return data
-
-
-def load(path: Path) -> dict[str, Any]:
-    from rn50.errors import UsageError
-
-    data = read_json(path, what="load-test report", fix="pass a loadtest.json written by rn50 loadtest")
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UsageError(f"{path} is not an rn50 load-test report", fix="run rn50 loadtest again")
-    return data
 
 
 def formed(batches: dict[Any, int]) -> str:

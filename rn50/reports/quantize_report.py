@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from rn50.artifacts import WorkDir
     from rn50.calibration.budget import BudgetSearch
-    from rn50.calibration.run import QuantizeResult
+    from rn50.calibration.quantized import QuantizeResult
 
 REPORT = "quantize-report.json"
 BUDGET_CHART = "quantize-budget.png"
@@ -25,7 +25,7 @@ BUDGET_CHART = "quantize-budget.png"
 
 def quality_sections(results: list[QuantizeResult]) -> list[Section]:
     """quantize-report.md's sections: per artifact, its logits and each Conv/Gemm output against the FP32 graph."""
-    from rn50.calibration.run import QUALITY_CROPS
+    from rn50.calibration.quantized import QUALITY_CROPS
 
     parts = [Section("", paragraphs=[f"Final logits and each Conv/Gemm output against the FP32 graph, on {QUALITY_CROPS} held-apart sample crops (parity's default set), "
                                      "as each file says it computes: its own Q/DQ semantics (ONNX Runtime's CPU provider with graph "

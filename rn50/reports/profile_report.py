@@ -9,46 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
-from rn50.commands.profile import HOST, METRIC_NAME, ProfileReport, Row, Settings
 from rn50.errors import UsageError
-from rn50.jsonio import jsonable, read_json
 from rn50.reports.render import Section, machine_line, to_markdown
+from rn50.results import parity_results
+from rn50.results.profile_results import HOST, METRIC_NAME, REPORT, ProfileReport, Row, to_dict
 from rn50.runtimes.registry import STANDIN, TORCH_RUNTIMES, standin_note
-from rn50.runtimes.timing import HIGH_CV, LatencyStats
+from rn50.runtimes.timing import HIGH_CV
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 log = logging.getLogger(__name__)
-SCHEMA = "rn50.profile/1"
 Verdicts = dict[tuple[str, str], dict[str, Any]]  # (runtime, artifact) → parity status, cosine_min, max_abs
-
-
-def to_dict(report: ProfileReport) -> dict[str, Any]:
-    data: dict[str, Any] = jsonable(report)
-    for row, out in zip(report.rows, data["rows"], strict=True):
-        out["metric"] = row.metric
-        if row.stats is not None:
-            out["stats"]["cv"] = row.stats.cv
-    return data | {"schema": SCHEMA}
-
-
-def from_dict(data: dict[str, Any]) -> ProfileReport:
-    if data.get("schema") != SCHEMA:
-        raise UsageError(f"not an rn50 profile report (schema {data.get('schema')!r})", fix=f"pass a profile.json written by rn50 ({SCHEMA})")
-    rows = []
-    for r in data["rows"]:
-        r = {k: v for k, v in r.items() if k != "metric"}
-        if r.get("stats") is not None:
-            r["stats"] = LatencyStats(**{k: v for k, v in r["stats"].items() if k != "cv"})
-        rows.append(Row(**r))
-    s = dict(data["settings"])
-    s["batches"] = tuple(s["batches"])
-    return ProfileReport(Settings(**s), data["machine"], tuple(rows), data["created"])
-
-
-def load(path: Path) -> ProfileReport:
-    return from_dict(read_json(path, what="profile report", fix="pass a profile.json written by rn50 profile"))
 
 
 def verdicts_of(parity: Any) -> Verdicts:
@@ -64,12 +36,10 @@ def verdicts_of(parity: Any) -> Verdicts:
 
 def parity_verdicts(path: Path) -> Verdicts:
     """``verdicts_of`` a parity.json; empty when absent or unreadable."""
-    from rn50.reports import parity as parity_report
-
     if not path.is_file():
         return {}
     try:
-        return verdicts_of(parity_report.load(path))
+        return verdicts_of(parity_results.load(path))
     except UsageError as e:
         log.warning("ignoring %s: %s", path, e.message)
         return {}
@@ -204,8 +174,8 @@ CHART = "profile.png"
 
 
 def write(report: ProfileReport, folder: Path) -> list[Path]:
-    verdicts = parity_verdicts(folder / "parity.json")
-    written = [folder / "profile.json", folder / "profile.md"]
+    verdicts = parity_verdicts(folder / parity_results.REPORT)
+    written = [folder / REPORT, folder / "profile.md"]
     image = chart(report, verdicts)
     if image is not None:
         atomic_write_bytes(folder / CHART, image)

@@ -37,14 +37,12 @@ def _load(workdir: WorkDir, name: str, loader: Any) -> Any:
 def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     """report.md/html: a summary, the artifacts, then parity's and profile's own sections, what was skipped,
     and the machine."""
-    from rn50.reports import loadtest as loadtest_report
-    from rn50.reports import parity as parity_report
-    from rn50.reports import profile as profile_report
-    from rn50.reports import quantize as quantize_report
+    from rn50.reports import loadtest_report, parity_report, profile_report, quantize_report
+    from rn50.results import loadtest_results, parity_results, profile_results
 
-    parity = _load(workdir, "parity.json", parity_report.load)
-    profile = _load(workdir, "profile.json", profile_report.load)
-    loadtest = _load(workdir, loadtest_report.REPORT, loadtest_report.load)
+    parity = _load(workdir, parity_results.REPORT, parity_results.load)
+    profile = _load(workdir, profile_results.REPORT, profile_results.load)
+    loadtest = _load(workdir, loadtest_results.REPORT, loadtest_results.load)
     verdicts = profile_report.verdicts_of(parity)
     out: list[Section] = []
 

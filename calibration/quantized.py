@@ -1,4 +1,5 @@
-"""`rn50 calibrate` and `rn50 quantize`: one calibration table, FP16 and INT8 artifacts with manifest entries."""
+"""The FP16 and INT8 files of the work directory: each INT8 target's Q/DQ file emitted from the calibration table
+(to an accuracy budget where one is given), linted, measured against the FP32 graph and recorded; the FP16 file."""
 
 from __future__ import annotations
 
@@ -13,20 +14,20 @@ import onnx
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
 from rn50.calibration import budget as int8_budget
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
-from rn50.calibration.form import CPU_CLASS_KEY, TARGET_KEY, QdqForm, form_of
 from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
-from rn50.calibration.table import CalibrationTable, table_key
 from rn50.errors import CheckFailed, UsageError
-from rn50.exporter.run import FP32_NAME, stamp_metadata
+from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
+from rn50.onnx_graph import stamp_metadata
+from rn50.runtimes.qdq_form import CPU_CLASS_KEY, TARGET_KEY, QdqForm, form_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from rn50.feeds import FeedSet
+    from rn50.calibration.table import CalibrationTable
     from rn50.metrics import OutputMetrics, Thresholds
 
 log = logging.getLogger(__name__)
@@ -35,42 +36,6 @@ CPU_TARGETS = ("onnxruntime-cpu",)  # the Q/DQ targets made for a CPU class (--c
 # The quality report's held-apart crops: the ones parity compares on by default, so the quantize step's cosine is
 # parity's "file vs FP32" on the same feeds (both the file's own Q/DQ semantics, never one CPU's kernels).
 QUALITY_CROPS = DEFAULT_SAMPLE_COUNT
-
-
-def fp32_artifact(workdir: WorkDir) -> tuple[Artifact, Path]:
-    art, _ = workdir.require(FP32_NAME)
-    if art.verified is False:
-        raise UsageError(f"{art.path} failed export verification", fix="fix the export before quantizing it")
-    return art, workdir.path(art.path)
-
-
-@dataclass(frozen=True)
-class CalibrationResult:
-    table: CalibrationTable
-    path: Path
-    reused: bool
-
-
-def calibrate(workdir: WorkDir, feeds: FeedSet, *, method: str, percentile: float | None = None, batch: int = 16,
-              progress: Callable[[int], None] | None = None, reuse: bool = True) -> CalibrationResult:  # fmt: skip
-    """Collect ranges, or (``reuse``) the table cached under the same key (model, set, method, options)."""
-    options = method_options(method, percentile=percentile)
-    fp32, path = fp32_artifact(workdir)
-    key = table_key(fp32.sha256, feeds.fingerprint, method, options)
-    target = workdir.path(f"calibration/{method}-{key[:16]}.json")
-    if reuse and target.is_file():
-        table = CalibrationTable.load(target)
-        if table.key == key:
-            log.info("reusing calibration table %s", target)
-            return CalibrationResult(table, target, True)
-    ranges = collect_ranges(path, feeds, method, options, batch=batch, progress=progress)
-    table = CalibrationTable(ranges, method, options, fp32.sha256, feeds.fingerprint, feeds.description, len(feeds))
-    target.parent.mkdir(exist_ok=True)
-    table.save(target)
-    workdir.record(Artifact(f"calibration-{method}", str(target.relative_to(workdir.root)), "calibration-table", "int8",
-                            sha256_file(target), fp32.sha256, {"method": method, "options": options, "images": len(feeds),
-                            "set": feeds.description, "set_fingerprint": feeds.fingerprint}, versions()))  # fmt: skip
-    return CalibrationResult(table, target, False)
 
 
 @dataclass(frozen=True)
@@ -123,7 +88,7 @@ def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_p
     return emit
 
 
-def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str], *, budget: Thresholds | None = None,
+def make_int8_files(workdir: WorkDir, table: CalibrationTable, targets: list[str], *, budget: Thresholds | None = None,
                   max_excluded: int = int8_budget.DEFAULT_MAX_EXCLUDED, high_precision: str = "fp32",
                   classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], cpu_class: str = VNNI,
                   progress: Callable[[str], None] | None = None) -> list[QuantizeResult]:  # fmt: skip
@@ -173,7 +138,7 @@ def quantize_int8(workdir: WorkDir, table: CalibrationTable, targets: list[str],
     return results
 
 
-def convert_fp16(workdir: WorkDir) -> QuantizeResult:
+def make_fp16_file(workdir: WorkDir) -> QuantizeResult:
     from rn50 import feeds as feed_sources
     from rn50.exporter.fp16 import to_fp16
     from rn50.samples import sample_crops

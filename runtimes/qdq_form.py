@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from onnx import numpy_helper
 
-from rn50.calibration.qdq_tensorrt import producers
+from rn50.onnx_graph import producers
 
 if TYPE_CHECKING:
     import onnx

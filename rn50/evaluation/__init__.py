@@ -1,0 +1,1 @@
+"""The run/compare engines: which runtime × artifact pairs to run, running them, comparing and measuring."""

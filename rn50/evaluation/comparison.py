@@ -1,0 +1,197 @@
+"""Parity's engine: every runner runs once on the same feeds (``run_all``), then each result is compared with the
+PyTorch FP32 reference (``compare_all``). An INT8 result has a third reference: its Q/DQ file's own semantics (the
+file run literally, Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; computed
+once per file). File vs PyTorch is the quantization error, judged by the INT8 thresholds; runtime vs file is the
+engine error, judged by the ``engine`` thresholds. A runtime that computes something other than its file fails,
+and the result names the likely cause (e.g. INT8 kernels that saturate on a CPU without VNNI) and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rn50.artifacts import versions
+from rn50.errors import CheckFailed, EnvironmentProblem
+from rn50.machine import describe
+from rn50.metrics import ENGINE, compare
+from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
+from rn50.runtimes.registry import Target, engine_deviation, make_runner
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from rn50.artifacts import WorkDir
+    from rn50.feeds import FeedSet
+    from rn50.metrics import Thresholds
+    from rn50.runtimes.base import Runner
+
+log = logging.getLogger(__name__)
+REFERENCE_BATCH = 8  # the batch the PyTorch reference runs at where the caller gives none
+
+OUTPUT = "logits"
+
+
+FEW_IMAGES = 16  # below this a parity verdict says little, and the report says so
+
+
+def few_images_warning(count: int) -> list[str]:
+    if count >= FEW_IMAGES:
+        return []
+    return [f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more (--count, --images)"]
+
+
+def run_batches(runner: Runner, feeds: FeedSet, batch: int) -> np.ndarray:
+    return np.concatenate([runner.infer({"input": b})[OUTPUT] for b in feeds.batches(batch)])
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> tuple[float | None, float | None]:
+    if labels is None:
+        return None, None
+    top5 = np.argsort(-logits, 1)[:, :5]
+    return float((top5[:, 0] == labels).mean()), float((top5 == labels[:, None]).any(1).mean())
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """One runner's logits over the feeds, or why it could not run."""
+
+    target: Target
+    logits: np.ndarray | None = None
+    device: str | None = None
+    status: Verdict | None = None  # skipped | error when it did not run
+    reason: str | None = None
+    seconds: float | None = None
+
+
+def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | None, strict_runtimes: bool) -> Outputs:
+    start = time.perf_counter()
+    try:
+        with make_runner(target, threads=threads) as runner:
+            logits, device, seconds = run_batches(runner, feeds, batch), runner.device, time.perf_counter() - start
+        return Outputs(target, logits, device, seconds=seconds)
+    except EnvironmentProblem as e:
+        if strict_runtimes:
+            raise
+        return Outputs(target, status="skipped", reason=e.message)
+    except CheckFailed as e:
+        return Outputs(target, status="error", reason=e.message)
+
+
+SEMANTICS = "file semantics"  # how the third reference is named in progress lines and reports
+
+
+def semantics(qdq: Path, feeds: FeedSet, batch: int, *, threads: int | None) -> np.ndarray:
+    """The logits a Q/DQ file says it computes: ONNX Runtime's CPU provider with graph optimizations off (Q/DQ
+    and float operators run as written, no integer kernels), so the same on every CPU up to float rounding."""
+    from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(qdq, provider="cpu", threads=threads, optimize=False, label=f"{SEMANTICS} · {qdq.name}") as runner:
+        return run_batches(runner, feeds, batch)
+
+
+def run_all(targets: list[Target], feeds: FeedSet, batch: int, *, threads: int | None, strict_runtimes: bool,
+            say: Callable[[str], None]) -> tuple[list[Outputs], dict[Path, np.ndarray]]:  # fmt: skip
+    """Every target's outputs, and the semantics of every Q/DQ file an INT8 result ran (each file once)."""
+    runs = []
+    for t in targets:
+        say(t.label)
+        runs.append(run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes))
+    files: dict[Path, np.ndarray] = {}
+    for r in runs:
+        qdq = r.target.qdq_file
+        if r.logits is None or qdq is None or qdq in files:
+            continue
+        if not qdq.is_file():
+            log.warning("%s: the Q/DQ ONNX it was made from is not in the manifest; no engine check", r.target.label)
+            continue
+        say(f"{SEMANTICS} · {qdq.name}")
+        files[qdq] = semantics(qdq, feeds, batch, threads=threads)
+    return runs, files
+
+
+def compare_all(runs: list[Outputs], ref: np.ndarray, files: dict[Path, np.ndarray], labels: np.ndarray | None, *,
+                thresholds: Callable[[str], Thresholds]) -> tuple[list[TargetResult], dict[str, np.ndarray]]:  # fmt: skip
+    """Each run against the reference (and an INT8 run's file against the reference, the run against its file):
+    verdicts, and per label the per-element absolute errors (for plots)."""
+    from rn50.machine import cpu_info
+
+    results: list[TargetResult] = []
+    errors: dict[str, np.ndarray] = {}
+    cpu_class = str(cpu_info()["int8_class"])
+    for run in runs:
+        t = run.target
+        if run.logits is None:
+            assert run.status is not None  # a run without outputs says why
+            results.append(TargetResult(t.runtime, t.artifact, t.precision, str(t.path), run.status, reason=run.reason, sha256=t.sha256))
+            continue
+        got = run.logits
+        limits = thresholds(t.precision)
+        m = compare(got, ref)
+        failures = list(limits.failures(m))
+        qdq = t.qdq_file
+        quantization = engine = None
+        cause = fix = None
+        engine_limits = thresholds(ENGINE)
+        if qdq is not None and qdq in files:
+            quantization, engine = compare(files[qdq], ref), compare(got, files[qdq])
+            failures += [f"file vs FP32: {f}" for f in limits.failures(quantization)]
+            deviates = [f"engine vs file: {f}" for f in engine_limits.failures(engine)]
+            if deviates:
+                cause, fix = engine_deviation(t.runtime, t.form, cpu_class)
+            failures += deviates
+        top1, top5 = _accuracy(got, labels)
+        results.append(TargetResult(
+            t.runtime, t.artifact, t.precision, str(t.path), "fail" if failures else "pass", run.device, m,
+            limits.describe(), tuple(failures), None, top1, top5, run.seconds, t.sha256,
+            str(qdq) if engine is not None else None, quantization, engine,
+            engine_limits.describe() if engine is not None else "", cause, fix,
+        ))  # fmt: skip
+        errors[t.label] = np.abs(got.astype(np.float64) - ref).ravel()
+    return results, errors
+
+
+def run_parity(
+    reference: Runner,
+    targets: list[Target],
+    feeds: FeedSet,
+    *,
+    thresholds: Callable[[str], Thresholds],
+    batch: int = 8,
+    skipped: list[TargetResult] | None = None,
+    strict_runtimes: bool = False,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[ParityReport, dict[str, np.ndarray]]:
+    """Returns the report and, per target label, the per-element absolute errors (for plots). The options
+    were checked by ``ParityOptions.check``."""
+    say = progress or (lambda _msg: None)
+    say(f"reference {reference.label}")
+    with reference:
+        ref = run_batches(reference, feeds, batch)
+        ref_device = reference.device
+    runs, files = run_all(targets, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, say=say)
+    results, errors = compare_all(runs, ref, files, feeds.labels, thresholds=thresholds)
+    ref_top1, ref_top5 = _accuracy(ref, feeds.labels)
+    report = ParityReport(
+        feeds=FeedSummary(feeds.kind, feeds.description, len(feeds), feeds.fingerprint, feeds.skipped,
+                          tuple(feeds.warnings) + tuple(few_images_warning(len(feeds))), feeds.labels is not None),  # fmt: skip
+        reference=Reference(reference.backend, reference.label, ref_device, ref_top1, ref_top5),
+        results=tuple(results + list(skipped or [])),
+        machine=versions() | describe(),
+    )
+    return report, errors
+
+
+def reference_logits(workdir: WorkDir, feeds: FeedSet) -> Any:
+    """PyTorch FP32 on the CPU, on the crops the clients send (as parity runs its reference)."""
+    from rn50.runtimes.torch_runner import TorchRunner
+    from rn50.weights import workdir_model
+
+    with TorchRunner(workdir_model(workdir), device="cpu") as ref:
+        return run_batches(ref, feeds, REFERENCE_BATCH)

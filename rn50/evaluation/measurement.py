@@ -1,0 +1,102 @@
+"""Profile's engine: latency and throughput of every runtime × precision × batch, on the same inputs, with the same
+warm-up, phases and statistics for each, and the machine recorded.
+
+CPU runtimes are timed by the host clock around a full ``infer`` call. GPU runtimes are timed three ways, named as
+trtexec names them: *Latency* (end to end from host memory: H2D + compute + D2H, host clock), *GPU Compute Time*
+(inputs and outputs already on the device, CUDA events), the same with CUDA graphs, and the H2D / D2H copies alone
+(CUDA events).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rn50.artifacts import versions
+from rn50.errors import CheckFailed, EnvironmentProblem
+from rn50.machine import describe
+from rn50.results.profile_results import DEVICE, GRAPH, HOST, ProfileReport, Row, Settings
+from rn50.runtimes.registry import GPU_RUNTIMES, Target, make_runner
+from rn50.runtimes.timing import collect, summarize, wall_clock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
+    """The same images for every runtime: sample crops, repeated to fill the batch."""
+    reps = -(-batch // len(pool))
+    return {"input": np.ascontiguousarray(np.concatenate([pool] * reps)[:batch])}
+
+
+class _TorchThreads:
+    """PyTorch on the CPU gets the same thread count as ONNX Runtime, restored afterwards."""
+
+    def __init__(self, threads: int | None):
+        self.threads, self.before = threads, 0
+
+    def __enter__(self) -> None:
+        if self.threads:
+            import torch
+
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.before)
+
+
+def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_loader: Callable[[], Any],
+                   progress: Callable[[str], None]) -> list[Row]:  # fmt: skip
+    phases = {"warmup_s": settings.warmup_s, "warmup_min": settings.warmup_iterations,
+              "duration_s": settings.duration_s, "iterations": settings.iterations}  # fmt: skip
+    base = (target.runtime, target.artifact, target.precision)
+    rows: list[Row] = []
+    torch_threads = _TorchThreads(settings.threads if target.runtime == "torch-cpu" else None)
+    try:
+        with torch_threads, make_runner(target, threads=settings.threads, model=model_loader) as runner:
+            device = runner.device
+            for batch in settings.batches:
+                feed = inputs(batch, pool)
+                progress(f"{target.label} · batch {batch}")
+                out = runner.infer(feed)  # also checks the feed against the model's inputs
+                stats = summarize(collect(wall_clock(lambda f=feed: runner.infer(f)), **phases), batch=batch)  # type: ignore[arg-type]
+                rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=target.sha256))
+                if target.runtime not in GPU_RUNTIMES:
+                    continue
+                modes = [(DEVICE, False)] + ([(GRAPH, True)] if settings.cuda_graphs else [])
+                copies: tuple[float, float] | None = None  # the same for every mode of this batch
+                for mode, graph in modes:
+                    try:
+                        bench = runner.device_bench(feed, cuda_graph=graph)
+                    except EnvironmentProblem as e:
+                        rows.append(Row(*base, "skipped", batch, mode, device, reason=e.message, sha256=target.sha256))
+                        continue
+                    if bench is None:
+                        continue
+                    copies = copies or bench.memory.copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
+                    h2d, d2h = copies
+                    timer = bench.memory.timer(bench.stream, bench.enqueue)
+                    stats = summarize(collect(timer, **phases), batch=batch)  # type: ignore[arg-type]
+                    rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h, sha256=target.sha256))
+    except EnvironmentProblem as e:
+        return rows + [Row(*base, "skipped", reason=e.message, sha256=target.sha256)]
+    except CheckFailed as e:
+        return rows + [Row(*base, "error", reason=e.message, sha256=target.sha256)]
+    return rows
+
+
+def run_profile(targets: list[Target], settings: Settings, *, skipped: list[Row] | None = None,
+                model_loader: Callable[[], Any], progress: Callable[[str], None] | None = None) -> ProfileReport:  # fmt: skip
+    from rn50.samples import sample_crops
+
+    say = progress or (lambda _m: None)
+    pool = sample_crops(min(max(settings.batches), 16), split="evaluation")
+    rows: list[Row] = []
+    for target in targets:
+        rows += profile_target(target, settings, pool, model_loader, say)
+    machine = versions() | describe() | {"threads": settings.threads}
+    return ProfileReport(settings, machine, tuple(rows + list(skipped or [])))

@@ -1,0 +1,147 @@
+"""Which runtime × artifact pairs parity and profile run here, and which they do not, with the reason: read from the
+work directory's manifest (every file checked against its sha256 first) and the runtime table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rn50.artifacts import WorkDir, sha256_file
+from rn50.errors import UsageError
+from rn50.results.parity_results import TargetResult
+from rn50.results.profile_results import Row, Settings
+from rn50.runtimes.registry import (
+    ENGINE_RUNTIMES,
+    MODEL_KINDS,
+    PROFILE_RUNTIMES,
+    RUNTIMES,
+    TORCH_ARTIFACT,
+    TORCH_RUNTIMES,
+    Target,
+    engine_deviation,
+    reads,
+    result_precision,
+    saturates,
+    shown_name,
+    unavailable_reason,
+)
+
+if TYPE_CHECKING:
+    from rn50.runtimes.qdq_form import QdqForm
+
+def onnx_precision(path: Path) -> str:
+    """fp32, fp16 or int8, from rn50's metadata or, failing that, from the graph itself."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("rn50.precision") in ("fp32", "fp16", "int8"):
+        return meta["rn50.precision"]
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in model.graph.node):
+        return "int8"
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def parity_targets(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list[str] | None = None,
+         extra_onnx: list[Path] | None = None) -> tuple[list[Target], list[TargetResult]]:  # fmt: skip
+    """Targets to run, and those skipped with the reason (never silently dropped).
+
+    Not run unless named with ``artifacts``: rn50's TensorRT Q/DQ file on a CPU runtime whose INT8 kernels saturate
+    on its form on this CPU (it is made for TensorRT; measured, it fails its engine check). Every other pair runs,
+    a file made for another CPU class included: that one fails with the cause and the fix."""
+    from rn50.machine import cpu_info
+
+    wanted = runtimes or list(RUNTIMES)
+    files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
+    known = workdir.by_name(artifacts)
+    by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
+    for art in known.values():
+        if art.kind in MODEL_KINDS and (not artifacts or art.name in artifacts):
+            path = workdir.checked(art)  # a missing or changed file is refused, never measured
+            if art.kind == "ir" and art.name + "-weights" in known:
+                workdir.checked(known[art.name + "-weights"])  # an IR is its .xml and its .bin
+            # An INT8 engine or IR is compared with the semantics of the Q/DQ ONNX it was made from.
+            parent = by_sha.get(art.parent_sha256 or "") if art.kind != "onnx" and art.precision == "int8" else None
+            source = workdir.checked(parent) if parent else None  # read for the engine check: checked too
+            files.append((art.name, art.precision, path, art.kind, source, art.sha256))
+    for path in extra_onnx or []:  # their existence is checked by ParityOptions.check
+        files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None, sha256_file(Path(path))))
+    if not files:
+        raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
+    targets, skipped = [], []
+    reasons = {runtime: unavailable_reason(runtime) for runtime in map(shown_name, wanted)}  # once per runtime
+    cpu_class = str(cpu_info()["int8_class"])
+    for name, precision, path, kind, source, sha in files:
+        form = qdq_form(source or path) if precision == "int8" else None
+        for runtime, reason in reasons.items():
+            judged = result_precision(runtime, precision)
+            if kind not in reads(runtime) or judged is None:
+                continue
+            if not reason and form is not None and form.target == "tensorrt" and saturates(runtime, form, cpu_class) and name not in (artifacts or []):
+                cause, fix = engine_deviation(runtime, form, cpu_class)
+                reason = f"not run unless named: {cause}; {fix} (to measure it anyway: --runtime {runtime} --artifact {name})"
+            if reason:
+                skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
+            else:
+                targets.append(Target(runtime, judged, name, path, source, sha, form))
+    return targets, skipped
+
+
+def qdq_form(path: Path) -> QdqForm | None:
+    """The integer form of an INT8 ONNX file (None for an engine or IR without its source)."""
+    import onnx
+
+    from rn50.runtimes.qdq_form import form_of
+
+    return form_of(onnx.load(str(path), load_external_data=False)) if path.suffix == ".onnx" else None
+
+
+def engine_batch_range(engine: Path) -> tuple[int, int]:
+    """The batch sizes an engine's optimisation profile accepts, from its sidecar (no TensorRT needed)."""
+    from rn50.runtimes.trt_plan import Sidecar, sidecar_path
+
+    profile = Sidecar.load(sidecar_path(engine)).profiles[0]
+    return int(profile["input_min"][0]), int(profile["input_max"][0])
+
+
+def profile_targets(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = None, precisions: list[str] | None = None,
+         artifacts: list[str] | None = None) -> tuple[list[Target], list[Row]]:  # fmt: skip
+    """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero).
+    The names and settings were checked by ``ProfileOptions.check``."""
+    wanted = runtimes or list(PROFILE_RUNTIMES)
+    targets: list[Target] = []
+    skipped: list[Row] = []
+    if not artifacts or TORCH_ARTIFACT in artifacts:
+        for runtime in (r for r in wanted if r in TORCH_RUNTIMES):
+            if precisions and "fp32" not in precisions:
+                continue
+            reason = unavailable_reason(runtime)
+            if reason:
+                skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
+            else:
+                targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
+    file_runtimes = [r for r in wanted if reads(r)]
+    file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
+    if file_runtimes and (file_artifacts or not artifacts):
+        found, not_here = parity_targets(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
+        for t in found:
+            if not precisions or t.precision in precisions:
+                targets.append(t)
+        for s in not_here:
+            if not precisions or s.precision in precisions:
+                skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
+        # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
+        engines = {Path(p) for p in [*(t.path for t in found if t.runtime in ENGINE_RUNTIMES),
+                                     *(Path(s.path) for s in not_here if s.runtime in ENGINE_RUNTIMES)]}  # fmt: skip
+        for engine in sorted(engines):
+            lo, hi = engine_batch_range(engine)
+            outside = [b for b in settings.batches if not lo <= b <= hi]
+            if outside:
+                raise UsageError(f"--batch {','.join(map(str, outside))} is outside {engine.name}'s profile (batch {lo}..{hi})",
+                                 fix=f"profile batches within {lo}..{hi}, or rebuild with rn50 build-trt --min-batch/--max-batch")  # fmt: skip
+    if not targets and not skipped:
+        raise UsageError("nothing to profile with these --runtime/--precision/--artifact choices",
+                         fix="drop a filter, or run rn50 export / quantize first")  # fmt: skip
+    return targets, skipped

@@ -1,0 +1,69 @@
+"""Small helpers over an ONNX graph, shared by every layer that edits or reads one: node order, who makes and who
+reads a tensor, the opset, rn50's metadata. Nothing here runs a model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
+
+def toposort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (stable otherwise)."""
+    produced_by = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    nodes = list(graph.node)
+    done: set[int] = set()
+    order: list[int] = []
+    for start in range(len(nodes)):
+        stack = [(start, False)]
+        while stack:
+            idx, expanded = stack.pop()
+            if idx in done:
+                continue
+            if expanded:
+                done.add(idx)
+                order.append(idx)
+                continue
+            stack.append((idx, True))
+            for name in reversed(nodes[idx].input):
+                dep = produced_by.get(name)
+                if dep is not None and dep not in done:
+                    stack.append((dep, False))
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
+
+
+def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    """Tensor name → the node that makes it."""
+    return {o: n for n in graph.node for o in n.output}
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name → the nodes that read it."""
+    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            out[name].append(node)
+    return out
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset."""
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def stamp_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+    """Set rn50's metadata entries (and drop onnxsim's bookkeeping, which users would read instead of ours)."""
+    kept = [p for p in model.metadata_props if not p.key.startswith("onnxsim.")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in meta.items():
+        prop = existing.get(key) or model.metadata_props.add()
+        prop.key, prop.value = key, value
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}

@@ -1,0 +1,147 @@
+"""What a parity run found (parity.json): per runtime × artifact the verdict, its error statistics against PyTorch
+FP32 and, for INT8, the file's error and the engine's; the feeds and the reference it ran on. Types and their JSON
+form only: the run is ``rn50.evaluation``'s, the Markdown and HTML are ``rn50.reports``'."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from rn50.errors import UsageError
+from rn50.jsonio import jsonable, read_json
+from rn50.metrics import OutputMetrics
+from rn50.runtimes.registry import label
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Verdict = Literal["pass", "fail", "skipped", "error"]
+
+
+FAILED: tuple[Verdict, ...] = ("fail", "error")
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    runtime: str
+    artifact: str
+    precision: str
+    path: str
+    status: Verdict
+    device: str | None = None
+    metrics: OutputMetrics | None = None
+    thresholds: str = ""
+    failures: tuple[str, ...] = ()
+    reason: str | None = None  # why skipped / errored
+    accuracy_top1: float | None = None
+    accuracy_top5: float | None = None
+    seconds: float | None = None
+    sha256: str | None = None  # of the file tested (checked against the manifest first)
+    # INT8: the Q/DQ file whose own semantics the result is compared with (an engine's or IR's source), the file's
+    # error (its semantics vs PyTorch FP32, judged by the INT8 thresholds) and the engine's (the runtime vs the file,
+    # judged by ``engine_thresholds``); when the engine deviates, its likely cause and the fix.
+    semantics_file: str | None = None
+    quantization: OutputMetrics | None = None
+    engine: OutputMetrics | None = None
+    engine_thresholds: str = ""
+    cause: str | None = None
+    fix: str | None = None
+
+    @property
+    def label(self) -> str:
+        return label(self.runtime, self.artifact)
+
+
+@dataclass(frozen=True)
+class FeedSummary:
+    """What parity compared on (parity.json's ``feeds``)."""
+
+    kind: str
+    description: str
+    count: int
+    fingerprint: str
+    skipped_files: int
+    warnings: tuple[str, ...]
+    labelled: bool
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The PyTorch FP32 reference as it ran (parity.json's ``reference``)."""
+
+    runtime: str
+    label: str
+    device: str
+    accuracy_top1: float | None
+    accuracy_top5: float | None
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    feeds: FeedSummary
+    reference: Reference
+    results: tuple[TargetResult, ...]
+    machine: dict[str, Any]
+    created: float = field(default_factory=time.time)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def failed(self) -> list[TargetResult]:
+        return [r for r in self.results if r.status in FAILED]
+
+    @property
+    def ran(self) -> list[TargetResult]:
+        return [r for r in self.results if r.metrics is not None]
+
+    def verdict_line(self) -> str:
+        """The one summary of a parity run, as every report words it."""
+        return (f"Parity: **{'PASS' if self.passed else 'FAIL'}** — {len(self.ran) - len(self.failed)} of {len(self.ran)} "
+                "runtime × artifact pairs within thresholds")  # fmt: skip
+
+    def summary(self) -> str:
+        """One line: how many pairs passed, and for INT8 both errors at their worst (the pipeline's step detail)."""
+        line = f"{len(self.ran)} runtime × artifact pairs pass, {len(self.results) - len(self.ran)} not run here"
+        int8 = [r for r in self.ran if r.engine is not None and r.quantization is not None]
+        if int8:
+            worst_file = min(r.quantization.cosine_min for r in int8 if r.quantization is not None)
+            worst_engine = min(r.engine.cosine_min for r in int8 if r.engine is not None)
+            line += (f"; INT8: file vs FP32 worst cos {worst_file:.4f}, engine vs file worst cos {worst_engine:.4f} "
+                     f"({len(int8)} rows)")  # fmt: skip
+        return line
+
+    def first_failure(self) -> str:
+        """The first failing result and why, for the one-line error."""
+        r = self.failed[0]
+        cause = f" — {r.cause}" if r.cause else ""
+        return f"{r.label}: {'; '.join(r.failures) or r.reason}{cause}"
+
+
+REPORT = "parity.json"
+SCHEMA = "rn50.parity/2"  # 2: INT8 results carry the file's error and the engine's (``quantization``, ``engine``)
+
+
+def to_dict(report: ParityReport) -> dict[str, Any]:
+    return jsonable(report) | {"schema": SCHEMA, "passed": report.passed}  # type: ignore[no-any-return]
+
+
+def from_dict(data: dict[str, Any]) -> ParityReport:
+    if data.get("schema") != SCHEMA:
+        raise UsageError(f"not an rn50 parity report (schema {data.get('schema')!r})", fix=f"pass a parity.json written by rn50 ({SCHEMA})")
+    results = []
+    for r in data["results"]:
+        r = dict(r)
+        for key in ("metrics", "quantization", "engine"):
+            if r.get(key) is not None:
+                r[key] = OutputMetrics.from_dict(r[key])
+        r["failures"] = tuple(r.get("failures", ()))
+        results.append(TargetResult(**r))
+    feeds = dict(data["feeds"]) | {"warnings": tuple(data["feeds"].get("warnings", ()))}
+    return ParityReport(FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"])
+
+
+def load(path: Path) -> ParityReport:
+    return from_dict(read_json(path, what="parity report", fix="pass a parity.json written by rn50 parity"))
