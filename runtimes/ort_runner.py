@@ -27,12 +27,12 @@ T = TypeVar("T")
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
 }
 # Libraries a GPU provider needs, probed by name when it fails to load, so the message can name one.
 GPU_LIBRARIES = {
     "cuda": ["libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcufft.so.12", "libcudnn.so.9"],
-    "tensorrt": ["libnvinfer.so.10", "libnvonnxparser.so.10"],
+    "trt": ["libnvinfer.so.10", "libnvonnxparser.so.10"],
 }
 # The CUDA provider's settings, explicit rather than ONNX Runtime's defaults (use_tf32=1, prefer_nhwc=0), as
 # measured on an H100 by benchmarks/bench_ort_cuda_options.py (README, "GPU"). TF32 off: an FP32 row is FP32
@@ -62,7 +62,7 @@ def missing_libraries(names: list[str]) -> list[str]:
 
 def tensorrt_libraries_missing() -> str | None:
     """Why ONNX Runtime's TensorRT provider cannot load here (TensorRT's own libraries absent), or None."""
-    missing = missing_libraries(GPU_LIBRARIES["tensorrt"])
+    missing = missing_libraries(GPU_LIBRARIES["trt"])
     return f"TensorRT's libraries are not installed ({', '.join(missing)})" if missing else None
 
 

@@ -17,67 +17,197 @@ if TYPE_CHECKING:
     from rn50.runtimes.base import Runner
     from rn50.runtimes.qdq_form import QdqForm
 
-TORCH_RUNTIMES = ("torch-cpu", "torch-cuda")  # the PyTorch model itself, as a profile target
-TORCH_ARTIFACT = "pytorch-fp32"
-ONNX_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt")
-# OpenVINO's CPU plugin, with its inference precision always explicit: f32, and bf16 as its own runtime
-# (it applies to FP32 models only, and its results are labelled bf16).
-OPENVINO_PRECISION = {"openvino-cpu": "f32", "openvino-cpu-bf16": "bf16"}
-OPENVINO_RUNTIMES = tuple(OPENVINO_PRECISION)
-# Engines run on TensorRT; under rn50's test stand-in their results are labelled tensorrt-standin, a
-# name users cannot ask for and that never reads as TensorRT.
-ENGINE_RUNTIMES = (TENSORRT, STANDIN)
-RUNTIMES = (*ONNX_RUNTIMES, *OPENVINO_RUNTIMES, TENSORRT)  # what parity's --runtime accepts (PyTorch is its reference)
-PROFILE_RUNTIMES = (*TORCH_RUNTIMES, *RUNTIMES)  # what profile's --runtime accepts
-GPU_RUNTIMES = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-trt", *ENGINE_RUNTIMES)
+TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile target
+MODEL_KINDS = ("onnx", "ir", "engine")  # artifact kinds a runtime runs from a file
+TORCH = "model"  # what a PyTorch runtime reads: the model itself, not a file
 STANDIN_NOTE = (f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
                 "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed.")
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One runtime, everything rn50 needs to know of it. Parity and profile plans, ``rn50 serve``, doctor, the CLI's
+    help and the README's runtime list are read from the table of these (``RUNTIME_TABLE``): a new runtime is its
+    runner module and one row."""
+
+    name: str  # as users type it (--runtime) and as results are labelled
+    summary: str  # one line: the CLI's help and the README's list
+    reads: tuple[str, ...]  # artifact kinds it runs (MODEL_KINDS), or (TORCH,) for the PyTorch model
+    device: str  # "cpu" or "gpu": where it runs, the profile's timing modes, and Triton's instance kind in rn50 serve
+    unavailable: Callable[[], str | None]  # why it cannot run on this machine (None: it may; loading can still fail)
+    runner: Callable[[Target, int | None, Callable[[], Any] | None], Runner]  # (target, threads, PyTorch model loader)
+    # The precision results on an artifact of a precision are judged and labelled as (None: it does not run it).
+    judged_as: Callable[[str], str | None] = lambda precision: precision  # noqa: E731
+    serves: tuple[str, ...] = ()  # artifact kinds `rn50 serve` runs on it unless --runtime says otherwise
+    # INT8 forms its kernels compute other than the file says on CPUs of the avx2 class (x86 without VNNI: u8×s8
+    # pairs summed in a saturating 16-bit intermediate), and how its cause names those kernels.
+    saturates_on_avx2: Callable[[QdqForm], bool] | None = None
+    kernels: str = ""
+
+    @property
+    def reference(self) -> bool:
+        """A PyTorch runtime: parity's reference, a baseline in profile, never a parity target."""
+        return TORCH in self.reads
+
+
+def _ort(provider: str) -> Callable[[], str | None]:
+    def unavailable() -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        import onnxruntime
+
+        from rn50.runtimes.ort_runner import PROVIDERS, tensorrt_libraries_missing
+
+        if PROVIDERS[provider] not in onnxruntime.get_available_providers():
+            return f"this onnxruntime build has no {PROVIDERS[provider]} (pip install 'rn50[gpu]' on a CUDA host)"
+        if provider == "trt":  # probed first: onnxruntime would print its own load errors, then fall back to the CPU
+            missing = tensorrt_libraries_missing()
+            return f"{missing}, which ONNX Runtime's TensorRT provider loads" if missing else None
+        return None
+
+    return unavailable
+
+
+def _ort_runner(provider: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
+    def make(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+        from rn50.runtimes.ort_runner import OnnxRuntimeRunner, cuda_options_for
+
+        return OnnxRuntimeRunner(_file(target), provider=provider, threads=threads, label=target.label,
+                                 cuda_options=cuda_options_for(target.precision))  # fmt: skip
+
+    return make
+
+
+def _openvino(precision: str) -> Callable[[], str | None]:
+    def unavailable() -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino is not installed (pip install 'rn50[openvino]')"
+        if precision == "bf16":
+            from rn50.runtimes.openvino_runner import NO_BF16, cpu_capabilities
+
+            if "BF16" not in cpu_capabilities():
+                return NO_BF16
+        return None
+
+    return unavailable
+
+
+def _openvino_runner(precision: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
+    def make(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+        from rn50.runtimes.openvino_runner import OpenVinoRunner
+
+        return OpenVinoRunner(_file(target), precision=precision, threads=threads, label=target.label)
+
+    return make
+
+
+def _torch(device: str) -> Callable[[], str | None]:
+    def unavailable() -> str | None:
+        if device == "cpu":
+            return None
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA GPU visible to torch"
+
+    return unavailable
+
+
+def _torch_runner(device: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
+    def make(target: Target, _threads: int | None, model: Callable[[], Any] | None) -> Runner:
+        from rn50.runtimes.torch_runner import TorchRunner
+
+        if model is None:
+            raise ValueError(f"{target.runtime} needs the PyTorch model: pass model=")
+        return TorchRunner(model(), device=device, label=target.runtime)
+
+    return make
+
+
+def _tensorrt() -> str | None:
+    from rn50.runtimes.trt_env import tensorrt_reason
+
+    return tensorrt_reason()
+
+
+def _tensorrt_runner(target: Target, _threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+    from rn50.runtimes.trt_runner import TensorRTRunner
+
+    return TensorRTRunner(_file(target), label=target.label)
+
+
+def _file(target: Target) -> Path:
+    if target.path is None:
+        raise ValueError(f"{target.label} names no file")
+    return target.path
+
+
+# Measured (README, "INT8 on every CPU"): on CPUs without VNNI ONNX Runtime saturates on uint8 activations with
+# full-range weights and runs int8 activations (its s8/s8 path) faithfully; OpenVINO saturates on full-range weights
+# with either activation type; 7-bit weights are faithful on both.
+RUNTIME_TABLE: dict[str, RuntimeSpec] = {spec.name: spec for spec in (
+    RuntimeSpec("torch-cpu", "PyTorch eager on the CPU: the reference, and the baseline speed", (TORCH,), "cpu",
+                _torch("cpu"), _torch_runner("cpu")),
+    RuntimeSpec("torch-cuda", "PyTorch eager on a CUDA GPU, TF32 off", (TORCH,), "gpu", _torch("cuda"), _torch_runner("cuda")),
+    RuntimeSpec("onnxruntime-cpu", "ONNX Runtime, CPU provider", ("onnx",), "cpu", _ort("cpu"), _ort_runner("cpu"),
+                serves=("onnx",), saturates_on_avx2=lambda f: f.activations == "uint8" and f.weight_bits == 8,
+                kernels="ONNX Runtime's u8s8 kernels"),
+    RuntimeSpec("onnxruntime-cuda", "ONNX Runtime, CUDA provider (IOBinding; TF32 off, NHWC for FP16)", ("onnx",), "gpu",
+                _ort("cuda"), _ort_runner("cuda")),
+    RuntimeSpec("onnxruntime-trt", "ONNX Runtime, TensorRT provider", ("onnx",), "gpu", _ort("trt"), _ort_runner("trt")),
+    RuntimeSpec("openvino-cpu", "OpenVINO's CPU plugin at f32 inference precision (ONNX files and IR)", ("onnx", "ir"), "cpu",
+                _openvino("f32"), _openvino_runner("f32"), serves=("ir",), saturates_on_avx2=lambda f: f.weight_bits == 8,
+                kernels="OpenVINO's INT8 kernels"),
+    RuntimeSpec("openvino-cpu-bf16", "OpenVINO's CPU plugin at bf16 inference precision (FP32 models only; judged as bf16)",
+                ("onnx", "ir"), "cpu", _openvino("bf16"), _openvino_runner("bf16"),
+                judged_as=lambda precision: "bf16" if precision == "fp32" else None),
+    RuntimeSpec(TENSORRT, "TensorRT engines (rn50 build-trt)", ("engine",), "gpu", _tensorrt, _tensorrt_runner, serves=("engine",)),
+)}  # fmt: skip
+
+
+def spec(runtime: str) -> RuntimeSpec:
+    """The table row of ``runtime`` (``tensorrt-standin`` is how ``tensorrt`` is shown under the stand-in)."""
+    name = TENSORRT if runtime == STANDIN else runtime
+    if name not in RUNTIME_TABLE:
+        raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIME_TABLE)}")
+    return RUNTIME_TABLE[name]
+
+
+def runtime_names(*, reference: bool | None = None, device: str | None = None) -> tuple[str, ...]:
+    """Runtimes of the table, in its order: ``reference`` False for parity's targets (no PyTorch), True for PyTorch
+    only; ``device`` "cpu" or "gpu"."""
+    return tuple(s.name for s in RUNTIME_TABLE.values()
+                 if (reference is None or s.reference == reference) and (device is None or s.device == device))  # fmt: skip
+
+
+def describe_runtimes(names: Iterable[str] | None = None) -> str:
+    """"name (summary), …": the CLI's help for --runtime."""
+    return "; ".join(f"{s.name} ({s.summary})" for s in RUNTIME_TABLE.values() if names is None or s.name in names)
 
 
 def standin_note(runtimes: Iterable[str]) -> list[str]:
     """The note every report carries when it shows stand-in results."""
     return [STANDIN_NOTE] if STANDIN in runtimes else []
-PROVIDER_OF = {"onnxruntime-cpu": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
-
-
-MODEL_KINDS = ("onnx", "ir", "engine")  # artifact kinds a runtime runs
 
 
 def reads(runtime: str) -> tuple[str, ...]:
     """The artifact kinds ``runtime`` runs."""
-    if runtime in ONNX_RUNTIMES:
-        return ("onnx",)
-    if runtime in OPENVINO_RUNTIMES:
-        return ("onnx", "ir")
-    if runtime in ENGINE_RUNTIMES:
-        return ("engine",)
-    return ()
+    return spec(runtime).reads
+
+
+def is_gpu(runtime: str) -> bool:
+    return spec(runtime).device == "gpu"
 
 
 def result_precision(runtime: str, artifact_precision: str) -> str | None:
     """The precision ``runtime``'s results on an artifact are judged and labelled by; None: it does not apply."""
-    if runtime == "openvino-cpu-bf16":
-        return "bf16" if artifact_precision == "fp32" else None
-    return artifact_precision
-
-
-# INT8 forms a CPU runtime's kernels compute other than the file says on CPUs of the avx2 class (x86 without
-# VNNI: u8×s8 pairs summed in a saturating 16-bit intermediate). Measured (README, "INT8 on every CPU"):
-# ONNX Runtime saturates on uint8 activations with full-range weights and runs int8 activations (its s8/s8
-# path) faithfully; OpenVINO saturates on full-range weights with either activation type; 7-bit weights are
-# faithful on both.
-SATURATES_ON_AVX2: dict[str, Callable[[QdqForm], bool]] = {
-    "onnxruntime-cpu": lambda f: f.activations == "uint8" and f.weight_bits == 8,
-    "openvino-cpu": lambda f: f.weight_bits == 8,
-}
-KERNELS = {"onnxruntime-cpu": "ONNX Runtime's u8s8 kernels", "openvino-cpu": "OpenVINO's INT8 kernels"}
+    return spec(runtime).judged_as(artifact_precision)
 
 
 def saturates(runtime: str, form: QdqForm | None, cpu_class: str) -> bool:
     """Whether ``runtime``'s INT8 kernels on a CPU of ``cpu_class`` saturate on a file of ``form``."""
     from rn50.machine import AVX2
 
-    rule = SATURATES_ON_AVX2.get(runtime)
+    rule = spec(runtime).saturates_on_avx2
     return form is not None and cpu_class == AVX2 and rule is not None and rule(form)
 
 
@@ -89,7 +219,7 @@ def engine_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tupl
                 "compare the file on another runtime (rn50 parity --artifact …) and report it to the runtime's maintainers "
                 "with parity.json; the file's own error is judged apart (file vs FP32)")  # fmt: skip
     assert form is not None
-    cause = (f"{KERNELS[runtime]} saturate on this CPU (avx2 class: no VNNI, u8×s8 pairs summed in 16 bits) on this file's "
+    cause = (f"{spec(runtime).kernels} saturate on this CPU (avx2 class: no VNNI, u8×s8 pairs summed in 16 bits) on this file's "
              f"full-range weights")
     if form.target == "onnxruntime-cpu":
         made = f" (it was made for {form.cpu_class}-class CPUs)" if form.cpu_class else ""
@@ -110,7 +240,7 @@ class Target:
     runtime: str
     precision: str
     artifact: str  # manifest name, or the file name for an explicit path
-    path: Path | None  # None: the PyTorch model itself (TORCH_RUNTIMES)
+    path: Path | None  # None: the PyTorch model itself (a reference runtime)
     source: Path | None = None  # for an engine or IR: the ONNX file it was made from
     sha256: str | None = None  # of ``path``, as checked against the manifest
     form: QdqForm | None = None  # INT8: the integer form of its Q/DQ file (``path``, or ``source``)
@@ -128,8 +258,9 @@ class Target:
         return label(self.runtime, self.artifact)
 
 
-def check_names(kind: str, names: list[str] | None, known: tuple[str, ...] = RUNTIMES) -> None:
-    """Refuse names that are not in ``known`` (``kind``: "runtime", "precision")."""
+def check_names(kind: str, names: list[str] | None, known: tuple[str, ...] | None = None) -> None:
+    """Refuse names that are not in ``known`` (``kind``: "runtime", "precision"; default: parity's runtimes)."""
+    known = runtime_names(reference=False) if known is None else known
     unknown = [n for n in names or [] if n not in known]
     if unknown:
         raise UsageError(f"unknown {kind}(s) {', '.join(unknown)}", fix=f"use any of {', '.join(known)}")
@@ -137,43 +268,7 @@ def check_names(kind: str, names: list[str] | None, known: tuple[str, ...] = RUN
 
 def unavailable_reason(runtime: str) -> str | None:
     """Why ``runtime`` cannot run on this machine, or None if it may (loading can still fail)."""
-    if runtime.startswith("onnxruntime"):
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed (pip install onnxruntime)"
-        import onnxruntime
-
-        from rn50.runtimes.ort_runner import PROVIDERS
-
-        provider = PROVIDERS[PROVIDER_OF[runtime]]
-        if provider not in onnxruntime.get_available_providers():
-            return f"this onnxruntime build has no {provider} (pip install 'rn50[gpu]' on a CUDA host)"
-        if runtime == "onnxruntime-trt":
-            from rn50.runtimes.ort_runner import tensorrt_libraries_missing
-
-            # probed first: onnxruntime would print its own load errors, then fall back to the CPU
-            missing = tensorrt_libraries_missing()
-            return f"{missing}, which ONNX Runtime's TensorRT provider loads" if missing else None
-        return None
-    if runtime in ENGINE_RUNTIMES:
-        from rn50.runtimes.trt_env import tensorrt_reason
-
-        return tensorrt_reason()
-    if runtime in OPENVINO_RUNTIMES:
-        if importlib.util.find_spec("openvino") is None:
-            return "openvino is not installed (pip install 'rn50[openvino]')"
-        if OPENVINO_PRECISION[runtime] == "bf16":
-            from rn50.runtimes.openvino_runner import NO_BF16, cpu_capabilities
-
-            if "BF16" not in cpu_capabilities():
-                return NO_BF16
-        return None
-    if runtime == "torch-cuda":
-        import torch
-
-        return None if torch.cuda.is_available() else "no CUDA GPU visible to torch"
-    if runtime == "torch-cpu":
-        return None
-    raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(PROFILE_RUNTIMES)}")
+    return spec(runtime).unavailable()
 
 
 def shown_name(runtime: str) -> str:
@@ -187,24 +282,5 @@ def shown_name(runtime: str) -> str:
 
 
 def make_runner(target: Target, *, threads: int | None = None, model: Callable[[], Any] | None = None) -> Runner:
-    """The runner for ``target``; ``model`` loads the PyTorch model for a torch target."""
-    if target.runtime in TORCH_RUNTIMES:
-        from rn50.runtimes.torch_runner import TorchRunner
-
-        if model is None:
-            raise ValueError(f"{target.runtime} needs the PyTorch model: pass model=")
-        return TorchRunner(model(), device="cuda" if target.runtime == "torch-cuda" else "cpu", label=target.runtime)
-    if target.path is None:
-        raise ValueError(f"{target.label} names no file")
-    if target.runtime in OPENVINO_RUNTIMES:
-        from rn50.runtimes.openvino_runner import OpenVinoRunner
-
-        return OpenVinoRunner(target.path, precision=OPENVINO_PRECISION[target.runtime], threads=threads, label=target.label)
-    if target.runtime in ONNX_RUNTIMES:
-        from rn50.runtimes.ort_runner import OnnxRuntimeRunner, cuda_options_for
-
-        return OnnxRuntimeRunner(target.path, provider=PROVIDER_OF[target.runtime], threads=threads, label=target.label,
-                                 cuda_options=cuda_options_for(target.precision))  # fmt: skip
-    from rn50.runtimes.trt_runner import TensorRTRunner
-
-    return TensorRTRunner(target.path, label=target.label)
+    """The runner for ``target``; ``model`` loads the PyTorch model for a PyTorch target."""
+    return spec(target.runtime).runner(target, threads, model)

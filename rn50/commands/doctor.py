@@ -95,14 +95,14 @@ def check_onnxruntime() -> list[Check]:
 
     providers = ort.get_available_providers()
     checks = [Check("onnxruntime", OK, f"{package} {version}{note}; providers: {', '.join(providers)}")]
-    from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries, tensorrt_libraries_missing
+    from rn50.runtimes.ort_runner import GPU_LIBRARIES, PROVIDERS, missing_libraries, tensorrt_libraries_missing
 
-    for provider, short in (("CUDAExecutionProvider", "cuda"), ("TensorrtExecutionProvider", "tensorrt")):
-        name = f"onnxruntime {short} provider"
+    for short, label in (("cuda", "cuda"), ("trt", "tensorrt")):
+        provider, name = PROVIDERS[short], f"onnxruntime {label} provider"
         if provider not in providers:
             checks.append(Check(name, MISSING, f"not in this build ({package})", "pip install 'rn50[gpu]' (onnxruntime-gpu) on a CUDA host"))
             continue
-        if short == "tensorrt" and (missing := tensorrt_libraries_missing()):
+        if short == "trt" and (missing := tensorrt_libraries_missing()):
             # Optional: without TensorRT's own libraries the provider cannot load, and the CUDA provider still serves.
             checks.append(Check(name, MISSING, missing,
                                 "install TensorRT 10 (NVIDIA's tensorrt wheels or tarball) for the onnxruntime-trt runtime"))  # fmt: skip

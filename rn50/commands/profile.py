@@ -10,7 +10,7 @@ from rn50.evaluation.measurement import run_profile
 from rn50.evaluation.targets import profile_targets
 from rn50.reports import profile_report
 from rn50.results.profile_results import PRECISIONS, Settings
-from rn50.runtimes.registry import PROFILE_RUNTIMES, check_names
+from rn50.runtimes.registry import check_names, runtime_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,7 +33,7 @@ class ProfileOptions:
 
     def check(self) -> None:
         self.settings.validate()
-        check_names("runtime", self.runtimes, PROFILE_RUNTIMES)
+        check_names("runtime", self.runtimes, runtime_names())
         check_names("precision", self.precisions, PRECISIONS)
 
 

@@ -14,12 +14,13 @@ import numpy as np
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.machine import check_threads
 from rn50.runtimes.registry import (
-    ENGINE_RUNTIMES,
-    PROFILE_RUNTIMES,
+    RUNTIME_TABLE,
     check_names,
     label,
     reads,
     result_precision,
+    runtime_names,
+    spec,
     unavailable_reason,
 )
 from rn50.serving.backend import INPUT, OUTPUT, ServedArtifact
@@ -33,7 +34,11 @@ if TYPE_CHECKING:
 
 DEFAULT_ARTIFACT = "onnx-fp32"
 DEFAULT_MODEL = "resnet50"
-DEFAULT_RUNTIME = {"onnx": "onnxruntime-cpu", "ir": "openvino-cpu", "engine": "tensorrt"}  # by artifact kind
+
+
+def default_runtime(kind: str) -> str | None:
+    """The runtime `rn50 serve` runs an artifact of ``kind`` on unless --runtime says otherwise (the runtime table's)."""
+    return next((s.name for s in RUNTIME_TABLE.values() if kind in s.serves), None)
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class ServeOptions:
     def check(self) -> None:
         check_installed()
         if self.runtime is not None:
-            check_names("runtime", [self.runtime], tuple(r for r in PROFILE_RUNTIMES if reads(r)))
+            check_names("runtime", [self.runtime], runtime_names(reference=False))
         if not self.model or not all(c.isalnum() or c in "._-" for c in self.model):
             raise UsageError(f"--model-name {self.model!r} is not a Triton model name", fix="use letters, digits, '.', '_' and '-'")
         self.batching.check()
@@ -72,9 +77,9 @@ class Serving:
 def served_artifact(options: ServeOptions, workdir: WorkDir) -> tuple[ServedArtifact, str]:
     """What to serve, checked: the artifact unchanged, a runtime that runs it and is available here; and its kind."""
     art, path = workdir.require(options.artifact)
-    runtime = options.runtime or DEFAULT_RUNTIME.get(art.kind)
+    runtime = options.runtime or default_runtime(art.kind)
     if runtime is None or art.kind not in reads(runtime):
-        runs = [r for r in PROFILE_RUNTIMES if art.kind in reads(r)]
+        runs = [r for r in runtime_names(reference=False) if art.kind in reads(r)]
         raise UsageError(f"{options.artifact} is a {art.kind} artifact; --runtime {runtime} does not run it",
                          fix=f"pass --runtime {' or '.join(runs) or '(none)'}")  # fmt: skip
     precision = result_precision(runtime, art.precision)
@@ -85,7 +90,7 @@ def served_artifact(options: ServeOptions, workdir: WorkDir) -> tuple[ServedArti
         raise EnvironmentProblem(f"cannot serve on {runtime}: {reason}", fix="pick another --runtime, or run on a machine that has it")
     if art.kind == "ir":
         workdir.require(art.name + "-weights")  # an IR is its .xml and its .bin, both unchanged
-    threads = options.threads if runtime not in ENGINE_RUNTIMES else None
+    threads = options.threads if "engine" not in spec(runtime).reads else None
     return ServedArtifact(runtime, precision, art.name, path.resolve(), art.sha256, threads), art.kind
 
 
@@ -95,7 +100,7 @@ def write_repository(options: ServeOptions, served: ServedArtifact, kind: str, r
 
     io = artifact_io(kind, served.path)
     parameters = served.parameters() | {"sys_path": python_path()}
-    cfg = build(options.model, Placement("cpu", "python", "model.py"), io, options.batching, precision=served.precision,
+    cfg = build(options.model, Placement(spec(served.runtime).device, "python", "model.py"), io, options.batching, precision=served.precision,
                 artifact=served.artifact, sha256=served.sha256, parameters=parameters)  # fmt: skip
     text = to_text(cfg, [f"written by rn50 serve: {served.artifact} on {served.runtime}, rn50's runner in Triton's Python backend"])
     check(parse(text), io, where=f"{options.model}/config.pbtxt")

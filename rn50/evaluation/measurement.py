@@ -17,7 +17,7 @@ from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
 from rn50.machine import describe
 from rn50.results.profile_results import DEVICE, GRAPH, HOST, ProfileReport, Row, Settings
-from rn50.runtimes.registry import GPU_RUNTIMES, Target, make_runner
+from rn50.runtimes.registry import Target, is_gpu, make_runner, spec
 from rn50.runtimes.timing import collect, summarize, wall_clock
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_l
               "duration_s": settings.duration_s, "iterations": settings.iterations}  # fmt: skip
     base = (target.runtime, target.artifact, target.precision)
     rows: list[Row] = []
-    torch_threads = _TorchThreads(settings.threads if target.runtime == "torch-cpu" else None)
+    torch_threads = _TorchThreads(settings.threads if spec(target.runtime).reference and not is_gpu(target.runtime) else None)
     try:
         with torch_threads, make_runner(target, threads=settings.threads, model=model_loader) as runner:
             device = runner.device
@@ -65,7 +65,7 @@ def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_l
                 out = runner.infer(feed)  # also checks the feed against the model's inputs
                 stats = summarize(collect(wall_clock(lambda f=feed: runner.infer(f)), **phases), batch=batch)  # type: ignore[arg-type]
                 rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=target.sha256))
-                if target.runtime not in GPU_RUNTIMES:
+                if not is_gpu(target.runtime):
                     continue
                 modes = [(DEVICE, False)] + ([(GRAPH, True)] if settings.cuda_graphs else [])
                 copies: tuple[float, float] | None = None  # the same for every mode of this batch

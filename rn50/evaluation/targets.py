@@ -11,18 +11,16 @@ from rn50.errors import UsageError
 from rn50.results.parity_results import TargetResult
 from rn50.results.profile_results import Row, Settings
 from rn50.runtimes.registry import (
-    ENGINE_RUNTIMES,
     MODEL_KINDS,
-    PROFILE_RUNTIMES,
-    RUNTIMES,
     TORCH_ARTIFACT,
-    TORCH_RUNTIMES,
     Target,
     engine_deviation,
     reads,
     result_precision,
+    runtime_names,
     saturates,
     shown_name,
+    spec,
     unavailable_reason,
 )
 
@@ -53,7 +51,7 @@ def parity_targets(workdir: WorkDir, *, runtimes: list[str] | None = None, artif
     a file made for another CPU class included: that one fails with the cause and the fix."""
     from rn50.machine import cpu_info
 
-    wanted = runtimes or list(RUNTIMES)
+    wanted = runtimes or list(runtime_names(reference=False))
     files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
     known = workdir.by_name(artifacts)
     by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
@@ -110,11 +108,11 @@ def profile_targets(workdir: WorkDir, settings: Settings, *, runtimes: list[str]
          artifacts: list[str] | None = None) -> tuple[list[Target], list[Row]]:  # fmt: skip
     """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero).
     The names and settings were checked by ``ProfileOptions.check``."""
-    wanted = runtimes or list(PROFILE_RUNTIMES)
+    wanted = runtimes or list(runtime_names())
     targets: list[Target] = []
     skipped: list[Row] = []
     if not artifacts or TORCH_ARTIFACT in artifacts:
-        for runtime in (r for r in wanted if r in TORCH_RUNTIMES):
+        for runtime in (r for r in wanted if spec(r).reference):
             if precisions and "fp32" not in precisions:
                 continue
             reason = unavailable_reason(runtime)
@@ -122,7 +120,7 @@ def profile_targets(workdir: WorkDir, settings: Settings, *, runtimes: list[str]
                 skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
             else:
                 targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
-    file_runtimes = [r for r in wanted if reads(r)]
+    file_runtimes = [r for r in wanted if not spec(r).reference]
     file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
     if file_runtimes and (file_artifacts or not artifacts):
         found, not_here = parity_targets(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
@@ -133,8 +131,8 @@ def profile_targets(workdir: WorkDir, settings: Settings, *, runtimes: list[str]
             if not precisions or s.precision in precisions:
                 skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
         # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
-        engines = {Path(p) for p in [*(t.path for t in found if t.runtime in ENGINE_RUNTIMES),
-                                     *(Path(s.path) for s in not_here if s.runtime in ENGINE_RUNTIMES)]}  # fmt: skip
+        engines = {Path(p) for p in [*(t.path for t in found if "engine" in reads(t.runtime)),
+                                     *(Path(s.path) for s in not_here if "engine" in reads(s.runtime))]}  # fmt: skip
         for engine in sorted(engines):
             lo, hi = engine_batch_range(engine)
             outside = [b for b in settings.batches if not lo <= b <= hi]

@@ -13,7 +13,7 @@ from rn50.errors import UsageError
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results import parity_results
 from rn50.results.profile_results import HOST, METRIC_NAME, REPORT, ProfileReport, Row, to_dict
-from rn50.runtimes.registry import STANDIN, TORCH_RUNTIMES, standin_note
+from rn50.runtimes.registry import STANDIN, spec, standin_note
 from rn50.runtimes.timing import HIGH_CV
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def parity_verdicts(path: Path) -> Verdicts:
 
 def acceptable(row: Row, verdicts: Verdicts) -> bool | None:
     """True if parity passed (PyTorch itself is the reference), False if it failed, None if unknown."""
-    if row.runtime in TORCH_RUNTIMES:
+    if spec(row.runtime).reference:
         return True
     v = verdicts.get((row.runtime, row.artifact))
     return None if v is None else v["status"] == "pass"
@@ -55,7 +55,7 @@ def acceptable(row: Row, verdicts: Verdicts) -> bool | None:
 
 def parity_mark(row: Row, verdicts: Verdicts) -> str:
     """How a profile row stands on parity: reference (PyTorch itself), pass, fail, or – (not compared)."""
-    if row.runtime in TORCH_RUNTIMES:
+    if spec(row.runtime).reference:
         return "reference"
     ok = acceptable(row, verdicts)
     return "–" if ok is None else "pass" if ok else "fail"
