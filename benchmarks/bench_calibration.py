@@ -48,7 +48,10 @@ def main() -> None:
     with TorchRunner(load_model("seeded", depth=50).model) as ref_runner:
         ref = np.concatenate([ref_runner.infer({"input": x[i : i + 16]})["logits"] for i in range(0, len(x), 16)])
     calib = feeds.samples(args.calib, split="calibration")
-    print(f"{args.calib} calibration crops, {args.eval} held-apart evaluation crops; cores {os.cpu_count()}; default method {DEFAULT_METHOD}")
+    print(
+        f"{args.calib} calibration crops, {args.eval} held-apart evaluation crops; cores {os.cpu_count()}; default "
+        f"method {DEFAULT_METHOD}"
+    )
     print("| method | target | cos mean | cos worst | SQNR dB | top-1 agr |\n|---|---|---|---|---|---|")
     for method, pct in METHODS:
         with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +62,10 @@ def main() -> None:
             for result in make_int8_files(wd, table, ["tensorrt", "onnxruntime-cpu"]):
                 m = compare(run(result.path, x), ref)
                 name = method + (f" {pct}" if pct else "")
-                print(f"| {name} | {result.target} | {m.cosine_mean:.4f} | {m.cosine_min:.4f} | {m.sqnr_db:.1f} | {m.top1_agreement:.3f} |")
+                print(
+                    f"| {name} | {result.target} | {m.cosine_mean:.4f} | {m.cosine_min:.4f} | {m.sqnr_db:.1f} | "
+                    f"{m.top1_agreement:.3f} |"
+                )
     with tempfile.TemporaryDirectory() as tmp:
         for f in ("manifest.json", "resnet50.fp32.onnx"):
             shutil.copy(args.out / f, Path(tmp) / f)
@@ -67,7 +73,10 @@ def main() -> None:
         start = time.perf_counter()
         table_for(WorkDir(tmp), big, method="minmax")
         took = time.perf_counter() - start
-        print(f"\ncalibrating {args.timing_images} images (minmax): {took:.1f} s; target <= 60 s: {'met' if took <= 60 else 'MISSED'}")
+        print(
+            f"\ncalibrating {args.timing_images} images (minmax): {took:.1f} s; target <= 60 s: "
+            f"{'met' if took <= 60 else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ def main() -> None:
             compiled = torch.compile(model)
         except Exception as e:  # noqa: BLE001 - report and go on
             print(f"torch.compile unavailable: {e}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
-          f"torch {torch.__version__}; duration {args.duration}s per path; median latency")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
+        f"torch {torch.__version__}; duration {args.duration}s per path; median latency"
+    )
     for batch in (int(b) for b in args.batches.split(",")):
         x = np.ascontiguousarray(sample_crops(batch, split="evaluation"))
         xt = torch.from_numpy(x)
@@ -51,16 +53,22 @@ def main() -> None:
             with torch.inference_mode():
                 m(xt)
 
-        rows["torch eager fp32"] = summarize(measure(lambda: torch_run(model), duration_s=args.duration), batch=batch).median_ms
+        rows["torch eager fp32"] = summarize(
+            measure(lambda: torch_run(model), duration_s=args.duration), batch=batch
+        ).median_ms
         if compiled is not None:
             try:
-                rows["torch.compile fp32"] = summarize(measure(lambda: torch_run(compiled), warmup_s=5, duration_s=args.duration), batch=batch).median_ms
+                rows["torch.compile fp32"] = summarize(
+                    measure(lambda: torch_run(compiled), warmup_s=5, duration_s=args.duration), batch=batch
+                ).median_ms
             except Exception as e:  # noqa: BLE001
                 print(f"torch.compile failed: {str(e).splitlines()[0]}")
         for name, path in sorted(ort_files.items()):
             with OnnxRuntimeRunner(path, threads=args.threads) as r:
                 feed = {"input": x}
-                rows[f"onnxruntime {name}"] = summarize(measure(lambda r=r, feed=feed: r.infer(feed), duration_s=args.duration), batch=batch).median_ms
+                rows[f"onnxruntime {name}"] = summarize(
+                    measure(lambda r=r, feed=feed: r.infer(feed), duration_s=args.duration), batch=batch
+                ).median_ms
         base = rows["torch eager fp32"]
         print(f"\nbatch {batch}")
         print("| path | median ms | ratio to torch eager |\n|---|---|---|")

@@ -42,7 +42,11 @@ def latency_ms(models: dict[str, onnx.ModelProto], *, threads: int, rounds: int,
             runners[name] = stack.enter_context(OnnxRuntimeRunner(path, threads=threads))
         for _ in range(rounds):
             for name, runner in runners.items():
-                out[name].append(summarize(measure(lambda r=runner: r.infer({"input": x}), warmup_s=0.5, duration_s=duration), batch=1).median_ms)
+                out[name].append(
+                    summarize(
+                        measure(lambda r=runner: r.infer({"input": x}), warmup_s=0.5, duration_s=duration), batch=1
+                    ).median_ms
+                )
     return {k: float(np.median(v)) for k, v in out.items()}
 
 
@@ -76,27 +80,41 @@ def main() -> None:
     limits = parse_budget([args.budget])
     crops = sample_crops(budget.BUDGET_CROPS, split="evaluation")
     evaluator = budget.Evaluator(fp32, crops)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
-          f"table {table.method} {table.options} on {table.images} images; {len(crops)} held-apart crops")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
+        f"table {table.method} {table.options} on {table.images} images; {len(crops)} held-apart crops"
+    )
 
     for target in args.targets.split(","):
         emit = emitter(fp32, table, target)  # the default: classifier in float
         full = emitter(fp32, table, target, classifier="int8")(frozenset())
         head_float = emit(frozenset())
         a, b = evaluator.measure(full), evaluator.measure(head_float)
-        print(f"\n[{target}] classifier: INT8 cos mean {a.cosine_mean:.6f} worst {a.cosine_min:.6f} top-1 {a.top1_agreement:.3f} | "
-              f"float cos mean {b.cosine_mean:.6f} worst {b.cosine_min:.6f} top-1 {b.top1_agreement:.3f}")  # fmt: skip
+        print(
+            f"\n[{target}] classifier: INT8 cos mean {a.cosine_mean:.6f} worst {a.cosine_min:.6f} top-1 "
+            f"{a.top1_agreement:.3f} | "
+            f"float cos mean {b.cosine_mean:.6f} worst {b.cosine_min:.6f} top-1 {b.top1_agreement:.3f}"
+        )
         started = time.perf_counter()
-        found, proto = budget.search(fp32, emit, target=target, budget=limits, max_excluded=args.max_excluded, crops=crops)
+        found, proto = budget.search(
+            fp32, emit, target=target, budget=limits, max_excluded=args.max_excluded, crops=crops
+        )
         print(f"[{target}] search: {found.summary()}; wall {time.perf_counter() - started:.0f} s")
         print(f"[{target}] left out: {', '.join(found.excluded) or 'none'}")
         print(f"[{target}] top of the ranking: " + ", ".join(f"{r.node} {r.gain:+.5f}" for r in found.ranking[:8]))
         if target == "onnxruntime-cpu":
-            models = {"fully quantized (classifier INT8)": full, "default (classifier float)": head_float, "budget file": proto,
-                      "int8 activations": s8_activations(fp32, table)}  # fmt: skip
+            models = {
+                "fully quantized (classifier INT8)": full,
+                "default (classifier float)": head_float,
+                "budget file": proto,
+                "int8 activations": s8_activations(fp32, table),
+            }
             ms = latency_ms(models, threads=args.threads, rounds=args.rounds, duration=args.duration)
             base = ms["default (classifier float)"]
-            print(f"[{target}] batch-1 median latency, {args.threads} threads: " + "; ".join(f"{k} {v:.2f} ms ({v / base:.2f}x)" for k, v in ms.items()))
+            print(
+                f"[{target}] batch-1 median latency, {args.threads} threads: "
+                + "; ".join(f"{k} {v:.2f} ms ({v / base:.2f}x)" for k, v in ms.items())
+            )
 
 
 if __name__ == "__main__":

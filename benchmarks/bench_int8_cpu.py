@@ -26,8 +26,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-FORMS = {"onnxruntime-cpu (vnni)": ("onnxruntime-cpu", "vnni"), "onnxruntime-cpu (avx2)": ("onnxruntime-cpu", "avx2"),
-         "tensorrt": ("tensorrt", "vnni")}  # fmt: skip
+FORMS = {
+    "onnxruntime-cpu (vnni)": ("onnxruntime-cpu", "vnni"),
+    "onnxruntime-cpu (avx2)": ("onnxruntime-cpu", "avx2"),
+    "tensorrt": ("tensorrt", "vnni"),
+}
 
 
 def make_forms(out: Path, folder: Path) -> dict[str, Path]:
@@ -45,7 +48,7 @@ def make_forms(out: Path, folder: Path) -> dict[str, Path]:
 
 
 def accuracy(paths: dict[str, Path], crops: int, threads: int) -> dict[str, object]:
-    """Semantics, runtime vs FP32, runtime vs semantics, per form and runtime; runs on whatever CPU this process sees."""
+    """Semantics, runtime vs FP32, runtime vs semantics, per form and runtime; on whatever CPU this process sees."""
     from rn50.evaluation.comparison import run_batches, semantics
     from rn50.feeds import samples
     from rn50.machine import cpu_info
@@ -80,12 +83,20 @@ def latency(paths: dict[str, Path], threads: int, rounds: int, duration: float) 
     x = {"input": np.ascontiguousarray(sample_crops(1, split="evaluation"))}
     times: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
-        runners = {"torch-cpu fp32": stack.enter_context(make_runner(Target("torch-cpu", "fp32", "pytorch-fp32", None),
-                                                                      model=lambda: load_model("seeded", depth=50).model))}  # fmt: skip
+        runners = {
+            "torch-cpu fp32": stack.enter_context(
+                make_runner(
+                    Target("torch-cpu", "fp32", "pytorch-fp32", None),
+                    model=lambda: load_model("seeded", depth=50).model,
+                )
+            )
+        }
         for name, path in paths.items():
             for runtime in ("onnxruntime-cpu", "openvino-cpu"):
                 precision = "fp32" if name == "fp32" else "int8"
-                runners[f"{runtime} {name}"] = stack.enter_context(make_runner(Target(runtime, precision, name, path), threads=threads))
+                runners[f"{runtime} {name}"] = stack.enter_context(
+                    make_runner(Target(runtime, precision, name, path), threads=threads)
+                )
         import torch
 
         torch.set_num_threads(threads)
@@ -119,25 +130,52 @@ def main() -> None:
                 sys.exit("--emulate needs qemu-x86_64 (apt install qemu-user)")
             listing = Path(tmp) / "paths.json"
             listing.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-            done = subprocess.run([qemu, "-cpu", args.emulate, sys.executable, __file__, "--accuracy-only", str(listing),
-                                   "--crops", str(args.crops), "--threads", str(args.threads)],
-                                  capture_output=True, text=True, check=True)  # fmt: skip
+            done = subprocess.run(
+                [
+                    qemu,
+                    "-cpu",
+                    args.emulate,
+                    sys.executable,
+                    __file__,
+                    "--accuracy-only",
+                    str(listing),
+                    "--crops",
+                    str(args.crops),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             result = json.loads(done.stdout.strip().splitlines()[-1]) | {"emulated": args.emulate}
         else:
-            result = accuracy(paths, args.crops, args.threads) | {"latency_ms": latency(paths, args.threads, args.rounds, args.duration)}
+            result = accuracy(paths, args.crops, args.threads) | {
+                "latency_ms": latency(paths, args.threads, args.rounds, args.duration)
+            }
         result["seconds"] = time.perf_counter() - started
     print(json.dumps(result, indent=1))
-    print(f"CPU: {result['cpu']['model']} (INT8 class {result['cpu']['int8_class']}{', emulated ' + args.emulate if args.emulate else ''}), "
-          f"{args.crops} held-apart crops, {args.threads} threads")  # fmt: skip
-    print("| form | file vs FP32 (mean / worst) | runtime | runtime vs FP32 (mean / worst, top-1) | runtime vs file (mean / worst) |")
+    print(
+        f"CPU: {result['cpu']['model']} (INT8 class "
+        f"{result['cpu']['int8_class']}{', emulated ' + args.emulate if args.emulate else ''}), "
+        f"{args.crops} held-apart crops, {args.threads} threads"
+    )
+    print(
+        "| form | file vs FP32 (mean / worst) | runtime | runtime vs FP32 (mean / worst, top-1) | runtime vs file "
+        "(mean / worst) |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for row in result["rows"]:
         f = row["file_vs_fp32"]
         for runtime in ("onnxruntime-cpu", "openvino-cpu"):
             if runtime in row:
                 a, b = row[runtime]["vs_fp32"], row[runtime]["vs_file"]
-                print(f"| {row['form']} | {f['cosine_mean']:.4f} / {f['cosine_min']:.4f} | {runtime} | {a['cosine_mean']:.4f} / "
-                      f"{a['cosine_min']:.4f}, {a['top1_agreement']:.2f} | {b['cosine_mean']:.4f} / {b['cosine_min']:.4f} |")  # fmt: skip
+                print(
+                    f"| {row['form']} | {f['cosine_mean']:.4f} / {f['cosine_min']:.4f} | {runtime} | "
+                    f"{a['cosine_mean']:.4f} / "
+                    f"{a['cosine_min']:.4f}, {a['top1_agreement']:.2f} | {b['cosine_mean']:.4f} / "
+                    f"{b['cosine_min']:.4f} |"
+                )
     if "latency_ms" in result:
         base = result["latency_ms"]["torch-cpu fp32"]
         for key, ms in result["latency_ms"].items():

@@ -71,7 +71,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     workdir = WorkDir(args.out)
-    files = {a.precision: workdir.path(a.path) for a in workdir.artifacts() if a.kind == "onnx" and a.precision in ("fp32", "fp16")}
+    files = {
+        a.precision: workdir.path(a.path)
+        for a in workdir.artifacts()
+        if a.kind == "onnx" and a.precision in ("fp32", "fp16")
+    }
     pool = sample_crops(16, split="evaluation")
     x = {"input": np.ascontiguousarray(pool[:8])}
     with TorchRunner(workdir_model(workdir), device="cuda") as ref:
@@ -87,8 +91,14 @@ def main() -> None:
             with OnnxRuntimeRunner(path, provider="cuda", cuda_options=options) as runner:
                 got = runner.session.get_provider_options()["CUDAExecutionProvider"]
                 m = compare(runner.infer(x)["logits"], want)
-                row = {"precision": precision, "config": name, "options": {k: got.get(k) for k in options},
-                       "cosine_min": m.cosine_min, "max_abs": m.max_abs, "top1": m.top1_agreement}  # fmt: skip
+                row = {
+                    "precision": precision,
+                    "config": name,
+                    "options": {k: got.get(k) for k in options},
+                    "cosine_min": m.cosine_min,
+                    "max_abs": m.max_abs,
+                    "top1": m.top1_agreement,
+                }
                 for batch in (int(b) for b in args.batches.split(",")):
                     ms = device_ms(runner, batch, pool, args.duration)
                     row[f"b{batch}_ms"], row[f"b{batch}_img_s"] = ms, batch / ms * 1e3
@@ -97,12 +107,23 @@ def main() -> None:
     with OnnxRuntimeRunner(files["fp32"], provider="cuda", cuda_options={}) as runner:
         defaults = runner.session.get_provider_options()["CUDAExecutionProvider"]
     print("onnxruntime defaults:", json.dumps(defaults))
-    yardstick = {f"b{b}_img_s": torch_fp16_img_s(workdir_model(workdir).eval().cuda(), b, pool, args.duration)
-                 for b in (int(b) for b in args.batches.split(","))}  # fmt: skip
+    yardstick = {
+        f"b{b}_img_s": torch_fp16_img_s(workdir_model(workdir).eval().cuda(), b, pool, args.duration)
+        for b in (int(b) for b in args.batches.split(","))
+    }
     print("torch eager fp16 channels-last:", json.dumps(yardstick))
     if args.json:
-        args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "results": results, "defaults": defaults,
-                                         "torch_fp16_channels_last": yardstick}, indent=1))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": torch.cuda.get_device_name(),
+                    "results": results,
+                    "defaults": defaults,
+                    "torch_fp16_channels_last": yardstick,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

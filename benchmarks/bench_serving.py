@@ -41,12 +41,48 @@ def free_ports(n: int) -> list[int]:
 
 def served(work: Path, args: argparse.Namespace) -> dict:
     http, grpc, metrics = free_ports(3)
-    server = subprocess.Popen([*RN50, "serve", "--out", str(work), "--artifact", ARTIFACT, "--threads", str(args.threads),
-                               "--max-batch", str(args.max_batch), "--port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            *RN50,
+            "serve",
+            "--out",
+            str(work),
+            "--artifact",
+            ARTIFACT,
+            "--threads",
+            str(args.threads),
+            "--max-batch",
+            str(args.max_batch),
+            "--port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        done = subprocess.run([*RN50, "loadtest", "--out", str(work), "--url", f"127.0.0.1:{http}", "--wait", "120", "--concurrency",
-                               str(args.concurrency), "--requests", str(args.requests), "--json"], capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [
+                *RN50,
+                "loadtest",
+                "--out",
+                str(work),
+                "--url",
+                f"127.0.0.1:{http}",
+                "--wait",
+                "120",
+                "--concurrency",
+                str(args.concurrency),
+                "--requests",
+                str(args.requests),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode not in (0, 1):
             raise SystemExit(f"loadtest failed: {done.stderr}")
         return json.loads(done.stdout)
@@ -56,8 +92,28 @@ def served(work: Path, args: argparse.Namespace) -> dict:
 
 
 def in_process(work: Path, batch: int, args: argparse.Namespace) -> float:
-    done = subprocess.run([*RN50, "profile", "--out", str(work), "--runtime", "onnxruntime-cpu", "--artifact", ARTIFACT, "--batch", str(batch),
-                           "--threads", str(args.threads), "--duration", str(args.duration), "--json"], capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            *RN50,
+            "profile",
+            "--out",
+            str(work),
+            "--runtime",
+            "onnxruntime-cpu",
+            "--artifact",
+            ARTIFACT,
+            "--batch",
+            str(batch),
+            "--threads",
+            str(args.threads),
+            "--duration",
+            str(args.duration),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = [r for r in json.loads(done.stdout)["rows"] if r["status"] == "ok"]
     return float(rows[0]["stats"]["throughput"])
 
@@ -72,8 +128,10 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; server --threads {args.threads}, "
-          f"{args.concurrency} clients × 1 image, {args.requests} requests per round, max batch {args.max_batch}")  # fmt: skip
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; server --threads {args.threads}, "
+        f"{args.concurrency} clients × 1 image, {args.requests} requests per round, max batch {args.max_batch}"
+    )
     ratios, served_ips, local_ips, p99s = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
@@ -88,14 +146,22 @@ def main() -> None:
             served_ips.append(level["throughput"])
             local_ips.append(local)
             p99s.append(level["latency"]["p99_ms"])
-            print(f"round {r + 1}: served {level['throughput']:.1f} img/s (p99 {level['latency']['p99_ms']:.1f} ms, batches {level['batches']}, "
-                  f"mean {level['formed_batch_mean']:.2f}), wrong {level['wrong']}, failed {level['errors']}; in-process at batch {batch}: "
-                  f"{local:.1f} img/s; ratio {ratio:.3f}", flush=True)  # fmt: skip
+            print(
+                f"round {r + 1}: served {level['throughput']:.1f} img/s (p99 {level['latency']['p99_ms']:.1f} ms, "
+                f"batches {level['batches']}, "
+                f"mean {level['formed_batch_mean']:.2f}), wrong {level['wrong']}, failed {level['errors']}; "
+                f"in-process at batch {batch}: "
+                f"{local:.1f} img/s; ratio {ratio:.3f}",
+                flush=True,
+            )
             if level["wrong"] or level["errors"] or level["requests"] != args.requests:
                 print("  ^ not every request was answered right")
             time.sleep(1)
-    print(f"median: served {statistics.median(served_ips):.1f} img/s, in-process {statistics.median(local_ips):.1f} img/s, "
-          f"ratio {statistics.median(ratios):.3f} (target >= 0.70), p99 {statistics.median(p99s):.1f} ms")  # fmt: skip
+    print(
+        f"median: served {statistics.median(served_ips):.1f} img/s, in-process {statistics.median(local_ips):.1f} "
+        "img/s, "
+        f"ratio {statistics.median(ratios):.3f} (target >= 0.70), p99 {statistics.median(p99s):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -96,12 +96,18 @@ class BudgetSearch:
         """One line: what the search did, for the console and the report."""
         first, last = self.steps[0].output, self.final
         if len(self.steps) == 1 and self.met:
-            return f"budget {self.budget.describe()} already met by the INT8 file without --budget (cosine mean {first.cosine_mean:.6f}): nothing left out"
+            return (
+                f"budget {self.budget.describe()} already met by the INT8 file without --budget "
+                f"(cosine mean {first.cosine_mean:.6f}): nothing left out"
+            )
         verb = "met" if self.met else "NOT met"
         tried = len(self.steps) - 1
-        return (f"budget {self.budget.describe()} {verb} with {len(self.excluded)} layer(s) left out of INT8 ({tried} tried): "
-                f"cosine mean {first.cosine_mean:.6f} → {last.cosine_mean:.6f}, top-1 {first.top1_agreement:.3f} → "
-                f"{last.top1_agreement:.3f} ({self.checked_on} held-apart crops, {self.seconds:.0f} s)")  # fmt: skip
+        return (
+            f"budget {self.budget.describe()} {verb} with {len(self.excluded)} layer(s) left out of INT8 ({tried} "
+            "tried): "
+            f"cosine mean {first.cosine_mean:.6f} → {last.cosine_mean:.6f}, top-1 {first.top1_agreement:.3f} → "
+            f"{last.top1_agreement:.3f} ({self.checked_on} held-apart crops, {self.seconds:.0f} s)"
+        )
 
 
 class Evaluator:
@@ -126,7 +132,9 @@ class Evaluator:
 
         probe = onnx.ModelProto()
         probe.CopyFrom(model)
-        probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in {o.name for o in probe.graph.output})
+        probe.graph.output.extend(
+            onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in {o.name for o in probe.graph.output}
+        )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ run as written
         opts.log_severity_level = 3  # the quantized graphs leave unused float initializers: not worth a warning each
@@ -172,8 +180,14 @@ def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> on
     return out
 
 
-def rank(full: onnx.ModelProto, fp32: onnx.ModelProto, evaluator: Evaluator, *, count: int = RANK_CROPS,
-         progress: Callable[[str], None] | None = None) -> tuple[Sensitivity, ...]:  # fmt: skip
+def rank(
+    full: onnx.ModelProto,
+    fp32: onnx.ModelProto,
+    evaluator: Evaluator,
+    *,
+    count: int = RANK_CROPS,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Sensitivity, ...]:
     """Every quantized layer, most sensitive first (ties in graph order)."""
     from rn50.calibration.lint import quantized_layers
 
@@ -189,9 +203,16 @@ def rank(full: onnx.ModelProto, fp32: onnx.ModelProto, evaluator: Evaluator, *, 
     return tuple(rows[i] for i in order)
 
 
-def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelProto], *, target: str, budget: Thresholds,
-           max_excluded: int, crops: np.ndarray, progress: Callable[[str], None] | None = None
-           ) -> tuple[BudgetSearch, onnx.ModelProto]:  # fmt: skip
+def search(
+    fp32: onnx.ModelProto,
+    emit: Callable[[frozenset[str]], onnx.ModelProto],
+    *,
+    target: str,
+    budget: Thresholds,
+    max_excluded: int,
+    crops: np.ndarray,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[BudgetSearch, onnx.ModelProto]:
     """The file with the fewest ranked layers left out that meets ``budget`` (or the last one tried), and the search."""
     say = progress or (lambda _m: None)
     started = time.perf_counter()
@@ -221,5 +242,7 @@ def search(fp32: onnx.ModelProto, emit: Callable[[frozenset[str]], onnx.ModelPro
                 evaluator.rebase(trial)
             if met:
                 break
-    found = BudgetSearch(target, budget, max_excluded, ranking, tuple(steps), ranked_on, len(crops), time.perf_counter() - started)
+    found = BudgetSearch(
+        target, budget, max_excluded, ranking, tuple(steps), ranked_on, len(crops), time.perf_counter() - started
+    )
     return found, proto

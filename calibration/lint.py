@@ -23,9 +23,10 @@ from onnx import numpy_helper
 
 from rn50.calibration.qdq_tensorrt import WEIGHTED
 from rn50.errors import UsageError
-from rn50.onnx_graph import opset_of, producers
+from rn50.onnx_graph import opset_of
+from rn50.runtimes.qdq_form import QDQ_TARGETS, QDQ_TENSORRT, producers
 
-TARGETS = ("tensorrt", "onnxruntime-cpu")
+TARGETS = QDQ_TARGETS
 EXCLUDED_KEY = "rn50.int8_excluded"  # metadata: JSON list of the Conv/Gemm nodes left out of INT8
 # Measured (benchmarks/bench_int8_budget.py: 2-core AMD EPYC with AVX-512 VNNI, ONNX Runtime 1.32, seeded
 # ResNet-50, batch 1, 2 threads, medians of 3 alternating 5 s runs): int8 activations vs uint8, same
@@ -54,7 +55,9 @@ def excluded_of(model: onnx.ModelProto) -> frozenset[str]:
     try:
         names = json.loads(meta[EXCLUDED_KEY])
     except ValueError:
-        raise UsageError(f"the model's {EXCLUDED_KEY} metadata is not a JSON list", fix="regenerate it with rn50 quantize --int8") from None
+        raise UsageError(
+            f"the model's {EXCLUDED_KEY} metadata is not a JSON list", fix="regenerate it with rn50 quantize --int8"
+        ) from None
     return frozenset(str(n) for n in names)
 
 
@@ -62,13 +65,17 @@ def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Conv/Gemm nodes whose weight is dequantized (they run in INT8), in graph order."""
     made_by = producers(model.graph)
     weighted = [n for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1]
-    return [n for n in weighted if made_by.get(n.input[1]) is not None and made_by[n.input[1]].op_type == "DequantizeLinear"]
+    return [
+        n for n in weighted if made_by.get(n.input[1]) is not None and made_by[n.input[1]].op_type == "DequantizeLinear"
+    ]
 
 
 def float_layers(model: onnx.ModelProto) -> frozenset[str]:
     """Conv/Gemm nodes whose weight is float (they run in float)."""
     quantized = {n.name for n in quantized_layers(model)}
-    return frozenset(n.name for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1 and n.name not in quantized)
+    return frozenset(
+        n.name for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1 and n.name not in quantized
+    )
 
 
 def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
@@ -95,10 +102,15 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
         if node.name in weight_q:
             return True
         src = made_by.get(node.input[0])
-        return node.op_type == "DequantizeLinear" and (node.input[0] in inits or (src is not None and src.name in weight_q))
+        return node.op_type == "DequantizeLinear" and (
+            node.input[0] in inits or (src is not None and src.name in weight_q)
+        )
 
-    bias_dq = {made_by[n.input[2]].name for n in graph.node
-               if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in made_by}  # fmt: skip
+    bias_dq = {
+        made_by[n.input[2]].name
+        for n in graph.node
+        if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in made_by
+    }
     for node in qdq:
         if node.name in bias_dq:
             continue  # int32 bias: allowed for ONNX Runtime, reported as float-bias below for TensorRT
@@ -106,53 +118,111 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
         scale = inits.get(node.input[1]) if len(node.input) > 1 else None
         weight = is_weight(node)
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        if target == "tensorrt":
+        if target == QDQ_TENSORRT:
             if zp is None or zp.dtype != np.int8:
-                out.append(Violation("int8", node.name, f"zero point is {None if zp is None else zp.dtype}, TensorRT needs int8"))
+                out.append(
+                    Violation(
+                        "int8", node.name, f"zero point is {None if zp is None else zp.dtype}, TensorRT needs int8"
+                    )
+                )
             elif np.any(zp != 0):
-                out.append(Violation("symmetric", node.name, "non-zero zero point: TensorRT needs symmetric quantization"))
+                out.append(
+                    Violation("symmetric", node.name, "non-zero zero point: TensorRT needs symmetric quantization")
+                )
         elif weight and (zp is None or zp.dtype != np.int8):
-            out.append(Violation("u8s8", node.name, f"weights quantized to {None if zp is None else zp.dtype}, expected int8"))
+            out.append(
+                Violation("u8s8", node.name, f"weights quantized to {None if zp is None else zp.dtype}, expected int8")
+            )
         elif not weight and zp is not None and zp.dtype == np.int8:
             s8_activations.append(node.name)
         elif not weight and (zp is None or zp.dtype != np.uint8):
-            out.append(Violation("u8s8", node.name, f"activations quantized to {None if zp is None else zp.dtype}, expected uint8 (or int8)"))
+            out.append(
+                Violation(
+                    "u8s8",
+                    node.name,
+                    f"activations quantized to {None if zp is None else zp.dtype}, expected uint8 (or int8)",
+                )
+            )
         if scale is not None and weight and (scale.ndim != 1 or axis != 0):
-            out.append(Violation("per-channel", node.name, f"weight scale shape {scale.shape} axis {axis}: expected per-channel on axis 0"))
+            out.append(
+                Violation(
+                    "per-channel",
+                    node.name,
+                    f"weight scale shape {scale.shape} axis {axis}: expected per-channel on axis 0",
+                )
+            )
         if scale is not None and not weight and scale.ndim != 0:
             out.append(Violation("per-tensor", node.name, f"activation scale shape {scale.shape}: expected a scalar"))
 
     if excluded and not recorded and qdq:
         names = sorted(excluded)
-        out.append(Violation("float-layers", names[0], f"{len(names)} Conv/Gemm layer(s) keep float weights and will run in float: "
-                             f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''}", "warning"))  # fmt: skip
+        out.append(
+            Violation(
+                "float-layers",
+                names[0],
+                f"{len(names)} Conv/Gemm layer(s) keep float weights and will run in float: "
+                f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''}",
+                "warning",
+            )
+        )
     if s8_activations:
-        out.append(Violation("u8s8", s8_activations[0], f"{len(s8_activations)} activation Q/DQ node(s) use int8: valid, but "
-                             f"{S8_ACTIVATION_COST}; quantize activations to uint8 for ONNX Runtime on x86", "warning"))
+        out.append(
+            Violation(
+                "u8s8",
+                s8_activations[0],
+                f"{len(s8_activations)} activation Q/DQ node(s) use int8: valid, but "
+                f"{S8_ACTIVATION_COST}; quantize activations to uint8 for ONNX Runtime on x86",
+                "warning",
+            )
+        )
     for node in quantized_layers(model):
         if node.name in excluded:
             out.append(Violation("excluded", node.name, "recorded as left out of INT8, but its weight is dequantized"))
-    if target == "tensorrt":
+    if target == QDQ_TENSORRT:
         for node in graph.node:
             if node.op_type in ("Conv", "Gemm") and node.name in excluded:
                 src = made_by.get(node.input[0])
                 if src is not None and src.op_type == "DequantizeLinear":
-                    out.append(Violation("excluded", node.name, "recorded as left out of INT8, but its input is dequantized"))
+                    out.append(
+                        Violation("excluded", node.name, "recorded as left out of INT8, but its input is dequantized")
+                    )
             elif node.op_type in ("Conv", "Gemm"):
                 src = [made_by.get(i) for i in node.input[:2]]
                 if not all(s is not None and s.op_type == "DequantizeLinear" for s in src):
-                    out.append(Violation("quantized", node.name, f"{node.op_type} input or weight is not dequantized: it would run in float"))
-                if len(node.input) > 2 and made_by.get(node.input[2]) is not None and made_by[node.input[2]].op_type == "DequantizeLinear":
+                    out.append(
+                        Violation(
+                            "quantized",
+                            node.name,
+                            f"{node.op_type} input or weight is not dequantized: it would run in float",
+                        )
+                    )
+                if (
+                    len(node.input) > 2
+                    and made_by.get(node.input[2]) is not None
+                    and made_by[node.input[2]].op_type == "DequantizeLinear"
+                ):
                     out.append(Violation("float-bias", node.name, "bias is quantized: TensorRT takes a float bias"))
             if node.op_type == "Add" and not any(i in inits for i in node.input):
                 src = [made_by.get(i) for i in node.input]
                 dq = [s is not None and s.op_type == "DequantizeLinear" for s in src]
                 if all(dq):
-                    out.append(Violation("residual-add", node.name, "both inputs quantized: breaks Conv+Add+ReLU fusion; quantize only the shortcut"))
+                    out.append(
+                        Violation(
+                            "residual-add",
+                            node.name,
+                            "both inputs quantized: breaks Conv+Add+ReLU fusion; quantize only the shortcut",
+                        )
+                    )
                 elif any(dq):
                     other = src[dq.index(False)]
                     if other is None or other.op_type != "Conv":
-                        out.append(Violation("residual-add", node.name, "the Conv branch is quantized instead of the shortcut: breaks Conv+Add fusion"))
+                        out.append(
+                            Violation(
+                                "residual-add",
+                                node.name,
+                                "the Conv branch is quantized instead of the shortcut: breaks Conv+Add fusion",
+                            )
+                        )
     return out
 
 
@@ -162,5 +232,8 @@ def check(model: onnx.ModelProto, target: str) -> list[Violation]:
     problems = [v for v in found if v.severity == "error"]
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UsageError(f"Q/DQ model breaks a {target} rule: {problems[0]}{more}", fix="regenerate it with rn50 quantize --int8 --target " + target)
+        raise UsageError(
+            f"Q/DQ model breaks a {target} rule: {problems[0]}{more}",
+            fix="regenerate it with rn50 quantize --int8 --target " + target,
+        )
     return [v for v in found if v.severity == "warning"]

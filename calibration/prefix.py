@@ -65,9 +65,13 @@ def suffix(model: onnx.ModelProto, cut: str, dtype: np.dtype, extra_outputs: lis
     above = upstream(model.graph, cut)
     nodes = [n for n in model.graph.node if n.name not in above]
     read = {t for n in nodes for t in n.input}
-    graph = helper.make_graph(nodes, model.graph.name, [helper.make_tensor_value_info(cut, helper.np_dtype_to_tensor_dtype(dtype), None)],
-                              [*model.graph.output, *(helper.make_empty_tensor_value_info(t) for t in extra_outputs)],
-                              [i for i in model.graph.initializer if i.name in read])  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        model.graph.name,
+        [helper.make_tensor_value_info(cut, helper.np_dtype_to_tensor_dtype(dtype), None)],
+        [*model.graph.output, *(helper.make_empty_tensor_value_info(t) for t in extra_outputs)],
+        [i for i in model.graph.initializer if i.name in read],
+    )
     out = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
     return out
 
@@ -82,14 +86,18 @@ class PrefixCache:
         self.base: onnx.ModelProto | None = None
         self.names: list[str] = []  # the cuts cached: the deepest that fit in MEMORY_BYTES for every crop
         self.cache: dict[str, np.ndarray] = {}
-        self._last: tuple[int, str | None, dict[str, np.ndarray]] | None = None  # (id of variant, start cut, its cut outputs)
+        self._last: tuple[int, str | None, dict[str, np.ndarray]] | None = (
+            None  # (id of variant, start cut, its cut outputs)
+        )
 
     def _choose(self, model: onnx.ModelProto) -> list[str]:
         """One cut per stretch without a Conv/Gemm between cuts (they save the same work), the smallest of it (an
         int8 QuantizeLinear output rather than the float tensors around it); the deepest stretches first, within
         MEMORY_BYTES for every crop."""
         names = cut_tensors(model.graph)
-        sizes = dict(zip(names, (a.nbytes * len(self.crops) for a in self.run(model, self.crops[:1], names)[1:]), strict=True))
+        sizes = dict(
+            zip(names, (a.nbytes * len(self.crops) for a in self.run(model, self.crops[:1], names)[1:]), strict=True)
+        )
         position = {o: i for i, n in enumerate(model.graph.node) for o in n.output}
         heavy = [i for i, n in enumerate(model.graph.node) if n.op_type in HEAVY_OPS]
         stretches: list[list[str]] = []
@@ -137,7 +145,11 @@ class PrefixCache:
             if cut not in self.cache or cut not in own:
                 continue
             above = upstream(model.graph, cut)
-            if above and above == upstream(self.base.graph, cut) and all(nodes[n] == base_nodes[n] and not changed.intersection(nodes[n].input) for n in above):
+            if (
+                above
+                and above == upstream(self.base.graph, cut)
+                and all(nodes[n] == base_nodes[n] and not changed.intersection(nodes[n].input) for n in above)
+            ):
                 return cut
         return None
 

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 ACTIVATION_TYPE = "QUInt8"  # onnxruntime.quantization.QuantType member (benchmarks/bench_int8_budget.py tries QInt8)
 
 
-def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str] = frozenset(), *, cpu_class: str = VNNI) -> onnx.ModelProto:
+def emit(
+    model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str] = frozenset(), *, cpu_class: str = VNNI
+) -> onnx.ModelProto:
     """A copy of ``model`` in ONNX Runtime's Q/DQ form for CPUs of ``cpu_class``; the nodes in ``exclude`` are its
     ``nodes_to_exclude``."""
     from onnxruntime.quantization import QuantType
@@ -41,7 +43,10 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
         prepared = load_model_with_shape_infer(src)
     ranges = TensorsData(
         CalibrationMethod.MinMax,
-        {k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32)) for k, (lo, hi) in table.ranges.items()},
+        {
+            k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+            for k, (lo, hi) in table.ranges.items()
+        },
     )
     # Keywords, not positions: QDQQuantizer is ONNX Runtime's internal class, and a renamed or reordered
     # parameter must fail loudly rather than bind a value to the wrong meaning.
@@ -54,7 +59,17 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
         tensors_range=ranges,
         nodes_to_quantize=[],  # all
         nodes_to_exclude=sorted(exclude),
-        op_types_to_quantize=["Conv", "Gemm", "Relu", "Add", "MaxPool", "GlobalAveragePool", "ReduceMean", "Reshape", "Flatten"],
+        op_types_to_quantize=[
+            "Conv",
+            "Gemm",
+            "Relu",
+            "Add",
+            "MaxPool",
+            "GlobalAveragePool",
+            "ReduceMean",
+            "Reshape",
+            "Flatten",
+        ],
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )
     quantizer.quantize_model()
@@ -97,7 +112,9 @@ def read_float_inputs(graph: onnx.GraphProto, names: frozenset[str]) -> None:
             node.input[i] = source
     while True:
         read = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
-        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read]
+        dead = [
+            n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not set(n.output) & read
+        ]
         if not dead:
             return
         for n in dead:

@@ -22,7 +22,9 @@ QMAX = 127.0
 WEIGHTED = ("Conv", "Gemm")
 
 
-def shortcut_input(add: onnx.NodeProto, made_by: dict[str, onnx.NodeProto], read_by: dict[str, list[onnx.NodeProto]]) -> str:
+def shortcut_input(
+    add: onnx.NodeProto, made_by: dict[str, onnx.NodeProto], read_by: dict[str, list[onnx.NodeProto]]
+) -> str:
     """The residual Add input that is the shortcut, not the branch whose Conv TensorRT fuses with the Add.
 
     An identity shortcut is not produced by a Conv. A projection shortcut is a Conv too; it is the one whose
@@ -39,7 +41,9 @@ def shortcut_input(add: onnx.NodeProto, made_by: dict[str, onnx.NodeProto], read
         fan_b = len(read_by[made_by[b].input[0]])
         if fan_a != fan_b:
             return a if fan_a > fan_b else b
-    raise UsageError(f"cannot tell the shortcut input of Add {add.name!r}", fix="the TensorRT target expects a ResNet-style graph")
+    raise UsageError(
+        f"cannot tell the shortcut input of Add {add.name!r}", fix="the TensorRT target expects a ResNet-style graph"
+    )
 
 
 def _weight_scales(w: np.ndarray) -> np.ndarray:
@@ -64,11 +68,14 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
         if tensor in activation_dq:
             return activation_dq[tensor]
         if tensor not in table.ranges:
-            raise UsageError(f"the calibration table has no range for {tensor!r}", fix="run rn50 calibrate on this model")
+            raise UsageError(
+                f"the calibration table has no range for {tensor!r}", fix="run rn50 calibrate on this model"
+            )
         scale = max(table.amax(tensor), 1e-8) / QMAX
         s, z = f"{tensor}_scale", f"{tensor}_zero_point"
-        graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), s),
-                                  numpy_helper.from_array(np.array(0, np.int8), z)])  # fmt: skip
+        graph.initializer.extend(
+            [numpy_helper.from_array(np.array(scale, np.float32), s), numpy_helper.from_array(np.array(0, np.int8), z)]
+        )
         q, dq = f"{tensor}_QuantizeLinear_Output", f"{tensor}_DequantizeLinear_Output"
         new_nodes.append(helper.make_node("QuantizeLinear", [tensor, s, z], [q], name=f"{tensor}_QuantizeLinear"))
         new_nodes.append(helper.make_node("DequantizeLinear", [q, s, z], [dq], name=f"{tensor}_DequantizeLinear"))
@@ -78,15 +85,24 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
     def quantize_weight(name: str, node: onnx.NodeProto) -> str:
         w = numpy_helper.to_array(inits[name])
         if node.op_type == "Gemm" and not any(a.name == "transB" and a.i == 1 for a in node.attribute):
-            raise UsageError(f"Gemm {node.name!r} without transB is not supported", fix="export with torch (Linear gives transB=1)")
+            raise UsageError(
+                f"Gemm {node.name!r} without transB is not supported", fix="export with torch (Linear gives transB=1)"
+            )
         scales = _weight_scales(w)
         shape = (-1,) + (1,) * (w.ndim - 1)
         q = np.clip(np.round(w / scales.reshape(shape)), -QMAX, QMAX).astype(np.int8)
         qn, s, z = f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"
-        graph.initializer.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(scales, s),
-                                  numpy_helper.from_array(np.zeros(len(scales), np.int8), z)])  # fmt: skip
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q, qn),
+                numpy_helper.from_array(scales, s),
+                numpy_helper.from_array(np.zeros(len(scales), np.int8), z),
+            ]
+        )
         dq = f"{name}_DequantizeLinear_Output"
-        new_nodes.append(helper.make_node("DequantizeLinear", [qn, s, z], [dq], name=f"{name}_DequantizeLinear", axis=0))
+        new_nodes.append(
+            helper.make_node("DequantizeLinear", [qn, s, z], [dq], name=f"{name}_DequantizeLinear", axis=0)
+        )
         return dq
 
     # Each residual Add's shortcut, decided on the float graph (rewiring changes the fan-out it reads).

@@ -74,7 +74,9 @@ def fp32_reference(fp32: onnx.ModelProto, feed: np.ndarray, *, layers: bool = Tr
     return Fp32Reference(logits, outs, ops)
 
 
-def compare_to_fp32(reference: Fp32Reference, candidate: onnx.ModelProto, feed: np.ndarray) -> tuple[OutputMetrics, list[LayerError]]:
+def compare_to_fp32(
+    reference: Fp32Reference, candidate: onnx.ModelProto, feed: np.ndarray
+) -> tuple[OutputMetrics, list[LayerError]]:
     """Final logits against FP32 and, for layers both graphs have, per-layer error worst first (lowest SQNR)."""
     present = {n.name for n in candidate.graph.node if n.op_type in LAYER_OPS}
     names = [n for n in reference.layers if n in present]

@@ -21,7 +21,15 @@ from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
 from rn50.onnx_graph import stamp_metadata
-from rn50.runtimes.qdq_form import CPU_CLASS_KEY, TARGET_KEY, QdqForm, form_of
+from rn50.runtimes.qdq_form import (
+    CPU_CLASS_KEY,
+    CPU_TARGETS,
+    QDQ_ONNXRUNTIME_CPU,
+    QDQ_TENSORRT,
+    TARGET_KEY,
+    QdqForm,
+    form_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,8 +39,7 @@ if TYPE_CHECKING:
     from rn50.metrics import OutputMetrics, Thresholds
 
 log = logging.getLogger(__name__)
-EMITTERS = {"tensorrt": qdq_tensorrt.emit, "onnxruntime-cpu": qdq_onnxruntime.emit}
-CPU_TARGETS = ("onnxruntime-cpu",)  # the Q/DQ targets made for a CPU class (--cpu)
+EMITTERS = {QDQ_TENSORRT: qdq_tensorrt.emit, QDQ_ONNXRUNTIME_CPU: qdq_onnxruntime.emit}
 # The quality report's held-apart crops: the ones parity compares on by default, so the quantize step's cosine is
 # parity's "file vs FP32" on the same feeds (both the file's own Q/DQ semantics, never one CPU's kernels).
 QUALITY_CROPS = DEFAULT_SAMPLE_COUNT
@@ -58,8 +65,14 @@ def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tupl
     return target, sha256_file(target)
 
 
-def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_precision: str = "fp32",
-            classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], cpu_class: str = VNNI) -> Callable[[frozenset[str]], onnx.ModelProto]:  # fmt: skip
+def emitter(
+    model: onnx.ModelProto,
+    table: CalibrationTable,
+    target: str,
+    high_precision: str = "fp32",
+    classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0],
+    cpu_class: str = VNNI,
+) -> Callable[[frozenset[str]], onnx.ModelProto]:
     """The target's Q/DQ file with the given Conv/Gemm nodes (and, ``classifier`` "float", the final Gemm) left
     out of INT8, stamped and linted; a CPU target's file is made for CPUs of ``cpu_class``."""
     if target not in EMITTERS:
@@ -71,11 +84,16 @@ def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_p
     def emit(exclude: frozenset[str]) -> onnx.ModelProto:
         exclude = exclude | fixed
         proto = make(model, table, exclude)
-        meta = {"rn50.precision": "int8", TARGET_KEY: target, "rn50.calibration": table.key,
-                "rn50.calibration_method": table.method, lint.EXCLUDED_KEY: json.dumps(sorted(exclude))}  # fmt: skip
+        meta = {
+            "rn50.precision": "int8",
+            TARGET_KEY: target,
+            "rn50.calibration": table.key,
+            "rn50.calibration_method": table.method,
+            lint.EXCLUDED_KEY: json.dumps(sorted(exclude)),
+        }
         if target in CPU_TARGETS:
             meta[CPU_CLASS_KEY] = cpu_class
-        if target == "tensorrt":
+        if target == QDQ_TENSORRT:
             if high_precision == "fp16":
                 proto = qdq_tensorrt.in_fp16(proto)
             meta["rn50.high_precision"] = high_precision
@@ -88,31 +106,51 @@ def emitter(model: onnx.ModelProto, table: CalibrationTable, target: str, high_p
     return emit
 
 
-def make_int8_files(workdir: WorkDir, table: CalibrationTable, targets: list[str], *, budget: Thresholds | None = None,
-                  max_excluded: int = int8_budget.DEFAULT_MAX_EXCLUDED, high_precision: str = "fp32",
-                  classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0], cpu_class: str = VNNI,
-                  progress: Callable[[str], None] | None = None) -> list[QuantizeResult]:  # fmt: skip
-    """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it). Every file is
-    made and checked before any is written: a budget missed for one target writes nothing."""
+def make_int8_files(
+    workdir: WorkDir,
+    table: CalibrationTable,
+    targets: list[str],
+    *,
+    budget: Thresholds | None = None,
+    max_excluded: int = int8_budget.DEFAULT_MAX_EXCLUDED,
+    high_precision: str = "fp32",
+    classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0],
+    cpu_class: str = VNNI,
+    progress: Callable[[str], None] | None = None,
+) -> list[QuantizeResult]:
+    """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it), made and checked
+    before it is written. A target whose budget cannot be met gets no file; the others' files are written all the
+    same, and then :class:`BudgetMissed` says which missed (carrying what was written)."""
     from rn50.samples import sample_crops
 
     fp32, path = fp32_artifact(workdir)
     table.check_model(fp32.sha256)
     model = onnx.load(str(path))
     made: list[tuple[str, onnx.ModelProto, int8_budget.BudgetSearch | None]] = []
+    missed: list[tuple[str, str]] = []  # (problem, fix) of each target whose budget was not met
     for target in targets:
-        emit = emitter(model, table, target, high_precision if target == "tensorrt" else "fp32", classifier, cpu_class)
+        emit = emitter(
+            model, table, target, high_precision if target == QDQ_TENSORRT else "fp32", classifier, cpu_class
+        )
         if budget is None:
             made.append((target, emit(frozenset()), None))
             continue
         crops = sample_crops(int8_budget.BUDGET_CROPS, split="evaluation")
-        found, proto = int8_budget.search(model, emit, target=target, budget=budget, max_excluded=max_excluded, crops=crops, progress=progress)
+        found, proto = int8_budget.search(
+            model, emit, target=target, budget=budget, max_excluded=max_excluded, crops=crops, progress=progress
+        )
         if not found.met:
             exhausted = len(found.steps) - 1 == len(found.ranking)
-            fix = ("loosen --budget: every ranked layer was tried" if exhausted else
-                   f"raise --max-excluded (now {max_excluded}; {len(found.ranking)} layers are ranked) or loosen --budget")  # fmt: skip
-            raise CheckFailed(f"{target}: {found.summary()}; still failing: {'; '.join(budget.failures(found.final))}",
-                              fix=fix + "; nothing was written")
+            fix = (
+                "loosen --budget: every ranked layer was tried"
+                if exhausted
+                else f"raise --max-excluded (now {max_excluded}; {len(found.ranking)} layers are ranked) or loosen "
+                "--budget"
+            )
+            missed.append(
+                (f"{target}: {found.summary()}; still failing: {'; '.join(budget.failures(found.final))}", fix)
+            )
+            continue
         made.append((target, proto, found))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     reference = fp32_reference(model, crops)
@@ -124,18 +162,52 @@ def make_int8_files(workdir: WorkDir, table: CalibrationTable, targets: list[str
         excluded = sorted(lint.excluded_of(proto))
         notes = (found.summary(),) if found is not None else ()
         result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, found, form_of(proto))
-        params = {"target": target, "method": table.method, "options": table.options, "table": table.key,
-                  "calibration_images": table.images, "classifier": classifier, "excluded": excluded}  # fmt: skip
-        if target == "tensorrt":
+        params = {
+            "target": target,
+            "method": table.method,
+            "options": table.options,
+            "table": table.key,
+            "calibration_images": table.images,
+            "classifier": classifier,
+            "excluded": excluded,
+        }
+        if target == QDQ_TENSORRT:
             params["high_precision"] = high_precision
         if target in CPU_TARGETS:
             params["cpu_class"] = cpu_class
         if budget is not None:
             params["budget"] = budget.describe()
-        workdir.record(Artifact(name, out_path.name, "onnx", "int8", digest, fp32.sha256, params, versions(),
-                                extra={"cosine_mean": result.output.cosine_mean, "sqnr_db": result.output.sqnr_db}))  # fmt: skip
+        workdir.record(
+            Artifact(
+                name,
+                out_path.name,
+                "onnx",
+                "int8",
+                digest,
+                fp32.sha256,
+                params,
+                versions(),
+                extra={"cosine_mean": result.output.cosine_mean, "sqnr_db": result.output.sqnr_db},
+            )
+        )
         results.append(result)
+    if missed:
+        written = [r.name for r in results]
+        raise BudgetMissed(
+            "; ".join(problem for problem, _ in missed)
+            + (f" (no file for it; written: {', '.join(written)})" if written else " (nothing was written)"),
+            fix=missed[0][1],
+            written=results,
+        )
     return results
+
+
+class BudgetMissed(CheckFailed):
+    """--budget not met for some target: no file for it. ``written`` holds the results of the targets that met it."""
+
+    def __init__(self, problem: str, *, fix: str, written: list[QuantizeResult]):
+        super().__init__(problem, fix=fix)
+        self.written = written
 
 
 def make_fp16_file(workdir: WorkDir) -> QuantizeResult:
@@ -153,9 +225,18 @@ def make_fp16_file(workdir: WorkDir) -> QuantizeResult:
     out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     output, _ = compare_to_fp32(fp32_reference(model, crops, layers=False), proto, crops)
-    result = QuantizeResult("onnx-fp16", out_path, "fp16", "any", output, (),
-                            tuple(f"kept in FP32: {n}" for n in kept))  # fmt: skip
-    workdir.record(Artifact("onnx-fp16", out_path.name, "onnx", "fp16", digest, fp32.sha256,
-                            {"io": "float32", "fp32_nodes": kept}, versions(),
-                            extra={"cosine_mean": result.output.cosine_mean}))  # fmt: skip
+    result = QuantizeResult("onnx-fp16", out_path, "fp16", "any", output, (), tuple(f"kept in FP32: {n}" for n in kept))
+    workdir.record(
+        Artifact(
+            "onnx-fp16",
+            out_path.name,
+            "onnx",
+            "fp16",
+            digest,
+            fp32.sha256,
+            {"io": "float32", "fp32_nodes": kept},
+            versions(),
+            extra={"cosine_mean": result.output.cosine_mean},
+        )
+    )
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import os
 import shutil
@@ -38,7 +39,10 @@ def method_options(method: str, *, percentile: float | None = None) -> dict[str,
             raise UsageError(f"--percentile {p} is out of range", fix="pass a value in (50, 100], e.g. 99.99")
         return {"percentile": p, "num_bins": 2048, "symmetric": True}
     if percentile is not None:
-        raise UsageError(f"--percentile applies to --method percentile, not {method}", fix="drop --percentile or pass --method percentile")
+        raise UsageError(
+            f"--percentile applies to --method percentile, not {method}",
+            fix="drop --percentile or pass --method percentile",
+        )
     if method == "entropy":
         return {"num_bins": 128, "num_quantized_bins": 128, "symmetric": False}
     return {"symmetric": False, "moving_average": False}
@@ -72,23 +76,43 @@ class _Reader:
 
 def check_feeds(feeds: FeedSet, *, image_size: int = 224, warn_small: bool = True) -> None:
     if len(feeds) == 0:
-        raise UsageError("the calibration set holds zero images", fix="pass --images with images, or use the sample photos")
-    if feeds.images.shape[1:] != (3, image_size, image_size):
-        raise UsageError(f"calibration images are {feeds.images.shape[1:]}, the model takes (3, {image_size}, {image_size})",
-                         fix="use the same preprocess as the model (resize 256, centre crop 224)")  # fmt: skip
-    check_finite(feeds.images, "the calibration set")
+        raise UsageError(
+            "the calibration set holds zero images", fix="pass --images with images, or use the sample photos"
+        )
+    if feeds.shape != (3, image_size, image_size):
+        raise UsageError(
+            f"calibration images are {feeds.shape}, the model takes (3, {image_size}, {image_size})",
+            fix="use the same preprocess as the model (resize 256, centre crop 224)",
+        )
+    if isinstance(feeds.images, np.ndarray):  # a folder's images come from the preprocess: finite by construction
+        check_finite(feeds.images, "the calibration set")
     if warn_small and len(feeds) < MIN_IMAGES_FOR_REAL_USE:
-        log.warning("calibrating on %d images; use at least %d representative images for a deployment", len(feeds), MIN_IMAGES_FOR_REAL_USE)
+        log.warning(
+            "calibrating on %d images; use at least %d representative images for a deployment",
+            len(feeds),
+            MIN_IMAGES_FOR_REAL_USE,
+        )
 
 
-def collect_ranges(onnx_path: Path, feeds: FeedSet, method: str, options: dict[str, Any], *, batch: int = 16,
-                   progress: Callable[[int], None] | None = None, warn_small: bool = True) -> dict[str, tuple[float, float]]:  # fmt: skip
+def collect_ranges(
+    onnx_path: Path,
+    feeds: FeedSet,
+    method: str,
+    options: dict[str, Any],
+    *,
+    batch: int = 16,
+    progress: Callable[[int], None] | None = None,
+    warn_small: bool = True,
+) -> dict[str, tuple[float, float]]:
     """(low, high) of every activation tensor (all node outputs and the input), by ORT's calibrator."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
     check_feeds(feeds, warn_small=warn_small)
-    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[method]  # fmt: skip
+    ort_method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
     # ORT's calibrators print progress to stdout; rn50 reports its own.
     with tempfile.TemporaryDirectory(prefix="rn50-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
         # ORT writes a shape-inferred copy next to the model it is given (<model>-inferred.onnx) and leaves
@@ -106,10 +130,11 @@ def collect_ranges(onnx_path: Path, feeds: FeedSet, method: str, options: dict[s
             providers=["CPUExecutionProvider"],
             extra_options=options,
         )
+        # A few batches per call: ORT keeps every intermediate output of a call in memory (its histograms are
+        # merged call by call), and a folder's images are read as they go: memory does not grow with the set.
         batches = feeds.batches(batch)
-        # A few batches per call: ORT keeps every intermediate output of a call in memory.
-        for i in range(0, len(batches), CHUNK):
-            calibrator.collect_data(_Reader(batches[i : i + CHUNK], progress))
+        while chunk := list(itertools.islice(batches, CHUNK)):
+            calibrator.collect_data(_Reader(chunk, progress))
         data = calibrator.compute_data()
         del calibrator
     ranges = {}

@@ -59,7 +59,8 @@ class CalibrationTable:
     def check_model(self, onnx_sha256: str) -> None:
         if onnx_sha256 != self.onnx_sha256:
             raise UsageError(
-                f"the calibration table was made for another model (ONNX sha256 {self.onnx_sha256[:12]}, not {onnx_sha256[:12]})",
+                f"the calibration table was made for another model (ONNX sha256 {self.onnx_sha256[:12]}, not "
+                f"{onnx_sha256[:12]})",
                 fix="run rn50 calibrate on this model",
             )
 
@@ -92,8 +93,16 @@ class CalibrationResult:
     reused: bool
 
 
-def table_for(workdir: WorkDir, feeds: FeedSet, *, method: str, percentile: float | None = None, batch: int = 16,
-              progress: Callable[[int], None] | None = None, reuse: bool = True) -> CalibrationResult:  # fmt: skip
+def table_for(
+    workdir: WorkDir,
+    feeds: FeedSet,
+    *,
+    method: str,
+    percentile: float | None = None,
+    batch: int = 16,
+    progress: Callable[[int], None] | None = None,
+    reuse: bool = True,
+) -> CalibrationResult:
     """Collect ranges, or (``reuse``) the table cached under the same key (model, set, method, options)."""
     from rn50.calibration.ranges import collect_ranges, method_options
     from rn50.exporter.onnx_file import fp32_artifact
@@ -111,7 +120,22 @@ def table_for(workdir: WorkDir, feeds: FeedSet, *, method: str, percentile: floa
     table = CalibrationTable(ranges, method, options, fp32.sha256, feeds.fingerprint, feeds.description, len(feeds))
     target.parent.mkdir(exist_ok=True)
     table.save(target)
-    workdir.record(Artifact(f"calibration-{method}", str(target.relative_to(workdir.root)), "calibration-table", "int8",
-                            sha256_file(target), fp32.sha256, {"method": method, "options": options, "images": len(feeds),
-                            "set": feeds.description, "set_fingerprint": feeds.fingerprint}, versions()))  # fmt: skip
+    workdir.record(
+        Artifact(
+            f"calibration-{method}",
+            str(target.relative_to(workdir.root)),
+            "calibration-table",
+            "int8",
+            sha256_file(target),
+            fp32.sha256,
+            {
+                "method": method,
+                "options": options,
+                "images": len(feeds),
+                "set": feeds.description,
+                "set_fingerprint": feeds.fingerprint,
+            },
+            versions(),
+        )
+    )
     return CalibrationResult(table, target, False)

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rn50.errors import UsageError
+from rn50.flags import flag
 
 DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = range(17, 22)
+DEPTHS = (18, 34, 50, 101, 152)
+
+
+def depth_flag() -> Any:
+    """--depth, for every options object that builds the model (export, the pipeline, info)."""
+    return flag("--depth", default=50, help=f"ResNet depth: {', '.join(map(str, DEPTHS))}.")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    depth: int = 50
-    weights: str = "seeded"
-    opset: int = DEFAULT_OPSET
-    simplify: bool = True
+    depth: int = depth_flag()
+    weights: str = flag(
+        "--weights",
+        default="seeded",
+        help="'seeded' (deterministic demo weights) or a torchvision-style checkpoint file.",
+    )
+    opset: int = flag(
+        "--opset", default=DEFAULT_OPSET, help=f"ONNX opset, {SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1}."
+    )
+    simplify: bool = flag(
+        "--simplify/--no-simplify", default=True, help="Run onnxsim (BatchNorm folded into the convolutions)."
+    )
 
 
 def check_opset(opset: int) -> None:
     if opset not in SUPPORTED_OPSETS:
         raise UsageError(
             f"unsupported opset {opset}",
-            fix=f"pass --opset between {SUPPORTED_OPSETS.start} and {SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})",
+            fix=f"pass --opset between {SUPPORTED_OPSETS.start} and {SUPPORTED_OPSETS.stop - 1} (default "
+            f"{DEFAULT_OPSET})",
         )

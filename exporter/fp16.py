@@ -21,7 +21,9 @@ SAFETY = 4.0  # keep a node in FP32 when its observed range reaches FP16_MAX / S
 def overflow_risks(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> list[str]:
     """Names of nodes with an output whose observed magnitude is within SAFETY of FP16's maximum."""
     limit = FP16_MAX / SAFETY
-    return [n.name for n in model.graph.node if any(max(map(abs, ranges.get(o, (0.0, 0.0)))) >= limit for o in n.output)]
+    return [
+        n.name for n in model.graph.node if any(max(map(abs, ranges.get(o, (0.0, 0.0)))) >= limit for o in n.output)
+    ]
 
 
 def to_fp16(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> tuple[onnx.ModelProto, list[str]]:

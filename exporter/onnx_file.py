@@ -18,7 +18,7 @@ from rn50.exporter.simplify import check, convert_opset, simplify
 from rn50.exporter.verify import Verification, verify_onnx
 from rn50.onnx_graph import stamp_metadata
 from rn50.preprocess import DEFAULT
-from rn50.weights import SEEDED, SEEDED_WEIGHTS, LoadedModel, load_model
+from rn50.weights import SEEDED, LoadedModel, kept_weights_name, load_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,19 +62,34 @@ def build_onnx(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
     return proto
 
 
-def keep_seeded_weights(workdir: WorkDir, loaded: LoadedModel, depth: int) -> None:
-    """Seeded weights are rebuilt from a seed, and another CPU's kernels may round the rebuild differently:
-    the work directory keeps the exact weights its artifacts were made from (rn50 reads them back)."""
+def keep_weights(workdir: WorkDir, loaded: LoadedModel, depth: int) -> None:
+    """The work directory keeps the exact weights its artifacts were made from, as a plain state dict that rn50
+    reads back: seeded weights are rebuilt from a seed, and another CPU's kernels may round the rebuild
+    differently; a user's checkpoint may move or change after the export."""
     import torch
 
-    target = workdir.path(f"seeded-resnet{depth}.pt")
+    seeded = loaded.source == SEEDED
+    target = workdir.path(f"seeded-resnet{depth}.pt" if seeded else f"weights-resnet{depth}.pt")
     with atomic_path(target) as tmp:
         torch.save(loaded.model.state_dict(), str(tmp))
-    workdir.record(Artifact(SEEDED_WEIGHTS, target.name, "weights", "fp32", sha256_file(target), None, {"depth": depth},
-                            versions(), extra={"fingerprint": loaded.fingerprint}))  # fmt: skip
+    workdir.record(
+        Artifact(
+            kept_weights_name(loaded.source),
+            target.name,
+            "weights",
+            "fp32",
+            sha256_file(target),
+            None,
+            {"depth": depth},
+            versions(),
+            extra={"fingerprint": loaded.fingerprint} | ({} if seeded else {"source": loaded.source}),
+        )
+    )
 
 
-def write_fp32_onnx(config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loaded: LoadedModel | None = None) -> ExportResult:
+def write_fp32_onnx(
+    config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loaded: LoadedModel | None = None
+) -> ExportResult:
     """Export to ``<workdir>/resnet<depth>.fp32.onnx``; the manifest marks it verified or not."""
     check_opset(config.opset)
     loaded = loaded or load_model(config.weights, depth=config.depth)
@@ -86,8 +101,7 @@ def write_fp32_onnx(config: ExportConfig, workdir: WorkDir, *, verify: bool = Tr
         onnx.save_model(proto, str(tmp))
     digest = sha256_file(target)
     result = verify_onnx(target, loaded.model) if verify else None
-    if loaded.source == SEEDED:
-        keep_seeded_weights(workdir, loaded, config.depth)
+    keep_weights(workdir, loaded, config.depth)
     workdir.record(
         Artifact(
             name=FP32_NAME,

@@ -92,7 +92,21 @@ def write_ir(workdir: WorkDir, onnx_artifact: str) -> IrResult:
     xml_sha, bin_sha = sha256_file(xml), sha256_file(weights)
     config = {"source": art.name, "converter": "openvino.convert_model", "compress_to_fp16": False}
     check = {"verify_max_abs": metrics.max_abs, "verify_cosine_min": metrics.cosine_min, "weights": weights.name}
-    workdir.record(Artifact(weights_name(name), weights.name, "ir-weights", art.precision, bin_sha, art.sha256, config, versions()))
-    workdir.record(Artifact(name, xml.name, "ir", art.precision, xml_sha, art.sha256, config, versions(),
-                            verified=not failures, extra=check))  # fmt: skip
+    workdir.record(
+        Artifact(weights_name(name), weights.name, "ir-weights", art.precision, bin_sha, art.sha256, config, versions())
+    )
+    workdir.record(
+        Artifact(
+            name,
+            xml.name,
+            "ir",
+            art.precision,
+            xml_sha,
+            art.sha256,
+            config,
+            versions(),
+            verified=not failures,
+            extra=check,
+        )
+    )
     return IrResult(name, xml, weights, metrics, failures)

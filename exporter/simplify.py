@@ -19,7 +19,9 @@ def check(model: onnx.ModelProto) -> onnx.ModelProto:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         onnx.checker.check_model(inferred)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise CheckFailed(f"the ONNX model fails the checker: {str(e).splitlines()[0]}", fix="report this with --verbose output") from e
+        raise CheckFailed(
+            f"the ONNX model fails the checker: {str(e).splitlines()[0]}", fix="report this with --verbose output"
+        ) from e
     return inferred
 
 
@@ -30,7 +32,9 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         simplified, ok = onnxsim.simplify(model, check_n=0)
     except Exception as e:  # onnxsim raises RuntimeError/ValueError from its C++ core
-        raise CheckFailed(f"onnxsim failed: {str(e).splitlines()[0]}", fix="pass --no-simplify to keep the exported graph") from e
+        raise CheckFailed(
+            f"onnxsim failed: {str(e).splitlines()[0]}", fix="pass --no-simplify to keep the exported graph"
+        ) from e
     if not ok:
         raise CheckFailed("onnxsim could not validate the simplified model", fix="pass --no-simplify")
     return check(simplified)

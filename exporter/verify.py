@@ -49,7 +49,11 @@ class Verification:
 
 
 def verify_onnx(
-    onnx_path: Path, model: torch.nn.Module, *, batches: tuple[int, ...] = VERIFY_BATCHES, thresholds: Thresholds | None = None
+    onnx_path: Path,
+    model: torch.nn.Module,
+    *,
+    batches: tuple[int, ...] = VERIFY_BATCHES,
+    thresholds: Thresholds | None = None,
 ) -> Verification:
     """Run the ONNX file in ONNX Runtime CPU and the model in PyTorch on the same sample crops."""
     limits = thresholds or thresholds_for("fp32")

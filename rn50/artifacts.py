@@ -69,10 +69,14 @@ def sha256_file(path: Path) -> str:
 
 def _os_error(path: Path, e: OSError) -> UsageError:
     if e.errno == errno.ENOSPC:
-        return UsageError(f"no space left on the device writing {path}", fix="free some space or pass --out on another disk")
+        return UsageError(
+            f"no space left on the device writing {path}", fix="free some space or pass --out on another disk"
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return UsageError(f"cannot write {path} (permission denied)", fix="pass --out a directory you can write to")
-    return UsageError(f"cannot write {path}: {e.strerror or e}", fix="check the path and pass --out a writable directory")
+    return UsageError(
+        f"cannot write {path}: {e.strerror or e}", fix="check the path and pass --out a writable directory"
+    )
 
 
 @contextlib.contextmanager
@@ -141,11 +145,23 @@ def versions() -> dict[str, Any]:
 ARTIFACT_TEXT_FIELDS = ("name", "path", "kind", "precision", "sha256")
 
 
+def leaves_root(relative: str) -> bool:
+    """Whether a path a manifest records leads out of the work directory (absolute, or up through ``..``)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    return (
+        PurePosixPath(relative).is_absolute()
+        or ".." in PurePosixPath(relative).parts
+        or bool(PureWindowsPath(relative).drive)
+    )
+
+
 def _manifest_problem(data: dict[str, Any]) -> str | None:
-    """The first field of a parsed manifest that has the wrong type, or None: a manifest is taken whole or not at all."""
+    """The first wrong field of a parsed manifest, or None: a manifest is taken whole or not at all."""
     model = data.get("model")
-    if model is not None and not (isinstance(model, dict) and isinstance(model.get("weights_sha256"), str)
-                                  and isinstance(model.get("depth"), int)):  # fmt: skip
+    if model is not None and not (
+        isinstance(model, dict) and isinstance(model.get("weights_sha256"), str) and isinstance(model.get("depth"), int)
+    ):
         return "model: expected {depth: int, weights: str, weights_sha256: str}"
     for key, entry in data["artifacts"].items():
         if not isinstance(entry, dict):
@@ -156,14 +172,22 @@ def _manifest_problem(data: dict[str, Any]) -> str | None:
         for field_name in ARTIFACT_TEXT_FIELDS:
             if not isinstance(entry.get(field_name), str):
                 return f"artifacts.{key}.{field_name}: expected a string, found {type(entry.get(field_name)).__name__}"
+        if leaves_root(entry["path"]):
+            return f"artifacts.{key}.path: {entry['path']} leaves the work directory (artifacts are files inside it)"
         if entry.get("parent_sha256") is not None and not isinstance(entry["parent_sha256"], str):
             return f"artifacts.{key}.parent_sha256: expected a string"
         for field_name in ("config", "versions", "extra"):
             if not isinstance(entry.get(field_name, {}), dict):
                 return f"artifacts.{key}.{field_name}: expected an object"
     steps = data.get("steps", {})
-    if not isinstance(steps, dict) or not all(isinstance(s, dict) and isinstance(s.get("outputs", {}), dict) for s in steps.values()):
+    if not isinstance(steps, dict) or not all(
+        isinstance(s, dict) and isinstance(s.get("outputs", {}), dict) for s in steps.values()
+    ):
         return "steps: expected {step: {key, outputs: {path: sha256}}}"
+    for step, entry in steps.items():
+        outside = [rel for rel in entry.get("outputs", {}) if leaves_root(str(rel))]
+        if outside:
+            return f"steps.{step}.outputs: {outside[0]} leaves the work directory"
     return None
 
 
@@ -211,10 +235,13 @@ def changed_input(name: str, before: Any, now: Any) -> str:
 class WorkDir:
     """A work directory and its manifest. Creating it checks that it can be written."""
 
-    def __init__(self, root: Path | str = DEFAULT_WORKDIR):
+    def __init__(self, root: Path | str = DEFAULT_WORKDIR, *, write: bool = True):
+        """``write`` False: a directory only read (rn50 verify, rn50 serve), which may be read-only."""
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"output path {self.root} is a file, not a directory", fix="pass --out a directory")
+        if not write:
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".rn50-write-check.")
@@ -223,13 +250,15 @@ class WorkDir:
             raise _os_error(self.root, e) from e
 
     @classmethod
-    def existing(cls, root: Path | str) -> WorkDir:
-        """A work directory that must already hold a manifest (commands that only read and report)."""
+    def existing(cls, root: Path | str, *, write: bool = True) -> WorkDir:
+        """A work directory that must already hold a manifest (``write`` False: it is only read)."""
         root = Path(root)
         if not (root / MANIFEST).is_file():
-            raise UsageError(f"{root} is not an rn50 work directory (no {MANIFEST})",
-                             fix=f"pass --out the directory rn50 export wrote, or run `rn50 export --out {root}` first")  # fmt: skip
-        return cls(root)
+            raise UsageError(
+                f"{root} is not an rn50 work directory (no {MANIFEST})",
+                fix=f"pass --out the directory rn50 export wrote, or run `rn50 export --out {root}` first",
+            )
+        return cls(root, write=write)
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -249,10 +278,15 @@ class WorkDir:
                 except FileExistsError:
                     holder = _lock_holder(lock)
                     if holder is not None and _running(holder):
-                        raise UsageError(f"{self.root} is in use by another rn50 run (PID {holder})",
-                                         fix="wait for it to finish, or pass --out another directory") from None  # fmt: skip
-                    log.warning("%s: took over the lock of %s, which is no longer running", self.root,
-                                f"PID {holder}" if holder is not None else "an unknown process")  # fmt: skip
+                        raise UsageError(
+                            f"{self.root} is in use by another rn50 run (PID {holder})",
+                            fix="wait for it to finish, or pass --out another directory",
+                        ) from None
+                    log.warning(
+                        "%s: took over the lock of %s, which is no longer running",
+                        self.root,
+                        f"PID {holder}" if holder is not None else "an unknown process",
+                    )
                     lock.unlink(missing_ok=True)
         except OSError as e:
             raise _os_error(lock, e) from e
@@ -269,8 +303,12 @@ class WorkDir:
         for p in left:
             p.unlink(missing_ok=True)
         if left:
-            log.warning("removed %d half-written file(s) an interrupted run left in %s: %s", len(left), self.root,
-                        ", ".join(p.name for p in left[:3]) + (" …" if len(left) > 3 else ""))  # fmt: skip
+            log.warning(
+                "removed %d half-written file(s) an interrupted run left in %s: %s",
+                len(left),
+                self.root,
+                ", ".join(p.name for p in left[:3]) + (" …" if len(left) > 3 else ""),
+            )
 
     @property
     def manifest_path(self) -> Path:
@@ -290,8 +328,10 @@ class WorkDir:
             raise UsageError(f"{self.manifest_path} is not an rn50 manifest", fix="pass --out another directory")
         wrong = _manifest_problem(data)
         if wrong:
-            raise UsageError(f"{self.manifest_path} is malformed: {wrong}",
-                             fix="restore it, or remove it and re-run the steps (rn50 pipeline rebuilds everything)")  # fmt: skip
+            raise UsageError(
+                f"{self.manifest_path} is malformed: {wrong}",
+                fix="restore it, or remove it and re-run the steps (rn50 pipeline rebuilds everything)",
+            )
         return data
 
     def check_model(self, model: dict[str, Any]) -> None:
@@ -325,8 +365,10 @@ class WorkDir:
         known = {a.name: a for a in self.artifacts()}
         missing = [a for a in wanted or [] if a not in known]
         if missing:
-            raise UsageError(f"no artifact named {', '.join(missing)} in {self.manifest_path}",
-                             fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}")  # fmt: skip
+            raise UsageError(
+                f"no artifact named {', '.join(missing)} in {self.manifest_path}",
+                fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}",
+            )
         return known
 
     def checked(self, art: Artifact) -> Path:
@@ -335,17 +377,23 @@ class WorkDir:
         fix = f"re-run `{made_by(art.name)} --out {self.root}` to make it again"
         if not path.is_file():
             raise UsageError(f"{art.name}: {path} is missing", fix=fix)
+        if not path.resolve().is_relative_to(self.root.resolve()):  # a link out of the directory
+            raise UsageError(f"{art.name}: {art.path} leads out of the work directory (to {path.resolve()})", fix=fix)
         digest = sha256_file(path)
         if digest != art.sha256:
-            raise UsageError(f"{art.name}: {path} changed since it was made (sha256 {digest[:12]}, manifest {art.sha256[:12]})",
-                             fix=fix + ", or restore the file")  # fmt: skip
+            raise UsageError(
+                f"{art.name}: {path} changed since it was made (sha256 {digest[:12]}, manifest {art.sha256[:12]})",
+                fix=fix + ", or restore the file",
+            )
         return path
 
     def require(self, name: str) -> tuple[Artifact, Path]:
         """A manifest artifact that must exist unchanged: (artifact, path), or a UsageError with the fix."""
         art = self.artifact(name)
         if art is None:
-            raise UsageError(f"no {name} artifact in {self.manifest_path}", fix=f"run `{made_by(name)} --out {self.root}` first")
+            raise UsageError(
+                f"no {name} artifact in {self.manifest_path}", fix=f"run `{made_by(name)} --out {self.root}` first"
+            )
         return art, self.checked(art)
 
     def current(self, name: str) -> Artifact | None:
@@ -374,7 +422,11 @@ class WorkDir:
         if entry.get("key") != key:
             before = entry.get("inputs")
             if isinstance(before, dict) and inputs is not None:
-                changed = [changed_input(k, before.get(k), inputs.get(k)) for k in {**before, **inputs} if before.get(k) != inputs.get(k)]
+                changed = [
+                    changed_input(k, before.get(k), inputs.get(k))
+                    for k in {**before, **inputs}
+                    if before.get(k) != inputs.get(k)
+                ]
                 if changed:
                     return "changed: " + "; ".join(changed)
             return "its inputs or settings changed"

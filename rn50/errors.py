@@ -22,6 +22,7 @@ class Rn50Error(Exception):
     """Base of every error rn50 raises on purpose."""
 
     exit_code = 2
+    label = "error"  # how the one line starts
 
     def __init__(self, problem: str, *, fix: str | None = None):
         self.problem = problem
@@ -52,3 +53,9 @@ class Interrupted(Rn50Error):
     convention for an interrupt)."""
 
     exit_code = 130
+
+
+class Stopped(Interrupted):
+    """A server stopped by Ctrl-C or SIGTERM, the way a server is stopped: said as such, not as an error (exit 130)."""
+
+    label = "stopped"

@@ -11,11 +11,15 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rn50.errors import UsageError
 from rn50.preprocess import DEFAULT, Preprocess, preprocess
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +28,53 @@ CLASS_INDEX_FILES = ("classes.txt", "class_index.json", "imagenet_class_index.js
 DEFAULT_SAMPLE_COUNT = 32
 
 
+class ImageStore:
+    """Preprocessed images (float32, one shape) in an anonymous temporary file, read back a batch at a time: an image
+    folder of any size is held in bounded memory (the file is deleted when the store is)."""
+
+    def __init__(self, image_shape: tuple[int, ...]):
+        import tempfile
+
+        self.image_shape = image_shape  # of one image: (3, H, W)
+        self._file = tempfile.TemporaryFile(prefix="rn50-images-")
+        self._count = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(N, 3, H, W), as an array of the same images has."""
+        return (self._count, *self.image_shape)
+
+    @property
+    def _item(self) -> int:
+        return int(np.prod(self.image_shape)) * 4
+
+    def append(self, image: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(image, np.float32).tobytes())
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        import os
+
+        stop = min(stop, self._count)
+        out = np.empty((max(stop - start, 0), *self.image_shape), np.float32)
+        self._file.flush()
+        view, offset = memoryview(out).cast("B"), start * self._item
+        while view:  # os.preadv may return less than asked
+            got = os.preadv(self._file.fileno(), [view], offset)
+            if got <= 0:
+                raise OSError(f"the image store ended early ({offset} bytes)")
+            view, offset = view[got:], offset + got
+        return out
+
+
 @dataclass(frozen=True)
 class FeedSet:
     kind: str  # samples | folder | arrays | random
     description: str
-    images: np.ndarray  # (N, 3, H, W) float32
+    images: np.ndarray | ImageStore  # (N, 3, H, W) float32, in memory or (an image folder) in a temporary file
     fingerprint: str
     labels: np.ndarray | None = None  # (N,) int64 class indices, where known
     skipped: int = 0  # unreadable files left out
@@ -37,8 +83,22 @@ class FeedSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batches(self, size: int) -> list[np.ndarray]:
-        return [np.ascontiguousarray(self.images[i : i + size]) for i in range(0, len(self.images), size)]
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One image's shape, (3, H, W)."""
+        return tuple(self.images.shape[1:])
+
+    def batches(self, size: int) -> Iterator[np.ndarray]:
+        """The images in order, ``size`` at a time (the last batch may be smaller); from a folder, read as they go."""
+        for i in range(0, len(self), size):
+            if isinstance(self.images, np.ndarray):
+                yield np.ascontiguousarray(self.images[i : i + size])
+            else:
+                yield self.images.read(i, i + size)
+
+    def array(self) -> np.ndarray:
+        """Every image in memory at once (for what needs them all, such as a load test's random access)."""
+        return self.images if isinstance(self.images, np.ndarray) else self.images.read(0, len(self))
 
 
 RANDOM_WARNING = (
@@ -57,21 +117,26 @@ def check_finite(images: np.ndarray, where: str) -> None:
         )
 
 
-def check_count(count: int) -> None:
+def check_count(count: int, flag: str = "--count") -> None:
+    """``count`` images (or, for --random, tensors) asked for: at least one."""
     if count < 1:
-        raise UsageError(f"--count must be >= 1, got {count}", fix="ask for at least one image")
+        raise UsageError(f"{flag} must be >= 1, got {count}", fix="ask for at least one image")
 
 
 def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spec: Preprocess = DEFAULT) -> FeedSet:
     from rn50.samples import fingerprint, sample_crops
 
     check_count(count)
-    return FeedSet("samples", f"{count} sample-photo crops ({split} split)", sample_crops(count, split=split, spec=spec),
-                   fingerprint(count, split=split, spec=spec))  # fmt: skip
+    return FeedSet(
+        "samples",
+        f"{count} sample-photo crops ({split} split)",
+        sample_crops(count, split=split, spec=spec),
+        fingerprint(count, split=split, spec=spec),
+    )
 
 
 def random_noise(count: int, *, seed: int = 0, spec: Preprocess = DEFAULT) -> FeedSet:
-    check_count(count)
+    check_count(count, "--random")
     log.warning(RANDOM_WARNING)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, 3, spec.crop, spec.crop), dtype=np.float32)
@@ -95,13 +160,17 @@ def _class_index(folder: Path) -> list[str] | None:
             return [e[0] if isinstance(e, list) else str(e) for e in entries]
         if isinstance(data, list):
             return [str(e) for e in data]
-        raise UsageError(f"{path}: expected a list of class names or {{index: [id, name]}}", fix="fix the class-index file")
+        raise UsageError(
+            f"{path}: expected a list of class names or {{index: [id, name]}}", fix="fix the class-index file"
+        )
     return None
 
 
 def _no_images(root: Path) -> UsageError:
-    return UsageError(f"no readable images in {root} (no file has an image suffix)",
-                      fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")  # fmt: skip
+    return UsageError(
+        f"no readable images in {root} (no file has an image suffix)",
+        fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder",
+    )
 
 
 def _folder(folder: Path | str) -> Path:
@@ -119,8 +188,16 @@ def check_image_folder(folder: Path | str) -> None:
         raise _no_images(root)
 
 
-def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int | None = None) -> FeedSet:
-    """Every image under ``folder`` (recursively), sorted by path; unreadable files skipped and counted."""
+def image_folder(
+    folder: Path | str,
+    *,
+    spec: Preprocess = DEFAULT,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FeedSet:
+    """Every image under ``folder`` (recursively), sorted by path; unreadable files skipped and counted. The
+    preprocessed images go to a temporary file as they are read (memory stays bounded whatever the folder's size);
+    ``progress`` is told (images read, of how many) as it goes."""
     from PIL import Image, UnidentifiedImageError
 
     root = _folder(folder)
@@ -132,9 +209,11 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
     if limit is not None:
         files = files[:limit]
     classes = _class_index(root)
-    images, labels, skipped = [], [], 0
+    images, labels, skipped = ImageStore((3, spec.crop, spec.crop)), [], 0
     digest = hashlib.sha256(f"folder|{spec.describe()}".encode())
-    for path in files:
+    for done, path in enumerate(files, start=1):
+        if progress is not None:
+            progress(done, len(files))
         try:
             with Image.open(path) as img:
                 arr = preprocess(img, spec)
@@ -143,6 +222,7 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
             skipped += 1
             continue
         images.append(arr)
+        del arr
         relative = path.relative_to(root)
         digest.update(str(relative).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -150,7 +230,7 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
             top = relative.parts[0] if len(relative.parts) > 1 else None
             labels.append(classes.index(top) if top in classes else -1)
     skipped += others
-    if not images:
+    if not len(images):
         raise UsageError(
             f"no readable images in {root} ({skipped} other or unreadable files skipped)",
             fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder",
@@ -159,22 +239,33 @@ def image_folder(folder: Path | str, *, spec: Preprocess = DEFAULT, limit: int |
     if classes is not None:
         label_arr = np.asarray(labels, np.int64)
         if (label_arr < 0).any():
-            log.warning("%d images are not in a class sub-folder named in the class index; they count as wrong", int((label_arr < 0).sum()))
+            log.warning(
+                "%d images are not in a class sub-folder named in the class index; they count as wrong",
+                int((label_arr < 0).sum()),
+            )
     warnings = (f"skipped {skipped} unreadable or non-image files",) if skipped else ()
-    return FeedSet("folder", f"{len(images)} images from {root}" + (f" ({skipped} skipped)" if skipped else ""),
-                   np.stack(images), digest.hexdigest(), label_arr, skipped, warnings)  # fmt: skip
+    return FeedSet(
+        "folder",
+        f"{len(images)} images from {root}" + (f" ({skipped} skipped)" if skipped else ""),
+        images,
+        digest.hexdigest(),
+        label_arr,
+        skipped,
+        warnings,
+    )
 
 
 def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
     """A .npy array or a .npz archive (key ``input``, or its only array), float32 (N, 3, H, W), preprocessed."""
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"array file not found: {p}", fix="pass --arrays an existing .npy or .npz file")
+    check_array_file(p)
     with open(p, "rb") as f:
         head = f.read(6)
     if head != b"\x93NUMPY" and not head.startswith(b"PK"):
-        raise UsageError(f"cannot read {p}: not a .npy or .npz file (it does not start with numpy's or zip's header)",
-                         fix="save the preprocessed images with np.save (or np.savez with key 'input')")  # fmt: skip
+        raise UsageError(
+            f"cannot read {p}: not a .npy or .npz file (it does not start with numpy's or zip's header)",
+            fix="save the preprocessed images with np.save (or np.savez with key 'input')",
+        )
     try:
         loaded = np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -194,12 +285,18 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
     if arr.ndim == 3 and arr.shape == want:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[1:] != want:
-        hint = " (looks like NHWC: transpose with a.transpose(0, 3, 1, 2))" if arr.ndim == 4 and arr.shape[-1] == 3 else ""
-        raise UsageError(f"{p}: shape {arr.shape}, expected (N, {', '.join(map(str, want))}){hint}",
-                         fix="save preprocessed NCHW float32 images")  # fmt: skip
+        hint = (
+            " (looks like NHWC: transpose with a.transpose(0, 3, 1, 2))" if arr.ndim == 4 and arr.shape[-1] == 3 else ""
+        )
+        raise UsageError(
+            f"{p}: shape {arr.shape}, expected (N, {', '.join(map(str, want))}){hint}",
+            fix="save preprocessed NCHW float32 images",
+        )
     if arr.dtype != np.float32:
-        raise UsageError(f"{p}: dtype {arr.dtype}, expected float32",
-                         fix="save a.astype(np.float32) after the ImageNet preprocess (not raw uint8 pixels)")  # fmt: skip
+        raise UsageError(
+            f"{p}: dtype {arr.dtype}, expected float32",
+            fix="save a.astype(np.float32) after the ImageNet preprocess (not raw uint8 pixels)",
+        )
     if len(arr) == 0:
         raise UsageError(f"{p} holds zero images", fix="save at least one image")
     check_finite(arr, str(p))
@@ -207,17 +304,30 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
     return FeedSet("arrays", f"{len(arr)} arrays from {p}", np.ascontiguousarray(arr), fp, labels)
 
 
+def check_array_file(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"array file not found: {path}", fix="pass --arrays an existing .npy or .npz file")
+
+
 def check_one_source(*sources: object) -> None:
     if sum(x is not None for x in sources) > 1:
         raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
 
 
-def resolve(*, images: Path | None = None, arrays_path: Path | None = None, random_count: int | None = None,
-            count: int = DEFAULT_SAMPLE_COUNT, split: str = "evaluation", limit: int | None = None) -> FeedSet:  # fmt: skip
+def resolve(
+    *,
+    images: Path | None = None,
+    arrays_path: Path | None = None,
+    random_count: int | None = None,
+    count: int = DEFAULT_SAMPLE_COUNT,
+    split: str = "evaluation",
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FeedSet:
     """The one feed source the user named (at most one of them), else the sample photos."""
     check_one_source(images, arrays_path, random_count)
     if images is not None:
-        return image_folder(images, limit=limit)
+        return image_folder(images, limit=limit, progress=progress)
     if arrays_path is not None:
         return arrays(arrays_path)
     if random_count is not None:

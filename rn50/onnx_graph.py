@@ -7,6 +7,8 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import onnx
 
 
@@ -67,3 +69,24 @@ def stamp_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
+
+
+def load_header(path: Path, *, fix: str = "pass an ONNX model file") -> onnx.ModelProto:
+    """The ONNX model at ``path`` without its external weights, or a one-line refusal naming the file when it is not
+    one (a text file, another format, a truncated download): what every reader of a user's or a manifest's file
+    calls."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from rn50.errors import UsageError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeWarning, UnicodeDecodeError) as e:
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path} is not an ONNX model ({reason})", fix=fix) from None
+    except OSError as e:
+        raise UsageError(f"{path} could not be read ({e.strerror or e})", fix=fix) from None
+    if not model.graph.node and not model.graph.input:
+        raise UsageError(f"{path} is not an ONNX model (no graph in it)", fix=fix)
+    return model

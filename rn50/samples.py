@@ -16,11 +16,28 @@ from rn50.preprocess import DEFAULT, Preprocess, normalize, to_rgb
 
 # Photographs (not drawings or test patterns) in scikit-image's data folder.
 PHOTOS = (
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-    "motorcycle_right.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png",
-    "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "page.png", "text.png",
-    "clock_motion.png", "microaneurysms.png", "cell.png", "color.png",
-)  # fmt: skip
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "camera.png",
+    "coins.png",
+    "moon.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "page.png",
+    "text.png",
+    "clock_motion.png",
+    "microaneurysms.png",
+    "cell.png",
+    "color.png",
+)
 SPLIT_SEEDS = {"calibration": 0, "evaluation": 1, "weights": 2}
 
 

@@ -27,7 +27,15 @@ from rn50.model import VARIANTS, BasicBlock, Bottleneck, ResNet, resnet
 log = logging.getLogger(__name__)
 
 SEEDED = "seeded"
-SEEDED_WEIGHTS = "weights-seeded"  # the manifest name of the seeded weights a work directory keeps
+SEEDED_WEIGHTS = "weights-seeded"  # the manifest names of the weights a work directory keeps: seeded ones,
+CHECKPOINT_WEIGHTS = "weights-checkpoint"  # and a user's --weights (its state dict, as loaded)
+
+
+def kept_weights_name(source: str) -> str:
+    """The manifest name of the weights a work directory keeps for a model made from ``source``."""
+    return SEEDED_WEIGHTS if source == SEEDED else CHECKPOINT_WEIGHTS
+
+
 SEED = 0
 BN_CROPS = 16
 RESIDUAL_GAIN = 0.1
@@ -110,7 +118,16 @@ def _read_cached(path: Path, depth: int) -> LoadedModel | None:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = resnet(depth)
         model.load_state_dict(saved["state_dict"], strict=True)
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as e:
         log.warning("rebuilding the seeded weights: the cached copy %s is unreadable (%s)", path, type(e).__name__)
         return None
     fingerprint = state_fingerprint(model)
@@ -127,7 +144,10 @@ def _write_cache(path: Path, loaded: LoadedModel) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save({"fingerprint": loaded.fingerprint, "state_dict": loaded.model.state_dict()}, tmp)
-    except (OSError, UsageError) as e:  # a read-only home or a full disk: the cache is an optimisation, never a requirement
+    except (
+        OSError,
+        UsageError,
+    ) as e:  # a read-only home or a full disk: the cache is an optimisation, never a requirement
         log.info("not caching the seeded weights in %s (%s)", path.parent, e)
 
 
@@ -149,13 +169,20 @@ def check_source(weights: str | Path) -> None:
     if str(weights) == SEEDED:
         return
     if "://" in str(weights):
-        raise UsageError(f"--weights {weights} is a URL: rn50 never downloads weights",
-                         fix="download the checkpoint yourself and pass its local path")  # fmt: skip
+        raise UsageError(
+            f"--weights {weights} is a URL: rn50 never downloads weights",
+            fix="download the checkpoint yourself and pass its local path",
+        )
     path = Path(weights)
     if not path.exists():
         raise UsageError(f"weights file not found: {path}", fix="pass an existing .pth file or --weights seeded")
     if path.is_dir():
         raise UsageError(f"weights path is a directory: {path}", fix="pass the checkpoint file itself")
+    if not path.is_file():  # a device (/dev/zero would be read to the end), a FIFO (would block), a socket
+        raise UsageError(
+            f"weights path is not a regular file: {path}",
+            fix="pass the checkpoint file itself (save it to disk first if it comes from a pipe or a device)",
+        )
     if not zipfile.is_zipfile(path):
         raise UsageError(
             f"{path} is not a torch.save archive (truncated, or another format)",
@@ -177,7 +204,8 @@ def _read_checkpoint(path: Path) -> Mapping[str, object]:
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise UsageError(
             f"could not read {path} as a PyTorch checkpoint ({reason})",
-            fix="the file may be truncated or corrupt; re-download it or re-save it with torch.save(model.state_dict(), PATH)",
+            fix="the file may be truncated or corrupt; re-download it or re-save it with "
+            "torch.save(model.state_dict(), PATH)",
         ) from e
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -189,12 +217,31 @@ def _read_checkpoint(path: Path) -> Mapping[str, object]:
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UsageError(
             f"{path} holds no state dict (got {type(obj).__name__})",
-            fix="save the weights with torch.save(model.state_dict(), PATH), or a dict with them under 'state_dict' or 'model'",
+            fix="save the weights with torch.save(model.state_dict(), PATH), or a dict with them under 'state_dict' "
+            "or 'model'",
         )
-    if all(str(k).startswith("module.") for k in obj):
-        log.info("stripping the DataParallel 'module.' prefix from %s", path)
-        obj = {str(k)[len("module."):]: v for k, v in obj.items()}
-    return obj
+    return _strip_prefix(obj, path)
+
+
+# The prefixes training code puts before every key of a model's state dict: DataParallel/DDP (``module.``),
+# torch.compile (``_orig_mod.``), Lightning modules and wrappers that hold the network as an attribute.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "net.", "backbone.")
+
+
+def _strip_prefix(state: Mapping[str, object], path: Path) -> Mapping[str, object]:
+    """``state`` without the wrapper prefixes shared by every key (repeatedly: ``module._orig_mod.``), said in the
+    log. A prefix on only some keys is left alone: the strict load then names the keys that do not fit."""
+    stripped: list[str] = []
+    while True:
+        shared = [p for p in WRAPPER_PREFIXES if all(str(k).startswith(p) for k in state)]
+        if not shared:
+            break
+        prefix = shared[0]
+        state = {str(k)[len(prefix) :]: v for k, v in state.items()}
+        stripped.append(prefix)
+    if stripped:
+        log.warning("%s: removed the prefix %r shared by every key (a training wrapper's)", path, "".join(stripped))
+    return state
 
 
 def guess_depth(state: Mapping[str, object]) -> int | None:
@@ -264,14 +311,19 @@ def workdir_model(workdir: Any) -> nn.Module:
     record = workdir.manifest().get("model")
     if not record:
         raise UsageError(f"{workdir.manifest_path} names no model", fix="run rn50 export --out DIR first")
-    if record["weights"] == SEEDED and workdir.artifact(SEEDED_WEIGHTS) is not None:
-        _, path = workdir.require(SEEDED_WEIGHTS)  # the exact weights, checked against the manifest
-        model = resnet(record["depth"])
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-        loaded = LoadedModel(model.eval(), SEEDED, state_fingerprint(model))
+    kept = kept_weights_name(record["weights"])
+    if workdir.artifact(kept) is not None:
+        _, path = workdir.require(kept)  # the exact weights, checked against the manifest
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        fc = state.get("fc.weight")
+        model = resnet(record["depth"], num_classes=int(fc.shape[0]) if isinstance(fc, torch.Tensor) else 1000)
+        model.load_state_dict(state, strict=True)
+        loaded = LoadedModel(model.eval(), record["weights"], state_fingerprint(model))
     else:
         loaded = load_model(record["weights"], depth=record["depth"])
     if loaded.fingerprint != record["weights_sha256"]:
-        raise UsageError(f"the weights {record['weights']} changed since the artifacts were made",
-                         fix="re-run rn50 export with these weights, or restore the original file")  # fmt: skip
+        raise UsageError(
+            f"the weights {record['weights']} changed since the artifacts were made",
+            fix="re-run rn50 export with these weights, or restore the original file",
+        )
     return loaded.model

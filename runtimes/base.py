@@ -58,7 +58,11 @@ def check_feed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], *, where
                 hint = " (this looks like NHWC; transpose to NCHW with arr.transpose(0, 3, 1, 2))"
             problems.append(f"{spec.name}: shape {arr.shape}, expected {spec.shape}{hint}")
     if problems:
-        raise UsageError(f"{where}: " + "; ".join(problems), fix="rn50 feeds 'input' float32 (N, 3, 224, 224); export the model with rn50 export, or feed what its inputs say")
+        raise UsageError(
+            f"{where}: " + "; ".join(problems),
+            fix="rn50 feeds 'input' float32 (N, 3, 224, 224); export the model with rn50 export, or feed what its "
+            "inputs say",
+        )
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,9 @@ class Runner(abc.ABC):
         self._active = True
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._active = False
         self.deactivate()
 

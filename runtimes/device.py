@@ -73,7 +73,9 @@ class TorchCuda:
         import torch
 
         if not torch.cuda.is_available():
-            raise EnvironmentProblem("no CUDA GPU is visible", fix="run build-trt and TensorRT parity on a machine with an NVIDIA GPU")
+            raise EnvironmentProblem(
+                "no CUDA GPU is visible", fix="run build-trt and TensorRT parity on a machine with an NVIDIA GPU"
+            )
         major, minor = torch.cuda.get_device_capability()
         return torch.cuda.get_device_name(), f"{major}.{minor}"
 
@@ -155,4 +157,3 @@ class TorchCuda:
 
 def median_of(one: Callable[[], float], samples: int = COPY_SAMPLES) -> float:
     return float(np.median([one() for _ in range(samples)]))
-

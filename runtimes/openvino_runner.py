@@ -34,7 +34,9 @@ def import_openvino() -> Any:
 def cpu_capabilities() -> list[str]:
     """What OpenVINO's CPU plugin says this CPU can do (FP32, BF16, INT8, …)."""
     ov = import_openvino()
-    return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]  # a fresh Core: callable anywhere
+    return [
+        str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    ]  # a fresh Core: callable anywhere
 
 
 CONTRACT_NAMES = ("input", "logits")  # rn50's tensor names (the Runner contract)
@@ -64,9 +66,16 @@ def unconverted_nodes(path: Path, message: str) -> str:
 
     types = {t.strip() for t in message.split(marker, 1)[1].splitlines()[0].split(",")}
     graph = onnx.load(str(path), load_external_data=False).graph
-    nodes = [f"{n.name or '(unnamed)'} ({n.domain + '.' if n.domain else ''}{n.op_type})" for n in graph.node
-             if f"{n.domain + '.' if n.domain else ''}{n.op_type}" in types]  # fmt: skip
-    return f"node {', '.join(nodes[:3])}" + (f" (+{len(nodes) - 3} more)" if len(nodes) > 3 else "") + ": " if nodes else ""
+    nodes = [
+        f"{n.name or '(unnamed)'} ({n.domain + '.' if n.domain else ''}{n.op_type})"
+        for n in graph.node
+        if f"{n.domain + '.' if n.domain else ''}{n.op_type}" in types
+    ]
+    return (
+        f"node {', '.join(nodes[:3])}" + (f" (+{len(nodes) - 3} more)" if len(nodes) > 3 else "") + ": "
+        if nodes
+        else ""
+    )
 
 
 def read_model(core: Any, path: Path) -> Any:
@@ -78,18 +87,24 @@ def read_model(core: Any, path: Path) -> Any:
 
         weights = path.with_suffix(".bin")
         if not weights.is_file():
-            raise UsageError(f"{path.name} has no weights file {weights.name} beside it",
-                             fix="keep the .xml and .bin of an IR together, or write them again with rn50 export --ir")  # fmt: skip
+            raise UsageError(
+                f"{path.name} has no weights file {weights.name} beside it",
+                fix="keep the .xml and .bin of an IR together, or write them again with rn50 export --ir",
+            )
         try:
             ElementTree.parse(path)
         except ElementTree.ParseError as e:
-            raise UsageError(f"{path.name} is not an OpenVINO IR: not valid XML ({e})",
-                             fix="write the IR again with rn50 export --ir / rn50 quantize --ir") from e  # fmt: skip
+            raise UsageError(
+                f"{path.name} is not an OpenVINO IR: not valid XML ({e})",
+                fix="write the IR again with rn50 export --ir / rn50 quantize --ir",
+            ) from e
     try:
         return core.read_model(str(path))
     except Exception as e:  # OpenVINO raises RuntimeError/GeneralFailure/OpConversionFailure with C++ text
-        raise UsageError(f"OpenVINO cannot read {path.name}: {unconverted_nodes(path, str(e))}{first_line(e)}",
-                         fix="check the file (rn50 verify), or write it again with rn50 export / quantize") from e  # fmt: skip
+        raise UsageError(
+            f"OpenVINO cannot read {path.name}: {unconverted_nodes(path, str(e))}{first_line(e)}",
+            fix="check the file (rn50 verify), or write it again with rn50 export / quantize",
+        ) from e
 
 
 class OpenVinoRunner(Runner):
@@ -98,9 +113,14 @@ class OpenVinoRunner(Runner):
 
     backend = "openvino"
 
-    def __init__(self, model_path: Path | str, *, precision: str = "f32", threads: int | None = None, label: str | None = None):
+    def __init__(
+        self, model_path: Path | str, *, precision: str = "f32", threads: int | None = None, label: str | None = None
+    ):
         if precision not in INFERENCE_PRECISIONS:
-            raise UsageError(f"unknown OpenVINO inference precision {precision!r}", fix=f"use one of {', '.join(INFERENCE_PRECISIONS)}")
+            raise UsageError(
+                f"unknown OpenVINO inference precision {precision!r}",
+                fix=f"use one of {', '.join(INFERENCE_PRECISIONS)}",
+            )
         super().__init__(label=label or f"openvino-cpu ({precision})")
         self.model_path = Path(model_path)
         self.precision = precision
@@ -115,7 +135,9 @@ class OpenVinoRunner(Runner):
     def activate(self) -> None:
         ov = import_openvino()
         self._core = ov.Core()
-        if self.precision == "bf16" and "BF16" not in [str(c) for c in self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]:
+        if self.precision == "bf16" and "BF16" not in [
+            str(c) for c in self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        ]:
             raise EnvironmentProblem(NO_BF16, fix="use openvino-cpu (f32) on this machine")
         self._model = read_model(self._core, self.model_path)
         self._request = self.compiled("LATENCY").create_infer_request()
@@ -130,13 +152,17 @@ class OpenVinoRunner(Runner):
         try:
             compiled = self._core.compile_model(self._model, "CPU", config)
         except Exception as e:
-            raise UsageError(f"OpenVINO cannot compile {self.model_path.name}: {first_line(e)}",
-                             fix="check the file (rn50 verify), or write it again with rn50 export / quantize") from e  # fmt: skip
+            raise UsageError(
+                f"OpenVINO cannot compile {self.model_path.name}: {first_line(e)}",
+                fix="check the file (rn50 verify), or write it again with rn50 export / quantize",
+            ) from e
         got = compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type: f32, bf16, f16
         ran = got.get_type_name() if hasattr(got, "get_type_name") else str(got)
         if ran != self.precision:
-            raise EnvironmentProblem(f"OpenVINO compiled {self.model_path.name} for {ran}, not the {self.precision} asked for",
-                                     fix="report this with rn50 doctor's output; rn50 never reports one precision under another")  # fmt: skip
+            raise EnvironmentProblem(
+                f"OpenVINO compiled {self.model_path.name} for {ran}, not the {self.precision} asked for",
+                fix="report this with rn50 doctor's output; rn50 never reports one precision under another",
+            )
         self._compiled[hint] = compiled
         return compiled
 
@@ -155,7 +181,8 @@ class OpenVinoRunner(Runner):
     @property
     def device(self) -> str:
         """What ran: OpenVINO's CPU plugin, the inference precision the compiled model reports, the hints."""
-        return f"openvino CPU, {self.precision} inference precision; LATENCY hint at batch 1, THROUGHPUT hint (its streams) above"
+        hints = "LATENCY hint at batch 1, THROUGHPUT hint (its streams) above"
+        return f"openvino CPU, {self.precision} inference precision; {hints}"
 
     def _infer(self, feed: Feed) -> Feed:
         batch = len(next(iter(feed.values())))
@@ -174,8 +201,12 @@ class OpenVinoRunner(Runner):
         requests = self._stream_requests[: min(len(self._stream_requests), batch)]
         bounds = np.linspace(0, batch, len(requests) + 1).astype(int)
         for i, request in enumerate(requests):  # one slice of the batch per stream, concurrently
-            request.start_async({name: np.ascontiguousarray(arr[bounds[i] : bounds[i + 1]]) for name, arr in feed.items()})
+            request.start_async(
+                {name: np.ascontiguousarray(arr[bounds[i] : bounds[i + 1]]) for name, arr in feed.items()}
+            )
         for request in requests:
             request.wait()
-        return {name: np.concatenate([np.array(r.get_output_tensor(i).data, copy=True) for r in requests])
-                for i, name in enumerate(self._output_names)}  # fmt: skip
+        return {
+            name: np.concatenate([np.array(r.get_output_tensor(i).data, copy=True) for r in requests])
+            for i, name in enumerate(self._output_names)
+        }

@@ -47,7 +47,14 @@ NHWC_PRECISIONS = ("fp16",)
 def cuda_options_for(precision: str | None) -> dict[str, str]:
     """The CUDA provider settings for a file of ``precision`` (None: not known)."""
     return {**CUDA_OPTIONS, "prefer_nhwc": "1" if precision in NHWC_PRECISIONS else "0"}
-ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(uint8)": "uint8"}
+
+
+ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+}
 
 
 def missing_libraries(names: list[str]) -> list[str]:
@@ -70,15 +77,25 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as e:
-        raise EnvironmentProblem("onnxruntime is not installed", fix="pip install onnxruntime (or onnxruntime-gpu)") from e
+        raise EnvironmentProblem(
+            "onnxruntime is not installed", fix="pip install onnxruntime (or onnxruntime-gpu)"
+        ) from e
     return onnxruntime
 
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
-    def __init__(self, model_path: Path | str, *, provider: str = "cpu", threads: int | None = None, label: str | None = None,
-                 cuda_options: dict[str, str] | None = None, optimize: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        provider: str = "cpu",
+        threads: int | None = None,
+        label: str | None = None,
+        cuda_options: dict[str, str] | None = None,
+        optimize: bool = True,
+    ):
         """``optimize`` False: graph optimizations off, so a Q/DQ file runs as written (its own semantics: float
         operators between QuantizeLinear/DequantizeLinear pairs, no integer kernels)."""
         if provider not in PROVIDERS:
@@ -104,7 +121,9 @@ class OnnxRuntimeRunner(Runner):
                 import torch  # noqa: F401
         ort = import_onnxruntime()
         if not self.model_path.is_file():
-            raise UsageError(f"ONNX file not found: {self.model_path}", fix="run rn50 export first or pass an existing file")
+            raise UsageError(
+                f"ONNX file not found: {self.model_path}", fix="run rn50 export first or pass an existing file"
+            )
         wanted = PROVIDERS[self.provider]
         if wanted not in ort.get_available_providers():
             raise EnvironmentProblem(
@@ -134,7 +153,8 @@ class OnnxRuntimeRunner(Runner):
             raise EnvironmentProblem(
                 f"ONNX Runtime fell back to {got[0]} instead of {wanted}"
                 + (f": cannot load {', '.join(missing)}" if missing else ""),
-                fix="install the CUDA/cuDNN libraries onnxruntime-gpu was built for (or `import torch` first so its CUDA libraries load)",
+                fix="install the CUDA/cuDNN libraries onnxruntime-gpu was built for (or `import torch` first so its "
+                "CUDA libraries load)",
             )
         return session
 
@@ -171,8 +191,12 @@ class OnnxRuntimeRunner(Runner):
             return run()
         except Exception as e:  # onnxruntime raises RuntimeError (IOBinding) or its own Fail/RuntimeException types
             text = str(e).replace("Error in execution: ", "")
-            raise CheckFailed(f"{self.label}: ONNX Runtime could not run {self.model_path.name} on {self.device}: {text.splitlines()[0]}",
-                              fix="run rn50 parity --runtime onnxruntime-cpu to check the file; this runtime cannot run it as written") from e  # fmt: skip
+            raise CheckFailed(
+                f"{self.label}: ONNX Runtime could not run {self.model_path.name} on {self.device}: "
+                f"{text.splitlines()[0]}",
+                fix="run rn50 parity --runtime onnxruntime-cpu to check the file; this runtime cannot run it as "
+                "written",
+            ) from e
 
     def device_bench(self, feed: Feed, *, cuda_graph: bool) -> DeviceBench | None:
         """A second session on a torch CUDA stream (``user_compute_stream``) with inputs and outputs bound
@@ -191,8 +215,10 @@ class OnnxRuntimeRunner(Runner):
             if not cuda_graph:
                 raise
             # e.g. a Q/DQ file with nodes the CUDA provider leaves to the CPU: ONNX Runtime refuses to capture it
-            raise EnvironmentProblem(f"no CUDA graph for {self.model_path.name}: {str(e.__cause__).splitlines()[0]}",
-                                     fix="this file runs without CUDA graphs (its other rows); pass --no-cuda-graphs to skip them") from e  # fmt: skip
+            raise EnvironmentProblem(
+                f"no CUDA graph for {self.model_path.name}: {str(e.__cause__).splitlines()[0]}",
+                fix="this file runs without CUDA graphs (its other rows); pass --no-cuda-graphs to skip them",
+            ) from e
         batch = next(iter(feed.values())).shape[0]
         binding = session.io_binding()
         keep: list[Any] = []

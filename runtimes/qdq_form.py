@@ -15,6 +15,12 @@ from rn50.onnx_graph import producers
 if TYPE_CHECKING:
     import onnx
 
+# The Q/DQ targets: the integer forms rn50 writes, each named for what runs it (its own names, distinct in the code
+# from the runtimes of the same names: a target is a form of ONNX file, a runtime is what runs one).
+QDQ_TENSORRT = "tensorrt"  # symmetric int8, for TensorRT (and readable by every runtime)
+QDQ_ONNXRUNTIME_CPU = "onnxruntime-cpu"  # uint8 activations, int8 weights, for ONNX Runtime's CPU kernels
+QDQ_TARGETS = (QDQ_TENSORRT, QDQ_ONNXRUNTIME_CPU)
+CPU_TARGETS = (QDQ_ONNXRUNTIME_CPU,)  # the targets made for a CPU class (--cpu)
 TARGET_KEY = "rn50.qdq_target"
 CPU_CLASS_KEY = "rn50.cpu_class"  # the onnxruntime-cpu file: the CPU class it was made for (rn50.machine.CPU_CLASSES)
 # The largest |weight| of a "7-bit" file: ONNX Runtime's reduce_range quantizes int8 weights to [-64, 64], so that

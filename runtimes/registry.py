@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
+from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TENSORRT
 from rn50.runtimes.trt_env import RUNTIME as TENSORRT
 from rn50.runtimes.trt_env import STANDIN_RUNTIME as STANDIN
 
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile target
 MODEL_KINDS = ("onnx", "ir", "engine")  # artifact kinds a runtime runs from a file
 TORCH = "model"  # what a PyTorch runtime reads: the model itself, not a file
-STANDIN_NOTE = (f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
-                "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed.")
+STANDIN_NOTE = (
+    f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
+    "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed."
+)
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,13 @@ def _ort_runner(provider: str) -> Callable[[Target, int | None, Callable[[], Any
     def make(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
         from rn50.runtimes.ort_runner import OnnxRuntimeRunner, cuda_options_for
 
-        return OnnxRuntimeRunner(_file(target), provider=provider, threads=threads, label=target.label,
-                                 cuda_options=cuda_options_for(target.precision))  # fmt: skip
+        return OnnxRuntimeRunner(
+            _file(target),
+            provider=provider,
+            threads=threads,
+            label=target.label,
+            cuda_options=cuda_options_for(target.precision),
+        )
 
     return make
 
@@ -144,24 +152,78 @@ def _file(target: Target) -> Path:
 # Measured (README, "INT8 on every CPU"): on CPUs without VNNI ONNX Runtime saturates on uint8 activations with
 # full-range weights and runs int8 activations (its s8/s8 path) faithfully; OpenVINO saturates on full-range weights
 # with either activation type; 7-bit weights are faithful on both.
-RUNTIME_TABLE: dict[str, RuntimeSpec] = {spec.name: spec for spec in (
-    RuntimeSpec("torch-cpu", "PyTorch eager on the CPU: the reference, and the baseline speed", (TORCH,), "cpu",
-                _torch("cpu"), _torch_runner("cpu")),
-    RuntimeSpec("torch-cuda", "PyTorch eager on a CUDA GPU, TF32 off", (TORCH,), "gpu", _torch("cuda"), _torch_runner("cuda")),
-    RuntimeSpec("onnxruntime-cpu", "ONNX Runtime, CPU provider", ("onnx",), "cpu", _ort("cpu"), _ort_runner("cpu"),
-                serves=("onnx",), saturates_on_avx2=lambda f: f.activations == "uint8" and f.weight_bits == 8,
-                kernels="ONNX Runtime's u8s8 kernels"),
-    RuntimeSpec("onnxruntime-cuda", "ONNX Runtime, CUDA provider (IOBinding; TF32 off, NHWC for FP16)", ("onnx",), "gpu",
-                _ort("cuda"), _ort_runner("cuda")),
-    RuntimeSpec("onnxruntime-trt", "ONNX Runtime, TensorRT provider", ("onnx",), "gpu", _ort("trt"), _ort_runner("trt")),
-    RuntimeSpec("openvino-cpu", "OpenVINO's CPU plugin at f32 inference precision (ONNX files and IR)", ("onnx", "ir"), "cpu",
-                _openvino("f32"), _openvino_runner("f32"), serves=("ir",), saturates_on_avx2=lambda f: f.weight_bits == 8,
-                kernels="OpenVINO's INT8 kernels"),
-    RuntimeSpec("openvino-cpu-bf16", "OpenVINO's CPU plugin at bf16 inference precision (FP32 models only; judged as bf16)",
-                ("onnx", "ir"), "cpu", _openvino("bf16"), _openvino_runner("bf16"),
-                judged_as=lambda precision: "bf16" if precision == "fp32" else None),
-    RuntimeSpec(TENSORRT, "TensorRT engines (rn50 build-trt)", ("engine",), "gpu", _tensorrt, _tensorrt_runner, serves=("engine",)),
-)}  # fmt: skip
+RUNTIME_TABLE: dict[str, RuntimeSpec] = {
+    spec.name: spec
+    for spec in (
+        RuntimeSpec(
+            "torch-cpu",
+            "PyTorch eager on the CPU: the reference, and the baseline speed",
+            (TORCH,),
+            "cpu",
+            _torch("cpu"),
+            _torch_runner("cpu"),
+        ),
+        RuntimeSpec(
+            "torch-cuda",
+            "PyTorch eager on a CUDA GPU, TF32 off",
+            (TORCH,),
+            "gpu",
+            _torch("cuda"),
+            _torch_runner("cuda"),
+        ),
+        RuntimeSpec(
+            "onnxruntime-cpu",
+            "ONNX Runtime, CPU provider",
+            ("onnx",),
+            "cpu",
+            _ort("cpu"),
+            _ort_runner("cpu"),
+            serves=("onnx",),
+            saturates_on_avx2=lambda f: f.activations == "uint8" and f.weight_bits == 8,
+            kernels="ONNX Runtime's u8s8 kernels",
+        ),
+        RuntimeSpec(
+            "onnxruntime-cuda",
+            "ONNX Runtime, CUDA provider (IOBinding; TF32 off, NHWC for FP16)",
+            ("onnx",),
+            "gpu",
+            _ort("cuda"),
+            _ort_runner("cuda"),
+        ),
+        RuntimeSpec(
+            "onnxruntime-trt", "ONNX Runtime, TensorRT provider", ("onnx",), "gpu", _ort("trt"), _ort_runner("trt")
+        ),
+        RuntimeSpec(
+            "openvino-cpu",
+            "OpenVINO's CPU plugin at f32 inference precision (ONNX files and IR)",
+            ("onnx", "ir"),
+            "cpu",
+            _openvino("f32"),
+            _openvino_runner("f32"),
+            serves=("ir",),
+            saturates_on_avx2=lambda f: f.weight_bits == 8,
+            kernels="OpenVINO's INT8 kernels",
+        ),
+        RuntimeSpec(
+            "openvino-cpu-bf16",
+            "OpenVINO's CPU plugin at bf16 inference precision (FP32 models only; judged as bf16)",
+            ("onnx", "ir"),
+            "cpu",
+            _openvino("bf16"),
+            _openvino_runner("bf16"),
+            judged_as=lambda precision: "bf16" if precision == "fp32" else None,
+        ),
+        RuntimeSpec(
+            TENSORRT,
+            "TensorRT engines (rn50 build-trt)",
+            ("engine",),
+            "gpu",
+            _tensorrt,
+            _tensorrt_runner,
+            serves=("engine",),
+        ),
+    )
+}
 
 
 def spec(runtime: str) -> RuntimeSpec:
@@ -175,12 +237,15 @@ def spec(runtime: str) -> RuntimeSpec:
 def runtime_names(*, reference: bool | None = None, device: str | None = None) -> tuple[str, ...]:
     """Runtimes of the table, in its order: ``reference`` False for parity's targets (no PyTorch), True for PyTorch
     only; ``device`` "cpu" or "gpu"."""
-    return tuple(s.name for s in RUNTIME_TABLE.values()
-                 if (reference is None or s.reference == reference) and (device is None or s.device == device))  # fmt: skip
+    return tuple(
+        s.name
+        for s in RUNTIME_TABLE.values()
+        if (reference is None or s.reference == reference) and (device is None or s.device == device)
+    )
 
 
 def describe_runtimes(names: Iterable[str] | None = None) -> str:
-    """"name (summary), …": the CLI's help for --runtime."""
+    """ "name (summary), …": the CLI's help for --runtime."""
     return "; ".join(f"{s.name} ({s.summary})" for s in RUNTIME_TABLE.values() if names is None or s.name in names)
 
 
@@ -214,20 +279,35 @@ def saturates(runtime: str, form: QdqForm | None, cpu_class: str) -> bool:
 def engine_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tuple[str, str]:
     """The likely cause of an INT8 runtime computing something other than its Q/DQ file, and the fix."""
     if not saturates(runtime, form, cpu_class):
-        return (f"{runtime} does not compute this file as its Q/DQ nodes say (more than integer rounding explains: a fusion "
-                "that changes the math, a wrong build or a runtime bug)",
-                "compare the file on another runtime (rn50 parity --artifact …) and report it to the runtime's maintainers "
-                "with parity.json; the file's own error is judged apart (file vs FP32)")  # fmt: skip
+        return (
+            f"{runtime} does not compute this file as its Q/DQ nodes say (more than integer rounding explains: a "
+            "fusion "
+            "that changes the math, a wrong build or a runtime bug)",
+            "compare the file on another runtime (rn50 parity --artifact …) and report it to the runtime's maintainers "
+            "with parity.json; the file's own error is judged apart (file vs FP32)",
+        )
     assert form is not None
-    cause = (f"{spec(runtime).kernels} saturate on this CPU (avx2 class: no VNNI, u8×s8 pairs summed in 16 bits) on this file's "
-             f"full-range weights")
-    if form.target == "onnxruntime-cpu":
+    cause = (
+        f"{spec(runtime).kernels} saturate on this CPU (avx2 class: no VNNI, u8×s8 pairs summed in 16 bits) on this "
+        "file's "
+        f"full-range weights"
+    )
+    if form.target in CPU_TARGETS:
         made = f" (it was made for {form.cpu_class}-class CPUs)" if form.cpu_class else ""
-        return cause + made, "re-run `rn50 quantize --int8 --cpu avx2`: 7-bit weights, computed faithfully on every x86 CPU"
-    if form.target == "tensorrt":
-        return (cause + " (it is made for TensorRT)",
-                "on this CPU run the onnxruntime-cpu file made with `rn50 quantize --int8 --cpu avx2` instead")  # fmt: skip
-    return cause, "quantize weights to 7 bits for CPUs without VNNI (ONNX Runtime: reduce_range=True), or use `rn50 quantize --int8 --cpu avx2`"
+        return (
+            cause + made,
+            "re-run `rn50 quantize --int8 --cpu avx2`: 7-bit weights, computed faithfully on every x86 CPU",
+        )
+    if form.target == QDQ_TENSORRT:
+        return (
+            cause + " (it is made for TensorRT)",
+            "on this CPU run the onnxruntime-cpu file made with `rn50 quantize --int8 --cpu avx2` instead",
+        )
+    return (
+        cause,
+        "quantize weights to 7 bits for CPUs without VNNI (ONNX Runtime: reduce_range=True), or use `rn50 quantize "
+        "--int8 --cpu avx2`",
+    )
 
 
 def label(runtime: str, artifact: str) -> str:

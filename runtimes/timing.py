@@ -48,11 +48,18 @@ def summarize(samples_ms: list[float], *, batch: int) -> LatencyStats:
     pct = np.asarray(np.percentile(arr, [90, 95, 99]))
     median = float(np.median(arr))
     return LatencyStats(
-        batch=batch, count=len(arr), min_ms=float(arr.min()), mean_ms=float(arr.mean()), median_ms=median,
-        p90_ms=float(pct[0]), p95_ms=float(pct[1]), p99_ms=float(pct[2]), max_ms=float(arr.max()),
+        batch=batch,
+        count=len(arr),
+        min_ms=float(arr.min()),
+        mean_ms=float(arr.mean()),
+        median_ms=median,
+        p90_ms=float(pct[0]),
+        p95_ms=float(pct[1]),
+        p99_ms=float(pct[2]),
+        max_ms=float(arr.max()),
         std_ms=statistics.pstdev(samples_ms) if len(arr) > 1 else 0.0,
         throughput=batch * 1000.0 / median if median > 0 else math.inf,
-    )  # fmt: skip
+    )
 
 
 def check_budget(*, warmup_s: float, duration_s: float | None, iterations: int | None) -> None:
@@ -64,9 +71,16 @@ def check_budget(*, warmup_s: float, duration_s: float | None, iterations: int |
         raise UsageError(f"--iterations {iterations} must be >= 1", fix="pass a positive count")
 
 
-def collect(one: Callable[[], float], *, warmup_s: float = 1.0, warmup_min: int = 3, duration_s: float | None = 3.0,
-            iterations: int | None = None, min_iterations: int = 10,
-            clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
+def collect(
+    one: Callable[[], float],
+    *,
+    warmup_s: float = 1.0,
+    warmup_min: int = 3,
+    duration_s: float | None = 3.0,
+    iterations: int | None = None,
+    min_iterations: int = 10,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
     """Warm up (for ``warmup_s`` seconds and at least ``warmup_min`` calls), then collect ``one()``'s
     samples (ms each) for ``duration_s`` seconds (at least ``min_iterations``) or exactly ``iterations``.
 
@@ -103,6 +117,8 @@ def wall_clock(run: Callable[[], object], clock: Callable[[], float] = time.perf
     return one
 
 
-def measure(run: Callable[[], object], *, clock: Callable[[], float] = time.perf_counter, **phases: float | int | None) -> list[float]:
+def measure(
+    run: Callable[[], object], *, clock: Callable[[], float] = time.perf_counter, **phases: float | int | None
+) -> list[float]:
     """``collect`` with ``run`` timed by the host clock (CPU runtimes, or anything that synchronises)."""
     return collect(wall_clock(run, clock), clock=clock, **phases)  # type: ignore[arg-type]

@@ -40,8 +40,10 @@ class TorchRunner(Runner):
         if not self._device.startswith("cuda"):
             return None
         if cuda_graph:
-            raise EnvironmentProblem("CUDA graphs are not measured for eager PyTorch",
-                                     fix="compare torch.compile(mode='reduce-overhead') by hand, or pass --no-cuda-graphs")  # fmt: skip
+            raise EnvironmentProblem(
+                "CUDA graphs are not measured for eager PyTorch",
+                fix="compare torch.compile(mode='reduce-overhead') by hand, or pass --no-cuda-graphs",
+            )
         stream = torch.cuda.Stream(device=self._device)
         x = torch.from_numpy(feed["input"]).to(self._device)
         model = self.model

@@ -64,7 +64,9 @@ def reusable(engine_path: Path, key: str) -> bool:
     return True
 
 
-def build_engine(workdir: WorkDir, opts: BuildOptions, source: EngineSource, *, progress: Callable[[str], None] | None = None) -> BuildResult:
+def build_engine(
+    workdir: WorkDir, opts: BuildOptions, source: EngineSource, *, progress: Callable[[str], None] | None = None
+) -> BuildResult:
     """The engine of ``source`` under ``opts`` in ``workdir`` (``require_tensorrt`` was called first)."""
     from rn50.runtimes.trt_engine import build
     from rn50.runtimes.trt_env import require_tensorrt, runtime_name, version
@@ -80,7 +82,9 @@ def build_engine(workdir: WorkDir, opts: BuildOptions, source: EngineSource, *, 
         log.info("reusing %s (same ONNX, TensorRT, GPU and options)", engine_path)
         return BuildResult(engine_path, side_path, True, None, runtime)
     cache_path = workdir.path(f"timing-trt{trt_version}-sm{cc.replace('.', '')}.cache")
-    built = build(onnx_path, opts, timing_cache=cache_path.read_bytes() if cache_path.is_file() else b"", progress=progress)
+    built = build(
+        onnx_path, opts, timing_cache=cache_path.read_bytes() if cache_path.is_file() else b"", progress=progress
+    )
     layers = read_layer_report(built.inspector_json)
     if opts.precision == "int8":
         check_int8_engine(layers, excluded)  # nothing written for an engine that is not really INT8
@@ -88,11 +92,31 @@ def build_engine(workdir: WorkDir, opts: BuildOptions, source: EngineSource, *, 
     atomic_write_bytes(engine_path.with_name(engine_path.name + ".layers.json"), built.inspector_json.encode())
     atomic_write_bytes(engine_path, built.plan)
     lo, opt, hi = profile_shapes(opts)
-    sidecar = Sidecar(trt_version, gpu, cc, onnx_sha, sha256_file(engine_path), key, asdict(opts),
-                      [{"input_min": list(lo), "input_opt": list(opt), "input_max": list(hi)}], built.io,
-                      asdict(layers), runtime=runtime)  # fmt: skip
+    sidecar = Sidecar(
+        trt_version,
+        gpu,
+        cc,
+        onnx_sha,
+        sha256_file(engine_path),
+        key,
+        asdict(opts),
+        [{"input_min": list(lo), "input_opt": list(opt), "input_max": list(hi)}],
+        built.io,
+        asdict(layers),
+        runtime=runtime,
+    )
     sidecar.save(side_path)
-    workdir.record(Artifact(f"engine-{opts.precision}", engine_path.name, "engine", opts.precision, sidecar.engine_sha256,
-                            onnx_sha, asdict(opts) | {"onnx": onnx_name}, versions() | {"tensorrt": trt_version, "gpu": gpu,
-                            "compute_capability": cc}, extra={"runtime": runtime}))  # fmt: skip
+    workdir.record(
+        Artifact(
+            f"engine-{opts.precision}",
+            engine_path.name,
+            "engine",
+            opts.precision,
+            sidecar.engine_sha256,
+            onnx_sha,
+            asdict(opts) | {"onnx": onnx_name},
+            versions() | {"tensorrt": trt_version, "gpu": gpu, "compute_capability": cc},
+            extra={"runtime": runtime},
+        )
+    )
     return BuildResult(engine_path, side_path, False, layers, runtime)

@@ -72,7 +72,9 @@ def progress_monitor(say: Callable[[str], None]) -> trt.IProgressMonitor:
     return Monitor()
 
 
-def parse_onnx(builder: trt.Builder, onnx_path: Path, logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+def parse_onnx(
+    builder: trt.Builder, onnx_path: Path, logger: trt.ILogger
+) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -82,13 +84,17 @@ def parse_onnx(builder: trt.Builder, onnx_path: Path, logger: trt.ILogger) -> tu
             e = parser.get_error(i)
             errors.append(f"node {e.node_name() or e.node()} ({e.node_operator() or '?'}): {e.desc()}")
         more = f" (+{len(errors) - MAX_PARSER_ERRORS} more)" if len(errors) > MAX_PARSER_ERRORS else ""
-        raise UsageError(f"TensorRT's ONNX parser rejected {onnx_path.name}: " + "; ".join(errors[:MAX_PARSER_ERRORS]) + more,
-                         fix="rebuild the file with rn50 export / rn50 quantize, then rn50 build-trt; report the node if it persists")  # fmt: skip
+        raise UsageError(
+            f"TensorRT's ONNX parser rejected {onnx_path.name}: " + "; ".join(errors[:MAX_PARSER_ERRORS]) + more,
+            fix="rebuild the file with rn50 export / rn50 quantize, then rn50 build-trt; report the node if it "
+            "persists",
+        )
     return network, parser
 
 
-def configure(builder: trt.Builder, opts: BuildOptions, timing_cache: bytes,
-              progress: Callable[[str], None] | None) -> trt.IBuilderConfig:  # fmt: skip
+def configure(
+    builder: trt.Builder, opts: BuildOptions, timing_cache: bytes, progress: Callable[[str], None] | None
+) -> trt.IBuilderConfig:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mib << 20)
     config.builder_optimization_level = opts.opt_level
@@ -109,31 +115,44 @@ def configure(builder: trt.Builder, opts: BuildOptions, timing_cache: bytes,
     lo, opt, hi = profile_shapes(opts)
     profile.set_shape(INPUT, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
     if config.add_optimization_profile(profile) < 0:
-        raise UsageError(f"TensorRT refused the optimisation profile {lo} / {opt} / {hi}",
-                         fix="pass --min-batch <= --opt-batch <= --max-batch")  # fmt: skip
+        raise UsageError(
+            f"TensorRT refused the optimisation profile {lo} / {opt} / {hi}",
+            fix="pass --min-batch <= --opt-batch <= --max-batch",
+        )
     return config
 
 
-def build(onnx_path: Path, opts: BuildOptions, *, timing_cache: bytes = b"",
-          progress: Callable[[str], None] | None = None) -> BuiltEngine:  # fmt: skip
+def build(
+    onnx_path: Path, opts: BuildOptions, *, timing_cache: bytes = b"", progress: Callable[[str], None] | None = None
+) -> BuiltEngine:
     logger = recording_logger()
     builder = trt.Builder(logger)
     network, _parser = parse_onnx(builder, onnx_path, logger)
     config = configure(builder, opts, timing_cache, progress)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise CheckFailed(f"TensorRT could not build the engine: {logger.last_error()}",
-                          fix="rerun with --verbose for TensorRT's log; for a workspace error pass a larger --workspace")  # fmt: skip
+        raise CheckFailed(
+            f"TensorRT could not build the engine: {logger.last_error()}",
+            fix="rerun with --verbose for TensorRT's log; for a workspace error pass a larger --workspace",
+        )
     plan = bytes(serialized)
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     if engine is None:
-        raise CheckFailed(f"TensorRT built an engine it cannot load: {logger.last_error()}", fix="report this with --verbose output")
+        raise CheckFailed(
+            f"TensorRT built an engine it cannot load: {logger.last_error()}", fix="report this with --verbose output"
+        )
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     io = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
-        io.append({"name": name, "mode": str(engine.get_tensor_mode(name)), "dtype": str(engine.get_tensor_dtype(name)),
-                   "shape": dims(engine.get_tensor_shape(name))})  # fmt: skip
+        io.append(
+            {
+                "name": name,
+                "mode": str(engine.get_tensor_mode(name)),
+                "dtype": str(engine.get_tensor_dtype(name)),
+                "shape": dims(engine.get_tensor_shape(name)),
+            }
+        )
     return BuiltEngine(plan, bytes(config.get_timing_cache().serialize()), info, io)
 
 

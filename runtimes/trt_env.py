@@ -92,7 +92,9 @@ def problem() -> EnvironmentProblem | None:
         return e
     if reason is None:
         return None
-    return EnvironmentProblem(f"TensorRT needs a CUDA GPU: {reason}", fix="run build-trt and TensorRT parity on a machine with an NVIDIA GPU")
+    return EnvironmentProblem(
+        f"TensorRT needs a CUDA GPU: {reason}", fix="run build-trt and TensorRT parity on a machine with an NVIDIA GPU"
+    )
 
 
 def tensorrt_reason() -> str | None:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
+from rn50.flags import flag
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,28 +24,57 @@ SIDECAR_SCHEMA = "rn50.engine/1"
 # APIs TensorRT 10/11 removed (or that have no place in a strongly typed build); a test scans the TensorRT
 # modules for them.
 REMOVED_APIS = (
-    "FP16", "INT8", "BF16", "FP8", "INT4", "FP4",  # BuilderFlag precision flags: precision lives in the ONNX
-    "int8_calibrator", "IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
-    "IInt8LegacyCalibrator", "set_calibration_profile", "get_calibration_profile",
-    "platform_has_fast_fp16", "platform_has_fast_int8", "platform_has_tf32",
+    "FP16",
+    "INT8",
+    "BF16",
+    "FP8",
+    "INT4",
+    "FP4",  # BuilderFlag precision flags: precision lives in the ONNX
+    "int8_calibrator",
+    "IInt8Calibrator",
+    "IInt8EntropyCalibrator2",
+    "IInt8MinMaxCalibrator",
+    "IInt8LegacyCalibrator",
+    "set_calibration_profile",
+    "get_calibration_profile",
+    "platform_has_fast_fp16",
+    "platform_has_fast_int8",
+    "platform_has_tf32",
     "device_memory_size",  # use device_memory_size_v2
-    "max_workspace_size", "build_engine", "build_cuda_engine", "execute_async_v2", "execute_v2",
-    "num_bindings", "get_binding_shape", "get_binding_index", "set_binding_shape", "binding_is_input",
-    "EXPLICIT_BATCH", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS",
-)  # fmt: skip
+    "max_workspace_size",
+    "build_engine",
+    "build_cuda_engine",
+    "execute_async_v2",
+    "execute_v2",
+    "num_bindings",
+    "get_binding_shape",
+    "get_binding_index",
+    "set_binding_shape",
+    "binding_is_input",
+    "EXPLICIT_BATCH",
+    "OBEY_PRECISION_CONSTRAINTS",
+    "PREFER_PRECISION_CONSTRAINTS",
+)
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    precision: str = "fp16"
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
+    precision: str = flag(
+        default="fp32",
+        choices={"--fp16": "fp16", "--int8": "int8"},
+        help="Build from the FP16 ONNX (--fp16) or the TensorRT Q/DQ ONNX (--int8), made first if missing; neither: "
+        "FP32.",
+    )
+    min_batch: int = flag("--min-batch", default=1, help="Optimisation profile: smallest batch.")
+    opt_batch: int = flag("--opt-batch", default=8, help="Optimisation profile: the batch TensorRT tunes for.")
+    max_batch: int = flag("--max-batch", default=32, help="Optimisation profile: largest batch.")
     image_size: int = 224
-    workspace_mib: int = 4096
-    opt_level: int = 3
-    hardware_compat: str = "none"
-    version_compat: bool = False
+    workspace_mib: int = flag("--workspace", default=4096, help="Workspace limit in MiB.")
+    opt_level: int = flag("--opt-level", default=3, help=f"Builder optimisation level, 0-{MAX_OPT_LEVEL}.")
+    hardware_compat: str = flag(
+        "--hardware-compat", default="none", help=f"Hardware compatibility: {', '.join(HARDWARE_COMPAT)}."
+    )
+    version_compat: bool = flag("--version-compat", default=False, help="An engine later TensorRT versions can load.")
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -52,14 +82,20 @@ class BuildOptions:
         if self.min_batch < 1:
             raise UsageError(f"--min-batch {self.min_batch} must be >= 1", fix="pass 1 or more")
         if not self.min_batch <= self.opt_batch <= self.max_batch:
-            raise UsageError(f"batch range min {self.min_batch} / opt {self.opt_batch} / max {self.max_batch} is not ordered",
-                             fix="pass --min-batch <= --opt-batch <= --max-batch")  # fmt: skip
+            raise UsageError(
+                f"batch range min {self.min_batch} / opt {self.opt_batch} / max {self.max_batch} is not ordered",
+                fix="pass --min-batch <= --opt-batch <= --max-batch",
+            )
         if self.workspace_mib < 1:
             raise UsageError(f"--workspace {self.workspace_mib} MiB must be >= 1", fix="pass a positive size in MiB")
         if not 0 <= self.opt_level <= MAX_OPT_LEVEL:
-            raise UsageError(f"--opt-level {self.opt_level} is out of range", fix=f"pass 0 to {MAX_OPT_LEVEL} (default 3)")
+            raise UsageError(
+                f"--opt-level {self.opt_level} is out of range", fix=f"pass 0 to {MAX_OPT_LEVEL} (default 3)"
+            )
         if self.hardware_compat not in HARDWARE_COMPAT:
-            raise UsageError(f"--hardware-compat {self.hardware_compat!r}", fix=f"use one of {', '.join(HARDWARE_COMPAT)}")
+            raise UsageError(
+                f"--hardware-compat {self.hardware_compat!r}", fix=f"use one of {', '.join(HARDWARE_COMPAT)}"
+            )
 
 
 def profile_shapes(opts: BuildOptions) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -103,15 +139,20 @@ class Sidecar:
     @classmethod
     def load(cls, path: Path) -> Sidecar:
         if not path.is_file():
-            raise UsageError(f"{path} is missing: the engine's metadata is unknown",
-                             fix="rebuild with `rn50 build-trt` (engines need their .engine.json sidecar)")  # fmt: skip
+            raise UsageError(
+                f"{path} is missing: the engine's metadata is unknown",
+                fix="rebuild with `rn50 build-trt` (engines need their .engine.json sidecar)",
+            )
         try:
             data = json.loads(path.read_text())
             if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
                 raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r}")
             sidecar = cls(**data)
-            bad = [f for f in ("tensorrt", "gpu", "compute_capability", "onnx_sha256", "engine_sha256", "key", "runtime")
-                   if not isinstance(getattr(sidecar, f), str)]  # fmt: skip
+            bad = [
+                f
+                for f in ("tensorrt", "gpu", "compute_capability", "onnx_sha256", "engine_sha256", "key", "runtime")
+                if not isinstance(getattr(sidecar, f), str)
+            ]
             if bad or not isinstance(sidecar.options, dict) or not isinstance(sidecar.profiles, list):
                 raise ValueError(f"wrong types in {', '.join(bad) or 'options/profiles'}")
             _cc(sidecar.compute_capability)
@@ -134,10 +175,15 @@ def check_engine_file(sidecar: Sidecar, engine: Path, engine_sha256: str) -> Non
     whose recorded build (TensorRT, GPU, ONNX, options) no longer gives its key (edited by hand)."""
     fix = rebuild_fix(str(sidecar.options.get("precision", "fp32")))
     if engine_sha256 != sidecar.engine_sha256:
-        raise UsageError(f"{engine.name} does not match its sidecar (sha256 {engine_sha256[:12]}, recorded "
-                         f"{sidecar.engine_sha256[:12]}): the file was truncated or replaced", fix=fix)  # fmt: skip
+        raise UsageError(
+            f"{engine.name} does not match its sidecar (sha256 {engine_sha256[:12]}, recorded "
+            f"{sidecar.engine_sha256[:12]}): the file was truncated or replaced",
+            fix=fix,
+        )
     try:
-        key = engine_key(sidecar.onnx_sha256, sidecar.tensorrt, sidecar.compute_capability, BuildOptions(**sidecar.options))
+        key = engine_key(
+            sidecar.onnx_sha256, sidecar.tensorrt, sidecar.compute_capability, BuildOptions(**sidecar.options)
+        )
     except TypeError:
         key = ""
     if key != sidecar.key:
@@ -148,8 +194,9 @@ def rebuild_fix(precision: str) -> str:
     return f"rebuild with `rn50 build-trt{'' if precision == 'fp32' else ' --' + precision}` on this machine"
 
 
-def check_sidecar(sidecar: Sidecar, *, tensorrt_version: str, compute_capability: str, precision: str,
-                  runtime: str = "tensorrt") -> None:  # fmt: skip
+def check_sidecar(
+    sidecar: Sidecar, *, tensorrt_version: str, compute_capability: str, precision: str, runtime: str = "tensorrt"
+) -> None:
     """Refuse an engine built by another TensorRT or for another GPU, before deserialising it."""
     fix = rebuild_fix(precision)
     if sidecar.runtime != runtime:
@@ -161,7 +208,9 @@ def check_sidecar(sidecar: Sidecar, *, tensorrt_version: str, compute_capability
         and tuple(map(int, tensorrt_version.split(".")[:3])) >= tuple(map(int, sidecar.tensorrt.split(".")[:3]))
     )
     if not version_ok:
-        raise UsageError(f"the engine was built with TensorRT {sidecar.tensorrt}; this machine has {tensorrt_version}", fix=fix)
+        raise UsageError(
+            f"the engine was built with TensorRT {sidecar.tensorrt}; this machine has {tensorrt_version}", fix=fix
+        )
     compat = sidecar.options.get("hardware_compat", "none")
     built, here = _cc(sidecar.compute_capability), _cc(compute_capability)
     if compat == "ampere-plus":
@@ -172,7 +221,8 @@ def check_sidecar(sidecar: Sidecar, *, tensorrt_version: str, compute_capability
         ok = here == built  # a plain engine is tied to its GPU model; same CC is the closest check we can make
     if not ok:
         raise UsageError(
-            f"the engine was built for compute capability {sidecar.compute_capability} ({sidecar.gpu}); this GPU is {compute_capability}",
+            f"the engine was built for compute capability {sidecar.compute_capability} ({sidecar.gpu}); this GPU is "
+            f"{compute_capability}",
             fix=fix + (" or build with --hardware-compat ampere-plus" if compat == "none" else ""),
         )
 
@@ -191,9 +241,15 @@ class LayerReport:
 # row major Int8 format", "Row major linear FP32", "Channel major FP16 format where channel % 8 == 0") and
 # in TensorRT 11's separate "DataType" field ("Float", "Half", "Int8"), in the order they are tried.
 DATATYPE_WORDS = (
-    ("Int8", ("int8",)), ("FP8", ("fp8",)), ("BFloat16", ("bf16", "bfloat16")), ("Half", ("fp16", "half")),
-    ("Float", ("fp32", "float")), ("Int32", ("int32",)), ("Int64", ("int64",)), ("Bool", ("bool",)),
-)  # fmt: skip
+    ("Int8", ("int8",)),
+    ("FP8", ("fp8",)),
+    ("BFloat16", ("bf16", "bfloat16")),
+    ("Half", ("fp16", "half")),
+    ("Float", ("fp32", "float")),
+    ("Int32", ("int32",)),
+    ("Int64", ("int64",)),
+    ("Bool", ("bool",)),
+)
 
 
 def _datatype(io: Any) -> str:
@@ -251,11 +307,13 @@ def check_int8_engine(report: LayerReport, excluded: frozenset[str] = frozenset(
         missing, wrong = report.non_int8_convolutions, []
     if report.int8_convolutions == 0 or missing:
         raise CheckFailed(
-            f"INT8 engine has {len(missing)} convolutions not running in INT8 ({', '.join(missing[:3]) or 'none found in INT8'})",
+            f"INT8 engine has {len(missing)} convolutions not running in INT8 "
+            f"({', '.join(missing[:3]) or 'none found in INT8'})",
             fix="check the Q/DQ placement (rn50 quantize --int8 --target tensorrt lints it) and the layer report",
         )
     if wrong:
         raise CheckFailed(
-            f"INT8 engine runs {len(wrong)} convolution(s) in INT8 that the Q/DQ file left out of INT8 ({', '.join(wrong[:3])})",
+            f"INT8 engine runs {len(wrong)} convolution(s) in INT8 that the Q/DQ file left out of INT8 "
+            f"({', '.join(wrong[:3])})",
             fix="check the Q/DQ file's rn50.int8_excluded record against its Q/DQ nodes, and the layer report",
         )

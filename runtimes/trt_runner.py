@@ -47,11 +47,15 @@ class TensorRTRunner(Runner):
         precision = str(sidecar.options.get("precision", "fp32"))
         plan = self.engine_path.read_bytes()
         check_engine_file(sidecar, self.engine_path, hashlib.sha256(plan).hexdigest())
-        check_sidecar(sidecar, tensorrt_version=version(), compute_capability=cc, precision=precision, runtime=self._runtime)
+        check_sidecar(
+            sidecar, tensorrt_version=version(), compute_capability=cc, precision=precision, runtime=self._runtime
+        )
         logger = recording_logger()
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
         if self.engine is None:
-            raise UsageError(f"TensorRT could not load {self.engine_path.name}: {logger.last_error()}", fix=rebuild_fix(precision))
+            raise UsageError(
+                f"TensorRT could not load {self.engine_path.name}: {logger.last_error()}", fix=rebuild_fix(precision)
+            )
         self.context = self.engine.create_execution_context()
         self.stream = self.memory.stream()
 
@@ -72,7 +76,9 @@ class TensorRTRunner(Runner):
         specs = []
         for name in self._names(trt.TensorIOMode.INPUT):
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))).name
-            specs.append(TensorSpec(name, dtype, tuple(d if d >= 0 else None for d in dims(self.engine.get_tensor_shape(name)))))
+            specs.append(
+                TensorSpec(name, dtype, tuple(d if d >= 0 else None for d in dims(self.engine.get_tensor_shape(name))))
+            )
         return specs
 
     def output_names(self) -> list[str]:
@@ -91,8 +97,10 @@ class TensorRTRunner(Runner):
         for name, arr in feed.items():
             if not self.context.set_input_shape(name, tuple(arr.shape)):
                 lo, hi = self._batch_range()
-                raise UsageError(f"{self.label}: input shape {arr.shape} is outside the engine's profile (batch {lo}..{hi})",
-                                 fix="feed batches within the profile, or rebuild with rn50 build-trt --min-batch/--max-batch")  # fmt: skip
+                raise UsageError(
+                    f"{self.label}: input shape {arr.shape} is outside the engine's profile (batch {lo}..{hi})",
+                    fix="feed batches within the profile, or rebuild with rn50 build-trt --min-batch/--max-batch",
+                )
             buffer = memory.to_device(arr, self.stream)
             buffers.append(buffer)
             self.context.set_tensor_address(name, memory.address(buffer))
@@ -128,5 +136,5 @@ class TensorRTRunner(Runner):
     def _infer(self, feed: Feed) -> Feed:
         buffers = self._bind(feed)
         self._enqueue()
-        outputs = buffers[len(feed):]
+        outputs = buffers[len(feed) :]
         return {n: self._memory.to_host(b, self.stream) for n, b in zip(self.output_names(), outputs, strict=True)}

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import readme_commands, run_readme_line
 
-from rn50.artifacts import WorkDir
 from rn50.weights import LoadedModel, load_model
 
 if TYPE_CHECKING:
@@ -21,9 +20,9 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 
-# Fixtures that export or calibrate a full ResNet-50 (or run the whole pipeline): a test using one is marked
-# ``slow``, so that `pytest -m "not slow"` is the fast inner loop.
-SLOW_FIXTURES = {"export_dir", "quantized_dir", "pipeline_run", "workdir_copy", "fp32_onnx"}
+# Fixtures that export a model with torch's exporter or run the whole ResNet-50 pipeline: a test using one is
+# marked ``slow``, so that `pytest -m "not slow"` is the fast inner loop (tests that export are marked themselves).
+SLOW_FIXTURES = {"export_dir", "pipeline_run", "workdir_copy", "fp32_onnx", "r18_dir"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,18 +48,71 @@ def seeded_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work directory of the tiny net (tests/tiny.py): its verified FP32 ONNX file, recorded as rn50 records one.
+    Tests copy it (``tiny``) to change it."""
+    from tiny import write_tiny_workdir
+
+    root = tmp_path_factory.mktemp("tiny") / "work"
+    write_tiny_workdir(root)
+    return root
+
+
+@pytest.fixture()
+def tiny(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of ``tiny_dir``, with rn50's PyTorch reference for it being the tiny net (in this process: for
+    the CLI through typer's CliRunner and the library; a subprocess would build ResNet-50)."""
+    from tiny import tiny_net
+
+    root = Path(shutil.copytree(tiny_dir, tmp_path / "work"))
+    net = tiny_net()
+    monkeypatch.setattr("rn50.weights.workdir_model", lambda _workdir: net)
+    return root
+
+
+@pytest.fixture(scope="session")
+def quantized_tiny(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny net's work directory with its FP16 and INT8 files (made by rn50 quantize)."""
+    from typer.testing import CliRunner
+
+    from rn50.cli import app
+
+    root = Path(shutil.copytree(tiny_dir, tmp_path_factory.mktemp("tiny-q") / "work"))
+    result = CliRunner().invoke(
+        app, ["quantize", "--int8", "--fp16", "--count", "16", "--method", "minmax", "--out", str(root)]
+    )
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture()
+def work(quantized_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy, with the tiny net as rn50's PyTorch reference (in this process)."""
+    from tiny import tiny_net
+
+    net = tiny_net()
+    monkeypatch.setattr("rn50.weights.workdir_model", lambda _workdir: net)
+    return Path(shutil.copytree(quantized_tiny, tmp_path / "work"))
+
+
+@pytest.fixture(scope="session")
 def seeded50() -> LoadedModel:
     return load_model("seeded", depth=50)
 
 
 @pytest.fixture(scope="session")
-def export_dir(tmp_path_factory: pytest.TempPathFactory, seeded50: LoadedModel) -> Path:
-    """A work directory holding the verified seeded ResNet-50 at opset 18. Tests copy it to change it."""
-    from rn50.exporter.onnx_file import ExportConfig, write_fp32_onnx
+def seeded18() -> LoadedModel:
+    """The seeded recipe on ResNet-18: for the tests of the recipe and its cache (any depth runs the same code)."""
+    return load_model("seeded", depth=18)
 
-    root = tmp_path_factory.mktemp("export50")
-    write_fp32_onnx(ExportConfig(), WorkDir(root), loaded=seeded50)
-    return root
+
+@pytest.fixture(scope="session")
+def export_dir(pipeline_run: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
+    """A work directory holding the verified seeded ResNet-50 at opset 18: the README quick start's own (one ResNet-50
+    export per test session). Read only: tests copy it to change it."""
+    workdir, done = pipeline_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    return workdir
 
 
 @pytest.fixture()
@@ -73,20 +125,6 @@ def workdir_copy(export_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def fp32_onnx(export_dir: Path) -> Path:
     return export_dir / "resnet50.fp32.onnx"
-
-
-@pytest.fixture(scope="session")
-def quantized_dir(tmp_path_factory: pytest.TempPathFactory, export_dir: Path) -> Path:
-    """``export_dir`` plus the FP16 file and both INT8 Q/DQ files (16 crops, minmax). Tests copy it to change it."""
-    from typer.testing import CliRunner
-
-    from rn50.cli import app
-
-    root = tmp_path_factory.mktemp("quantized") / "work"
-    shutil.copytree(export_dir, root)
-    result = CliRunner().invoke(app, ["quantize", "--int8", "--fp16", "--out", str(root), "--count", "16", "--method", "minmax"])
-    assert result.exit_code == 0, result.output
-    return root
 
 
 STANDIN = Path(__file__).resolve().parent / "standin"
@@ -132,6 +170,8 @@ def trt_standin_module() -> Iterator[ModuleType]:
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """The README's quick start, run as written: `rn50 pipeline` in an empty folder (the end-to-end run)."""
     first = readme_commands()[0]
-    assert first.split("#")[0].strip() == "rn50 pipeline", f"the README quick start should be `rn50 pipeline`, found {first!r}"
+    assert first.split("#")[0].strip() == "rn50 pipeline", (
+        f"the README quick start should be `rn50 pipeline`, found {first!r}"
+    )
     cwd = tmp_path_factory.mktemp("quickstart")
     return cwd / "rn50-out", run_readme_line(first, cwd)

@@ -22,15 +22,32 @@ def main(model: Path, feed: Path) -> dict[str, object]:
     images = np.load(feed)
     feeds = FeedSet("arrays", feed.name, images, feed.name)
     form = qdq_form(model)
-    targets = [Target(r, "int8", model.name, model, None, None, form) for r in ("onnxruntime-cpu", "openvino-cpu") if unavailable_reason(r) is None]
+    targets = [
+        Target(r, "int8", model.name, model, None, None, form)
+        for r in ("onnxruntime-cpu", "openvino-cpu")
+        if unavailable_reason(r) is None
+    ]
     runs, files = run_all(targets, feeds, len(images), threads=1, strict_runtimes=True, say=lambda _m: None)
-    reference = semantics(model, feeds, len(images), threads=1)  # the file is its own FP32 here: only the engine is judged
+    reference = semantics(
+        model, feeds, len(images), threads=1
+    )  # the file is its own FP32 here: only the engine is judged
     from rn50.metrics import thresholds_for
 
     results, _ = compare_all(runs, reference, files, None, thresholds=thresholds_for)
-    return {"int8_class": cpu_info()["int8_class"],
-            "results": [{"runtime": r.runtime, "status": r.status, "failures": list(r.failures), "cause": r.cause, "fix": r.fix,
-                         "engine_cosine_mean": r.engine.cosine_mean if r.engine else None} for r in results]}  # fmt: skip
+    return {
+        "int8_class": cpu_info()["int8_class"],
+        "results": [
+            {
+                "runtime": r.runtime,
+                "status": r.status,
+                "failures": list(r.failures),
+                "cause": r.cause,
+                "fix": r.fix,
+                "engine_cosine_mean": r.engine.cosine_mean if r.engine else None,
+            }
+            for r in results
+        ],
+    }
 
 
 if __name__ == "__main__":

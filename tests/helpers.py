@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def one_line_error(result: object, code: int, *needles: str) -> None:
-    """A CLI result that failed the way rn50 promises: ``code``, one ``error:`` line holding ``needles``, no traceback."""
+    """A CLI result that failed as rn50 promises: ``code``, one ``error:`` line holding ``needles``, no traceback."""
     out = result.output  # type: ignore[attr-defined]
     assert result.exit_code == code, out  # type: ignore[attr-defined]
     assert "Traceback" not in out and out.count("error:") == 1, out

@@ -43,7 +43,9 @@ def modules() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for package in config["packages"]:
         top = next(p for p in sorted(folders, key=len, reverse=True) if package == p or package.startswith(p + "."))
-        folder = ROOT / folders[top] / Path(*package[len(top) + 1 :].split(".")) if package != top else ROOT / folders[top]
+        folder = (
+            ROOT / folders[top] / Path(*package[len(top) + 1 :].split(".")) if package != top else ROOT / folders[top]
+        )
         for file in folder.glob("*.py"):
             found[package if file.stem == "__init__" else f"{package}.{file.stem}"] = file
     return found
@@ -58,7 +60,9 @@ def imports(known: dict[str, Path]) -> list[tuple[str, str, int]]:
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
                 for alias in node.names:
                     target = f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
                     if target in known and target != name:
@@ -130,7 +134,10 @@ def test_layers_only_point_down(graph: tuple[dict[str, Path], list[tuple[str, st
     for importer, imported, line in found:
         (mine, my_entry), (theirs, their_entry) = layer_of(importer), layer_of(imported)
         if theirs < mine or (theirs == mine and my_entry != their_entry and "|" in LAYERS[mine]):
-            upward.append(f"{known[importer].relative_to(ROOT)}:{line}: {importer} imports {imported} ({my_entry} → {their_entry})")
+            upward.append(
+                f"{known[importer].relative_to(ROOT)}:{line}: {importer} imports {imported} ({my_entry} → "
+                f"{their_entry})"
+            )
     assert not upward, "imports against the layer table:\n" + "\n".join(upward)
 
 

@@ -32,30 +32,36 @@ def test_budget_parses_keys_as_threshold_does() -> None:
     assert parse_budget(["min_cosine=0.99", "max_abs=0.5"]) == Thresholds(min_cosine=0.99, max_abs=0.5)
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("min_cosin=0.99", "unknown --budget key 'min_cosin'"),
-    ("min_cosine_mean", "bad --budget 'min_cosine_mean'"),
-    ("min_cosine_mean=high", "bad --budget value"),
-    ("min_cosine_mean=1.5", "out of range"),
-    ("min_top1=0", "out of range"),
-    ("max_abs=-1", "out of range"),
-    ("min_top1=0.9,min_top1=0.8", "twice"),
-    ("", "empty"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("min_cosin=0.99", "unknown --budget key 'min_cosin'"),
+        ("min_cosine_mean", "bad --budget 'min_cosine_mean'"),
+        ("min_cosine_mean=high", "bad --budget value"),
+        ("min_cosine_mean=1.5", "out of range"),
+        ("min_top1=0", "out of range"),
+        ("max_abs=-1", "out of range"),
+        ("min_top1=0.9,min_top1=0.8", "twice"),
+        ("", "empty"),
+    ],
+)
 def test_bad_budgets_are_refused_with_the_fix(text: str, words: str) -> None:
     with pytest.raises(UsageError) as e:
         parse_budget([text])
     assert words in e.value.problem and e.value.fix
 
 
-@pytest.mark.parametrize(("options", "words"), [
-    (QuantizeOptions(fp16=True, budget=Thresholds(min_cosine_mean=0.99)), "--budget without --int8"),
-    (QuantizeOptions(int8=True, max_excluded=3), "--max-excluded without --budget"),
-    (QuantizeOptions(int8=True, budget=Thresholds(min_cosine_mean=0.99), max_excluded=0), "--max-excluded 0"),
-    (QuantizeOptions(int8=True, target="onnxruntime-cpu", high_precision="fp16"), "TensorRT INT8 file only"),
-    (QuantizeOptions(int8=True, high_precision="bf16"), "unknown --high-precision"),
-    (QuantizeOptions(int8=True, classifier="fp8"), "unknown --classifier"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (QuantizeOptions(fp16=True, budget=Thresholds(min_cosine_mean=0.99)), "--budget without --int8"),
+        (QuantizeOptions(int8=True, max_excluded=3), "--max-excluded without --budget"),
+        (QuantizeOptions(int8=True, budget=Thresholds(min_cosine_mean=0.99), max_excluded=0), "--max-excluded 0"),
+        (QuantizeOptions(int8=True, target="onnxruntime-cpu", high_precision="fp16"), "TensorRT INT8 file only"),
+        (QuantizeOptions(int8=True, high_precision="bf16"), "unknown --high-precision"),
+        (QuantizeOptions(int8=True, classifier="fp8"), "unknown --classifier"),
+    ],
+)
 def test_inconsistent_options_are_refused(options: QuantizeOptions, words: str) -> None:
     with pytest.raises(UsageError) as e:
         options.check()
@@ -88,7 +94,9 @@ def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
 
     full = budget.Evaluator(model, crops).measure(emit(frozenset()))
     assert full.cosine_mean < 0.9  # the ruined range really hurts
-    found, proto = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.99), max_excluded=3, crops=crops)
+    found, proto = budget.search(
+        model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.99), max_excluded=3, crops=crops
+    )
     assert [r.node for r in found.ranking][0] == "conv1"
     assert {r.node for r in found.ranking} == {"conv0", "conv1", "conv2", "fc"}
     assert found.met and found.excluded == ("conv1",)
@@ -97,19 +105,27 @@ def test_search_finds_the_layer_with_a_ruined_range_and_leaves_it_out() -> None:
     assert lint.excluded_of(proto) == {"conv1"}
     made_by = {o: n for n in proto.graph.node for o in n.output}
     conv1 = next(n for n in proto.graph.node if n.name == "conv1")
-    assert all(made_by.get(i) is None or made_by[i].op_type != "DequantizeLinear" for i in conv1.input)  # float input and weight
+    assert all(
+        made_by.get(i) is None or made_by[i].op_type != "DequantizeLinear" for i in conv1.input
+    )  # float input and weight
 
     # rn50's own emitter: the classifier in float by default (recorded), in INT8 on request.
     from rn50.calibration.quantized import emitter
 
     assert lint.excluded_of(emitter(model, table, "tensorrt")(frozenset())) == {"fc"}
-    assert "fc" in {n.name for n in lint.quantized_layers(emitter(model, table, "tensorrt", classifier="int8")(frozenset()))}
+    assert "fc" in {
+        n.name for n in lint.quantized_layers(emitter(model, table, "tensorrt", classifier="int8")(frozenset()))
+    }
 
     # Already met: said so, nothing ranked, nothing left out.
-    found, _ = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.1), max_excluded=3, crops=crops)
+    found, _ = budget.search(
+        model, emit, target="tensorrt", budget=Thresholds(min_cosine_mean=0.1), max_excluded=3, crops=crops
+    )
     assert found.met and found.excluded == () and found.ranking == () and "already met" in found.summary()
     # Unreachable within the limit: the search stops there and says how far it got.
-    found, _ = budget.search(model, emit, target="tensorrt", budget=Thresholds(min_cosine=0.999999), max_excluded=1, crops=crops)
+    found, _ = budget.search(
+        model, emit, target="tensorrt", budget=Thresholds(min_cosine=0.999999), max_excluded=1, crops=crops
+    )
     assert not found.met and len(found.excluded) == 1 and "NOT met with 1 layer(s) left out" in found.summary()
 
 
@@ -149,11 +165,19 @@ def test_cut_tensors_of_a_residual_block() -> None:
     """Inside a residual block two tensors are live (the branch and the shortcut): only the block's ends are cuts."""
     from rn50.calibration.prefix import cut_tensors
 
-    nodes = [helper.make_node("Relu", ["input"], ["a"], name="a"), helper.make_node("Relu", ["a"], ["b"], name="b"),
-             helper.make_node("Relu", ["b"], ["c"], name="c"), helper.make_node("Add", ["c", "a"], ["d"], name="d"),
-             helper.make_node("Relu", ["d"], ["logits"], name="e")]  # fmt: skip
-    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])])  # fmt: skip
+    nodes = [
+        helper.make_node("Relu", ["input"], ["a"], name="a"),
+        helper.make_node("Relu", ["a"], ["b"], name="b"),
+        helper.make_node("Relu", ["b"], ["c"], name="c"),
+        helper.make_node("Add", ["c", "a"], ["d"], name="d"),
+        helper.make_node("Relu", ["d"], ["logits"], name="e"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])],
+    )
     assert cut_tensors(graph) == ["a", "d"]
 
 
@@ -168,22 +192,39 @@ def _qdq_model(*, weights: str, activations: type[np.integer]) -> onnx.ModelProt
     for i in range(2):
         w = (rng.standard_normal((4, 4 if i else 3, 3, 3)) * 0.2).astype(np.float32)
         scale = (np.abs(w).reshape(4, -1).max(1) / 127).astype(np.float32)
-        inits += [numpy_helper.from_array(np.array(0.05, np.float32), f"a{i}_s"), numpy_helper.from_array(np.array(zp, activations), f"a{i}_z"),
-                  numpy_helper.from_array(scale, f"w{i}_s"), numpy_helper.from_array(np.zeros(4, np.int8), f"w{i}_z"),
-                  numpy_helper.from_array(np.zeros(4, np.float32), f"b{i}")]  # fmt: skip
-        nodes += [helper.make_node("QuantizeLinear", [x, f"a{i}_s", f"a{i}_z"], [f"a{i}_q"], name=f"a{i}_Q"),
-                  helper.make_node("DequantizeLinear", [f"a{i}_q", f"a{i}_s", f"a{i}_z"], [f"a{i}_dq"], name=f"a{i}_DQ")]  # fmt: skip
+        inits += [
+            numpy_helper.from_array(np.array(0.05, np.float32), f"a{i}_s"),
+            numpy_helper.from_array(np.array(zp, activations), f"a{i}_z"),
+            numpy_helper.from_array(scale, f"w{i}_s"),
+            numpy_helper.from_array(np.zeros(4, np.int8), f"w{i}_z"),
+            numpy_helper.from_array(np.zeros(4, np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node("QuantizeLinear", [x, f"a{i}_s", f"a{i}_z"], [f"a{i}_q"], name=f"a{i}_Q"),
+            helper.make_node("DequantizeLinear", [f"a{i}_q", f"a{i}_s", f"a{i}_z"], [f"a{i}_dq"], name=f"a{i}_DQ"),
+        ]
         if weights == "modelopt":
             inits.append(numpy_helper.from_array(w, f"w{i}"))
-            nodes.append(helper.make_node("QuantizeLinear", [f"w{i}", f"w{i}_s", f"w{i}_z"], [f"w{i}_q"], name=f"w{i}_Q", axis=0))
+            nodes.append(
+                helper.make_node("QuantizeLinear", [f"w{i}", f"w{i}_s", f"w{i}_z"], [f"w{i}_q"], name=f"w{i}_Q", axis=0)
+            )
         else:
             inits.append(numpy_helper.from_array(np.round(w / scale.reshape(-1, 1, 1, 1)).astype(np.int8), f"w{i}_q"))
-        nodes += [helper.make_node("DequantizeLinear", [f"w{i}_q", f"w{i}_s", f"w{i}_z"], [f"w{i}_dq"], name=f"w{i}_DQ", axis=0),
-                  helper.make_node("Conv", [f"a{i}_dq", f"w{i}_dq", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]  # fmt: skip
+        nodes += [
+            helper.make_node(
+                "DequantizeLinear", [f"w{i}_q", f"w{i}_s", f"w{i}_z"], [f"w{i}_dq"], name=f"w{i}_DQ", axis=0
+            ),
+            helper.make_node("Conv", [f"a{i}_dq", f"w{i}_dq", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"),
+        ]
         x = f"r{i}"
-    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 8, 8])], inits)  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
@@ -216,7 +257,9 @@ def test_lint_knows_the_layers_left_out() -> None:
     model.metadata_props[0].value = "[]"  # recorded as all INT8: the float conv1 is an error
     assert {(v.rule, v.node, v.severity) for v in lint.lint(model, "tensorrt")} == {("quantized", "conv1", "error")}
     del model.metadata_props[:]  # no record (another tool's file): a float layer is its choice, said as a warning
-    assert {(v.rule, v.node, v.severity) for v in lint.lint(model, "tensorrt")} == {("float-layers", "conv1", "warning")}
+    assert {(v.rule, v.node, v.severity) for v in lint.lint(model, "tensorrt")} == {
+        ("float-layers", "conv1", "warning")
+    }
     assert lint.excluded_of(model) == {"conv1"}
 
 
@@ -227,13 +270,15 @@ def _run(model: onnx.ModelProto) -> np.ndarray:
     return np.asarray(session.run(None, {"input": np.ones((1, 3, 8, 8), np.float32)})[0])
 
 
-# --- the seeded ResNet-50 -------------------------------------------------------------------------------
+# --- the tiny net's work directory, through rn50's commands ------------------------------------------------
+SAME_TABLE = ["--count", "16", "--method", "minmax"]  # one calibration, made once and reused
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory, quantized_dir: Path) -> Path:
-    return Path(shutil.copytree(quantized_dir, tmp_path_factory.mktemp("budget") / "work"))
-
-
-SAME_TABLE = ["--count", "16", "--method", "minmax"]  # quantized_dir's calibration, reused
+def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
+    root = Path(shutil.copytree(tiny_dir, tmp_path_factory.mktemp("budget") / "work"))
+    assert cli.invoke(app, ["quantize", "--int8", "--fp16", *SAME_TABLE, "--out", str(root)]).exit_code == 0
+    return root
 
 
 def _table(workdir: Path) -> CalibrationTable:
@@ -241,11 +286,14 @@ def _table(workdir: Path) -> CalibrationTable:
 
 
 def test_tensorrt_emitter_leaves_out_layers_and_their_shortcut(workdir: Path) -> None:
-    fp32 = onnx.load(str(workdir / "resnet50.fp32.onnx"))
+    fp32 = onnx.load(str(workdir / "tiny.fp32.onnx"))
     made_by = {o: n for n in fp32.graph.node for o in n.output}
     add = next(n for n in fp32.graph.node if n.op_type == "Add")
-    branch = next(made_by[i].name for i in add.input if made_by[i].op_type == "Conv" and len(
-        [c for c in fp32.graph.node if made_by[i].input[0] in c.input]) == 1)  # fmt: skip
+    branch = next(
+        made_by[i].name
+        for i in add.input
+        if made_by[i].op_type == "Conv" and len([c for c in fp32.graph.node if made_by[i].input[0] in c.input]) == 1
+    )
     gemm = next(n.name for n in fp32.graph.node if n.op_type == "Gemm")
     proto = qdq_tensorrt.emit(fp32, _table(workdir), frozenset({branch, gemm}))
     proto.metadata_props.add(key=lint.EXCLUDED_KEY, value=json.dumps([branch, gemm]))
@@ -260,7 +308,7 @@ def test_high_precision_fp16_runs_and_stays_close(workdir: Path) -> None:
     from rn50.calibration.budget import Evaluator
     from rn50.samples import sample_crops
 
-    fp32 = onnx.load(str(workdir / "resnet50.fp32.onnx"))
+    fp32 = onnx.load(str(workdir / "tiny.fp32.onnx"))
     q32 = qdq_tensorrt.emit(fp32, _table(workdir))
     q16 = qdq_tensorrt.in_fp16(q32)
     assert lint.lint(q16, "tensorrt") == []
@@ -275,24 +323,99 @@ def test_high_precision_fp16_runs_and_stays_close(workdir: Path) -> None:
 
 
 def test_budget_already_met_writes_the_file_and_says_so(workdir: Path) -> None:
-    r = cli.invoke(app, ["quantize", "--int8", "--target", "onnxruntime-cpu", "--budget", "min_cosine_mean=0.9", *SAME_TABLE, "--out", str(workdir)])
+    r = cli.invoke(
+        app,
+        [
+            "quantize",
+            "--int8",
+            "--target",
+            "onnxruntime-cpu",
+            "--budget",
+            "min_cosine_mean=0.9",
+            *SAME_TABLE,
+            "--out",
+            str(workdir),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "already met by the INT8 file without --budget" in " ".join(r.output.split())
-    model = onnx.load(str(workdir / "resnet50.int8.onnxruntime-cpu.onnx"), load_external_data=False)
+    model = onnx.load(str(workdir / "tiny.int8.onnxruntime-cpu.onnx"), load_external_data=False)
     assert lint.excluded_of(model) == {budget.classifier(model)}  # the default: the classifier in float, nothing more
     report = json.loads((workdir / "quantize-report.json").read_text())
     search = report[0]["budget"]
-    assert search["met"] and search["excluded"] == [] and len(search["steps"]) == 1 and search["checked_on"] == budget.BUDGET_CROPS
+    assert (
+        search["met"]
+        and search["excluded"] == []
+        and len(search["steps"]) == 1
+        and search["checked_on"] == budget.BUDGET_CROPS
+    )
     assert "INT8 budget — onnxruntime-cpu" in (workdir / "quantize-report.md").read_text()
 
 
 def test_unreachable_budget_exits_1_and_writes_nothing(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(budget, "RANK_CROPS", 2)  # the ranking's crops: only its cost changes here
-    target = workdir / "resnet50.int8.onnxruntime-cpu.onnx"
+    target = workdir / "tiny.int8.onnxruntime-cpu.onnx"
     before = {p.name: p.read_bytes() for p in [target, workdir / "quantize-report.json", workdir / "manifest.json"]}
-    r = cli.invoke(app, ["quantize", "--int8", "--target", "onnxruntime-cpu", "--budget", "min_cosine_mean=0.99999",
-                         "--max-excluded", "1", *SAME_TABLE, "--out", str(workdir)])  # fmt: skip
+    r = cli.invoke(
+        app,
+        [
+            "quantize",
+            "--int8",
+            "--target",
+            "onnxruntime-cpu",
+            "--budget",
+            "min_cosine_mean=1.0",
+            "--max-excluded",
+            "1",
+            *SAME_TABLE,
+            "--out",
+            str(workdir),
+        ],
+    )
     assert r.exit_code == 1, r.output
     line = " ".join(r.output.split())
-    assert "NOT met with 1 layer(s) left out" in line and "raise --max-excluded" in line and "nothing was written" in line
-    assert {p.name: p.read_bytes() for p in [target, workdir / "quantize-report.json", workdir / "manifest.json"]} == before
+    assert (
+        "NOT met with 1 layer(s) left out" in line and "raise --max-excluded" in line and "nothing was written" in line
+    )
+    assert {
+        p.name: p.read_bytes() for p in [target, workdir / "quantize-report.json", workdir / "manifest.json"]
+    } == before
+
+
+def test_target_all_keeps_the_file_that_met_the_budget(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--target all: the TensorRT file cannot meet the budget (its search is made to fail here), the onnxruntime-cpu
+    file meets it: that one is written and recorded, the other is not; exit 1 naming the one that missed."""
+    real = budget.search
+
+    def tensorrt_misses(model: onnx.ModelProto, emit: object, *, target: str, **kw: object) -> object:
+        found, proto = real(model, emit, target=target, **kw)  # type: ignore[arg-type]
+        if target == "tensorrt":
+            from dataclasses import replace
+
+            found = replace(found, steps=(*found.steps[:-1], replace(found.steps[-1], met=False)))
+        return found, proto
+
+    monkeypatch.setattr(budget, "search", tensorrt_misses)
+    trt, ort = workdir / "tiny.int8.tensorrt.onnx", workdir / "tiny.int8.onnxruntime-cpu.onnx"
+    before = trt.read_bytes() if trt.exists() else None
+    ort.unlink(missing_ok=True)
+    r = cli.invoke(
+        app,
+        [
+            "quantize",
+            "--int8",
+            "--target",
+            "all",
+            "--budget",
+            "min_cosine_mean=0.9",
+            *SAME_TABLE,
+            "--out",
+            str(workdir),
+        ],
+    )
+    assert r.exit_code == 1, r.output
+    line = " ".join(r.output.split())
+    assert "tensorrt:" in line and "written: onnx-int8-onnxruntime-cpu" in line, line
+    assert ort.is_file() and (trt.read_bytes() if trt.exists() else None) == before
+    report = json.loads((workdir / "quantize-report.json").read_text())
+    assert [r["name"] for r in report] == ["onnx-int8-onnxruntime-cpu"]

@@ -80,6 +80,7 @@ def test_verification_catches_a_tampered_initializer(fp32_onnx: Path, seeded50: 
     assert verify_onnx(fp32_onnx, seeded50.model).passed
 
 
+@pytest.mark.slow
 def test_export_at_opset_17(tmp_path: Path) -> None:
     loaded = load_model("seeded", depth=18)
     result = write_fp32_onnx(ExportConfig(depth=18, opset=17), WorkDir(tmp_path), loaded=loaded)
@@ -108,7 +109,7 @@ def _manifest(root: Path) -> dict:
 def test_cli_export_prints_verification(r18_dir: Path) -> None:
     result = cli.invoke(app, ["export", "--depth", "18", "--out", str(r18_dir), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["verified"] is True and [v["batch"] for v in data["verification"]] == [1, 2, 8]
 
 
@@ -116,7 +117,9 @@ def test_cli_export_prints_verification(r18_dir: Path) -> None:
     "failure, message",
     [(KeyboardInterrupt(), "interrupted"), (OSError(errno.ENOSPC, "No space left on device"), "no space left")],
 )
-def test_failed_write_keeps_the_previous_artifact(r18_dir: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException, message: str) -> None:
+def test_failed_write_keeps_the_previous_artifact(
+    r18_dir: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException, message: str
+) -> None:
     before = _manifest(r18_dir)
     onnx_file = r18_dir / "resnet18.fp32.onnx"
     digest = sha256_file(onnx_file)
@@ -129,7 +132,10 @@ def test_failed_write_keeps_the_previous_artifact(r18_dir: Path, monkeypatch: py
     result = cli.invoke(app, ["export", "--depth", "18", "--out", str(r18_dir)])
     assert result.exit_code == (130 if isinstance(failure, KeyboardInterrupt) else 2)
     assert message in result.output.lower()
-    assert len(result.output.strip().splitlines()) == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error:") and not any(
+        line.startswith("error:") for line in lines[:-1]
+    )  # above it, status lines only
     assert sha256_file(onnx_file) == digest
     assert _manifest(r18_dir) == before
     assert not [p for p in r18_dir.iterdir() if p.name.startswith(".")]
@@ -187,3 +193,61 @@ def test_an_interrupt_a_library_swallowed_still_stops_every_write(tmp_path: Path
         assert not list(tmp_path.iterdir())  # neither the file nor its temporary
     finally:
         INTERRUPT.clear()
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def test_a_work_directory_keeps_its_exact_seeded_weights(
+    r18_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another CPU's kernels could rebuild the seeded weights a rounding apart: the directory's own copy is used."""
+    import shutil
+
+    import torch
+
+    from rn50 import weights
+    from rn50.weights import workdir_model
+
+    real = weights.seeded_model
+
+    def another_cpu(depth: int = 50, **kw: object) -> torch.nn.Module:
+        model = real(depth)
+        with torch.no_grad():
+            model.fc.bias += 1e-6
+        return model
+
+    monkeypatch.setattr(weights, "seeded_model", another_cpu)
+    work = Path(shutil.copytree(r18_dir, tmp_path / "work"))
+    record = json.loads((work / "manifest.json").read_text())["model"]
+    assert weights.state_fingerprint(workdir_model(WorkDir(work))) == record["weights_sha256"]
+    _flip(work / "seeded-resnet18.pt")
+    with pytest.raises(Exception, match="weights-seeded: .* changed since it was made"):
+        workdir_model(WorkDir(work))
+
+
+@pytest.mark.slow
+def test_a_users_checkpoint_is_kept_and_read_after_the_original_moves(tmp_path: Path) -> None:
+    """A checkpoint with a training wrapper's prefix and 10 classes: exported, then moved away; the work directory's
+    own copy is what rn50 reads back (parity needs the PyTorch model)."""
+    import torch
+
+    from rn50.model import resnet
+    from rn50.weights import state_fingerprint, workdir_model
+
+    model = resnet(18, num_classes=10)
+    ckpt = tmp_path / "my model.ckpt"
+    torch.save({"epoch": 7, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, ckpt)
+    work = tmp_path / "work"
+    done = cli.invoke(app, ["export", "--depth", "18", "--weights", str(ckpt), "--out", str(work), "--no-verify"])
+    assert done.exit_code == 0, done.output
+    assert "removed the prefix 'model.'" in done.output
+    kept = _manifest(work)["artifacts"]["weights-checkpoint"]
+    assert kept["path"] == "weights-resnet18.pt" and kept["extra"]["source"] == str(ckpt)
+    ckpt.rename(tmp_path / "moved.ckpt")
+    again = workdir_model(WorkDir(work))
+    assert state_fingerprint(again) == state_fingerprint(model) and again.fc.out_features == 10

@@ -35,6 +35,9 @@ def test_image_folder_skips_and_counts_unreadable_files(tmp_path: Path) -> None:
     fs = feeds.image_folder(tmp_path)
     assert len(fs) == 4 and fs.skipped == 2 and fs.labels is None
     assert fs.images.shape == (4, 3, 224, 224)
+    every = fs.array()  # read back from the temporary file, in batches or whole: the same images
+    assert every.dtype == np.float32 and np.isfinite(every).all() and every.std() > 0
+    assert np.array_equal(np.concatenate(list(fs.batches(3))), every) and [len(b) for b in fs.batches(3)] == [3, 1]
     assert "2 skipped" in fs.description and fs.warnings
     assert feeds.image_folder(tmp_path).fingerprint == fs.fingerprint
 

@@ -56,7 +56,9 @@ def _runner_script(model: Path, body: str) -> str:
 
 
 def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
 
 
 @needs_ort_cuda
@@ -97,12 +99,18 @@ def test_hidden_gpu_is_refused_not_run_on_the_cpu(fp32_onnx: Path) -> None:
 def test_hidden_cuda_libraries_are_refused_and_named(fp32_onnx: Path) -> None:
     """Without torch's wheels to load them (torch blocked, LD_LIBRARY_PATH empty), the CUDA provider cannot load
     its libraries; rn50 refuses and names the ones that are missing."""
-    probe = _run("import sys; sys.modules['torch'] = None\nimport ctypes\n"
-                 "from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries\n"
-                 "print(','.join(missing_libraries(GPU_LIBRARIES['cuda'])))", {**os.environ, "LD_LIBRARY_PATH": ""})  # fmt: skip
+    probe = _run(
+        "import sys; sys.modules['torch'] = None\nimport ctypes\n"
+        "from rn50.runtimes.ort_runner import GPU_LIBRARIES, missing_libraries\n"
+        "print(','.join(missing_libraries(GPU_LIBRARIES['cuda'])))",
+        {**os.environ, "LD_LIBRARY_PATH": ""},
+    )
     missing = [m for m in probe.stdout.strip().split(",") if m]
     if probe.returncode != 0 or not missing:
-        pytest.skip(f"the CUDA libraries are loadable without torch here (system-wide), so they cannot be hidden: {probe.stderr[-200:]}")
+        pytest.skip(
+            "the CUDA libraries are loadable without torch here (system-wide), so they cannot be hidden: "
+            f"{probe.stderr[-200:]}"
+        )
     done = _run(_runner_script(fp32_onnx, "sys.modules['torch'] = None"), {**os.environ, "LD_LIBRARY_PATH": ""})
     assert done.returncode == 3, done.stdout + done.stderr
     assert "REFUSED ONNX Runtime fell back to CPUExecutionProvider" in done.stdout

@@ -44,7 +44,12 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
         ({"avx2", "avx_vnni"}, "x86_64", None, VNNI),  # Alder Lake: VEX-encoded VNNI, no AVX-512
         ({"avx2", "avx512f", "amx_int8"}, "x86_64", None, VNNI),
         ({"fp", "asimd", "asimddp"}, "aarch64", None, VNNI),  # arm64 dot products do not saturate
-        ({"avx2", "avx512_vnni"}, "x86_64", {"AVX512VNNI": False, "AVX2": True}, AVX2),  # an emulated CPU: CPUID decides
+        (
+            {"avx2", "avx512_vnni"},
+            "x86_64",
+            {"AVX512VNNI": False, "AVX2": True},
+            AVX2,
+        ),  # an emulated CPU: CPUID decides
         ({"avx2"}, "x86_64", {"AVX512VNNI": True, "AVX2": True}, VNNI),
     ],
 )
@@ -60,7 +65,10 @@ def test_cpu_class_from_a_cpuinfo_file(tmp_path: Path) -> None:
     assert info["int8_class"] == (AVX2 if X86 else VNNI)
 
 
-@pytest.mark.parametrize(("bits", "expected"), [(8, QdqForm("uint8", 8, "onnxruntime-cpu", VNNI)), (7, QdqForm("uint8", 7, "onnxruntime-cpu", AVX2))])
+@pytest.mark.parametrize(
+    ("bits", "expected"),
+    [(8, QdqForm("uint8", 8, "onnxruntime-cpu", VNNI)), (7, QdqForm("uint8", 7, "onnxruntime-cpu", AVX2))],
+)
 def test_form_of_a_qdq_file(bits: int, expected: QdqForm) -> None:
     model, _ = saturating_conv(bits)
     assert form_of(model) == expected
@@ -92,8 +100,16 @@ def test_which_runtimes_saturate_on_which_form(runtime: str, form: QdqForm, cpu_
 @pytest.mark.parametrize(
     ("runtime", "form", "needles"),
     [
-        ("onnxruntime-cpu", U8_FULL, ("ONNX Runtime's u8s8 kernels saturate", "made for vnni-class CPUs", "--cpu avx2")),
-        ("openvino-cpu", S8_FULL, ("OpenVINO's INT8 kernels saturate", "made for TensorRT", "onnxruntime-cpu file made with")),
+        (
+            "onnxruntime-cpu",
+            U8_FULL,
+            ("ONNX Runtime's u8s8 kernels saturate", "made for vnni-class CPUs", "--cpu avx2"),
+        ),
+        (
+            "openvino-cpu",
+            S8_FULL,
+            ("OpenVINO's INT8 kernels saturate", "made for TensorRT", "onnxruntime-cpu file made with"),
+        ),
         ("openvino-cpu", QdqForm("uint8", 8, None, None), ("saturate", "reduce_range=True")),
         ("onnxruntime-cpu", U8_7BIT, ("does not compute this file as its Q/DQ nodes say", "report it")),
     ],
@@ -104,7 +120,9 @@ def test_engine_deviation_names_the_cause_and_the_fix(runtime: str, form: QdqFor
         assert needle in f"{cause} {fix}"
 
 
-def _engine_check(tmp_path: Path, bits: int, runtimes: tuple[str, ...] = ("onnxruntime-cpu", "openvino-cpu")) -> dict[str, TargetResult]:
+def _engine_check(
+    tmp_path: Path, bits: int, runtimes: tuple[str, ...] = ("onnxruntime-cpu", "openvino-cpu")
+) -> dict[str, TargetResult]:
     """rn50's engine check of the saturating convolution on this machine's real kernels, as parity runs it."""
     model, x = saturating_conv(bits)
     path = tmp_path / f"conv{bits}.onnx"
@@ -132,7 +150,10 @@ def test_engine_check_on_this_machines_kernels(tmp_path: Path, bits: int) -> Non
             assert r.engine.cosine_min > 0.9999
 
 
-@pytest.mark.skipif(QEMU is None or not X86, reason="needs qemu-x86_64 (apt install qemu-user) on an x86 machine to run a CPU without VNNI")
+@pytest.mark.skipif(
+    QEMU is None or not X86,
+    reason="needs qemu-x86_64 (apt install qemu-user) on an x86 machine to run a CPU without VNNI",
+)
 @pytest.mark.parametrize("bits", [8, 7])
 def test_engine_check_on_an_emulated_cpu_without_vnni(tmp_path: Path, bits: int) -> None:
     """rn50's engine check, run under ``qemu-x86_64 -cpu Haswell`` (AVX2 and FMA, no AVX-512, no VNNI): ONNX Runtime's
@@ -141,8 +162,13 @@ def test_engine_check_on_an_emulated_cpu_without_vnni(tmp_path: Path, bits: int)
     path, feed = tmp_path / "conv.onnx", tmp_path / "x.npy"
     onnx.save(model, str(path))
     np.save(feed, x)
-    done = subprocess.run([str(QEMU), "-cpu", "Haswell", sys.executable, str(HERE / "engine_check.py"), str(path), str(feed)],
-                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(
+        [str(QEMU), "-cpu", "Haswell", sys.executable, str(HERE / "engine_check.py"), str(path), str(feed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["int8_class"] == AVX2  # rn50 reads the emulated CPU's class from CPUID
@@ -154,7 +180,9 @@ def test_engine_check_on_an_emulated_cpu_without_vnni(tmp_path: Path, bits: int)
             assert r["status"] == "pass" and r["engine_cosine_mean"] > 0.9999, r
 
 
-def test_a_runtime_that_deviates_from_its_file_fails_on_any_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_runtime_that_deviates_from_its_file_fails_on_any_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A deliberately wrong runner (ONNX Runtime's output channels in reverse order, as a layout bug would leave them)
     fails its engine check, with the generic cause, on a CPU of either class."""
     real = comparison.make_runner
@@ -195,8 +223,12 @@ def test_the_onnxruntime_cpu_file_is_made_for_its_cpu_class(cpu: str, bits: int)
     model = small_convnet()
     crops = np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)
     table = CalibrationTable(activation_ranges(model, crops), "minmax", {}, "sha", "set", "", len(crops))
-    assert form_of(emitter(model, table, "onnxruntime-cpu", cpu_class=cpu)(frozenset())) == QdqForm("uint8", bits, "onnxruntime-cpu", cpu)
-    assert form_of(emitter(model, table, "tensorrt", cpu_class=cpu)(frozenset())) == QdqForm("int8", 8, "tensorrt", None)
+    assert form_of(emitter(model, table, "onnxruntime-cpu", cpu_class=cpu)(frozenset())) == QdqForm(
+        "uint8", bits, "onnxruntime-cpu", cpu
+    )
+    assert form_of(emitter(model, table, "tensorrt", cpu_class=cpu)(frozenset())) == QdqForm(
+        "int8", 8, "tensorrt", None
+    )
 
 
 def test_cpu_auto_is_this_machines_class() -> None:
@@ -206,11 +238,14 @@ def test_cpu_auto_is_this_machines_class() -> None:
     assert QuantizeOptions(int8=True, cpu=AVX2).cpu_class == AVX2
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--int8", "--cpu", "sse"], "unknown --cpu 'sse'"),
-    (["--fp16", "--cpu", "avx2"], "--cpu applies to the onnxruntime-cpu INT8 file only"),
-    (["--int8", "--target", "tensorrt", "--cpu", "vnni"], "--cpu applies to the onnxruntime-cpu INT8 file only"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--int8", "--cpu", "sse"], "unknown --cpu 'sse'"),
+        (["--fp16", "--cpu", "avx2"], "--cpu applies to the onnxruntime-cpu INT8 file only"),
+        (["--int8", "--target", "tensorrt", "--cpu", "vnni"], "--cpu applies to the onnxruntime-cpu INT8 file only"),
+    ],
+)
 def test_bad_cpu_options_are_refused_before_any_work(tmp_path: Path, args: list[str], needle: str) -> None:
     from typer.testing import CliRunner
 
@@ -223,7 +258,9 @@ def test_bad_cpu_options_are_refused_before_any_work(tmp_path: Path, args: list[
 
 
 @pytest.mark.parametrize("cpu_class", [AVX2, VNNI])
-def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_class: str) -> None:
+def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_class: str
+) -> None:
     """On an avx2-class CPU the default plan lists OpenVINO × rn50's TensorRT file as not run, with the reason and how
     to run it anyway (named, it runs and is judged); ONNX Runtime, whose s8/s8 path is faithful, runs it. On a
     vnni-class CPU both run. The class comes from a fixture, so both classes' plans are tested on any machine."""
@@ -236,15 +273,29 @@ def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(tmp_
     root.mkdir()
     onnx.save(model, str(root / "resnet50.int8.tensorrt.onnx"))
     workdir = WorkDir(root)
-    workdir.record(Artifact("onnx-int8-tensorrt", "resnet50.int8.tensorrt.onnx", "onnx", "int8", sha256_file(root / "resnet50.int8.tensorrt.onnx"),
-                            None, {}, {}))  # fmt: skip
+    workdir.record(
+        Artifact(
+            "onnx-int8-tensorrt",
+            "resnet50.int8.tensorrt.onnx",
+            "onnx",
+            "int8",
+            sha256_file(root / "resnet50.int8.tensorrt.onnx"),
+            None,
+            {},
+            {},
+        )
+    )
     monkeypatch.setattr("rn50.machine.cpu_info", lambda *a, **k: real_cpu_info(*a, **k) | {"int8_class": cpu_class})
     runtimes = ["onnxruntime-cpu", "openvino-cpu"]
     planned, skipped = targets.parity_targets(workdir, runtimes=runtimes)
     if cpu_class == AVX2:
         assert [t.runtime for t in planned] == ["onnxruntime-cpu"]
         (r,) = skipped
-        assert r.runtime == "openvino-cpu" and "OpenVINO's INT8 kernels saturate" in str(r.reason) and "--artifact onnx-int8-tensorrt" in str(r.reason)
+        assert (
+            r.runtime == "openvino-cpu"
+            and "OpenVINO's INT8 kernels saturate" in str(r.reason)
+            and "--artifact onnx-int8-tensorrt" in str(r.reason)
+        )
     else:
         assert [t.runtime for t in planned] == runtimes and skipped == []
     named, _ = targets.parity_targets(workdir, runtimes=runtimes, artifacts=["onnx-int8-tensorrt"])

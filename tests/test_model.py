@@ -20,9 +20,16 @@ def test_parameter_count_and_output_shape(depth: int) -> None:
 def test_resnet50_keys_follow_torchvision() -> None:
     keys = list(resnet(50).state_dict())
     assert len(keys) == 320  # 161 parameters + 3 buffers for each of 53 BatchNorms
-    for key in ("conv1.weight", "bn1.num_batches_tracked", "layer1.0.downsample.0.weight",
-                "layer1.0.downsample.1.running_var", "layer3.5.conv2.weight", "layer4.2.bn3.bias",
-                "fc.weight", "fc.bias"):  # fmt: skip
+    for key in (
+        "conv1.weight",
+        "bn1.num_batches_tracked",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.running_var",
+        "layer3.5.conv2.weight",
+        "layer4.2.bn3.bias",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert key in keys
     assert not any(k.startswith("layer1.1.downsample") for k in keys)  # identity shortcut inside a stage
 
@@ -53,6 +60,11 @@ def test_stage_table_of_resnet50() -> None:
     assert s.params == PARAMS[50]
     assert 4.0e9 < s.macs < 4.2e9
     assert [r.output_size for r in s.stages] == [
-        (64, 56, 56), (256, 56, 56), (512, 28, 28), (1024, 14, 14), (2048, 7, 7), (1000,)
-    ]  # fmt: skip
+        (64, 56, 56),
+        (256, 56, 56),
+        (512, 28, 28),
+        (1024, 14, 14),
+        (2048, 7, 7),
+        (1000,),
+    ]
     assert [r.blocks for r in s.stages[1:5]] == [3, 4, 6, 3]

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import one_line_error
 from onnx import helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -47,33 +48,35 @@ def _tampered(fp32_onnx: Path, tmp_path: Path) -> Path:
     return path
 
 
-def test_parity_cli_passes_and_writes_loadable_reports(workdir_copy: Path) -> None:
-    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "8", "--runtime", "onnxruntime-cpu"])
+def test_parity_cli_passes_and_writes_loadable_reports(tiny: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "8", "--runtime", "onnxruntime-cpu"])
     assert result.exit_code == 0, result.output
-    data = json.loads((workdir_copy / "parity.json").read_text())
+    data = json.loads((tiny / "parity.json").read_text())
     assert data["passed"] is True
     (row,) = data["results"]
     assert row["runtime"] == "onnxruntime-cpu" and row["device"] == "CPUExecutionProvider" and row["status"] == "pass"
-    loaded = parity_results.load(workdir_copy / "parity.json")
+    loaded = parity_results.load(tiny / "parity.json")
     assert parity_results.to_dict(loaded) == data  # JSON round trip
-    assert "| onnxruntime-cpu | onnx-fp32 |" in (workdir_copy / "parity.md").read_text()
-    assert (workdir_copy / "parity.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| onnxruntime-cpu · onnx-fp32 | fp32 |" in (tiny / "parity.md").read_text()
+    assert (tiny / "parity.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_broken_artifact_fails_parity_with_the_metric_named(workdir_copy: Path, fp32_onnx: Path, tmp_path: Path) -> None:
-    bad = _tampered(fp32_onnx, tmp_path)
-    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "4", "--runtime", "onnxruntime-cpu", "--onnx", str(bad)])
+def test_a_broken_artifact_fails_parity_with_the_metric_named(tiny: Path, tmp_path: Path) -> None:
+    bad = _tampered(tiny / "tiny.fp32.onnx", tmp_path)
+    result = cli.invoke(
+        app, ["parity", "--out", str(tiny), "--count", "4", "--runtime", "onnxruntime-cpu", "--onnx", str(bad)]
+    )
     assert result.exit_code == 1, result.output
     assert "tampered.onnx" in result.output and "cosine_min" in result.output
-    data = json.loads((workdir_copy / "parity.json").read_text())
+    data = json.loads((tiny / "parity.json").read_text())
     verdicts = {r["artifact"]: r["status"] for r in data["results"]}
     assert verdicts == {"onnx-fp32": "pass", "tampered.onnx": "fail"}
 
 
-def test_unavailable_runtimes_are_reported_as_skipped(workdir_copy: Path) -> None:
-    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "2", "--json"])
+def test_unavailable_runtimes_are_reported_as_skipped(tiny: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "2", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["results"]
+    rows = json.loads(result.stdout)["results"]
     assert {r["runtime"] for r in rows} >= {"onnxruntime-cpu"}
     for r in rows:
         assert r["status"] in ("pass", "skipped")
@@ -81,26 +84,52 @@ def test_unavailable_runtimes_are_reported_as_skipped(workdir_copy: Path) -> Non
             assert r["reason"] and r["metrics"] is None
 
 
-def test_parity_bad_input(workdir_copy: Path, tmp_path: Path) -> None:
+def _other_model(tmp_path: Path) -> Path:
     other = tmp_path / "other.onnx"
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3, 224, 224])
     y = helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["n", 3, 224, 224])
-    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g", [x], [y])), str(other))
-    (tmp_path / "empty").mkdir()
-    cases = [
+    onnx.save(
+        helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g", [x], [y])),
+        str(other),
+    )
+    return other
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
         (["--runtime", "onnxruntime-gpu"], "unknown runtime"),
         (["--threshold", "int8:cosine=0.9"], "bad --threshold"),
         (["--batch", "0"], "--batch must be >= 1"),
-        (["--images", str(tmp_path / "empty")], "no readable images"),
+        (["--random", "0"], "--random must be >= 1"),
+        (["--count", "0"], "--count must be >= 1"),
+        (["--images", "{tmp}/empty"], "no readable images"),
         (["--artifact", "engine-int8"], "no artifact named engine-int8"),
-        (["--runtime", "onnxruntime-cpu", "--onnx", str(other), "--artifact", "onnx-fp32"], "missing input(s) ['x']"),
-        (["--runtime", "onnxruntime-cuda"], "CUDAExecutionProvider"),
-    ]
-    for args, message in cases:
-        result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "2", *args])
-        if "CUDA" in message and result.exit_code == 0:
-            continue  # a machine with onnxruntime-gpu and a GPU
-        assert result.exit_code == 2, (args, result.output)
-        assert message in result.output, (args, result.output)
+        (
+            ["--runtime", "onnxruntime-cpu", "--onnx", "{tmp}/other.onnx", "--artifact", "onnx-fp32"],
+            "missing input(s) ['x']",
+        ),
+    ],
+)
+def test_parity_bad_input(tiny: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    _other_model(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "2", *(a.format(tmp=tmp_path) for a in args)])
+    one_line_error(result, 2, message)
+
+
+def test_a_runtime_asked_for_but_not_here_is_listed_with_the_reason(tiny: Path) -> None:
+    from rn50.runtimes.registry import unavailable_reason
+
+    if unavailable_reason("onnxruntime-cuda") is None:
+        pytest.skip("this machine has ONNX Runtime's CUDA provider: the runtime runs")
+    result = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "2", "--runtime", "onnxruntime-cuda", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["results"]
+    assert rows and all(r["status"] == "skipped" and "CUDAExecutionProvider" in r["reason"] for r in rows)
+
+
+def test_parity_needs_a_work_directory(tmp_path: Path) -> None:
     result = cli.invoke(app, ["parity", "--out", str(tmp_path / "fresh")])
-    assert result.exit_code == 2 and "is not an rn50 work directory" in result.output and not (tmp_path / "fresh").exists()
+    one_line_error(result, 2, "is not an rn50 work directory")
+    assert not (tmp_path / "fresh").exists()

@@ -62,17 +62,31 @@ def test_report_html_renders_in_headless_chromium(out: Path, tmp_path: Path) -> 
         pytest.skip("no headless Chromium here (.ci/run installs it: apt-get install chromium)")
     page = out / "report.html"
     text = page.read_text()
-    assert text.count('src="data:image/png;base64,') == 2 and "http://" not in text and "https://" not in text  # self-contained
-    shutil.copy(page, tmp_path / "alone.html")  # no sibling files: everything it shows is inside it
+    assert (
+        text.count('src="data:image/png;base64,') == 2 and "http://" not in text and "https://" not in text
+    )  # self-contained
+    # No sibling files: everything it shows is inside it. A script reports how wide the page lays out at 1280 px.
+    measure = '<script>document.body.setAttribute("data-width", String(document.documentElement.scrollWidth));</script>'
+    (tmp_path / "alone.html").write_text(text.replace("</body>", measure + "</body>"))
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
     shot = tmp_path / "shot.png"
     uri = (tmp_path / "alone.html").as_uri()
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", uri], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2400", uri], capture_output=True, timeout=120, check=True
+    )
     with Image.open(shot) as img:
         assert img.size == (1280, 2400)
         colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 100  # text, tables and the embedded charts, not a blank page
-    dom = subprocess.run([*flags, "--dump-dom", uri], capture_output=True, text=True, timeout=120, check=True).stdout
+    dom = subprocess.run(
+        [*flags, "--window-size=1280,2400", "--dump-dom", uri], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    width = re.search(r'data-width="(\d+)"', dom)
+    assert width is not None and int(width.group(1)) <= 1280, "report.html is wider than a 1280 px window"
+    headings = re.findall(r"<h2[^>]*>(.*?)</h2>", dom)
+    assert headings[0] == "What to ship", headings  # the recommendation comes first
+    ship = re.search(r"What to ship</h2>(.*?)<h2", dom, re.DOTALL)
+    assert ship is not None and "ship <strong>" in ship.group(1) and "img/s" in ship.group(1), ship
     table = re.search(r'<table id="verdicts-table">(.*?)</table>', dom, re.DOTALL)
     assert table is not None, "the parity verdict table is missing"
     rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.DOTALL)
@@ -86,8 +100,14 @@ def test_second_run_reuses_every_step(out: Path) -> None:
     result = cli.invoke(app, ["pipeline", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     steps = {s["name"]: s for s in json.loads(result.stdout)["steps"]}
-    assert {n: s["status"] for n, s in steps.items()} == {"export": "reused", "calibrate": "reused", "quantize": "reused",
-                                                           "build-trt": "skipped", "parity": "reused", "profile": "reused"}  # fmt: skip
+    assert {n: s["status"] for n, s in steps.items()} == {
+        "export": "reused",
+        "calibrate": "reused",
+        "quantize": "reused",
+        "build-trt": "skipped",
+        "parity": "reused",
+        "profile": "reused",
+    }
     assert "TensorRT" in steps["build-trt"]["detail"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.onnx")} == before
 
@@ -130,7 +150,10 @@ def test_a_changed_artifact_is_rebuilt_and_the_pipeline_says_why(out: Path) -> N
     result = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "quantize", "--json"])
     assert result.exit_code == 0, result.output
     quantize = json.loads(result.stdout)["steps"][2]
-    assert quantize["status"] == "ran" and "ran again (resnet50.int8.onnxruntime-cpu.onnx changed since it was made)" in quantize["detail"]
+    assert (
+        quantize["status"] == "ran"
+        and "ran again (resnet50.int8.onnxruntime-cpu.onnx changed since it was made)" in quantize["detail"]
+    )
     assert "quantize runs again" in result.stderr
     assert sha256_file(path) == good  # deterministic: the same file as before the damage
     _files_match_manifest(out)
@@ -147,7 +170,9 @@ def test_a_file_for_the_other_cpu_class_is_made_again_and_judged_on_this_cpu(out
     other = VNNI if this == AVX2 else AVX2
     result = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "quantize,parity", "--cpu", other, "--json"])
     steps = {s["name"]: s for s in json.loads(result.stdout)["steps"]}
-    assert steps["quantize"]["status"] == "ran" and f"changed: cpu_class {this} → {other}" in steps["quantize"]["detail"]
+    assert (
+        steps["quantize"]["status"] == "ran" and f"changed: cpu_class {this} → {other}" in steps["quantize"]["detail"]
+    )
     form = form_of(onnx.load(str(out / "resnet50.int8.onnxruntime-cpu.onnx"), load_external_data=False))
     assert (form.cpu_class, form.weight_bits) == (other, 7 if other == AVX2 else 8)
     if other == AVX2:
@@ -209,18 +234,29 @@ def test_doctor_on_this_machine() -> None:
 def test_doctor_flags_both_onnxruntime_packages_as_broken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from rn50.commands import doctor
 
-    monkeypatch.setattr(doctor, "ort_distributions", lambda: {"onnxruntime": ("1.31.1", tmp_path), "onnxruntime-gpu": ("1.31.1", tmp_path)})
+    monkeypatch.setattr(
+        doctor,
+        "ort_distributions",
+        lambda: {"onnxruntime": ("1.31.1", tmp_path), "onnxruntime-gpu": ("1.31.1", tmp_path)},
+    )
     (check,) = doctor.check_onnxruntime()
     assert check.status == "broken" and "share one module" in check.detail and "uninstall" in (check.fix or "")
 
 
-def test_doctor_names_the_onnxruntime_package_that_shadows_the_other(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_doctor_names_the_onnxruntime_package_that_shadows_the_other(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Installed in two folders (e.g. onnxruntime-gpu with pip --target on PYTHONPATH), the one imported is whole:
     doctor says which one runs and which is shadowed, and goes on checking it."""
     from rn50.commands import doctor
 
     real = doctor.ort_distributions()["onnxruntime"]
-    monkeypatch.setattr(doctor, "ort_distributions", lambda: {"onnxruntime": real, "onnxruntime-gpu": ("1.31.1", tmp_path)})
+    monkeypatch.setattr(
+        doctor, "ort_distributions", lambda: {"onnxruntime": real, "onnxruntime-gpu": ("1.31.1", tmp_path)}
+    )
     check = doctor.check_onnxruntime()[0]
     assert check.status == "ok", check
-    assert f"onnxruntime {real[0]} (imported from {real[1]}; onnxruntime-gpu 1.31.1 in {tmp_path} is shadowed by it)" in check.detail
+    assert (
+        f"onnxruntime {real[0]} (imported from {real[1]}; onnxruntime-gpu 1.31.1 in {tmp_path} is shadowed by it)"
+        in check.detail
+    )

@@ -31,9 +31,14 @@ def test_high_variation_is_flagged_and_reported() -> None:
     noisy = summarize([10.0, 14.0, 7.0, 10.0], batch=1)
     assert not steady.unstable and steady.cv < 0.05
     assert noisy.unstable and noisy.cv > 0.05
-    report = ProfileReport(Settings(batches=(1,)), {"cpu": {}, "gpus": []},
-                           (Row("onnxruntime-cpu", "a", "fp32", "ok", 1, stats=steady),
-                            Row("onnxruntime-cpu", "b", "fp32", "ok", 1, stats=noisy)))  # fmt: skip
+    report = ProfileReport(
+        Settings(batches=(1,)),
+        {"cpu": {}, "gpus": []},
+        (
+            Row("onnxruntime-cpu", "a", "fp32", "ok", 1, stats=steady),
+            Row("onnxruntime-cpu", "b", "fp32", "ok", 1, stats=noisy),
+        ),
+    )
     assert [r.artifact for r in report.unstable] == ["b"]
     md = profile_report.markdown(report)
     assert "vary by more than 5%" in md and "⚠" in md
@@ -58,38 +63,64 @@ def test_collect_warms_up_by_count_and_time_then_measures_a_fixed_duration() -> 
     assert len(exact) == 7
 
 
-def test_profile_writes_loadable_reports_and_skips_missing_runtimes(workdir_copy: Path) -> None:
-    result = cli.invoke(app, ["parity", "--out", str(workdir_copy), "--count", "4", "--runtime", "onnxruntime-cpu"])
+def test_profile_writes_loadable_reports_and_skips_missing_runtimes(tiny: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "4", "--runtime", "onnxruntime-cpu"])
     assert result.exit_code == 0, result.output
-    args = ["profile", "--out", str(workdir_copy), "--runtime", "torch-cpu", "--runtime", "onnxruntime-cpu",
-            "--runtime", "onnxruntime-cuda", "--batch", "1,2", "--warmup", "0", "--warmup-iterations", "1",
-            "--iterations", "3", "--threads", "1", "--json"]  # fmt: skip
+    args = [
+        "profile",
+        "--out",
+        str(tiny),
+        "--runtime",
+        "torch-cpu",
+        "--runtime",
+        "onnxruntime-cpu",
+        "--runtime",
+        "onnxruntime-cuda",
+        "--batch",
+        "1,2",
+        "--warmup",
+        "0",
+        "--warmup-iterations",
+        "1",
+        "--iterations",
+        "3",
+        "--threads",
+        "1",
+        "--json",
+    ]
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
-    data = json.loads((workdir_copy / "profile.json").read_text())
+    data = json.loads((tiny / "profile.json").read_text())
     measured = [r for r in data["rows"] if r["status"] == "ok"]
-    assert {(r["runtime"], r["batch"]) for r in measured} == {("torch-cpu", 1), ("torch-cpu", 2), ("onnxruntime-cpu", 1), ("onnxruntime-cpu", 2)}
+    assert {(r["runtime"], r["batch"]) for r in measured} == {
+        ("torch-cpu", 1),
+        ("torch-cpu", 2),
+        ("onnxruntime-cpu", 1),
+        ("onnxruntime-cpu", 2),
+    }
     for r in measured:
         assert r["stats"]["count"] == 3 and r["stats"]["median_ms"] > 0 and r["metric"] == "Latency"
     assert data["settings"]["threads"] == 1 and data["machine"]["threads"] == 1
     (cuda,) = [r for r in data["rows"] if r["runtime"] == "onnxruntime-cuda"]
     # No GPU build here: reported as skipped with the reason, never as a zero.
     assert cuda["status"] == "skipped" and cuda["stats"] is None and "CUDAExecutionProvider" in cuda["reason"]
-    loaded = profile_results.load(workdir_copy / "profile.json")
+    loaded = profile_results.load(tiny / "profile.json")
     assert profile_results.to_dict(loaded) == data  # JSON round trip
-    md = (workdir_copy / "profile.md").read_text()
-    assert "| onnxruntime-cpu | onnx-fp32 | fp32 | 1 | Latency |" in md and "onnxruntime-cuda" in md
+    md = (tiny / "profile.md").read_text()
+    assert "| onnxruntime-cpu · onnx-fp32 | fp32 | 1 | Latency |" in md and "onnxruntime-cuda" in md
     assert "Fastest at acceptable error" in md  # parity.json was there
-    assert (workdir_copy / "profile.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny / "profile.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _fake_engine(workdir: Path) -> None:
     from rn50.runtimes.trt_plan import Sidecar, sidecar_path
 
-    engine = workdir / "resnet50.fp32.b1-32.engine"
+    engine = workdir / "tiny.fp32.b1-32.engine"
     engine.write_bytes(b"not a real engine")
     profiles = [{"input_min": [1, 3, 224, 224], "input_opt": [8, 3, 224, 224], "input_max": [32, 3, 224, 224]}]
-    Sidecar("10.13.0", "GPU", "9.0", "0" * 64, sha256_file(engine), "k", {"precision": "fp32"}, profiles, []).save(sidecar_path(engine))
+    Sidecar("10.13.0", "GPU", "9.0", "0" * 64, sha256_file(engine), "k", {"precision": "fp32"}, profiles, []).save(
+        sidecar_path(engine)
+    )
     WorkDir(workdir).record(Artifact("engine-fp32", engine.name, "engine", "fp32", sha256_file(engine), None, {}, {}))
 
 
@@ -102,15 +133,15 @@ def _fake_engine(workdir: Path) -> None:
         (["--batch", "0"], "batch sizes must be >= 1"),
         (["--batch", "one"], "not a list of integers"),
         (["--threads", "0"], "--threads 0"),
-        (["--batch", "1,64"], "outside resnet50.fp32.b1-32.engine's profile (batch 1..32)"),
+        (["--batch", "1,64"], "outside tiny.fp32.b1-32.engine's profile (batch 1..32)"),
     ],
 )
-def test_profile_bad_input_exits_2_with_one_line(workdir_copy: Path, args: list[str], needle: str) -> None:
-    _fake_engine(workdir_copy)
-    result = cli.invoke(app, ["profile", "--out", str(workdir_copy), *args])
+def test_profile_bad_input_exits_2_with_one_line(tiny: Path, args: list[str], needle: str) -> None:
+    _fake_engine(tiny)
+    result = cli.invoke(app, ["profile", "--out", str(tiny), *args])
     assert result.exit_code == 2, result.output
     assert needle in result.output and "Traceback" not in result.output
-    assert not (workdir_copy / "profile.json").exists()  # nothing measured, nothing written
+    assert not (tiny / "profile.json").exists()  # nothing measured, nothing written
 
 
 def test_inputs_are_the_same_crops_for_every_batch() -> None:
@@ -159,7 +190,9 @@ def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeyp
     settings = Settings(batches=(1, 2), warmup_s=0, warmup_iterations=0, duration_s=None, iterations=3, threads=1)
     rows = profiling.profile_target(target, settings, np.zeros((2, 3, 2, 2), np.float32), lambda: None, lambda m: None)
     assert [(r.batch, r.mode, r.status) for r in rows] == [
-        (b, mode, status) for b in (1, 2) for mode, status in (("host", "ok"), ("device", "ok"), ("device+cuda-graph", "skipped"))
+        (b, mode, status)
+        for b in (1, 2)
+        for mode, status in (("host", "ok"), ("device", "ok"), ("device+cuda-graph", "skipped"))
     ]
     device = rows[1]
     assert device.metric == "GPU Compute Time" and device.stats is not None and device.stats.median_ms == 2.0

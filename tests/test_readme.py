@@ -18,13 +18,17 @@ def command(line: str) -> str:
 
 def test_readme_shows_the_commands_users_know() -> None:
     assert command(LINES[0]) == "rn50 pipeline"
-    assert any(line.startswith("rn50 profile") for line in LINES) and any(line.startswith("rn50 doctor") for line in LINES)
+    assert any(line.startswith("rn50 profile") for line in LINES) and any(
+        line.startswith("rn50 doctor") for line in LINES
+    )
     for line in LINES:
         assert line.startswith("rn50 "), f"README bash blocks should hold rn50 commands, found {line!r}"
 
 
 @pytest.fixture(scope="module")
-def readme_dir(pipeline_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def readme_dir(
+    pipeline_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     src, first = pipeline_run
     assert first.returncode == 0, first.stdout + first.stderr
     cwd = tmp_path_factory.mktemp("readme")

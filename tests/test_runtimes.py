@@ -73,7 +73,9 @@ def test_cuda_provider_missing_is_an_error_not_a_cpu_fallback(fp32_onnx: Path) -
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif("CUDAExecutionProvider" not in _ort_providers() or not _cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in _ort_providers() or not _cuda(), reason="needs onnxruntime-gpu and a CUDA GPU"
+)
 def test_onnxruntime_cuda_matches_torch_cuda(fp32_onnx: Path, seeded50: LoadedModel, feed: dict) -> None:
     with OnnxRuntimeRunner(fp32_onnx, provider="cuda") as ort, TorchRunner(seeded50.model, device="cuda") as ref:
         assert ort.device == "CUDAExecutionProvider"
@@ -101,7 +103,9 @@ def test_tensorrt_stubs_are_not_mistaken_for_tensorrt() -> None:
         assert hasattr(import_tensorrt(), "Builder")
 
 
-def test_openvino_runtimes_are_skipped_with_the_reason_where_openvino_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openvino_runtimes_are_skipped_with_the_reason_where_openvino_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import importlib.util
 
     from rn50.runtimes import registry
@@ -110,7 +114,10 @@ def test_openvino_runtimes_are_skipped_with_the_reason_where_openvino_is_missing
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
     for runtime in ("openvino-cpu", "openvino-cpu-bf16"):
         assert registry.unavailable_reason(runtime) == "openvino is not installed (pip install 'rn50[openvino]')"
-    assert registry.reads("openvino-cpu") == ("onnx", "ir") and registry.result_precision("openvino-cpu-bf16", "int8") is None
+    assert (
+        registry.reads("openvino-cpu") == ("onnx", "ir")
+        and registry.result_precision("openvino-cpu-bf16", "int8") is None
+    )
 
 
 def test_a_model_onnxruntime_cannot_run_is_a_failed_check_naming_the_runtime(tmp_path: Path) -> None:
@@ -121,31 +128,44 @@ def test_a_model_onnxruntime_cannot_run_is_a_failed_check_naming_the_runtime(tmp
 
     from rn50.errors import CheckFailed
 
-    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["logits"])], "bad",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
-                              [helper.make_tensor("shape", TensorProto.INT64, [2], [7, 1000])])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["input", "shape"], ["logits"])],
+        "bad",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [7, 1000])],
+    )
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     with OnnxRuntimeRunner(path, label="onnxruntime-cpu · bad") as ort, pytest.raises(CheckFailed) as caught:
         ort.infer({"input": np.zeros((1, 3, 224, 224), np.float32)})
-    assert caught.value.message.startswith("onnxruntime-cpu · bad: ONNX Runtime could not run bad.onnx on CPUExecutionProvider: ")
+    assert caught.value.message.startswith(
+        "onnxruntime-cpu · bad: ONNX Runtime could not run bad.onnx on CPUExecutionProvider: "
+    )
     assert "\n" not in caught.value.message and "Reshape" in caught.value.message
 
 
-def test_a_file_onnxruntime_cannot_capture_in_a_cuda_graph_is_a_skipped_mode(fp32_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Found on an H100: ONNX Runtime refuses graph capture for the onnxruntime-cpu Q/DQ file (the CUDA provider leaves some
-    of its nodes to the CPU). That mode is skipped with the reason (profile keeps the file's other rows); a plain device
-    session that fails stays an error."""
+def test_a_file_onnxruntime_cannot_capture_in_a_cuda_graph_is_a_skipped_mode(
+    fp32_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found on an H100: ONNX Runtime refuses graph capture for the onnxruntime-cpu Q/DQ file (the CUDA provider leaves
+    some of its nodes to the CPU). That mode is skipped with the reason (profile keeps the file's other rows); a plain
+    device session that fails stays an error."""
     import torch
 
     from rn50.errors import EnvironmentProblem
 
-    refusal = ("[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by the user "
-               "as all compute graph nodes have not been partitioned to the CUDAExecutionProvider")  # fmt: skip
+    refusal = (
+        "[ONNXRuntimeError] : 1 : FAIL : This session cannot use the graph capture feature as requested by the user "
+        "as all compute graph nodes have not been partitioned to the CUDAExecutionProvider"
+    )
 
-    def session(self: OnnxRuntimeRunner, options: dict | None = None) -> None:  # as _session raises it, from ONNX Runtime's error
-        raise UsageError(f"ONNX Runtime cannot load {self.model_path}: {refusal}", fix="check that the file is a valid ONNX model") from RuntimeError(refusal)
+    def session(
+        self: OnnxRuntimeRunner, options: dict | None = None
+    ) -> None:  # as _session raises it, from ONNX Runtime's error
+        raise UsageError(
+            f"ONNX Runtime cannot load {self.model_path}: {refusal}", fix="check that the file is a valid ONNX model"
+        ) from RuntimeError(refusal)
 
     monkeypatch.setattr(torch.cuda, "Stream", lambda: type("Stream", (), {"cuda_stream": 0})())
     monkeypatch.setattr(OnnxRuntimeRunner, "_session", session)
@@ -157,3 +177,60 @@ def test_a_file_onnxruntime_cannot_capture_in_a_cuda_graph_is_a_skipped_mode(fp3
     assert "--no-cuda-graphs" in (caught.value.fix or "")
     with pytest.raises(UsageError, match="graph capture"):
         runner.device_bench(feed, cuda_graph=False)
+
+
+def test_the_readme_lists_every_runtime_of_the_table() -> None:
+    """The README's runtime list is the runtime table, row for row (it cannot drift from the code)."""
+    from rn50.runtimes.registry import RUNTIME_TABLE
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = readme.split("<!-- runtimes: generated from RUNTIME_TABLE -->\n", 1)[1].split("<!-- /runtimes -->", 1)[0]
+    rows = ["| runtime | what | reads | device |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{s.name}` | {s.summary} | {', '.join(s.reads)} | {s.device} |" for s in RUNTIME_TABLE.values()]
+    assert listed.strip() == "\n".join(rows)
+
+
+def test_a_runtime_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A toy runtime registered here alone (ONNX Runtime's CPU provider under another name) is planned by parity and
+    profile, runs and is compared, is listed by doctor and appears in the CLI's help, with no other edit."""
+    import onnx
+    from tiny import small_convnet
+    from typer.testing import CliRunner
+
+    from rn50 import cli
+    from rn50.artifacts import Artifact, WorkDir, sha256_file
+    from rn50.commands.doctor import check_runtimes
+    from rn50.evaluation import comparison, targets
+    from rn50.feeds import FeedSet
+    from rn50.metrics import thresholds_for
+    from rn50.results.profile_results import Settings
+    from rn50.runtimes import registry
+    from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+
+    def runner(target: registry.Target, threads: int | None, _model: object) -> OnnxRuntimeRunner:
+        assert target.path is not None
+        return OnnxRuntimeRunner(target.path, threads=threads, label=target.label)
+
+    toy = registry.RuntimeSpec("toy-cpu", "a toy runtime registered by a test", ("onnx",), "cpu", lambda: None, runner)
+    monkeypatch.setitem(registry.RUNTIME_TABLE, toy.name, toy)
+    root = tmp_path / "work"
+    root.mkdir()
+    onnx.save(small_convnet(), str(root / "small.onnx"))
+    workdir = WorkDir(root)
+    workdir.record(Artifact("onnx-fp32", "small.onnx", "onnx", "fp32", sha256_file(root / "small.onnx"), None, {}, {}))
+
+    planned, _ = targets.parity_targets(workdir, runtimes=["onnxruntime-cpu", "toy-cpu"])
+    assert [t.runtime for t in planned] == ["onnxruntime-cpu", "toy-cpu"]
+    profiled, _ = targets.profile_targets(workdir, Settings(batches=(1,)), artifacts=["onnx-fp32"])
+    assert "toy-cpu" in {t.runtime for t in profiled}
+    feeds = FeedSet(
+        "arrays", "noise", np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32), "noise"
+    )
+    runs, files = comparison.run_all(planned, feeds, 4, threads=1, strict_runtimes=True, say=lambda _m: None)
+    assert runs[0].logits is not None
+    results, _ = comparison.compare_all(runs, runs[0].logits, files, None, thresholds=thresholds_for)
+    assert [(r.runtime, r.status) for r in results] == [("onnxruntime-cpu", "pass"), ("toy-cpu", "pass")]
+    assert {"runtime toy-cpu": "ok"} == {c.name: c.status for c in check_runtimes() if c.name == "runtime toy-cpu"}
+    for command in ("parity", "profile"):
+        help_text = CliRunner().invoke(cli.build_app(), [command, "--help"], env={"COLUMNS": "200"}).output
+        assert "toy-cpu" in help_text, help_text

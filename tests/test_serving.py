@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,12 +49,17 @@ def free_ports(n: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def served_dir(quantized_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the quantized work directory (the load test writes its reports there)."""
+def served_dir(
+    pipeline_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A copy of the README quick start's work directory (ResNet-50 and its INT8 files, as a user serves them; the
+    load test writes its reports there)."""
     import shutil
 
+    workdir, done = pipeline_run
+    assert done.returncode == 0, done.stdout + done.stderr
     dst = tmp_path_factory.mktemp("served") / "work"
-    shutil.copytree(quantized_dir, dst)
+    shutil.copytree(workdir, dst)
     return dst
 
 
@@ -62,9 +68,22 @@ class Server:
 
     def __init__(self, workdir: Path, *extra: str):
         self.http, self.grpc, self.metrics = free_ports(3)
-        args = [*RN50, "serve", "--out", str(workdir), "--port", str(self.http), "--grpc-port", str(self.grpc),
-                "--metrics-port", str(self.metrics), *extra]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"COLUMNS": "400"})
+        args = [
+            *RN50,
+            "serve",
+            "--out",
+            str(workdir),
+            "--port",
+            str(self.http),
+            "--grpc-port",
+            str(self.grpc),
+            "--metrics-port",
+            str(self.metrics),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"COLUMNS": "400"}
+        )
         self.lines: list[str] = []
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -99,7 +118,9 @@ def server(served_dir: Path) -> Iterator[Server]:
     s.stop()
 
 
-def infer(url: str, x: np.ndarray, *, name: str = "input", datatype: str = "FP32", model: str = "resnet50") -> np.ndarray:
+def infer(
+    url: str, x: np.ndarray, *, name: str = "input", datatype: str = "FP32", model: str = "resnet50"
+) -> np.ndarray:
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url)
@@ -127,17 +148,25 @@ def crops(n: int) -> np.ndarray:
 
 # --- the repository --------------------------------------------------------------------------------------
 
+
 @needs_triton
 def test_triton_repo_writes_a_checked_config_per_artifact_and_device(served_dir: Path, tmp_path: Path) -> None:
     from rn50.artifacts import sha256_file
     from rn50.serving.triton_config import parse
 
     repo = tmp_path / "repo"
-    result = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(repo), "--threads", "2", "--max-batch", "16"])
+    result = cli.invoke(
+        app, ["triton-repo", "--out", str(served_dir), "--repo", str(repo), "--threads", "2", "--max-batch-size", "16"]
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((served_dir / "manifest.json").read_text())["artifacts"]
-    expected = {"onnx-fp32-cpu": "onnx-fp32", "onnx-fp32-gpu": "onnx-fp32", "onnx-fp16-gpu": "onnx-fp16",
-                "onnx-int8-onnxruntime-cpu-cpu": "onnx-int8-onnxruntime-cpu", "onnx-int8-tensorrt-gpu": "onnx-int8-tensorrt"}  # fmt: skip
+    expected = {
+        "onnx-fp32-cpu": "onnx-fp32",
+        "onnx-fp32-gpu": "onnx-fp32",
+        "onnx-fp16-gpu": "onnx-fp16",
+        "onnx-int8-onnxruntime-cpu-cpu": "onnx-int8-onnxruntime-cpu",
+        "onnx-int8-tensorrt-gpu": "onnx-int8-tensorrt",
+    }
     assert {p.name for p in repo.iterdir() if p.is_dir()} == set(expected)
     for name, artifact in expected.items():
         cfg = parse((repo / name / "config.pbtxt").read_text())  # Triton's own ModelConfig message
@@ -145,8 +174,13 @@ def test_triton_repo_writes_a_checked_config_per_artifact_and_device(served_dir:
         assert [(i.name, list(i.dims)) for i in cfg.input] == [("input", [3, 224, 224])]
         assert [(o.name, list(o.dims)) for o in cfg.output] == [("logits", [1000])]
         assert list(cfg.dynamic_batching.preferred_batch_size) == [16]
-        assert [w.batch_size for w in cfg.model_warmup] == [1, 16] and all(w.inputs["input"].zero_data for w in cfg.model_warmup)
-        assert cfg.parameters["rn50_artifact"].string_value == artifact and cfg.parameters["rn50_sha256"].string_value == manifest[artifact]["sha256"]
+        assert [w.batch_size for w in cfg.model_warmup] == [1, 16] and all(
+            w.inputs["input"].zero_data for w in cfg.model_warmup
+        )
+        assert (
+            cfg.parameters["rn50_artifact"].string_value == artifact
+            and cfg.parameters["rn50_sha256"].string_value == manifest[artifact]["sha256"]
+        )
         assert sha256_file(repo / name / "1" / "model.onnx") == manifest[artifact]["sha256"]
         kind = cfg.instance_group[0].kind
         assert (kind == 2) == name.endswith("-cpu")  # KIND_CPU = 2, KIND_GPU = 1
@@ -158,24 +192,41 @@ def test_triton_repo_writes_a_checked_config_per_artifact_and_device(served_dir:
     index = json.loads((repo / "rn50-repository.json").read_text())
     assert {m["name"] for m in index["models"]} == set(expected)
 
-    only_cpu = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "cpu"), "--device", "cpu"])
+    only_cpu = cli.invoke(
+        app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "cpu"), "--device", "cpu"]
+    )
     assert only_cpu.exit_code == 0, only_cpu.output
-    assert {p.name for p in (tmp_path / "cpu").iterdir() if p.is_dir()} == {"onnx-fp32-cpu", "onnx-int8-onnxruntime-cpu-cpu"}
+    assert {p.name for p in (tmp_path / "cpu").iterdir() if p.is_dir()} == {
+        "onnx-fp32-cpu",
+        "onnx-int8-onnxruntime-cpu-cpu",
+    }
     # A filtered run into the same repository rewrites its own model and keeps (and still lists) the others.
-    again = cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(repo), "--artifact", "onnx-fp32", "--device", "cpu"])
+    again = cli.invoke(
+        app,
+        ["triton-repo", "--out", str(served_dir), "--repo", str(repo), "--artifact", "onnx-fp32", "--device", "cpu"],
+    )
     assert again.exit_code == 0, again.output
     assert {m["name"] for m in json.loads((repo / "rn50-repository.json").read_text())["models"]} == set(expected)
-    assert parse((repo / "onnx-fp32-cpu" / "config.pbtxt").read_text()).max_batch_size == 8  # rewritten with this run's options
+    assert (
+        parse((repo / "onnx-fp32-cpu" / "config.pbtxt").read_text()).max_batch_size == 8
+    )  # rewritten with this run's options
 
 
 @needs_triton
-@pytest.mark.parametrize(("args", "code", "needle"), [
-    (["--device", "tpu"], 2, "unknown device"),
-    (["--artifact", "onnx-int4"], 2, "no artifact named onnx-int4"),
-    (["--max-batch", "0"], 2, "--max-batch 0"),
-])  # fmt: skip
-def test_triton_repo_bad_input_is_one_line(served_dir: Path, tmp_path: Path, args: list[str], code: int, needle: str) -> None:
-    one_line_error(cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "r"), *args]), code, needle)
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--device", "tpu"], 2, "unknown device"),
+        (["--artifact", "onnx-int4"], 2, "no artifact named onnx-int4"),
+        (["--max-batch-size", "0"], 2, "--max-batch-size 0"),
+    ],
+)
+def test_triton_repo_bad_input_is_one_line(
+    served_dir: Path, tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    one_line_error(
+        cli.invoke(app, ["triton-repo", "--out", str(served_dir), "--repo", str(tmp_path / "r"), *args]), code, needle
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -184,7 +235,20 @@ def test_a_config_that_does_not_match_its_artifact_is_refused() -> None:
     from rn50.serving.triton_config import Placement, build, check, model_config_pb2, parse, to_text
 
     io = ModelIO((TensorIO("input", "float32", (3, 224, 224)),), (TensorIO("logits", "float32", (1000,)),))
-    cfg = parse(to_text(build("m", Placement("cpu", "onnxruntime", "model.onnx"), io, Batching(), precision="fp32", artifact="a", sha256="0" * 64), ["x"]))
+    cfg = parse(
+        to_text(
+            build(
+                "m",
+                Placement("cpu", "onnxruntime", "model.onnx"),
+                io,
+                Batching(),
+                precision="fp32",
+                artifact="a",
+                sha256="0" * 64,
+            ),
+            ["x"],
+        )
+    )
     check(cfg, io, where="m")  # as written: accepted
     cfg.input[0].dims[0] = 4
     cfg.output[0].data_type = model_config_pb2().DataType.Value("TYPE_FP64")
@@ -204,16 +268,45 @@ def test_an_engine_config_comes_from_its_sidecar_and_profile(tmp_path: Path) -> 
 
     engine = tmp_path / "resnet50.fp16.engine"
     engine.write_bytes(b"plan")
-    io_entries = [{"name": "input", "mode": "TensorIOMode.INPUT", "dtype": "DataType.FLOAT", "shape": [-1, 3, 224, 224]},
-                  {"name": "logits", "mode": "TensorIOMode.OUTPUT", "dtype": "DataType.FLOAT", "shape": [-1, 1000]}]  # fmt: skip
-    Sidecar("10.13.0", "NVIDIA H100", "9.0", "a" * 64, "b" * 64, "k", {}, [{"input_min": [1, 3, 224, 224], "input_opt": [8, 3, 224, 224],
-            "input_max": [32, 3, 224, 224]}], io_entries).save(sidecar_path(engine))  # fmt: skip
+    io_entries = [
+        {"name": "input", "mode": "TensorIOMode.INPUT", "dtype": "DataType.FLOAT", "shape": [-1, 3, 224, 224]},
+        {"name": "logits", "mode": "TensorIOMode.OUTPUT", "dtype": "DataType.FLOAT", "shape": [-1, 1000]},
+    ]
+    Sidecar(
+        "10.13.0",
+        "NVIDIA H100",
+        "9.0",
+        "a" * 64,
+        "b" * 64,
+        "k",
+        {},
+        [{"input_min": [1, 3, 224, 224], "input_opt": [8, 3, 224, 224], "input_max": [32, 3, 224, 224]}],
+        io_entries,
+    ).save(sidecar_path(engine))
     io = engine_io(engine)
-    assert io.inputs == (TensorIO("input", "float32", (3, 224, 224)),) and io.outputs == (TensorIO("logits", "float32", (1000,)),)
-    cfg = parse(to_text(build("engine-fp16-gpu", Placement("gpu", "tensorrt", "model.plan"), io, Batching(max_batch=4), precision="fp16",
-                              artifact="engine-fp16", sha256="b" * 64), ["x"]))  # fmt: skip
+    assert io.inputs == (TensorIO("input", "float32", (3, 224, 224)),) and io.outputs == (
+        TensorIO("logits", "float32", (1000,)),
+    )
+    cfg = parse(
+        to_text(
+            build(
+                "engine-fp16-gpu",
+                Placement("gpu", "tensorrt", "model.plan"),
+                io,
+                Batching(max_batch=4),
+                precision="fp16",
+                artifact="engine-fp16",
+                sha256="b" * 64,
+            ),
+            ["x"],
+        )
+    )
     check(cfg, io, where="engine-fp16-gpu")
-    assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 32 and list(cfg.dynamic_batching.preferred_batch_size) == [8, 32]
+    assert (
+        cfg.platform == "tensorrt_plan"
+        and cfg.max_batch_size == 32
+        and list(cfg.dynamic_batching.preferred_batch_size) == [8, 32]
+    )
     cfg.max_batch_size = 64
     with pytest.raises(UsageError, match="outside the engine's profile 1..32"):
         check(cfg, io, where="engine-fp16-gpu")
@@ -224,9 +317,11 @@ def test_a_model_that_fails_to_load_is_named_from_tritons_log(tmp_path: Path) ->
 
     log = tmp_path / "triton.log"
     assert _load_error(log) is None
-    log.write_text('I1127 20:55:15.872407 21145 backend_model.cc:692] "ERROR: Failed to create instance: boom"\n'
-                   'E1127 20:55:15.872507 21145 model_lifecycle.cc:642] "failed to load \'resnet50\' version 1: Invalid argument: '
-                   'failed to run warmup sample \'zero_batch_1\': the runtime refused it; "\n')  # fmt: skip
+    log.write_text(
+        'I1127 20:55:15.872407 21145 backend_model.cc:692] "ERROR: Failed to create instance: boom"\n'
+        "E1127 20:55:15.872507 21145 model_lifecycle.cc:642] \"failed to load 'resnet50' version 1: Invalid argument: "
+        "failed to run warmup sample 'zero_batch_1': the runtime refused it; \"\n"
+    )
     assert _load_error(log) == "Invalid argument: failed to run warmup sample 'zero_batch_1': the runtime refused it; "
 
 
@@ -238,6 +333,7 @@ def test_an_engine_profile_sets_the_batch_limits_and_must_start_at_one() -> None
 
 
 # --- what the served model does with each request -------------------------------------------------------
+
 
 class _Runner:
     label = "fake · runner"
@@ -269,7 +365,9 @@ def test_each_request_is_answered_alone_a_bad_one_does_not_fail_its_batch() -> N
     bad[0, 1, 2, 3] = np.inf
     answers = model.answer([good1, bad, good2])
     assert runner.calls == [3]  # the two good requests, one batch of 3 images; the bad one never reaches the runner
-    assert np.array_equal(answers[0], good1.reshape(2, -1)[:, :1000] * 2) and np.array_equal(answers[2], good2.reshape(1, -1)[:, :1000] * 2)
+    assert np.array_equal(answers[0], good1.reshape(2, -1)[:, :1000] * 2) and np.array_equal(
+        answers[2], good2.reshape(1, -1)[:, :1000] * 2
+    )
     assert isinstance(answers[1], str) and "1 NaN/Inf value(s)" in answers[1]
     refused = ServedModel(art, _Runner(fail=True)).answer([good1, bad])  # type: ignore[arg-type]
     assert refused[0] == "the runtime refused the batch" and "NaN/Inf" in str(refused[1])
@@ -289,6 +387,7 @@ def test_a_wrong_answer_is_named_by_the_bound_it_breaks() -> None:
 
 # --- a real Triton server ---------------------------------------------------------------------------------
 
+
 @needs_triton
 def test_serve_refuses_bad_options_before_starting(served_dir: Path) -> None:
     with socket.socket() as taken:
@@ -299,52 +398,105 @@ def test_serve_refuses_bad_options_before_starting(served_dir: Path) -> None:
         one_line_error(cli.invoke(app, [*base, "--port", str(port)]), 2, f"--port {port} on 127.0.0.1 is in use")
     http = free_ports(1)[0]
     base += ["--port", str(http)]
-    one_line_error(cli.invoke(app, [*base, "--runtime", "tensorrt"]), 2, "onnx-fp32 is a onnx artifact; --runtime tensorrt does not run it")
+    one_line_error(
+        cli.invoke(app, [*base, "--runtime", "tensorrt"]),
+        2,
+        "onnx-fp32 is a onnx artifact; --runtime tensorrt does not run it",
+    )
     one_line_error(cli.invoke(app, [*base, "--artifact", "onnx-int4"]), 2, "no onnx-int4 artifact")
     one_line_error(cli.invoke(app, [*base, "--port", str(grpc)]), 2, "must differ")
 
 
 @needs_triton
 def test_loadtest_checks_every_answer_and_reports_the_batches_triton_formed(server: Server, served_dir: Path) -> None:
-    result = subprocess.run([*RN50, "loadtest", "--out", str(served_dir), "--url", server.url, "--concurrency", "1,4",
-                             "--requests", "24", "--count", "8"], capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "200"})  # fmt: skip
+    result = subprocess.run(
+        [
+            *RN50,
+            "loadtest",
+            "--out",
+            str(served_dir),
+            "--url",
+            server.url,
+            "--concurrency",
+            "1,4",
+            "--requests",
+            "24",
+            "--count",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"COLUMNS": "200"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Load test: PASS — 48 answers from resnet50" in result.stdout
     data = json.loads((served_dir / "loadtest.json").read_text())
     assert data["passed"] and data["precision"] == "int8" and data["model"]["artifact"] == "onnx-int8-onnxruntime-cpu"
     one, four = data["levels"]
     assert one["requests"] == four["requests"] == 24 and one["errors"] == four["errors"] == 0
-    assert sum(b * n for b, n in map(lambda kv: (int(kv[0]), kv[1]), four["batches"].items())) == 24  # every image, once
+    assert (
+        sum(b * n for b, n in map(lambda kv: (int(kv[0]), kv[1]), four["batches"].items())) == 24
+    )  # every image, once
     assert max(int(b) for b in four["batches"]) > 1  # four clients inside a 100 ms window: batched together
     assert one["latency"]["p99_ms"] >= one["latency"]["median_ms"] > 0
     assert data["overall"]["samples"] == 48 and data["overall"]["cosine_min"] >= 0.95
-    assert (served_dir / "loadtest.png").is_file() and "Load test on Triton Inference Server" in (served_dir / "loadtest.md").read_text()
+    assert (served_dir / "loadtest.png").is_file() and "Load test on Triton Inference Server" in (
+        served_dir / "loadtest.md"
+    ).read_text()
     from rn50.artifacts import WorkDir
-    from rn50.reports import report
+    from rn50.reports import workdir_report
 
-    report.write(WorkDir(served_dir))
+    workdir_report.write(WorkDir(served_dir))
     assert "Load test: PASS" in (served_dir / "report.md").read_text()
 
     # Judged as FP32, the INT8 answers are wrong: one wrong answer fails the run (over gRPC this time).
-    strict = subprocess.run([*RN50, "loadtest", "--out", str(served_dir), "--url", f"127.0.0.1:{server.grpc}", "--protocol", "grpc",
-                             "--concurrency", "2", "--requests", "6", "--count", "4", "--precision", "fp32"],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    strict = subprocess.run(
+        [
+            *RN50,
+            "loadtest",
+            "--out",
+            str(served_dir),
+            "--url",
+            f"127.0.0.1:{server.grpc}",
+            "--protocol",
+            "grpc",
+            "--concurrency",
+            "2",
+            "--requests",
+            "6",
+            "--count",
+            "4",
+            "--precision",
+            "fp32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "wrong answer(s)" in strict.stderr and "Traceback" not in strict.stderr
     assert json.loads((served_dir / "loadtest.json").read_text())["levels"][0]["wrong"] == 6
 
 
 @needs_triton
-def test_loadtest_refuses_a_reference_from_another_work_directory(server: Server, export_dir: Path) -> None:
-    one_line_error(cli.invoke(app, ["loadtest", "--out", str(export_dir), "--url", server.url, "--requests", "1"]), 2,
-                   "the served onnx-int8-onnxruntime-cpu (sha256", "is not an artifact of")  # fmt: skip
+def test_loadtest_refuses_a_reference_from_another_work_directory(server: Server, tiny_dir: Path) -> None:
+    one_line_error(
+        cli.invoke(app, ["loadtest", "--out", str(tiny_dir), "--url", server.url, "--requests", "1"]),
+        2,
+        "the served onnx-int8-onnxruntime-cpu (sha256",
+        "is not an artifact of",
+    )
 
 
 @needs_triton
 def test_loadtest_without_a_server_is_one_line(served_dir: Path) -> None:
     port = free_ports(1)[0]
-    one_line_error(cli.invoke(app, ["loadtest", "--out", str(served_dir), "--url", f"127.0.0.1:{port}", "--requests", "1"]), 2,
-                   f"no Triton server answers at 127.0.0.1:{port}")  # fmt: skip
+    one_line_error(
+        cli.invoke(app, ["loadtest", "--out", str(served_dir), "--url", f"127.0.0.1:{port}", "--requests", "1"]),
+        2,
+        f"no Triton server answers at 127.0.0.1:{port}",
+    )
 
 
 @needs_triton
@@ -393,7 +545,10 @@ def test_bad_requests_get_their_own_error_and_the_server_keeps_serving(server: S
         assert ready.status == 200
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics}/metrics", timeout=10) as metrics:
         text = metrics.read().decode()
-    assert 'nv_inference_request_success{model="resnet50"' in text and 'nv_inference_request_failure{model="resnet50"' in text
+    assert (
+        'nv_inference_request_success{model="resnet50"' in text
+        and 'nv_inference_request_failure{model="resnet50"' in text
+    )
     assert server.proc.poll() is None
 
 
@@ -403,8 +558,10 @@ def test_a_client_that_disconnects_mid_request_does_not_hurt_the_server(server: 
 
     x = crops(1)
     body, header_length = httpclient.InferenceServerClient.generate_request_body([_input(httpclient, x)])
-    head = (f"POST /v2/models/resnet50/infer HTTP/1.1\r\nHost: {server.url}\r\nContent-Type: application/octet-stream\r\n"
-            f"Inference-Header-Content-Length: {header_length}\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    head = (
+        f"POST /v2/models/resnet50/infer HTTP/1.1\r\nHost: {server.url}\r\nContent-Type: application/octet-stream\r\n"
+        f"Inference-Header-Content-Length: {header_length}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     for cut in (len(body) // 2, len(body)):  # gone while sending the image; gone before the answer
         with socket.create_connection(("127.0.0.1", server.http)) as s:
             s.sendall(head + body[:cut])
@@ -444,3 +601,121 @@ def test_sigterm_under_load_answers_the_requests_in_flight_then_exits(served_dir
     assert "stopped: Triton answered the requests in flight" in "".join(s.lines)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", s.http), timeout=2).close()
+
+
+def _processes_with(needle: str) -> list[int]:
+    """PIDs whose command line contains ``needle``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@needs_triton
+def test_kill_9_of_serve_fails_the_load_test_and_leaves_no_process_or_folder(served_dir: Path, tmp_path: Path) -> None:
+    """A server killed outright under load: the load test fails (exit 1) with the answers it had, Triton's Python
+    stubs end within seconds, Triton itself within its exit timeout, and the next rn50 serve removes the scratch
+    folder the killed one left."""
+    import tempfile
+
+    from rn50.serving.server import EXIT_TIMEOUT_S, OWNER_FILE, SCRATCH_PREFIX
+
+    work = Path(shutil.copytree(served_dir, tmp_path / "work"))
+    s = Server(work, "--artifact", "onnx-int8-onnxruntime-cpu")
+    scratch = [
+        f
+        for f in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*")
+        if (f / OWNER_FILE).read_text() == str(s.proc.pid)
+    ]
+    assert len(scratch) == 1
+    stubs = [
+        p
+        for p in _processes_with("triton_python_backend_stub")
+        if str(scratch[0]) in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+    ]
+    load = subprocess.Popen(
+        [
+            *RN50,
+            "loadtest",
+            "--out",
+            str(work),
+            "--url",
+            s.url,
+            "--concurrency",
+            "2",
+            "--duration",
+            "60",
+            "--count",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    baseline, deadline = _inferences(s.metrics), time.monotonic() + 120
+    while time.monotonic() < deadline and _inferences(s.metrics) < baseline + 4:
+        time.sleep(0.5)
+    assert _inferences(s.metrics) >= baseline + 4, "the load test did not start"
+    s.proc.kill()  # SIGKILL: no handler runs in rn50 serve
+    s.proc.wait(timeout=10)
+    killed = time.monotonic()
+    out, err = load.communicate(timeout=120)
+    assert time.monotonic() - killed < 30  # the load test ends when its server is gone, not at the end of --duration
+    assert load.returncode == 1, out + err
+    assert "server stopped answering" in err or "failed request" in err, err
+    assert "Traceback" not in err and "unexpected" not in err
+    data = json.loads((work / "loadtest.json").read_text())
+    assert (
+        not data["passed"] and data["levels"][0]["requests"] > 0
+    )  # the answers before the kill were kept, and checked
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in stubs):
+        time.sleep(0.5)
+    assert stubs and not any(Path(f"/proc/{p}").exists() for p in stubs), "Triton's Python stubs outlived rn50 serve"
+    deadline = time.monotonic() + EXIT_TIMEOUT_S + 15
+    while time.monotonic() < deadline and _listening(s.http):
+        time.sleep(0.5)
+    assert not _listening(s.http), "Triton still listens after rn50 serve was killed"
+    assert scratch[0].exists()  # what SIGKILL left; the next rn50 serve removes it
+    again = Server(work, "--artifact", "onnx-int8-onnxruntime-cpu")
+    try:
+        assert not scratch[0].exists()
+    finally:
+        again.stop()
+
+
+def _inferences(metrics_port: int) -> float:
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("nv_inference_count{"))
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@needs_triton
+def test_a_work_directory_with_a_space_and_an_accent_is_served(served_dir: Path, tmp_path: Path) -> None:
+    work = tmp_path / "mes modèles" / "rn50 out"
+    work.parent.mkdir()
+    shutil.copytree(served_dir, work)
+    s = Server(work, "--artifact", "onnx-int8-onnxruntime-cpu")
+    try:
+        y = infer(s.url, crops(1))
+        assert y.shape == (1, 1000) and np.isfinite(y).all()
+    finally:
+        assert s.stop() == 130, "".join(s.lines)
+    assert (work / "triton-resnet50.log").is_file()  # Triton's log, kept in the work directory

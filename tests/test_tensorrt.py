@@ -28,7 +28,9 @@ from rn50.runtimes.trt_plan import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TRT_MODULES = [ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "trt_build.py", "trt_env.py", "device.py")]
+TRT_MODULES = [
+    ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "trt_build.py", "trt_env.py", "device.py")
+]
 
 
 @pytest.mark.parametrize(
@@ -53,28 +55,58 @@ def test_profile_shapes_and_cache_key() -> None:
     assert profile_shapes(opts) == ((1, 3, 224, 224), (8, 3, 224, 224), (32, 3, 224, 224))
     key = engine_key("abc", "10.13.0", "9.0", opts)
     assert key == engine_key("abc", "10.13.0", "9.0", opts)
-    assert len({key, engine_key("abd", "10.13.0", "9.0", opts), engine_key("abc", "11.0.0", "9.0", opts),
-                engine_key("abc", "10.13.0", "8.9", opts), engine_key("abc", "10.13.0", "9.0", replace(opts, max_batch=64))}) == 5  # fmt: skip
+    assert (
+        len(
+            {
+                key,
+                engine_key("abd", "10.13.0", "9.0", opts),
+                engine_key("abc", "11.0.0", "9.0", opts),
+                engine_key("abc", "10.13.0", "8.9", opts),
+                engine_key("abc", "10.13.0", "9.0", replace(opts, max_batch=64)),
+            }
+        )
+        == 5
+    )
 
 
 def _sidecar(**options: object) -> Sidecar:
-    return Sidecar("10.13.0.35", "NVIDIA H100", "9.0", "onnx", "engine", "key", {"precision": "fp16", **options}, [], [])
+    return Sidecar(
+        "10.13.0.35", "NVIDIA H100", "9.0", "onnx", "engine", "key", {"precision": "fp16", **options}, [], []
+    )
 
 
 def test_sidecar_check_refuses_other_machines() -> None:
     check_sidecar(_sidecar(), tensorrt_version="10.13.0.35", compute_capability="9.0", precision="fp16")
-    with pytest.raises(UsageError, match=r"built with TensorRT 10.13.0.35; this machine has 11.4.0.106 .*rn50 build-trt --fp16"):
+    with pytest.raises(
+        UsageError, match=r"built with TensorRT 10.13.0.35; this machine has 11.4.0.106 .*rn50 build-trt --fp16"
+    ):
         check_sidecar(_sidecar(), tensorrt_version="11.4.0.106", compute_capability="9.0", precision="fp16")
     with pytest.raises(UsageError, match=r"compute capability 9.0 .*this GPU is 8.9.*--hardware-compat ampere-plus"):
         check_sidecar(_sidecar(), tensorrt_version="10.13.0.35", compute_capability="8.9", precision="fp16")
-    check_sidecar(_sidecar(hardware_compat="ampere-plus"), tensorrt_version="10.13.0.35", compute_capability="8.6", precision="fp16")
+    check_sidecar(
+        _sidecar(hardware_compat="ampere-plus"),
+        tensorrt_version="10.13.0.35",
+        compute_capability="8.6",
+        precision="fp16",
+    )
     with pytest.raises(UsageError):
-        check_sidecar(_sidecar(hardware_compat="ampere-plus"), tensorrt_version="10.13.0.35", compute_capability="7.5", precision="fp16")
-    check_sidecar(_sidecar(version_compat=True), tensorrt_version="10.14.1.0", compute_capability="9.0", precision="fp16")
+        check_sidecar(
+            _sidecar(hardware_compat="ampere-plus"),
+            tensorrt_version="10.13.0.35",
+            compute_capability="7.5",
+            precision="fp16",
+        )
+    check_sidecar(
+        _sidecar(version_compat=True), tensorrt_version="10.14.1.0", compute_capability="9.0", precision="fp16"
+    )
     with pytest.raises(UsageError):  # version compatibility does not cross a major version, nor go back
-        check_sidecar(_sidecar(version_compat=True), tensorrt_version="11.0.0.1", compute_capability="9.0", precision="fp16")
+        check_sidecar(
+            _sidecar(version_compat=True), tensorrt_version="11.0.0.1", compute_capability="9.0", precision="fp16"
+        )
     with pytest.raises(UsageError):
-        check_sidecar(_sidecar(version_compat=True), tensorrt_version="10.12.0.36", compute_capability="9.0", precision="fp16")
+        check_sidecar(
+            _sidecar(version_compat=True), tensorrt_version="10.12.0.36", compute_capability="9.0", precision="fp16"
+        )
 
 
 def test_sidecar_round_trip_and_bad_files(tmp_path: Path) -> None:
@@ -89,21 +121,49 @@ def test_sidecar_round_trip_and_bad_files(tmp_path: Path) -> None:
 
 
 def _inspector(conv_dtype: str) -> str:
-    return json.dumps({"Layers": [
-        {"Name": "conv1 + relu", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": f"{conv_dtype} NC/32HW32"}]},
-        {"Name": "Reformatting CopyNode for input", "LayerType": "Reformat", "Inputs": [{"Format/Datatype": "Float NCHW"}]},
-        {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": [{"Format/Datatype": "Half"}]},
-    ]})  # fmt: skip
+    return json.dumps(
+        {
+            "Layers": [
+                {
+                    "Name": "conv1 + relu",
+                    "LayerType": "CaskConvolution",
+                    "Inputs": [{"Format/Datatype": f"{conv_dtype} NC/32HW32"}],
+                },
+                {
+                    "Name": "Reformatting CopyNode for input",
+                    "LayerType": "Reformat",
+                    "Inputs": [{"Format/Datatype": "Float NCHW"}],
+                },
+                {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": [{"Format/Datatype": "Half"}]},
+            ]
+        }
+    )
 
 
 def test_layer_report_reads_10x_and_11x_datatypes_and_skips_what_it_cannot_read() -> None:
-    text = json.dumps({"Layers": [
-        "a name only (LAYER_NAMES_ONLY verbosity)",
-        {"Name": "c1", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Row major linear FP32"}]},
-        {"Name": "c2", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
-        {"Name": "c3", "LayerType": "CaskConvolution", "Inputs": [{"Format": "Thirty-two wide channel vectorized", "DataType": "Int8"}]},
-        {"Name": "c4", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "something new"}]},
-    ]})  # fmt: skip
+    text = json.dumps(
+        {
+            "Layers": [
+                "a name only (LAYER_NAMES_ONLY verbosity)",
+                {
+                    "Name": "c1",
+                    "LayerType": "CaskConvolution",
+                    "Inputs": [{"Format/Datatype": "Row major linear FP32"}],
+                },
+                {
+                    "Name": "c2",
+                    "LayerType": "CaskConvolution",
+                    "Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+                },
+                {
+                    "Name": "c3",
+                    "LayerType": "CaskConvolution",
+                    "Inputs": [{"Format": "Thirty-two wide channel vectorized", "DataType": "Int8"}],
+                },
+                {"Name": "c4", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "something new"}]},
+            ]
+        }
+    )
     report = read_layer_report(text)
     assert report.precisions == {"Float": 1, "Half": 1, "Int8": 1, "?": 1} and report.int8_convolutions == 1
     assert report.non_int8_convolutions == ["c1 (Float)", "c2 (Half)", "c4 (?)"]
@@ -134,10 +194,14 @@ def test_a_tensorrt_module_without_a_gpu_fails_fast(monkeypatch: pytest.MonkeyPa
 
 def test_layer_report_and_int8_check() -> None:
     report = read_layer_report(_inspector("Int8"))
-    assert report.layers == 3 and report.int8_convolutions == 1 and report.reformats == ["Reformatting CopyNode for input"]
+    assert (
+        report.layers == 3 and report.int8_convolutions == 1 and report.reformats == ["Reformatting CopyNode for input"]
+    )
     assert report.precisions == {"Int8": 1, "Float": 1, "Half": 1}
     check_int8_engine(report)
-    with pytest.raises(CheckFailed, match=r"1 convolutions not running in INT8 \(conv1 \(Half\)\)"):  # the ONNX node it came from
+    with pytest.raises(
+        CheckFailed, match=r"1 convolutions not running in INT8 \(conv1 \(Half\)\)"
+    ):  # the ONNX node it came from
         check_int8_engine(read_layer_report(_inspector("Half")))
 
 
@@ -163,8 +227,12 @@ def test_one_lazy_tensorrt_import() -> None:
     for path in TRT_MODULES:
         tree = ast.parse(path.read_text())
         runtime_imports = [n for n in ast.walk(tree) if _imports_tensorrt(n)]
-        guarded = {id(n) for stmt in ast.walk(tree) if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test)
-                   for n in ast.walk(stmt)}  # fmt: skip
+        guarded = {
+            id(n)
+            for stmt in ast.walk(tree)
+            if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test)
+            for n in ast.walk(stmt)
+        }
         loose = [ast.unparse(n) for n in runtime_imports if id(n) not in guarded]
         assert not loose, f"{path.name}: {loose}"
 
@@ -175,24 +243,42 @@ def _patched_stubs(tmp: Path) -> Path:
     for name in ("tensorrt", "tensorrt_bindings"):
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.submodule_search_locations
-        shutil.copytree(list(spec.submodule_search_locations)[0], tmp / name, ignore=shutil.ignore_patterns("*.so", "*.py"))
+        shutil.copytree(
+            list(spec.submodule_search_locations)[0], tmp / name, ignore=shutil.ignore_patterns("*.so", "*.py")
+        )
     pyi = tmp / "tensorrt_bindings" / "tensorrt.pyi"
     text = re.sub(r"(?<=[(,] )in:", "in_:", pyi.read_text())
-    pyi.write_text(text.replace("power: Weights = None, channel_axis: int)", "power: Weights = None, channel_axis: int = ...)"))
+    pyi.write_text(
+        text.replace("power: Weights = None, channel_axis: int)", "power: Weights = None, channel_axis: int = ...)")
+    )
     return tmp
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt_bindings") is None or importlib.util.find_spec("mypy") is None,
-                    reason="needs tensorrt-stubs and mypy (pip install --no-deps tensorrt-stubs)")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt_bindings") is None or importlib.util.find_spec("mypy") is None,
+    reason="needs tensorrt-stubs and mypy (pip install --no-deps tensorrt-stubs)",
+)
 def test_tensorrt_modules_type_check_against_tensorrt_stubs(tmp_path: Path) -> None:
     stubs = _patched_stubs(tmp_path / "stubs")
     canary = tmp_path / "canary.py"
-    canary.write_text("import tensorrt as trt\nconfig = trt.Builder(trt.Logger()).create_builder_config()\nconfig.no_such_option = 1\n")
+    canary.write_text(
+        "import tensorrt as trt\nconfig = trt.Builder(trt.Logger()).create_builder_config()\nconfig.no_such_option "
+        "= 1\n"
+    )
     env = {**os.environ, "MYPYPATH": str(stubs)}
     files = [str(p) for p in TRT_MODULES] + [str(ROOT / "runtimes" / "trt_plan.py"), str(canary)]
-    run = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports", "--no-incremental", *files],
-                         capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
-    ours = [line for line in run.stdout.splitlines() if "error:" in line and not line.startswith((str(stubs), "stubs/", str(tmp_path)))]
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--no-incremental", *files],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    ours = [
+        line
+        for line in run.stdout.splitlines()
+        if "error:" in line and not line.startswith((str(stubs), "stubs/", str(tmp_path)))
+    ]
     ours = [line for line in ours if "tensorrt_bindings" not in line.split(":")[0]]
     assert not [line for line in ours if "canary" not in line], "\n".join(ours)
     assert any("canary" in line and "no_such_option" in line for line in run.stdout.splitlines()), run.stdout[-2000:]
@@ -207,7 +293,9 @@ def test_build_trt_without_tensorrt_says_how_to_install_first(tmp_path: Path) ->
     if tensorrt_reason() is None:
         pytest.skip("TensorRT is installed here")
     result = CliRunner().invoke(app, ["build-trt", "--out", str(tmp_path / "new")])
-    assert result.exit_code == 2 and "pip install 'rn50[tensorrt]'" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 2 and "pip install 'rn50[tensorrt]'" in result.output and "Traceback" not in result.output
+    )
     assert not (tmp_path / "new").exists()
     result = CliRunner().invoke(app, ["build-trt", "--out", str(tmp_path), "--fp16", "--int8"])
     assert result.exit_code == 2 and "--fp16 and --int8 together" in result.output

@@ -39,7 +39,9 @@ def _stub_classes() -> dict[str, dict[str, list[list[str]]]]:
                 members = out.setdefault(prefix + node.name, {})
                 for item in node.body:
                     if isinstance(item, ast.FunctionDef):
-                        members.setdefault(item.name, []).append([a.arg for a in item.args.args[1:] + item.args.kwonlyargs])
+                        members.setdefault(item.name, []).append(
+                            [a.arg for a in item.args.args[1:] + item.args.kwonlyargs]
+                        )
                     elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
                         members.setdefault(item.target.id, []).append([])
                 walk(node.body, prefix + node.name + ".")
@@ -63,7 +65,9 @@ def test_every_standin_name_exists_in_tensorrt_stubs_with_its_signature(trt_stan
         if isinstance(obj, ModuleType) or name in ("annotations", "Any"):
             continue
         if inspect.isclass(obj):
-            classes = [obj] + [c for c in vars(obj).values() if inspect.isclass(c) and c.__qualname__.startswith(obj.__name__ + ".")]
+            classes = [obj] + [
+                c for c in vars(obj).values() if inspect.isclass(c) and c.__qualname__.startswith(obj.__name__ + ".")
+            ]
             for cls in classes:
                 qual = cls.__qualname__
                 if qual not in stubs:
@@ -85,8 +89,15 @@ def test_every_standin_name_exists_in_tensorrt_stubs_with_its_signature(trt_stan
 
 
 def test_apis_tensorrt_11_removed_are_absent(trt_standin: ModuleType) -> None:
-    for owner in (trt_standin, trt_standin.BuilderFlag, trt_standin.IBuilderConfig, trt_standin.Builder,
-                  trt_standin.ICudaEngine, trt_standin.IExecutionContext, trt_standin.NetworkDefinitionCreationFlag):  # fmt: skip
+    for owner in (
+        trt_standin,
+        trt_standin.BuilderFlag,
+        trt_standin.IBuilderConfig,
+        trt_standin.Builder,
+        trt_standin.ICudaEngine,
+        trt_standin.IExecutionContext,
+        trt_standin.NetworkDefinitionCreationFlag,
+    ):
         present = set(REMOVED_APIS) & set(dir(owner))
         assert not present, f"{owner.__name__} offers {present}"
     with pytest.raises(AttributeError):
@@ -96,13 +107,18 @@ def test_apis_tensorrt_11_removed_are_absent(trt_standin: ModuleType) -> None:
 
 
 # --- crafted models ------------------------------------------------------------------------------------
-def _conv_model(*, op: str = "Conv", zero_point: int = 0, zp_type: int = TensorProto.INT8, pair: bool = True,
-                quantized: bool = True) -> onnx.ModelProto:  # fmt: skip
+def _conv_model(
+    *, op: str = "Conv", zero_point: int = 0, zp_type: int = TensorProto.INT8, pair: bool = True, quantized: bool = True
+) -> onnx.ModelProto:
     """input (N,3,8,8) -> [Q/DQ] -> Conv(4 filters) -> Relu -> output; per-channel weight Q/DQ when quantized."""
     w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.float32(0.05), "s"),
-             helper.make_tensor("zp", zp_type, [], [zero_point]),
-             numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"), numpy_helper.from_array(np.zeros(4, np.int8), "wzp")]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.float32(0.05), "s"),
+        helper.make_tensor("zp", zp_type, [], [zero_point]),
+        numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(4, np.int8), "wzp"),
+    ]
     nodes = []
     x, weight = "input", "w"
     if quantized:
@@ -113,14 +129,24 @@ def _conv_model(*, op: str = "Conv", zero_point: int = 0, zp_type: int = TensorP
         else:
             nodes += [helper.make_node("Relu", ["xq"], ["xdq"], name="not_a_dq")]
             x = "xdq"
-        nodes += [helper.make_node("QuantizeLinear", ["w", "ws", "wzp"], ["wq"], name="q_w", axis=0),
-                  helper.make_node("DequantizeLinear", ["wq", "ws", "wzp"], ["wdq"], name="dq_w", axis=0)]  # fmt: skip
+        nodes += [
+            helper.make_node("QuantizeLinear", ["w", "ws", "wzp"], ["wq"], name="q_w", axis=0),
+            helper.make_node("DequantizeLinear", ["wq", "ws", "wzp"], ["wdq"], name="dq_w", axis=0),
+        ]
         weight = "wdq"
-    nodes += [helper.make_node(op, [x, weight], ["y"], name="conv", pads=[1, 1, 1, 1]) if op == "Conv"
-              else helper.make_node(op, [x], ["y"], name="odd"),
-              helper.make_node("Relu", ["y"], ["output"], name="relu")]  # fmt: skip
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8])], inits)  # fmt: skip
+    nodes += [
+        helper.make_node(op, [x, weight], ["y"], name="conv", pads=[1, 1, 1, 1])
+        if op == "Conv"
+        else helper.make_node(op, [x], ["y"], name="odd"),
+        helper.make_node("Relu", ["y"], ["output"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
@@ -159,18 +185,30 @@ def _network(trt: ModuleType, path: Path, log: Log) -> tuple[Any, Any, Any]:
     [
         ({"op": "NonMaxSuppression"}, "NonMaxSuppression", "No importer registered for op: NonMaxSuppression"),
         ({"zero_point": 3}, "QuantizeLinear", "only supports symmetric quantization"),
-        ({"zp_type": TensorProto.UINT8, "zero_point": 128}, "QuantizeLinear", "Zero point of type uint8 is not supported"),
+        (
+            {"zp_type": TensorProto.UINT8, "zero_point": 128},
+            "QuantizeLinear",
+            "Zero point of type uint8 is not supported",
+        ),
         ({"pair": False}, "QuantizeLinear", "must be followed by DequantizeLinear"),
     ],
 )
-def test_parser_reports_iparsererrors(trt_standin: ModuleType, tmp_path: Path, changes: dict, operator: str, message: str) -> None:
+def test_parser_reports_iparsererrors(
+    trt_standin: ModuleType, tmp_path: Path, changes: dict, operator: str, message: str
+) -> None:
     log = Log(trt_standin)
     _, _, parser = _network(trt_standin, _save(_conv_model(**changes), tmp_path), log)
     assert not parser.parse_from_file(str(tmp_path / "m.onnx"))
     errors = [parser.get_error(i) for i in range(parser.num_errors)]
-    assert any(e.node_operator() == operator and message in e.desc() for e in errors), [(e.node_operator(), e.desc()) for e in errors]
+    assert any(e.node_operator() == operator and message in e.desc() for e in errors), [
+        (e.node_operator(), e.desc()) for e in errors
+    ]
     first = next(e for e in errors if e.node_operator() == operator)
-    assert first.node() >= 0 and first.node_name() and first.code() in (trt_standin.ErrorCode.UNSUPPORTED_NODE, trt_standin.ErrorCode.INVALID_NODE)
+    assert (
+        first.node() >= 0
+        and first.node_name()
+        and first.code() in (trt_standin.ErrorCode.UNSUPPORTED_NODE, trt_standin.ErrorCode.INVALID_NODE)
+    )
     assert message.split(":")[0] in log.errors
 
 
@@ -240,7 +278,9 @@ def test_progress_monitor_is_called_and_can_cancel(trt_standin: ModuleType, tmp_
         assert (calls[-1] == "finish") is built and ("cancelled" in log.errors) is not built
 
 
-def test_timing_cache_round_trips_and_refuses_another_gpu(trt_standin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timing_cache_round_trips_and_refuses_another_gpu(
+    trt_standin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = Log(trt_standin)
     builder, network, parser = _network(trt_standin, _save(_conv_model(), tmp_path), log)
     parser.parse_from_file(str(tmp_path / "m.onnx"))
@@ -258,8 +298,9 @@ def test_timing_cache_round_trips_and_refuses_another_gpu(trt_standin: ModuleTyp
     assert again.set_timing_cache(again.create_timing_cache(saved), True)
 
 
-def test_plan_records_version_and_device_and_is_refused_elsewhere(trt_standin: ModuleType, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_plan_records_version_and_device_and_is_refused_elsewhere(
+    trt_standin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan, _ = _built(trt_standin, tmp_path)
     runtime_log = Log(trt_standin)
     runtime = trt_standin.Runtime(runtime_log.logger)
@@ -291,7 +332,9 @@ def test_inspector_reports_int8_only_where_the_onnx_quantizes(trt_standin: Modul
         assert info["Bindings"] == ["input", "output"]
 
 
-def test_inspector_uses_the_11x_schema_when_emulating_11(trt_standin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inspector_uses_the_11x_schema_when_emulating_11(
+    trt_standin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(trt_standin, "__version__", "11.4.0.110")
     plan, _ = _built(trt_standin, tmp_path)
     info = _layers(trt_standin, plan)
@@ -316,5 +359,7 @@ def test_execution_context_checks_shapes_and_computes_with_onnxruntime(trt_stand
     assert context.set_tensor_address("input", x.ctypes.data) and context.set_tensor_address("output", y.ctypes.data)
     assert not context.set_tensor_address("nope", 0)
     assert context.execute_async_v3(0)
-    expected = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    expected = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )[0]
     np.testing.assert_array_equal(y, expected)

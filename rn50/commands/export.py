@@ -1,12 +1,16 @@
-"""``rn50 export``: the FP32 ONNX file, verified against PyTorch (the work itself is in ``rn50.exporter``)."""
+"""``rn50 export``: the FP32 ONNX file, verified against PyTorch, and with ``--ir`` its OpenVINO IR (the work itself
+is in ``rn50.exporter``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed
 from rn50.exporter.config import ExportConfig, check_opset
+from rn50.flags import flag
+from rn50.reports.render import Section
 
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
@@ -15,11 +19,20 @@ if TYPE_CHECKING:
     from rn50.weights import LoadedModel
 
 
+def ir_flag() -> Any:
+    """--ir, for every command that writes ONNX files (export, quantize)."""
+    return flag(
+        "--ir", default=False, help="Also write OpenVINO IR (.xml/.bin) of each file, verified against it on OpenVINO."
+    )
+
+
 @dataclass(frozen=True)
 class ExportOptions:
-    config: ExportConfig = ExportConfig()
-    verify: bool = True
-    ir: bool = False  # also OpenVINO IR of the FP32 model
+    config: ExportConfig = field(default_factory=ExportConfig)
+    verify: bool = flag(
+        "--verify/--no-verify", default=True, help="Check the file on ONNX Runtime CPU against PyTorch."
+    )
+    ir: bool = ir_flag()
 
     def check(self) -> None:
         """Before the work directory is created or the model built."""
@@ -33,11 +46,88 @@ class ExportOptions:
             import_openvino()
 
 
-def export(options: ExportOptions, workdir: WorkDir, *, loaded: LoadedModel | None = None) -> ExportResult:
-    from rn50.exporter.onnx_file import write_fp32_onnx
+def ir_sections(irs: list[IrResult]) -> list[Section]:
+    lines = [
+        f"wrote {r.xml} + {r.bin.name} (OpenVINO IR; vs its ONNX on OpenVINO: max abs {r.metrics.max_abs:.3g}, cos "
+        "worst "
+        f"{r.metrics.cosine_min:.8f}) {'pass' if r.verified else 'FAIL: ' + '; '.join(r.failures)}"
+        for r in irs
+    ]
+    return [Section("", paragraphs=lines)] if lines else []
+
+
+def ir_dict(r: IrResult) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "xml": r.xml,
+        "bin": r.bin,
+        "verified": r.verified,
+        "max_abs": r.metrics.max_abs,
+        "cosine_min": r.metrics.cosine_min,
+    }
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    result: ExportResult
+    irs: list[IrResult] = field(default_factory=list)
+
+    @property
+    def error(self) -> CheckFailed | None:
+        return unverified(self.result) or unverified_ir(self.irs)
+
+    def sections(self) -> list[Section]:
+        r, v = self.result, self.result.verification
+        parts = [Section("", paragraphs=[f"wrote {r.path} (opset {r.opset}, {r.nodes} nodes, sha256 {r.sha256[:12]})"])]
+        if v is not None:
+            parts.append(
+                Section(
+                    f"verification: ONNX Runtime CPU vs PyTorch FP32 ({v.thresholds.describe()})",
+                    "verification",
+                    header=["batch", "max abs", "cosine (worst)", "top-1", "verdict"],
+                    rows=[
+                        [
+                            str(c.batch),
+                            f"{c.metrics.max_abs:.3g}",
+                            f"{c.metrics.cosine_min:.8f}",
+                            f"{c.metrics.top1_agreement:.3f}",
+                            "pass" if not c.failures else "FAIL: " + "; ".join(c.failures),
+                        ]
+                        for c in v.checks
+                    ],
+                )
+            )
+        return parts + ir_sections(self.irs)
+
+    def to_dict(self) -> dict[str, Any]:
+        r, v = self.result, self.result.verification
+        return {
+            "path": r.path,
+            "sha256": r.sha256,
+            "opset": r.opset,
+            "nodes": r.nodes,
+            "verified": None if v is None else v.passed,
+            "verification": None
+            if v is None
+            else [{"batch": c.batch, **c.metrics.to_dict(), "failures": c.failures} for c in v.checks],
+            "ir": [ir_dict(i) for i in self.irs],
+        }
+
+
+def export(
+    options: ExportOptions, workdir: WorkDir, ui: Ui = QUIET, *, loaded: LoadedModel | None = None
+) -> ExportOutcome:
+    """Export to a simplified ONNX file with a dynamic batch, and verify it against PyTorch."""
+    from rn50.exporter.onnx_file import FP32_NAME, write_fp32_onnx
 
     options.check()
-    return write_fp32_onnx(options.config, workdir, verify=options.verify, loaded=loaded)
+    ui.status("exporting (build, torch.export, onnxsim, verify)…")
+    result = write_fp32_onnx(options.config, workdir, verify=options.verify, loaded=loaded)
+    irs = []
+    if options.ir and unverified(result) is None:
+        ui.status("writing OpenVINO IR…")
+        irs = export_ir(workdir, [FP32_NAME])
+    return ExportOutcome(result, irs)
 
 
 def export_ir(workdir: WorkDir, onnx_artifacts: list[str]) -> list[IrResult]:
@@ -51,8 +141,10 @@ def unverified_ir(results: list[IrResult]) -> CheckFailed | None:
     bad = [r for r in results if not r.verified]
     if not bad:
         return None
-    return CheckFailed(f"{bad[0].xml.name} does not match its ONNX source on OpenVINO: {'; '.join(bad[0].failures)}",
-                       fix="the manifest marks it unverified; report it with --verbose")  # fmt: skip
+    return CheckFailed(
+        f"{bad[0].xml.name} does not match its ONNX source on OpenVINO: {'; '.join(bad[0].failures)}",
+        fix="the manifest marks it unverified; report it with --verbose",
+    )
 
 
 def unverified(result: ExportResult) -> CheckFailed | None:
@@ -60,5 +152,7 @@ def unverified(result: ExportResult) -> CheckFailed | None:
     v = result.verification
     if v is None or v.passed:
         return None
-    return CheckFailed(f"{result.path.name} does not match the PyTorch model: {v.failures()[0]}",
-                       fix="the manifest marks it unverified; report it with --verbose")  # fmt: skip
+    return CheckFailed(
+        f"{result.path.name} does not match the PyTorch model: {v.failures()[0]}",
+        fix="the manifest marks it unverified; report it with --verbose",
+    )

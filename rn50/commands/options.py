@@ -7,14 +7,16 @@ command checks its options (``check()``) before any model is built or any work d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rn50.calibration.ranges import DEFAULT_METHOD, method_options
+from rn50.calibration.ranges import DEFAULT_METHOD, METHODS, method_options
 from rn50.errors import UsageError
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
+from rn50.flags import flag
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Callable
 
     from rn50.feeds import FeedSet
     from rn50.metrics import Thresholds
@@ -25,47 +27,109 @@ PARITY_COUNT = DEFAULT_SAMPLE_COUNT  # held-apart sample crops parity compares o
 PARITY_BATCH = 8
 
 
-def check_batch(batch: int) -> None:
+def check_batch(batch: int, name: str = "--batch") -> None:
+    """A batch size of at least one whose images fit in this machine's memory."""
+    from rn50.machine import check_batch_memory
+
     if batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {batch}", fix="pass a positive batch size")
+        raise UsageError(f"{name} must be >= 1, got {batch}", fix="pass a positive batch size")
+    check_batch_memory(batch, flag=name)
+
+
+def cpu_flag() -> Any:
+    """--cpu, for every command that makes the onnxruntime-cpu INT8 file (quantize, the pipeline)."""
+    from rn50.machine import AUTO
+
+    return flag(
+        "--cpu",
+        default=AUTO,
+        help="INT8 class of the CPUs the onnxruntime-cpu file is for: auto (this machine's, by CPUID), "
+        "vnni (full-range weights: VNNI/AMX, arm64) or avx2 (7-bit weights: faithful on every x86 CPU).",
+    )
+
+
+def model_name_flag() -> Any:
+    """--model-name: the served model's name (serve, loadtest)."""
+    return flag("--model-name", default="resnet50", help="The model's name on the Triton server.")
+
+
+def threads_flag(help: str = "CPU threads of every CPU runtime (default: the cores this process may use).") -> Any:
+    return flag("--threads", default=None, help=help)
+
+
+def runtimes_flag(help: str = "Runtime(s) to run (default: every one available here)") -> Any:
+    from rn50.runtimes.registry import describe_runtimes, runtime_names
+
+    return flag(
+        "--runtime",
+        default=None,
+        cli_type=list[str] | None,
+        help=lambda: f"{help}: {describe_runtimes(runtime_names(reference=False))}.",
+    )
+
+
+def artifacts_flag(help: str = "Artifact(s) of the manifest to include (default: all).") -> Any:
+    return flag("--artifact", default=None, cli_type=list[str] | None, help=help)
 
 
 @dataclass(frozen=True)
 class FeedOptions:
     """Where the images come from: --images, --arrays, --random, or --count sample-photo crops."""
 
-    images: Path | None = None
-    arrays: Path | None = None
-    random: int | None = None
-    count: int = PARITY_COUNT
+    images: Path | None = flag(
+        "--images", default=None, help="Image folder (in parity, class sub-folders with a classes.txt add accuracy)."
+    )
+    arrays: Path | None = flag("--arrays", default=None, help=".npy/.npz of preprocessed float32 NCHW images.")
+    random: int | None = flag(
+        "--random", default=None, help="N seeded random tensors instead of images (flagged: says little)."
+    )
+    count: int = flag("--count", default=PARITY_COUNT, help="Sample-photo crops, when no other source is given.")
 
     def check(self) -> None:
         """The cheap checks, before any work: one source, a sensible count, an image folder that exists."""
-        from rn50.feeds import check_count, check_image_folder, check_one_source
+        from rn50.feeds import check_array_file, check_count, check_image_folder, check_one_source
 
         check_one_source(self.images, self.arrays, self.random)
         if self.images is not None:
             check_image_folder(self.images)
-        elif self.arrays is None:
-            check_count(self.random if self.random is not None else self.count)
+        elif self.arrays is not None:
+            check_array_file(Path(self.arrays))
+        elif self.random is not None:
+            check_count(self.random, "--random")
+        else:
+            check_count(self.count)
 
-    def read(self, split: str = "evaluation") -> FeedSet:
+    def read(self, split: str = "evaluation", status: Callable[[str], None] | None = None) -> FeedSet:
+        """The images (a folder's read into a temporary file as they go, said through ``status``)."""
         from rn50 import feeds
 
-        return feeds.resolve(images=self.images, arrays_path=self.arrays, random_count=self.random, count=self.count, split=split)
+        def progress(done: int, total: int) -> None:
+            if status is not None:
+                status(f"reading images: {done:,} of {total:,}")
+
+        return feeds.resolve(
+            images=self.images,
+            arrays_path=self.arrays,
+            random_count=self.random,
+            count=self.count,
+            split=split,
+            progress=progress,
+        )
 
 
 @dataclass(frozen=True)
 class CalibrationOptions:
     """How activation ranges are collected: --method, --percentile, --batch."""
 
-    method: str = DEFAULT_METHOD
-    percentile: float | None = None
-    batch: int = CALIBRATION_BATCH
+    method: str = flag("--method", default=DEFAULT_METHOD, help=f"Range method: {', '.join(METHODS)}.")
+    percentile: float | None = flag(
+        "--percentile", default=None, help="Percentile for --method percentile (default 99.99)."
+    )
+    batch: int = flag("--calibration-batch", default=CALIBRATION_BATCH, help="Images per calibration batch.")
 
     def check(self) -> dict[str, Any]:
         """Refuses bad options; returns the method's options (part of the table's key)."""
-        check_batch(self.batch)
+        check_batch(self.batch, "--calibration-batch")
         return method_options(self.method, percentile=self.percentile)
 
 
@@ -82,9 +146,13 @@ def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
             key, value = rest.split("=", 1)
             number = float(value)
         except ValueError:
-            raise UsageError(f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99") from None
+            raise UsageError(
+                f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99"
+            ) from None
         if prec not in THRESHOLD_SETS or key not in keys:
-            raise UsageError(f"bad --threshold {item!r}", fix=f"precision in {sorted(THRESHOLD_SETS)}, key in {sorted(keys)}")
+            raise UsageError(
+                f"bad --threshold {item!r}", fix=f"precision in {sorted(THRESHOLD_SETS)}, key in {sorted(keys)}"
+            )
         out.setdefault(prec, {})[key] = number
     return out
 
@@ -105,8 +173,10 @@ def parse_budget(items: list[str]) -> Thresholds:
     for item in (part.strip() for text in items for part in text.split(",") if part.strip()):
         key, sep, value = item.partition("=")
         if key not in BUDGET_RANGES or not sep:
-            raise UsageError(f"unknown --budget key {key!r}" if sep else f"bad --budget {item!r}",
-                             fix=f"write KEY=VALUE with KEY one of {', '.join(BUDGET_RANGES)}, e.g. min_cosine_mean=0.998")  # fmt: skip
+            raise UsageError(
+                f"unknown --budget key {key!r}" if sep else f"bad --budget {item!r}",
+                fix=f"write KEY=VALUE with KEY one of {', '.join(BUDGET_RANGES)}, e.g. min_cosine_mean=0.998",
+            )
         try:
             number = float(value)
         except ValueError:
@@ -127,6 +197,18 @@ class ThresholdOptions:
     """Parity thresholds: the defaults per precision, with --threshold overrides."""
 
     overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @staticmethod
+    def flag() -> Any:
+        """--threshold, for every command that judges results (parity, loadtest, the pipeline)."""
+        return flag(
+            "--threshold",
+            default_factory=ThresholdOptions,
+            parse=ThresholdOptions.parse,
+            cli_type=list[str] | None,
+            help="Override a bound, PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99 (engine:… bounds an INT8 runtime "
+            "against its file).",
+        )
 
     @classmethod
     def parse(cls, items: list[str] | None) -> ThresholdOptions:

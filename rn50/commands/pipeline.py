@@ -18,11 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
 from rn50.artifacts import WorkDir, versions
-from rn50.commands.options import CALIBRATION_COUNT, PARITY_COUNT, CalibrationOptions, FeedOptions, ThresholdOptions
+from rn50.commands.options import (
+    CALIBRATION_COUNT,
+    PARITY_COUNT,
+    CalibrationOptions,
+    FeedOptions,
+    ThresholdOptions,
+    cpu_flag,
+)
+from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import Rn50Error, UsageError
 from rn50.exporter.config import ExportConfig
+from rn50.flags import flag
 from rn50.jsonio import jsonable
-from rn50.machine import AUTO, resolve_cpu_class
+from rn50.machine import resolve_cpu_class
+from rn50.reports.render import Section
 from rn50.results.pipeline_results import PipelineResult, StepResult, StepStatus
 from rn50.results.profile_results import Settings
 from rn50.runtimes.registry import MODEL_KINDS
@@ -37,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STEPS = ("export", "calibrate", "quantize", "build-trt", "parity", "profile")
-WARMUP_S, DURATION_S = 0.5, 2.0  # the pipeline profiles shorter than `rn50 profile` does by default
 
 
 def select_steps(skip: list[str] | None, only: list[str] | None) -> tuple[str, ...]:
@@ -58,16 +67,33 @@ def digest(obj: Any) -> str:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    export: ExportConfig = ExportConfig()
-    images: Path | None = None  # calibration and parity images (else sample crops, held apart)
-    calibration_count: int = CALIBRATION_COUNT
+    export: ExportConfig = field(default_factory=ExportConfig)
+    images: Path | None = flag(
+        "--images",
+        default=None,
+        help="Image folder to calibrate on and compare on (else sample-photo crops, held apart).",
+    )
+    calibration_count: int = flag(
+        "--calibration-count", default=CALIBRATION_COUNT, help="Sample-photo crops to calibrate on, without --images."
+    )
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-    parity_count: int = PARITY_COUNT
-    thresholds: ThresholdOptions = field(default_factory=ThresholdOptions)
-    profile: Settings = field(default_factory=lambda: Settings(batches=(1, 8), warmup_s=WARMUP_S, duration_s=DURATION_S))
-    steps: tuple[str, ...] = STEPS
-    force: bool = False  # re-run the selected steps even when their inputs did not change
-    cpu: str = AUTO  # --cpu: the CPU class the onnxruntime-cpu INT8 file is made for
+    parity_count: int = flag(
+        "--parity-count",
+        default=PARITY_COUNT,
+        help="Held-apart sample-photo crops parity compares on, without --images.",
+    )
+    thresholds: ThresholdOptions = ThresholdOptions.flag()
+    profile: Settings = field(default_factory=Settings)
+    skip: list[str] | None = flag(
+        "--skip", default=None, cli_type=list[str] | None, help=f"Step(s) to leave out: {', '.join(STEPS)}."
+    )
+    only: list[str] | None = flag("--only", default=None, cli_type=list[str] | None, help="Run only these step(s).")
+    force: bool = flag("--force", default=False, help="Re-run the selected steps even if their inputs did not change.")
+    cpu: str = cpu_flag()
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return select_steps(self.skip, self.only)
 
     def feeds(self, count: int) -> FeedOptions:
         return FeedOptions(images=self.images, count=count)
@@ -76,6 +102,7 @@ class PipelineOptions:
         from rn50.commands.export import ExportOptions
 
         ExportOptions(self.export).check()
+        self.steps  # noqa: B018 - unknown or conflicting --skip/--only are refused here
         resolve_cpu_class(self.cpu)
         self.calibration.check()
         self.feeds(self.calibration_count).check()  # an image folder is checked before the export, not after it
@@ -98,13 +125,13 @@ class Work:
 
 
 class Pipeline:
-    def __init__(self, workdir: WorkDir, options: PipelineOptions, *, progress: Callable[[str], None] | None = None,
-                 steps: Callable[[str], None] | None = None):  # fmt: skip
-        """``progress`` hears everything (a spinner's text); ``steps`` one line as each step starts and ends."""
+    def __init__(self, workdir: WorkDir, options: PipelineOptions, ui: Ui = QUIET):
+        """``ui.status`` hears everything (a spinner's text); ``ui.note`` one line as each step starts and ends."""
         self.workdir = workdir
         self.options = options
-        self.say = progress or (lambda _m: None)
-        self.announce = steps or (lambda _m: None)
+        self.ui = ui
+        self.say = ui.status
+        self.announce = ui.note
         self.loaded: LoadedModel | None = None
         self.table: CalibrationTable | None = None
         self._again: dict[str, str] = {}  # step -> why it ran again
@@ -140,8 +167,10 @@ class Pipeline:
         method = self.options.calibration.method
         art = self.workdir.current(f"calibration-{method}")
         if art is None:
-            raise UsageError(f"no calibration table for --method {method} in {self.workdir.root}",
-                             fix="run the calibrate step (drop it from --skip)")  # fmt: skip
+            raise UsageError(
+                f"no calibration table for --method {method} in {self.workdir.root}",
+                fix="run the calibrate step (drop it from --skip)",
+            )
         return CalibrationTable.load(self.workdir.path(art.path))
 
     # --- the run ---------------------------------------------------------------------------------
@@ -149,7 +178,12 @@ class Pipeline:
         planned = PLANS[name](self)
         if isinstance(planned, StepResult):
             return planned
-        if planned.inputs is not None and planned.key is not None and planned.ready and self.reusable(name, planned.key, planned.inputs):
+        if (
+            planned.inputs is not None
+            and planned.key is not None
+            and planned.ready
+            and self.reusable(name, planned.key, planned.inputs)
+        ):
             return StepResult(name, "reused", planned.reused)
         status, files, detail = planned.run()
         if planned.inputs is not None and planned.key is not None:
@@ -176,7 +210,11 @@ class Pipeline:
             except Rn50Error as e:
                 error = type(e)(f"{name}: {e.problem}", fix=e.fix)  # the one-line error names the step
                 result = StepResult(name, "failed", e.message)
-            detail = f"ran again ({self._again[name]}): {result.detail}" if result.status == "ran" and name in self._again else result.detail
+            detail = (
+                f"ran again ({self._again[name]}): {result.detail}"
+                if result.status == "ran" and name in self._again
+                else result.detail
+            )
             results.append(StepResult(result.name, result.status, detail, time.perf_counter() - start))
             self.announce(f"{name}: {result.status} in {results[-1].seconds:.1f} s")
             log.info("%s: %s (%s)", name, result.status, result.detail)
@@ -185,26 +223,29 @@ class Pipeline:
 
 # --- the steps: each plans its work with the command the CLI runs ------------------------------------
 def plan_export(p: Pipeline) -> Work:
-    from rn50.commands.export import ExportOptions, export, unverified
+    from rn50.commands.export import ExportOptions, export
     from rn50.exporter.onnx_file import FP32_NAME, model_record
-    from rn50.weights import SEEDED_WEIGHTS, load_model
+    from rn50.weights import kept_weights_name, load_model
 
     config = p.options.export
     p.say("loading the model")
     loaded = p.loaded = load_model(config.weights, depth=config.depth)
     p.workdir.check_model(model_record(loaded, config.depth))  # before anything is written
     v = versions()
-    inputs = {"config": asdict(config), "weights": loaded.fingerprint,
-              "versions": {k: v.get(k) for k in ("rn50", "torch", "onnx", "onnxsim")}}  # fmt: skip
+    inputs = {
+        "config": asdict(config),
+        "weights": loaded.fingerprint,
+        "versions": {k: v.get(k) for k in ("rn50", "torch", "onnx", "onnxsim")},
+    }
     art = p.workdir.current(FP32_NAME)
 
     def run() -> tuple[StepStatus, list[Path], str]:
         p.say("exporting to ONNX and verifying")
-        result = export(ExportOptions(config), p.workdir, loaded=loaded)
-        failed = unverified(result)
-        if failed is not None:
-            raise failed
-        kept = p.workdir.artifact(SEEDED_WEIGHTS)
+        done = export(ExportOptions(config), p.workdir, loaded=loaded)
+        if done.error is not None:
+            raise done.error
+        result = done.result
+        kept = p.workdir.artifact(kept_weights_name(loaded.source))
         ver = result.verification
         detail = f"{result.path.name}: opset {result.opset}, {result.nodes} nodes"
         files = [result.path] + ([p.workdir.path(kept.path)] if kept else [])
@@ -215,16 +256,17 @@ def plan_export(p: Pipeline) -> Work:
 
 
 def plan_calibrate(p: Pipeline) -> Work:
-    from rn50.commands.quantize import CalibrateOptions, calibrate
+    from rn50.commands.calibrate import CalibrateOptions, calibrate, read_feeds
 
     options = CalibrateOptions(p.options.feeds(p.options.calibration_count), p.options.calibration)
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        feeds = options.feeds.read(split="calibration")
+        feeds = read_feeds(options, p.ui)
         p.say(f"calibrating on {feeds.description}")
-        result = calibrate(options, p.workdir, feeds, reuse=not p.options.force)
+        result = calibrate(options, p.workdir, p.ui, feeds=feeds, reuse=not p.options.force).result
         p.table = t = result.table
-        detail = f"{result.path.relative_to(p.workdir.root)}: {t.method} {t.options}, {t.images} images ({t.set_description})"
+        where = result.path.relative_to(p.workdir.root)
+        detail = f"{where}: {t.method} {t.options}, {t.images} images ({t.set_description})"
         warn = "; ".join(feeds.warnings)
         return ("reused" if result.reused else "ran"), [], detail + (f"; warning: {warn}" if warn else "")
 
@@ -240,13 +282,24 @@ def plan_quantize(p: Pipeline) -> Work:
     table = p.calibration_table()
     options = QuantizeOptions(int8=True, fp16=True, cpu=p.options.cpu)
     cpu_class = options.cpu_class
-    inputs = {"fp32": fp32.sha256, "table": table.key, "targets": list(EMITTERS), "classifier": options.classifier,
-              "high_precision": options.high_precision, "cpu_class": cpu_class, "rn50": __version__}  # fmt: skip
+    inputs = {
+        "fp32": fp32.sha256,
+        "table": table.key,
+        "targets": list(EMITTERS),
+        "classifier": options.classifier,
+        "high_precision": options.high_precision,
+        "cpu_class": cpu_class,
+        "rn50": __version__,
+    }
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        done = quantize(options, p.workdir, table=table, progress=p.say)
+        done = quantize(options, p.workdir, p.ui, table=table)
         detail = "; ".join(f"{r.name} cos mean {r.output.cosine_mean:.5f}" for r in done.results)
-        return "ran", [r.path for r in done.results] + done.reports, f"{detail} (file semantics; onnxruntime-cpu file for {cpu_class}-class CPUs)"
+        return (
+            "ran",
+            [r.path for r in done.results] + done.reports,
+            f"{detail} (file semantics; onnxruntime-cpu file for {cpu_class}-class CPUs)",
+        )
 
     return Work(run, inputs, f"FP16 and INT8 artifacts (same FP32 model, calibration table and CPU class {cpu_class})")
 
@@ -266,7 +319,7 @@ def plan_build_trt(p: Pipeline) -> Work | StepResult:
         for precision in ENGINE_PRECISIONS:
             p.say(f"building the TensorRT {precision} engine")
             options = BuildTrtOptions(BuildOptions(precision=precision, min_batch=1, opt_batch=8, max_batch=max_batch))
-            result = build_trt(options, p.workdir)
+            result = build_trt(options, p.workdir, p.ui).result
             done.append((precision, result.reused))
         by = f" by {result.runtime} (rn50's test stand-in, not TensorRT)" if result.runtime == STANDIN else ""
         status: StepStatus = "reused" if all(r for _, r in done) else "ran"
@@ -276,24 +329,31 @@ def plan_build_trt(p: Pipeline) -> Work | StepResult:
 
 
 def plan_parity(p: Pipeline) -> Work:
-    from rn50.commands.parity import ParityOptions, failure, parity
+    from rn50.commands.parity import ParityOptions, parity
     from rn50.evaluation.targets import parity_targets
     from rn50.machine import cpu_info
 
-    options = ParityOptions(feeds=p.options.feeds(p.options.parity_count), thresholds=p.options.thresholds,
-                            threads=p.options.profile.threads)  # fmt: skip
+    options = ParityOptions(
+        feeds=p.options.feeds(p.options.parity_count),
+        thresholds=p.options.thresholds,
+        threads=p.options.profile.threads,
+    )
     targets, skipped = parity_targets(p.workdir)
-    feeds = options.feeds.read()
-    inputs = {"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
-              "feeds": feeds.fingerprint, "thresholds": options.thresholds.overrides, "cpu": cpu_info()["int8_class"],
-              "rn50": __version__}  # fmt: skip
+    feeds = options.feeds.read(status=p.ui.status)
+    inputs = {
+        "artifacts": p.artifact_shas(),
+        "targets": [(t.runtime, t.artifact) for t in targets],
+        "feeds": feeds.fingerprint,
+        "thresholds": options.thresholds.overrides,
+        "cpu": cpu_info()["int8_class"],
+        "rn50": __version__,
+    }
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        done = parity(options, p.workdir, planned=(targets, skipped), feeds=feeds, model=p.model(),
-                      progress=lambda m: p.say(f"parity: {m}"))  # fmt: skip
+        done = parity(options, p.workdir, p.ui, planned=(targets, skipped), feeds=feeds, model=p.model())
         report = done.report
-        if not report.passed:
-            raise failure(report)
+        if done.error is not None:
+            raise done.error
         return "ran", done.written, report.summary()
 
     return Work(run, inputs, "parity.json (same artifacts, runtimes, feeds, thresholds and CPU class)")
@@ -306,14 +366,22 @@ def plan_profile(p: Pipeline) -> Work:
 
     settings = p.options.profile
     targets, skipped = profile_targets(p.workdir, settings)
-    inputs = {"artifacts": p.artifact_shas(), "targets": [(t.runtime, t.artifact) for t in targets],
-              "settings": settings, "cpu": cpu_info(), "rn50": __version__}  # fmt: skip
+    inputs = {
+        "artifacts": p.artifact_shas(),
+        "targets": [(t.runtime, t.artifact) for t in targets],
+        "settings": settings,
+        "cpu": cpu_info(),
+        "rn50": __version__,
+    }
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        done = profile(ProfileOptions(settings), p.workdir, planned=(targets, skipped), model_loader=p.model,
-                       progress=lambda m: p.say(f"profile: {m}"))  # fmt: skip
+        done = profile(ProfileOptions(settings), p.workdir, p.ui, planned=(targets, skipped), model_loader=p.model)
         report = done.report
-        return "ran", done.written, f"{len(report.measured)} measurements, {len(report.rows) - len(report.measured)} not measured"
+        return (
+            "ran",
+            done.written,
+            f"{len(report.measured)} measurements, {len(report.rows) - len(report.measured)} not measured",
+        )
 
     return Work(run, inputs, "profile.json (same artifacts, runtimes, settings and machine)")
 
@@ -328,3 +396,36 @@ PLANS: dict[str, Callable[[Pipeline], Work | StepResult]] = {
     "profile": plan_profile,
 }
 assert tuple(PLANS) == STEPS
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    result: PipelineResult
+    reports: list[Path]
+    workdir: Path
+
+    @property
+    def error(self) -> Rn50Error | None:
+        return self.result.error
+
+    def sections(self) -> list[Section]:
+        from rn50.reports.workdir_report import steps_section
+
+        parts = [steps_section(list(self.result.steps), f"rn50 pipeline → {self.workdir}")]
+        if self.reports:
+            parts.append(Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.reports)]))
+        return parts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.result.steps, "failed": self.result.failed, "reports": self.reports}
+
+
+def pipeline(options: PipelineOptions, workdir: WorkDir, ui: Ui = QUIET) -> PipelineOutcome:
+    """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
+    from rn50.reports import workdir_report
+
+    options.check()
+    result = Pipeline(workdir, options, ui).run()
+    # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
+    written = workdir_report.write(workdir, list(result.steps)) if result.started else []
+    return PipelineOutcome(result, written, workdir.root)

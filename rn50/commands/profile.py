@@ -6,20 +6,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.options import artifacts_flag
+from rn50.commands.outcome import QUIET, Ui
 from rn50.evaluation.measurement import run_profile
 from rn50.evaluation.targets import profile_targets
+from rn50.flags import flag
 from rn50.reports import profile_report
+from rn50.reports.render import Section
+from rn50.results import parity_results, profile_results
 from rn50.results.profile_results import PRECISIONS, Settings
-from rn50.runtimes.registry import check_names, runtime_names
+from rn50.runtimes.registry import TORCH_ARTIFACT, check_names, describe_runtimes, runtime_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
+    from rn50.errors import Rn50Error
     from rn50.results.profile_results import ProfileReport, Row
     from rn50.runtimes.registry import Target
-
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,21 @@ class ProfileOptions:
     """``rn50 profile``: what to measure (filters) and how (settings)."""
 
     settings: Settings = field(default_factory=Settings)
-    runtimes: list[str] | None = None
-    precisions: list[str] | None = None
-    artifacts: list[str] | None = None
+    runtimes: list[str] | None = flag(
+        "--runtime",
+        default=None,
+        cli_type=list[str] | None,
+        help=lambda: f"Runtime(s) to measure (default: every one available here): {describe_runtimes()}.",
+    )
+    precisions: list[str] | None = flag(
+        "--precision",
+        default=None,
+        cli_type=list[str] | None,
+        help=f"Precision(s) to measure: {', '.join(PRECISIONS)}.",
+    )
+    artifacts: list[str] | None = artifacts_flag(
+        f"Artifact(s) to measure ({TORCH_ARTIFACT}: the PyTorch model; default: all)."
+    )
 
     def check(self) -> None:
         self.settings.validate()
@@ -41,16 +58,40 @@ class ProfileOptions:
 class ProfileOutcome:
     report: ProfileReport
     written: list[Path]
+    verdicts: dict[Any, Any] = field(default_factory=dict)
+    error: Rn50Error | None = None
+
+    def sections(self) -> list[Section]:
+        return [
+            *profile_report.sections(self.report, self.verdicts, full=False),
+            Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.written)]),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return profile_results.to_dict(self.report)
 
 
-def profile(options: ProfileOptions, workdir: WorkDir, *, planned: tuple[list[Target], list[Row]] | None = None,
-            model_loader: Callable[[], Any] | None = None, progress: Callable[[str], None] | None = None) -> ProfileOutcome:  # fmt: skip
-    """The command: plan (unless ``planned``), measure, write profile.json/.md/.png."""
+def profile(
+    options: ProfileOptions,
+    workdir: WorkDir,
+    ui: Ui = QUIET,
+    *,
+    planned: tuple[list[Target], list[Row]] | None = None,
+    model_loader: Callable[[], Any] | None = None,
+) -> ProfileOutcome:
+    """Latency and throughput of every runtime × precision × batch, on the same inputs (trtexec's names)."""
     from rn50.weights import workdir_model
 
     options.check()
-    targets, skipped = planned or profile_targets(workdir, options.settings, runtimes=options.runtimes, precisions=options.precisions,
-                                       artifacts=options.artifacts)  # fmt: skip
-    report = run_profile(targets, options.settings, skipped=skipped, progress=progress,
-                         model_loader=model_loader or (lambda: workdir_model(workdir)))  # fmt: skip
-    return ProfileOutcome(report, profile_report.write(report, workdir.root))
+    targets, skipped = planned or profile_targets(
+        workdir, options.settings, runtimes=options.runtimes, precisions=options.precisions, artifacts=options.artifacts
+    )
+    report = run_profile(
+        targets,
+        options.settings,
+        skipped=skipped,
+        progress=lambda m: ui.status(f"profile: {m}"),
+        model_loader=model_loader or (lambda: workdir_model(workdir)),
+    )
+    verdicts = profile_report.parity_verdicts(workdir.path(parity_results.REPORT))
+    return ProfileOutcome(report, profile_report.write(report, workdir.root), verdicts)

@@ -1,80 +1,78 @@
-"""``rn50 calibrate`` and ``rn50 quantize``: the calibration table, then the FP16 and INT8 artifacts with
-their quality report (the work itself is in ``rn50.calibration``).
-
-They compose: ``rn50 quantize --int8`` and ``rn50 build-trt --int8`` (when its Q/DQ file is missing)
-calibrate first with the same options, then quantize with the table.
-"""
+"""``rn50 quantize``: the FP16 file and each INT8 target's Q/DQ file from the calibration table (made first with the
+same options), linted, with the per-layer quality report; with ``--ir`` their OpenVINO IR (the work itself is in
+``rn50.calibration``). The pipeline calls it with the table it made."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rn50.calibration.budget import CLASSIFIER_PRECISIONS, DEFAULT_MAX_EXCLUDED
-from rn50.commands.options import CALIBRATION_COUNT, CalibrationOptions, FeedOptions
+from rn50.commands.calibrate import CalibrateOptions, calibrate
+from rn50.commands.export import export_ir, ir_dict, ir_flag, ir_sections, unverified_ir
+from rn50.commands.options import cpu_flag, parse_budget
+from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import UsageError
+from rn50.flags import flag
 from rn50.machine import AUTO, CPU_CHOICES, resolve_cpu_class
+from rn50.reports.render import Section
+from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TARGETS, QDQ_TENSORRT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
     from rn50.calibration.quantized import QuantizeResult
-    from rn50.calibration.table import CalibrationResult, CalibrationTable
-    from rn50.feeds import FeedSet
+    from rn50.calibration.table import CalibrationTable
+    from rn50.errors import CheckFailed
+    from rn50.exporter.openvino_ir import IrResult
     from rn50.metrics import Thresholds
 
 ALL_TARGETS = "all"
 HIGH_PRECISIONS = ("fp32", "fp16")  # --high-precision: the TensorRT Q/DQ file's non-INT8 parts
 
 
-@dataclass(frozen=True)
-class CalibrateOptions:
-    feeds: FeedOptions = field(default_factory=lambda: FeedOptions(count=CALIBRATION_COUNT))
-    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-
-    def check(self) -> None:
-        self.calibration.check()  # bad options fail before images are read
-        self.feeds.check()
-
-    def read_feeds(self) -> FeedSet:
-        """Options checked and the calibration images read (before any work directory is touched)."""
-        self.check()
-        return self.feeds.read(split="calibration")
-
-
-def calibrate(options: CalibrateOptions, workdir: WorkDir, feeds: FeedSet, *, reuse: bool = True,
-              progress: Callable[[int], None] | None = None) -> CalibrationResult:  # fmt: skip
-    """The table for these feeds and options: the cached one under the same key (``reuse``), or a new one."""
-    from rn50.calibration.table import table_for
-
-    c = options.calibration
-    return table_for(workdir, feeds, method=c.method, percentile=c.percentile, batch=c.batch, progress=progress, reuse=reuse)
-
-
 def parse_targets(target: str) -> tuple[str, ...]:
     """--target: one INT8 target, or all of them."""
-    from rn50.calibration.quantized import EMITTERS
-
-    targets = tuple(EMITTERS) if target == ALL_TARGETS else (target,)
-    if any(t not in EMITTERS for t in targets):
-        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or {ALL_TARGETS}")
+    targets = QDQ_TARGETS if target == ALL_TARGETS else (target,)
+    if any(t not in QDQ_TARGETS for t in targets):
+        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(QDQ_TARGETS)} or {ALL_TARGETS}")
     return targets
 
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    int8: bool = False
-    fp16: bool = False
-    target: str = ALL_TARGETS  # --target: one INT8 target, or all
+    int8: bool = flag(
+        "--int8", default=False, help="INT8 Q/DQ files from the calibration table (made first when missing)."
+    )
+    fp16: bool = flag("--fp16", default=False, help="The FP16 file, with float32 input and output.")
+    target: str = flag("--target", default=ALL_TARGETS, help=f"INT8 target: {', '.join(QDQ_TARGETS)} or {ALL_TARGETS}.")
     calibrate: CalibrateOptions = field(default_factory=CalibrateOptions)
-    ir: bool = False  # also OpenVINO IR of each file (written by the caller, after the quantize report)
-    budget: Thresholds | None = None  # --budget: leave the most sensitive layers out of INT8 until it holds
-    max_excluded: int | None = None  # --max-excluded (with --budget; DEFAULT_MAX_EXCLUDED when not given)
-    high_precision: str = "fp32"  # --high-precision, tensorrt target only
-    classifier: str = CLASSIFIER_PRECISIONS[0]  # --classifier: the final Gemm in float (default) or INT8
-    cpu: str = AUTO  # --cpu: the INT8 class of the CPUs the onnxruntime-cpu file is for (auto: this machine's)
+    ir: bool = ir_flag()
+    budget: Thresholds | None = flag(
+        "--budget",
+        default=None,
+        parse=parse_budget,
+        cli_type=list[str] | None,
+        help="INT8 accuracy budget vs FP32, KEY=VALUE[,KEY=VALUE] (min_cosine_mean, min_cosine, min_top1, max_abs): "
+        "the most sensitive layers are left out of INT8 until it holds.",
+    )
+    max_excluded: int | None = flag(
+        "--max-excluded",
+        default=None,
+        help=f"With --budget: most layers left out (default {DEFAULT_MAX_EXCLUDED}); exit 1 if the budget still fails.",
+    )
+    high_precision: str = flag(
+        "--high-precision",
+        default="fp32",
+        help="TensorRT Q/DQ file: precision of its non-INT8 parts, fp32 or fp16 (FP32 input and output either way).",
+    )
+    classifier: str = flag(
+        "--classifier",
+        default=CLASSIFIER_PRECISIONS[0],
+        help="The final Gemm in float or int8 (float: measured, more accurate for ~1% CPU latency).",
+    )
+    cpu: str = cpu_flag()
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -96,24 +94,34 @@ class QuantizeOptions:
         if self.budget is not None and not self.int8:
             raise UsageError("--budget without --int8", fix="pass --int8: the budget applies to the INT8 files")
         if self.max_excluded is not None and self.budget is None:
-            raise UsageError("--max-excluded without --budget", fix="pass --budget KEY=VALUE too, or drop --max-excluded")
+            raise UsageError(
+                "--max-excluded without --budget", fix="pass --budget KEY=VALUE too, or drop --max-excluded"
+            )
         if self.max_excluded is not None and self.max_excluded < 1:
-            raise UsageError(f"--max-excluded {self.max_excluded} leaves nothing to search",
-                             fix="pass --max-excluded 1 or more (or drop --budget to quantize every layer)")  # fmt: skip
+            raise UsageError(
+                f"--max-excluded {self.max_excluded} leaves nothing to search",
+                fix="pass --max-excluded 1 or more (or drop --budget to quantize every layer)",
+            )
         if self.classifier not in CLASSIFIER_PRECISIONS:
-            raise UsageError(f"unknown --classifier {self.classifier!r}", fix=f"use {' or '.join(CLASSIFIER_PRECISIONS)}")
+            raise UsageError(
+                f"unknown --classifier {self.classifier!r}", fix=f"use {' or '.join(CLASSIFIER_PRECISIONS)}"
+            )
         if self.high_precision not in HIGH_PRECISIONS:
-            raise UsageError(f"unknown --high-precision {self.high_precision!r}", fix=f"use {' or '.join(HIGH_PRECISIONS)}")
+            raise UsageError(
+                f"unknown --high-precision {self.high_precision!r}", fix=f"use {' or '.join(HIGH_PRECISIONS)}"
+            )
         if self.cpu not in CPU_CHOICES:
             resolve_cpu_class(self.cpu)  # the one refusal of an unknown --cpu
-        from rn50.calibration.quantized import CPU_TARGETS
-
         if self.cpu != AUTO and (not self.int8 or not set(targets) & set(CPU_TARGETS)):
-            raise UsageError(f"--cpu applies to the {', '.join(CPU_TARGETS)} INT8 file only",
-                             fix=f"pass --int8 with --target {CPU_TARGETS[0]} or all, or drop --cpu")  # fmt: skip
-        if self.high_precision != "fp32" and ("tensorrt" not in targets or not self.int8):
-            raise UsageError("--high-precision applies to the TensorRT INT8 file only",
-                             fix="pass --int8 with --target tensorrt or all, or drop --high-precision")  # fmt: skip
+            raise UsageError(
+                f"--cpu applies to the {', '.join(CPU_TARGETS)} INT8 file only",
+                fix=f"pass --int8 with --target {CPU_TARGETS[0]} or all, or drop --cpu",
+            )
+        if self.high_precision != "fp32" and (QDQ_TENSORRT not in targets or not self.int8):
+            raise UsageError(
+                "--high-precision applies to the TensorRT INT8 file only",
+                fix="pass --int8 with --target tensorrt or all, or drop --high-precision",
+            )
         if self.int8:
             self.calibrate.check()
         if self.ir:  # --ir needs OpenVINO: refused before any work where it is missing
@@ -126,25 +134,78 @@ class QuantizeOptions:
 class QuantizeOutcome:
     results: list[QuantizeResult]
     reports: list[Path]
+    irs: list[IrResult] = field(default_factory=list)
+    table: Any = None  # the calibration table's outcome, when this run made or reused it
+    missed: CheckFailed | None = None  # --budget not met for some target (the others' files were written)
+
+    @property
+    def error(self) -> CheckFailed | None:
+        return self.missed or unverified_ir(self.irs)
+
+    def sections(self) -> list[Section]:
+        from rn50.reports.quantize_report import summary_sections
+
+        parts = self.table.sections() if self.table is not None else []
+        parts += summary_sections(self.results)
+        parts.append(Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.reports)]))
+        return parts + ir_sections(self.irs)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": r.name,
+                "path": r.path,
+                "target": r.target,
+                "output": r.output.to_dict(),
+                "worst_layers": r.layers[:5],
+                "notes": r.notes,
+                "form": r.form,
+            }
+            for r in self.results
+        ] + [ir_dict(r) for r in self.irs]
 
 
-def quantize(options: QuantizeOptions, workdir: WorkDir, *, table: CalibrationTable | None = None,
-             progress: Callable[[str], None] | None = None) -> QuantizeOutcome:  # fmt: skip
-    """FP16 and/or INT8 (from ``table``, which ``calibrate`` made) artifacts, and quantize-report.json/.md."""
-    from rn50.calibration.quantized import make_fp16_file, make_int8_files
+def quantize(
+    options: QuantizeOptions, workdir: WorkDir, ui: Ui = QUIET, *, table: CalibrationTable | None = None
+) -> QuantizeOutcome:
+    """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
+    from rn50.calibration.quantized import BudgetMissed, make_fp16_file, make_int8_files
     from rn50.reports.quantize_report import write_quality_report
 
-    say = progress or (lambda _m: None)
     options.check()
+    calibrated = None
+    if options.int8 and table is None:
+        calibrated = calibrate(options.calibrate, workdir, ui)
+        table = calibrated.result.table
     results = []
+    missed = None
     if options.fp16:
-        say("converting to FP16…")
+        ui.status("converting to FP16…")
         results.append(make_fp16_file(workdir))
     if options.int8:
         if table is None:
-            raise ValueError("quantize --int8 needs the calibration table: call calibrate first")
-        say("emitting Q/DQ models and measuring per-layer error…")
-        results += make_int8_files(workdir, table, list(options.targets), budget=options.budget, max_excluded=options.exclusion_limit,
-                                 high_precision=options.high_precision, classifier=options.classifier, cpu_class=options.cpu_class,
-                                 progress=say)  # fmt: skip
-    return QuantizeOutcome(results, write_quality_report(workdir, results))
+            raise UsageError("no calibration table", fix="run rn50 calibrate first")  # made above: not reached
+        ui.status("emitting Q/DQ models and measuring per-layer error…")
+        try:
+            results += make_int8_files(
+                workdir,
+                table,
+                list(options.targets),
+                budget=options.budget,
+                max_excluded=options.exclusion_limit,
+                high_precision=options.high_precision,
+                classifier=options.classifier,
+                cpu_class=options.cpu_class,
+                progress=ui.status,
+            )
+        except BudgetMissed as e:
+            results += e.written
+            missed = e
+    if not results:
+        raise missed or UsageError("nothing to quantize", fix="pass --int8 and/or --fp16")
+    reports = write_quality_report(workdir, results)
+    irs = []
+    if options.ir:
+        ui.status("writing OpenVINO IR…")
+        irs = export_ir(workdir, [r.name for r in results])
+    return QuantizeOutcome(results, reports, irs, calibrated, missed)

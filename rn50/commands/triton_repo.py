@@ -4,18 +4,24 @@ backends (onnxruntime, tensorrt, openvino), each config.pbtxt checked before it 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import shutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_text
+from rn50.commands.options import artifacts_flag, threads_flag
+from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import EnvironmentProblem, UsageError
+from rn50.flags import flag
 from rn50.jsonio import jsonable
 from rn50.machine import check_threads
+from rn50.reports.render import Section
 from rn50.runtimes.registry import MODEL_KINDS, check_names
 from rn50.serving.triton_config import (
     DEVICES,
+    REPOSITORY_INDEX,
     Batching,
     artifact_io,
     build,
@@ -31,19 +37,24 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
+    from rn50.errors import Rn50Error
 
 REPOSITORY = "triton"  # the repository's folder in the work directory, unless --repo says otherwise
-INDEX = "rn50-repository.json"  # what rn50 wrote there (Triton reads model folders only)
 PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
 class TritonRepoOptions:
-    repo: Path | None = None
-    artifacts: list[str] | None = None
-    devices: list[str] | None = None
+    repo: Path | None = flag("--repo", default=None, help="Repository folder (default: triton/ in the work directory).")
+    artifacts: list[str] | None = artifacts_flag("Artifact(s) of the manifest to include (default: every model).")
+    devices: list[str] | None = flag(
+        "--device",
+        default=None,
+        cli_type=list[str] | None,
+        help="cpu, gpu (default both): which instance groups to write.",
+    )
     batching: Batching = field(default_factory=Batching)
-    threads: int | None = None
+    threads: int | None = threads_flag("CPU threads per CPU instance (default: the backend's).")
 
     def check(self) -> None:
         self.batching.check()
@@ -75,6 +86,35 @@ class TritonRepoOutcome:
     repository: Path
     models: list[RepoModel]
     skipped: list[RepoSkipped]
+    error: Rn50Error | None = None
+
+    def sections(self) -> list[Section]:
+        part = Section(
+            f"Triton model repository {self.repository}",
+            "triton-repo",
+            header=["model", "artifact", "backend", "device", "precision", "max batch", "preferred"],
+            rows=[
+                [
+                    m.name,
+                    m.artifact,
+                    m.backend,
+                    m.device,
+                    m.precision,
+                    str(m.max_batch_size),
+                    ",".join(map(str, m.preferred_batch_sizes)),
+                ]
+                for m in self.models
+            ],
+            bullets=[f"skipped {s.artifact}: {s.reason}" for s in self.skipped],
+            after=[
+                f"wrote {len(self.models)} model(s); every config.pbtxt parsed with Triton's ModelConfig and "
+                "checked against its artifact"
+            ],
+        )
+        return [part]
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(self)  # type: ignore[no-any-return]
 
 
 def _standin_engine(path: Path) -> bool:
@@ -82,6 +122,18 @@ def _standin_engine(path: Path) -> bool:
     from rn50.runtimes.trt_plan import Sidecar, sidecar_path
 
     return Sidecar.load(sidecar_path(path)).runtime == STANDIN_RUNTIME
+
+
+def _write_index(root: Path, models: list[RepoModel], skipped: list[RepoSkipped]) -> None:
+    """rn50-repository.json: this run's models, and those an earlier run wrote that are still there."""
+    written = {m.name for m in models}
+    kept = [
+        m
+        for m in _previous_models(root / REPOSITORY_INDEX)
+        if m["name"] not in written and (root / str(m["name"])).is_dir()
+    ]
+    index = jsonable({"models": [*kept, *models], "skipped": skipped})
+    atomic_write_text(root / REPOSITORY_INDEX, json.dumps(index, indent=2) + "\n")
 
 
 def _previous_models(index: Path) -> list[dict[str, object]]:
@@ -108,7 +160,8 @@ def _model_folder(target: Path) -> Iterator[Path]:
     partial.rename(target)
 
 
-def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutcome:
+def triton_repo(options: TritonRepoOptions, workdir: WorkDir, _ui: Ui = QUIET) -> TritonRepoOutcome:
+    """A Triton model repository for the work directory's artifacts, on Triton's stock backends."""
     options.check()
     root = options.repo or workdir.path(REPOSITORY)
     known = workdir.by_name(options.artifacts)
@@ -123,7 +176,9 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutco
         if art.kind == "ir":
             files.append(workdir.require(art.name + "-weights")[1])  # an IR is its .xml and its .bin
         if art.kind == "engine" and _standin_engine(path):
-            skipped.append(RepoSkipped(art.name, "an engine of rn50's TensorRT stand-in (its test double), not a TensorRT engine"))
+            skipped.append(
+                RepoSkipped(art.name, "an engine of rn50's TensorRT stand-in (its test double), not a TensorRT engine")
+            )
             continue
         try:
             io = artifact_io(art.kind, path)
@@ -134,30 +189,67 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOutco
             if options.devices and placement.device not in options.devices:
                 continue
             name = model_name(art.name, placement.device)
-            cfg = build(name, placement, io, options.batching, precision=art.precision, artifact=art.name, sha256=art.sha256,
-                        threads=options.threads)
-            header = [f"written by rn50 triton-repo from {art.name} ({art.path}, sha256 {art.sha256[:12]}); {placement.backend} backend"]
+            cfg = build(
+                name,
+                placement,
+                io,
+                options.batching,
+                precision=art.precision,
+                artifact=art.name,
+                sha256=art.sha256,
+                threads=options.threads,
+            )
+            header = [
+                f"written by rn50 triton-repo from {art.name} ({art.path}, sha256 {art.sha256[:12]}); "
+                f"{placement.backend} backend"
+            ]
             if placement.backend == "tensorrt":
-                header.append("a TensorRT engine loads only on the TensorRT version and GPU it was built for (see its .json sidecar)")
+                header.append(
+                    "a TensorRT engine loads only on the TensorRT version and GPU it was built for (see its .json "
+                    "sidecar)"
+                )
             text = to_text(cfg, header)
             check(parse(text), io, where=f"{name}/config.pbtxt")  # before anything is written
             planned.append((name, placement, art, files, text, cfg))
     if not planned:
         why = "; ".join(f"{s.artifact}: {s.reason}" for s in skipped) or "no model artifact matches --artifact/--device"
-        raise UsageError(f"nothing to put in a Triton repository ({why})", fix="run rn50 export first, or drop a filter")
-    root.mkdir(parents=True, exist_ok=True)
-    for name, placement, art, files, text, cfg in planned:
-        with _model_folder(root / name) as folder:
-            version = folder / "1"
-            version.mkdir()
-            stem = placement.filename.rsplit(".", 1)[0]
-            for src in files:  # model.onnx / model.plan / model.xml + model.bin
-                shutil.copyfile(src, version / (stem + src.suffix if src is not files[0] else placement.filename))
-            (folder / "config.pbtxt").write_text(text)
-        models.append(RepoModel(name, art.name, placement.device, placement.backend, art.precision, cfg.max_batch_size,
-                                tuple(cfg.dynamic_batching.preferred_batch_size), art.sha256))  # fmt: skip
-    written = {m.name for m in models}
-    kept = [m for m in _previous_models(root / INDEX) if m["name"] not in written and (root / str(m["name"])).is_dir()]  # other runs' models
-    index = jsonable({"models": [*kept, *models], "skipped": skipped})
-    atomic_write_text(root / INDEX, json.dumps(index, indent=2) + "\n")
+        raise UsageError(
+            f"nothing to put in a Triton repository ({why})", fix="run rn50 export first, or drop a filter"
+        )
+    existed = root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for name, placement, art, files, text, cfg in planned:
+            with _model_folder(root / name) as folder:
+                version = folder / "1"
+                version.mkdir()
+                stem = placement.filename.rsplit(".", 1)[0]
+                for src in files:  # model.onnx / model.plan / model.xml + model.bin
+                    shutil.copyfile(src, version / (stem + src.suffix if src is not files[0] else placement.filename))
+                (folder / "config.pbtxt").write_text(text)
+            models.append(
+                RepoModel(
+                    name,
+                    art.name,
+                    placement.device,
+                    placement.backend,
+                    art.precision,
+                    cfg.max_batch_size,
+                    tuple(cfg.dynamic_batching.preferred_batch_size),
+                    art.sha256,
+                )
+            )
+            _write_index(root, models, skipped)  # after each model: the index always lists the folders there
+    except OSError as e:
+        if not existed and not models:
+            shutil.rmtree(root, ignore_errors=True)
+        if e.errno == errno.ENOSPC:
+            raise UsageError(
+                f"no space left on the device writing the Triton repository {root}"
+                + (f" ({len(models)} of {len(planned)} models written and listed)" if models else ""),
+                fix="free some space, or pass --repo a folder on another disk",
+            ) from None
+        raise UsageError(
+            f"cannot write the Triton repository {root}: {e.strerror or e}", fix="pass --repo a folder you can write to"
+        ) from None
     return TritonRepoOutcome(root, models, skipped)

@@ -43,7 +43,10 @@ FEW_IMAGES = 16  # below this a parity verdict says little, and the report says 
 def few_images_warning(count: int) -> list[str]:
     if count >= FEW_IMAGES:
         return []
-    return [f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more (--count, --images)"]
+    return [
+        f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more (--count, "
+        "--images)"
+    ]
 
 
 def run_batches(runner: Runner, feeds: FeedSet, batch: int) -> np.ndarray:
@@ -91,12 +94,21 @@ def semantics(qdq: Path, feeds: FeedSet, batch: int, *, threads: int | None) -> 
     and float operators run as written, no integer kernels), so the same on every CPU up to float rounding."""
     from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 
-    with OnnxRuntimeRunner(qdq, provider="cpu", threads=threads, optimize=False, label=f"{SEMANTICS} · {qdq.name}") as runner:
+    with OnnxRuntimeRunner(
+        qdq, provider="cpu", threads=threads, optimize=False, label=f"{SEMANTICS} · {qdq.name}"
+    ) as runner:
         return run_batches(runner, feeds, batch)
 
 
-def run_all(targets: list[Target], feeds: FeedSet, batch: int, *, threads: int | None, strict_runtimes: bool,
-            say: Callable[[str], None]) -> tuple[list[Outputs], dict[Path, np.ndarray]]:  # fmt: skip
+def run_all(
+    targets: list[Target],
+    feeds: FeedSet,
+    batch: int,
+    *,
+    threads: int | None,
+    strict_runtimes: bool,
+    say: Callable[[str], None],
+) -> tuple[list[Outputs], dict[Path, np.ndarray]]:
     """Every target's outputs, and the semantics of every Q/DQ file an INT8 result ran (each file once)."""
     runs = []
     for t in targets:
@@ -115,8 +127,14 @@ def run_all(targets: list[Target], feeds: FeedSet, batch: int, *, threads: int |
     return runs, files
 
 
-def compare_all(runs: list[Outputs], ref: np.ndarray, files: dict[Path, np.ndarray], labels: np.ndarray | None, *,
-                thresholds: Callable[[str], Thresholds]) -> tuple[list[TargetResult], dict[str, np.ndarray]]:  # fmt: skip
+def compare_all(
+    runs: list[Outputs],
+    ref: np.ndarray,
+    files: dict[Path, np.ndarray],
+    labels: np.ndarray | None,
+    *,
+    thresholds: Callable[[str], Thresholds],
+) -> tuple[list[TargetResult], dict[str, np.ndarray]]:
     """Each run against the reference (and an INT8 run's file against the reference, the run against its file):
     verdicts, and per label the per-element absolute errors (for plots)."""
     from rn50.machine import cpu_info
@@ -128,7 +146,11 @@ def compare_all(runs: list[Outputs], ref: np.ndarray, files: dict[Path, np.ndarr
         t = run.target
         if run.logits is None:
             assert run.status is not None  # a run without outputs says why
-            results.append(TargetResult(t.runtime, t.artifact, t.precision, str(t.path), run.status, reason=run.reason, sha256=t.sha256))
+            results.append(
+                TargetResult(
+                    t.runtime, t.artifact, t.precision, str(t.path), run.status, reason=run.reason, sha256=t.sha256
+                )
+            )
             continue
         got = run.logits
         limits = thresholds(t.precision)
@@ -146,12 +168,30 @@ def compare_all(runs: list[Outputs], ref: np.ndarray, files: dict[Path, np.ndarr
                 cause, fix = engine_deviation(t.runtime, t.form, cpu_class)
             failures += deviates
         top1, top5 = _accuracy(got, labels)
-        results.append(TargetResult(
-            t.runtime, t.artifact, t.precision, str(t.path), "fail" if failures else "pass", run.device, m,
-            limits.describe(), tuple(failures), None, top1, top5, run.seconds, t.sha256,
-            str(qdq) if engine is not None else None, quantization, engine,
-            engine_limits.describe() if engine is not None else "", cause, fix,
-        ))  # fmt: skip
+        results.append(
+            TargetResult(
+                t.runtime,
+                t.artifact,
+                t.precision,
+                str(t.path),
+                "fail" if failures else "pass",
+                run.device,
+                m,
+                limits.describe(),
+                tuple(failures),
+                None,
+                top1,
+                top5,
+                run.seconds,
+                t.sha256,
+                str(qdq) if engine is not None else None,
+                quantization,
+                engine,
+                engine_limits.describe() if engine is not None else "",
+                cause,
+                fix,
+            )
+        )
         errors[t.label] = np.abs(got.astype(np.float64) - ref).ravel()
     return results, errors
 
@@ -179,8 +219,15 @@ def run_parity(
     results, errors = compare_all(runs, ref, files, feeds.labels, thresholds=thresholds)
     ref_top1, ref_top5 = _accuracy(ref, feeds.labels)
     report = ParityReport(
-        feeds=FeedSummary(feeds.kind, feeds.description, len(feeds), feeds.fingerprint, feeds.skipped,
-                          tuple(feeds.warnings) + tuple(few_images_warning(len(feeds))), feeds.labels is not None),  # fmt: skip
+        feeds=FeedSummary(
+            feeds.kind,
+            feeds.description,
+            len(feeds),
+            feeds.fingerprint,
+            feeds.skipped,
+            tuple(feeds.warnings) + tuple(few_images_warning(len(feeds))),
+            feeds.labels is not None,
+        ),
         reference=Reference(reference.backend, reference.label, ref_device, ref_top1, ref_top5),
         results=tuple(results + list(skipped or [])),
         machine=versions() | describe(),

@@ -23,6 +23,7 @@ from rn50.runtimes.timing import collect, summarize, wall_clock
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+
 def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
     """The same images for every runtime: sample crops, repeated to fill the batch."""
     reps = -(-batch // len(pool))
@@ -49,13 +50,24 @@ class _TorchThreads:
             torch.set_num_threads(self.before)
 
 
-def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_loader: Callable[[], Any],
-                   progress: Callable[[str], None]) -> list[Row]:  # fmt: skip
-    phases = {"warmup_s": settings.warmup_s, "warmup_min": settings.warmup_iterations,
-              "duration_s": settings.duration_s, "iterations": settings.iterations}  # fmt: skip
+def profile_target(
+    target: Target,
+    settings: Settings,
+    pool: np.ndarray,
+    model_loader: Callable[[], Any],
+    progress: Callable[[str], None],
+) -> list[Row]:
+    phases = {
+        "warmup_s": settings.warmup_s,
+        "warmup_min": settings.warmup_iterations,
+        "duration_s": settings.duration_s,
+        "iterations": settings.iterations,
+    }
     base = (target.runtime, target.artifact, target.precision)
     rows: list[Row] = []
-    torch_threads = _TorchThreads(settings.threads if spec(target.runtime).reference and not is_gpu(target.runtime) else None)
+    torch_threads = _TorchThreads(
+        settings.threads if spec(target.runtime).reference and not is_gpu(target.runtime) else None
+    )
     try:
         with torch_threads, make_runner(target, threads=settings.threads, model=model_loader) as runner:
             device = runner.device
@@ -89,8 +101,14 @@ def profile_target(target: Target, settings: Settings, pool: np.ndarray, model_l
     return rows
 
 
-def run_profile(targets: list[Target], settings: Settings, *, skipped: list[Row] | None = None,
-                model_loader: Callable[[], Any], progress: Callable[[str], None] | None = None) -> ProfileReport:  # fmt: skip
+def run_profile(
+    targets: list[Target],
+    settings: Settings,
+    *,
+    skipped: list[Row] | None = None,
+    model_loader: Callable[[], Any],
+    progress: Callable[[str], None] | None = None,
+) -> ProfileReport:
     from rn50.samples import sample_crops
 
     say = progress or (lambda _m: None)

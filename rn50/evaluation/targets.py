@@ -10,6 +10,7 @@ from rn50.artifacts import WorkDir, sha256_file
 from rn50.errors import UsageError
 from rn50.results.parity_results import TargetResult
 from rn50.results.profile_results import Row, Settings
+from rn50.runtimes.qdq_form import QDQ_TENSORRT
 from rn50.runtimes.registry import (
     MODEL_KINDS,
     TORCH_ARTIFACT,
@@ -27,11 +28,14 @@ from rn50.runtimes.registry import (
 if TYPE_CHECKING:
     from rn50.runtimes.qdq_form import QdqForm
 
+
 def onnx_precision(path: Path) -> str:
     """fp32, fp16 or int8, from rn50's metadata or, failing that, from the graph itself."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    from rn50.onnx_graph import load_header
+
+    model = load_header(path)
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("rn50.precision") in ("fp32", "fp16", "int8"):
         return meta["rn50.precision"]
@@ -42,8 +46,13 @@ def onnx_precision(path: Path) -> str:
     return "fp32"
 
 
-def parity_targets(workdir: WorkDir, *, runtimes: list[str] | None = None, artifacts: list[str] | None = None,
-         extra_onnx: list[Path] | None = None) -> tuple[list[Target], list[TargetResult]]:  # fmt: skip
+def parity_targets(
+    workdir: WorkDir,
+    *,
+    runtimes: list[str] | None = None,
+    artifacts: list[str] | None = None,
+    extra_onnx: list[Path] | None = None,
+) -> tuple[list[Target], list[TargetResult]]:
     """Targets to run, and those skipped with the reason (never silently dropped).
 
     Not run unless named with ``artifacts``: rn50's TensorRT Q/DQ file on a CPU runtime whose INT8 kernels saturate
@@ -52,7 +61,9 @@ def parity_targets(workdir: WorkDir, *, runtimes: list[str] | None = None, artif
     from rn50.machine import cpu_info
 
     wanted = runtimes or list(runtime_names(reference=False))
-    files: list[tuple[str, str, Path, str, Path | None, str]] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
+    files: list[
+        tuple[str, str, Path, str, Path | None, str]
+    ] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
     known = workdir.by_name(artifacts)
     by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
     for art in known.values():
@@ -77,9 +88,16 @@ def parity_targets(workdir: WorkDir, *, runtimes: list[str] | None = None, artif
             judged = result_precision(runtime, precision)
             if kind not in reads(runtime) or judged is None:
                 continue
-            if not reason and form is not None and form.target == "tensorrt" and saturates(runtime, form, cpu_class) and name not in (artifacts or []):
+            if (
+                not reason
+                and form is not None
+                and form.target == QDQ_TENSORRT
+                and saturates(runtime, form, cpu_class)
+                and name not in (artifacts or [])
+            ):
                 cause, fix = engine_deviation(runtime, form, cpu_class)
-                reason = f"not run unless named: {cause}; {fix} (to measure it anyway: --runtime {runtime} --artifact {name})"
+                anyway = f"--runtime {runtime} --artifact {name}"
+                reason = f"not run unless named: {cause}; {fix} (to measure it anyway: {anyway})"
             if reason:
                 skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
             else:
@@ -89,11 +107,11 @@ def parity_targets(workdir: WorkDir, *, runtimes: list[str] | None = None, artif
 
 def qdq_form(path: Path) -> QdqForm | None:
     """The integer form of an INT8 ONNX file (None for an engine or IR without its source)."""
-    import onnx
 
+    from rn50.onnx_graph import load_header
     from rn50.runtimes.qdq_form import form_of
 
-    return form_of(onnx.load(str(path), load_external_data=False)) if path.suffix == ".onnx" else None
+    return form_of(load_header(path)) if path.suffix == ".onnx" else None
 
 
 def engine_batch_range(engine: Path) -> tuple[int, int]:
@@ -104,8 +122,14 @@ def engine_batch_range(engine: Path) -> tuple[int, int]:
     return int(profile["input_min"][0]), int(profile["input_max"][0])
 
 
-def profile_targets(workdir: WorkDir, settings: Settings, *, runtimes: list[str] | None = None, precisions: list[str] | None = None,
-         artifacts: list[str] | None = None) -> tuple[list[Target], list[Row]]:  # fmt: skip
+def profile_targets(
+    workdir: WorkDir,
+    settings: Settings,
+    *,
+    runtimes: list[str] | None = None,
+    precisions: list[str] | None = None,
+    artifacts: list[str] | None = None,
+) -> tuple[list[Target], list[Row]]:
     """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero).
     The names and settings were checked by ``ProfileOptions.check``."""
     wanted = runtimes or list(runtime_names())
@@ -131,15 +155,24 @@ def profile_targets(workdir: WorkDir, settings: Settings, *, runtimes: list[str]
             if not precisions or s.precision in precisions:
                 skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
         # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
-        engines = {Path(p) for p in [*(t.path for t in found if "engine" in reads(t.runtime)),
-                                     *(Path(s.path) for s in not_here if "engine" in reads(s.runtime))]}  # fmt: skip
+        engines = {
+            Path(p)
+            for p in [
+                *(t.path for t in found if "engine" in reads(t.runtime)),
+                *(Path(s.path) for s in not_here if "engine" in reads(s.runtime)),
+            ]
+        }
         for engine in sorted(engines):
             lo, hi = engine_batch_range(engine)
             outside = [b for b in settings.batches if not lo <= b <= hi]
             if outside:
-                raise UsageError(f"--batch {','.join(map(str, outside))} is outside {engine.name}'s profile (batch {lo}..{hi})",
-                                 fix=f"profile batches within {lo}..{hi}, or rebuild with rn50 build-trt --min-batch/--max-batch")  # fmt: skip
+                raise UsageError(
+                    f"--batch {','.join(map(str, outside))} is outside {engine.name}'s profile (batch {lo}..{hi})",
+                    fix=f"profile batches within {lo}..{hi}, or rebuild with rn50 build-trt --min-batch/--max-batch",
+                )
     if not targets and not skipped:
-        raise UsageError("nothing to profile with these --runtime/--precision/--artifact choices",
-                         fix="drop a filter, or run rn50 export / quantize first")  # fmt: skip
+        raise UsageError(
+            "nothing to profile with these --runtime/--precision/--artifact choices",
+            fix="drop a filter, or run rn50 export / quantize first",
+        )
     return targets, skipped

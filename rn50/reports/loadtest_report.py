@@ -32,22 +32,53 @@ def sections(data: dict[str, Any], *, image: str | None = None) -> list[Section]
     model = data["model"]
     head = Section("Load test on Triton Inference Server", "loadtest")
     head.paragraphs.append(f"**{data['verdict']}.**")
-    head.paragraphs.append(f"Model `{model['name']}` ({model.get('artifact') or 'not written by rn50'}) at {data['url']} over {data['protocol']}, "
-                           f"max batch {model['max_batch_size']}; answers judged as {data['precision']} against PyTorch FP32 on {data['feeds']} "
-                           f"(every answer: {_per_answer(data['thresholds'])}; all answers together: {_aggregate(data['thresholds'])}). "
-                           f"Each client sends one image per request, back to back, for {data['phase']} per level.")  # fmt: skip
-    head.header = ["clients", "answered", "img/s", "median ms", "p90 ms", "p95 ms", "p99 ms", "batches Triton formed", "wrong", "failed"]
+    head.paragraphs.append(
+        f"Model `{model['name']}` ({model.get('artifact') or 'not written by rn50'}) at {data['url']} over "
+        f"{data['protocol']}, "
+        f"max batch {model['max_batch_size']}; answers judged as {data['precision']} against PyTorch FP32 on "
+        f"{data['feeds']} "
+        f"(every answer: {_per_answer(data['thresholds'])}; all answers together: {_aggregate(data['thresholds'])}). "
+        f"Each client sends one image per request, back to back, for {data['phase']} per level."
+    )
+    head.header = [
+        "clients",
+        "answered",
+        "img/s",
+        "median ms",
+        "p90 ms",
+        "p95 ms",
+        "p99 ms",
+        "batches Triton formed",
+        "wrong",
+        "failed",
+    ]
     for lv in data["levels"]:
         mean = f" (mean {lv['formed_batch_mean']:.2f})" if lv.get("formed_batch_mean") else ""
-        head.rows.append([str(lv["concurrency"]), str(lv["requests"]), f"{lv['throughput']:.1f}", _ms(lv["latency"], "median_ms"),
-                          _ms(lv["latency"], "p90_ms"), _ms(lv["latency"], "p95_ms"), _ms(lv["latency"], "p99_ms"), formed(lv["batches"]) + mean,
-                          str(lv["wrong"]), str(lv["errors"])])  # fmt: skip
-    head.after.append("Latency is the client's: request sent to answer decoded (queueing in Triton's batcher included). "
-                      "Batches are Triton's executions by batch size, from its statistics, as size×count.")  # fmt: skip
+        head.rows.append(
+            [
+                str(lv["concurrency"]),
+                str(lv["requests"]),
+                f"{lv['throughput']:.1f}",
+                _ms(lv["latency"], "median_ms"),
+                _ms(lv["latency"], "p90_ms"),
+                _ms(lv["latency"], "p95_ms"),
+                _ms(lv["latency"], "p99_ms"),
+                formed(lv["batches"]) + mean,
+                str(lv["wrong"]),
+                str(lv["errors"]),
+            ]
+        )
+    head.after.append(
+        "Latency is the client's: request sent to answer decoded (queueing in Triton's batcher included). "
+        "Batches are Triton's executions by batch size, from its statistics, as size×count."
+    )
     overall = data.get("overall")
     if overall:
-        head.after.append(f"All answers against the reference: worst cosine {overall['cosine_min']:.6f}, mean {overall['cosine_mean']:.6f}, "
-                          f"max abs {overall['max_abs']:.3g}, top-1 agreement {overall['top1_agreement']:.3f}.")  # fmt: skip
+        head.after.append(
+            f"All answers against the reference: worst cosine {overall['cosine_min']:.6f}, mean "
+            f"{overall['cosine_mean']:.6f}, "
+            f"max abs {overall['max_abs']:.3g}, top-1 agreement {overall['top1_agreement']:.3f}."
+        )
     for lv in data["levels"]:
         head.bullets += [f"{lv['concurrency']} client(s), wrong: {w}" for w in lv["wrong_examples"]]
         head.bullets += [f"{lv['concurrency']} client(s), failed: {e}" for e in lv["error_examples"]]
@@ -96,5 +127,7 @@ def write(report: LoadtestReport, folder: Path) -> list[Path]:
         atomic_write_bytes(folder / CHART, image)
         written.append(folder / CHART)
     atomic_write_text(written[0], json.dumps(data, indent=2) + "\n")
-    atomic_write_text(written[1], to_markdown("rn50 load test", sections(data, image=CHART if image is not None else None)))
+    atomic_write_text(
+        written[1], to_markdown("rn50 load test", sections(data, image=CHART if image is not None else None))
+    )
     return written

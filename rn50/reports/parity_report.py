@@ -1,10 +1,12 @@
-"""parity.md, parity.png and parity.json (its form is ``rn50.results.parity_results``'); the parity part of every report."""
+"""parity.md, parity.png and parity.json (its form is ``rn50.results.parity_results``'); the parity part of every
+report."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +28,12 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def verdict_text(r: TargetResult) -> str:
-    return {"pass": "pass", "fail": "FAIL: " + "; ".join(r.failures), "skipped": f"skipped: {r.reason}", "error": f"error: {r.reason}"}[r.status]
+    return {
+        "pass": "pass",
+        "fail": "FAIL: " + "; ".join(r.failures),
+        "skipped": f"skipped: {r.reason}",
+        "error": f"error: {r.reason}",
+    }[r.status]
 
 
 def thresholds_line(report: ParityReport) -> str:
@@ -43,73 +50,175 @@ def engine_verdict(r: TargetResult) -> str:
     return f"FAIL: {'; '.join(deviates)} — {r.cause}; fix: {r.fix}" if deviates else "pass (faithful to its file)"
 
 
+def by_reason(results: list[TargetResult]) -> dict[str, list[TargetResult]]:
+    """Results grouped by the reason they did not run (one row a reason, not one a pair)."""
+    out: dict[str, list[TargetResult]] = {}
+    for r in results:
+        out.setdefault(str(r.reason), []).append(r)
+    return out
+
+
 def sections(report: ParityReport, *, image: str | None = None) -> list[Section]:
     """parity.md's sections, also the parity part of report.md/html (``image``: the error plot's file name)."""
     ref, feeds = report.reference, report.feeds
-    main = Section("Verdicts", "verdicts",
-                   paragraphs=[f"{report.verdict_line()}. Reference: {ref.label} on {ref.device}; feeds: {feeds.description}.",
-                               thresholds_line(report)],
-                   notes=[f"warning: {w}" for w in feeds.warnings] + [f"note: {n}" for n in standin_note(r.runtime for r in report.results)],
-                   header=["runtime", "artifact", "precision", "device", "max abs", "cos mean", "cos worst", "SQNR dB",
-                           "top-1 agr", "top-5 ovl", "verdict"])  # fmt: skip
+    main = Section(
+        "Verdicts",
+        "verdicts",
+        paragraphs=[
+            f"{report.verdict_line()}. Reference: {ref.label} on {ref.device}; feeds: {feeds.description}.",
+            thresholds_line(report),
+        ],
+        notes=[f"warning: {w}" for w in feeds.warnings]
+        + [f"note: {n}" for n in standin_note(r.runtime for r in report.results)],
+        header=[
+            "runtime · artifact",
+            "precision",
+            "max abs",
+            "cos mean",
+            "cos worst",
+            "SQNR dB",
+            "top-1 agr",
+            "top-5 ovl",
+            "verdict",
+        ],
+    )
     for r in report.results:
         m = r.metrics
         if r.status == "skipped":
             continue  # listed under "Not run here, and why"
         if m is None:
-            main.rows.append([r.runtime, r.artifact, r.precision, "–", "", "", "", "", "", "", verdict_text(r)])
+            main.rows.append([r.label, r.precision, "", "", "", "", "", "", verdict_text(r)])
             continue
-        main.rows.append([r.runtime, r.artifact, r.precision, str(r.device), f"{m.max_abs:.3g}", f"{m.cosine_mean:.6f}",
-                          f"{m.cosine_min:.6f}", _fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
-                          _fmt(m.top1_agreement, ".3f"), _fmt(m.top5_overlap, ".3f"), verdict_text(r)])  # fmt: skip
+        main.rows.append(
+            [
+                r.label,
+                r.precision,
+                f"{m.max_abs:.3g}",
+                f"{m.cosine_mean:.6f}",
+                f"{m.cosine_min:.6f}",
+                _fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
+                _fmt(m.top1_agreement, ".3f"),
+                _fmt(m.top5_overlap, ".3f"),
+                verdict_text(r),
+            ]
+        )
+    ran_on = {r.runtime: r.device for r in report.ran if r.device}
+    if ran_on:
+        main.bullets += [f"{k} ran on {v}" for k, v in ran_on.items()]
     if image:
         main.images.append(("error distribution per runtime", image))
     parts = [main]
     int8 = [r for r in report.ran if r.engine is not None and r.quantization is not None]
     if int8:
-        parts.append(Section(
-            "INT8: the file's error and the engine's", "int8-engine",
-            paragraphs=["Each INT8 result against a third reference: its Q/DQ file's own semantics (the file run as written, "
-                        "Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; the same on "
-                        "every CPU). **File vs FP32** is the quantization error (calibration's business, judged by the INT8 "
-                        "thresholds); **engine vs file** is the runtime's own error (saturating kernels, a fusion that changes "
-                        "the math, a wrong build), judged by the engine thresholds."],
-            header=["runtime", "artifact", "file vs FP32: cos mean", "cos worst", "engine vs file: cos mean", "cos worst",
-                    "max abs", "engine"],
-            rows=[[r.runtime, r.artifact, f"{r.quantization.cosine_mean:.6f}", f"{r.quantization.cosine_min:.6f}",
-                   f"{r.engine.cosine_mean:.6f}", f"{r.engine.cosine_min:.6f}", f"{r.engine.max_abs:.3g}", engine_verdict(r)]
-                  for r in int8 if r.quantization is not None and r.engine is not None],
-        ))  # fmt: skip
+        parts.append(
+            Section(
+                "INT8: the file's error and the engine's",
+                "int8-engine",
+                paragraphs=[
+                    "Each INT8 result against a third reference: its Q/DQ file's own semantics (the file run as "
+                    "written, "
+                    "Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; the "
+                    "same on "
+                    "every CPU). **File vs FP32** is the quantization error (calibration's business, judged by the "
+                    "INT8 "
+                    "thresholds); **engine vs file** is the runtime's own error (saturating kernels, a fusion that "
+                    "changes "
+                    "the math, a wrong build), judged by the engine thresholds."
+                ],
+                header=[
+                    "runtime · artifact",
+                    "file vs FP32: cos mean",
+                    "cos worst",
+                    "engine vs file: cos mean",
+                    "cos worst",
+                    "max abs",
+                    "engine",
+                ],
+                rows=[
+                    [
+                        r.label,
+                        f"{r.quantization.cosine_mean:.6f}",
+                        f"{r.quantization.cosine_min:.6f}",
+                        f"{r.engine.cosine_mean:.6f}",
+                        f"{r.engine.cosine_min:.6f}",
+                        f"{r.engine.max_abs:.3g}",
+                        engine_verdict(r),
+                    ]
+                    for r in int8
+                    if r.quantization is not None and r.engine is not None
+                ],
+            )
+        )
     skipped = [r for r in report.results if r.status == "skipped"]
     if skipped:
-        parts.append(Section("Not run here, and why", "parity-not-run", header=["runtime", "artifact", "why"],
-                             rows=[[r.runtime, r.artifact, str(r.reason)] for r in skipped]))  # fmt: skip
+        parts.append(
+            Section(
+                "Not run here, and why",
+                "parity-not-run",
+                header=["why", "runtime · artifact"],
+                rows=[[reason, ", ".join(r.label for r in rs)] for reason, rs in by_reason(skipped).items()],
+            )
+        )
     if feeds.labelled:
         rows = [["reference", ref.label, _fmt(ref.accuracy_top1, ".4f"), _fmt(ref.accuracy_top5, ".4f")]]
-        rows += [[r.runtime, r.artifact, _fmt(r.accuracy_top1, ".4f"), _fmt(r.accuracy_top5, ".4f")] for r in report.ran]
+        rows += [
+            [r.runtime, r.artifact, _fmt(r.accuracy_top1, ".4f"), _fmt(r.accuracy_top5, ".4f")] for r in report.ran
+        ]
         parts.append(Section("Accuracy", "accuracy", header=["runtime", "artifact", "top-1", "top-5"], rows=rows))
     return parts
 
 
 def markdown(report: ParityReport, *, image: str | None = None) -> str:
-    return to_markdown("rn50 parity", [*sections(report, image=image), Section("", after=[machine_line(report.machine)])])
+    return to_markdown(
+        "rn50 parity", [*sections(report, image=image), Section("", after=[machine_line(report.machine)])]
+    )
 
 
-def error_plot(errors: dict[str, np.ndarray]) -> bytes | None:
-    """Box plot of |candidate − reference| per runtime (log scale); None when matplotlib is absent."""
+def _abs_limit(thresholds: str) -> float | None:
+    """The max-abs bound in a result's thresholds line ("…, abs≤0.001"), if it has one."""
+    found = re.search(r"abs≤([0-9.eE+-]+)", thresholds)
+    return float(found.group(1)) if found else None
+
+
+def error_plot(errors: dict[str, np.ndarray], results: dict[str, TargetResult] | None = None) -> bytes | None:
+    """Box plot of |candidate − reference| per runtime (log scale), each box coloured and labelled by its verdict,
+    with its max-abs threshold marked where it has one; None when matplotlib is absent."""
     if not errors:
         return None
     plt = pyplot("error plot")
     if plt is None:
         return None
+    results = results or {}
     labels = list(errors)
     data = [np.maximum(errors[k], 1e-12) for k in labels]
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(labels) + 1.6))
-    ax.boxplot(data, vert=False, showfliers=False, whis=(1, 99))
-    ax.set_yticks(range(1, len(labels) + 1), labels)
+    boxes = ax.boxplot(data, vert=False, showfliers=False, whis=(1, 99), patch_artist=True)
+    colours = {"pass": "#cfe9d6", "fail": "#f4c7c3", "error": "#f4c7c3"}
+    marked = False
+    for i, (label, box) in enumerate(zip(labels, boxes["boxes"], strict=True), start=1):
+        r = results.get(label)
+        box.set_facecolor(colours.get(r.status, "#e6e6e6") if r is not None else "#e6e6e6")
+        limit = _abs_limit(r.thresholds) if r is not None else None
+        if limit is not None:
+            ax.plot(
+                [limit, limit],
+                [i - 0.35, i + 0.35],
+                color="#b3261e",
+                linewidth=2,
+                label=None if marked else "max-abs threshold",
+            )
+            marked = True
+    ticks = [
+        f"{k}  {'✓' if results[k].status == 'pass' else '✗ ' + results[k].status}" if k in results else k
+        for k in labels
+    ]
+    ax.set_yticks(range(1, len(labels) + 1), ticks)
     ax.set_xscale("log")
     ax.set_xlabel("|output − PyTorch FP32| per logit (box: quartiles, whiskers: 1st–99th percentile)")
-    ax.set_title("rn50 parity: error distribution per runtime")
+    ax.set_title("rn50 parity: error per runtime (green: pass, red: fail)")
+    if marked:
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
     return png(fig, dpi=110)
 
 
@@ -118,7 +227,7 @@ PLOT = "parity.png"
 
 def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> list[Path]:
     written = [folder / REPORT, folder / "parity.md"]
-    image = error_plot(errors)
+    image = error_plot(errors, {r.label: r for r in report.results})
     if image is not None:
         atomic_write_bytes(folder / PLOT, image)
         written.append(folder / PLOT)

@@ -63,7 +63,11 @@ def parity_mark(row: Row, verdicts: Verdicts) -> str:
 
 def fastest(report: ProfileReport, verdicts: Verdicts, batch: int) -> Row | None:
     """The fastest end-to-end row at ``batch`` among those whose parity passed (never a stand-in's)."""
-    rows = [r for r in report.measured if r.batch == batch and r.mode == HOST and r.runtime != STANDIN and acceptable(r, verdicts)]
+    rows = [
+        r
+        for r in report.measured
+        if r.batch == batch and r.mode == HOST and r.runtime != STANDIN and acceptable(r, verdicts)
+    ]
     return min(rows, key=lambda r: r.stats.median_ms if r.stats else float("inf"), default=None)
 
 
@@ -73,36 +77,99 @@ def fastest_lines(report: ProfileReport, verdicts: Verdicts) -> list[str]:
     for b in sorted({r.batch for r in report.measured if r.batch is not None}):
         best = fastest(report, verdicts, b)
         if best is not None and best.stats is not None:
-            lines.append(f"batch {b}: **{best.label}** ({best.precision}), {best.stats.median_ms:.3f} ms median, {best.stats.throughput:.1f} img/s")
+            lines.append(
+                f"batch {b}: **{best.label}** ({best.precision}), {best.stats.median_ms:.3f} ms median, "
+                f"{best.stats.throughput:.1f} img/s"
+            )
     return lines
 
 
 def settings_line(report: ProfileReport) -> str:
     s = report.settings
-    return (f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {s.phase} per row; "
-            f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
-            "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device (CUDA events).")  # fmt: skip
+    return (
+        f"Warm-up {s.warmup_s} s and at least {s.warmup_iterations} iterations, then {s.phase} per row; "
+        f"{s.threads} CPU threads; CUDA graphs {'on' if s.cuda_graphs else 'off'}. "
+        "Latency is end to end from host memory (host clock); GPU Compute Time has inputs and outputs on the device "
+        "(CUDA events)."
+    )
 
 
-def sections(report: ProfileReport, verdicts: Verdicts | None = None, *, image: str | None = None) -> list[Section]:
-    """profile.md's sections, also the speed part of report.md/html (``image``: the chart's file name)."""
+def sections(
+    report: ProfileReport, verdicts: Verdicts | None = None, *, image: str | None = None, full: bool = True
+) -> list[Section]:
+    """profile.md's sections, also the speed part of report.md/html (``image``: the chart's file name); ``full``
+    False leaves out the latency statistics table (what a terminal shows)."""
     verdicts = verdicts or {}
-    main = Section("Speed", "speed", paragraphs=[settings_line(report)],
-                   notes=[f"note: {n}" for n in standin_note(r.runtime for r in report.rows)],
-                   header=["runtime", "artifact", "precision", "batch", "metric", "median ms", "mean", "min", "p90", "p95", "p99",
-                           "max", "std", "CV", "img/s", "H2D ms", "D2H ms", "parity"])  # fmt: skip
+    main = Section(
+        "Speed",
+        "speed",
+        paragraphs=[settings_line(report)],
+        notes=[f"note: {n}" for n in standin_note(r.runtime for r in report.rows)],
+        header=["runtime · artifact", "precision", "batch", "metric", "median ms", "p99 ms", "CV", "img/s", "parity"],
+    )
+    stats = Section(
+        "Latency statistics",
+        "latency-statistics",
+        header=[
+            "runtime · artifact",
+            "batch",
+            "metric",
+            "min",
+            "mean",
+            "median",
+            "p90",
+            "p95",
+            "p99",
+            "max",
+            "std",
+            "H2D ms",
+            "D2H ms",
+        ],
+    )
     for r in report.measured:
         st = r.stats
         if st is None:
             continue
         copies = [f"{x:.3f}" if x is not None else "–" for x in (r.h2d_ms, r.d2h_ms)]
-        main.rows.append([r.runtime, r.artifact, r.precision, str(r.batch), r.metric, f"{st.median_ms:.3f}", f"{st.mean_ms:.3f}",
-                          f"{st.min_ms:.3f}", f"{st.p90_ms:.3f}", f"{st.p95_ms:.3f}", f"{st.p99_ms:.3f}", f"{st.max_ms:.3f}",
-                          f"{st.std_ms:.3f}", f"{st.cv:.1%}" + (" ⚠" if st.unstable else ""), f"{st.throughput:.1f}", *copies,
-                          parity_mark(r, verdicts)])  # fmt: skip
+        main.rows.append(
+            [
+                r.label,
+                r.precision,
+                str(r.batch),
+                r.metric,
+                f"{st.median_ms:.3f}",
+                f"{st.p99_ms:.3f}",
+                f"{st.cv:.1%}" + (" ⚠" if st.unstable else ""),
+                f"{st.throughput:.1f}",
+                parity_mark(r, verdicts),
+            ]
+        )
+        stats.rows.append(
+            [
+                r.label,
+                str(r.batch),
+                r.metric,
+                *(
+                    f"{v:.3f}"
+                    for v in (
+                        st.min_ms,
+                        st.mean_ms,
+                        st.median_ms,
+                        st.p90_ms,
+                        st.p95_ms,
+                        st.p99_ms,
+                        st.max_ms,
+                        st.std_ms,
+                    )
+                ),
+                *copies,
+            ]
+        )
     if report.unstable:
-        main.after.append(f"> warning: {len(report.unstable)} row(s) vary by more than {HIGH_CV:.0%} (coefficient of variation, ⚠): "
-                          "another process may be competing for the machine; re-run with a longer --duration on a quiet machine.")  # fmt: skip
+        main.after.append(
+            f"> warning: {len(report.unstable)} row(s) vary by more than {HIGH_CV:.0%} (coefficient of variation, ⚠): "
+            "another process may be competing for the machine; re-run with a longer --duration on a quiet machine."
+        )
     if image:
         main.images.append(("latency per runtime and batch; speed against error", image))
     parts = [main]
@@ -111,17 +178,28 @@ def sections(report: ProfileReport, verdicts: Verdicts | None = None, *, image: 
         parts.append(Section("Where each runtime ran", "devices", bullets=[f"{k}: {v}" for k, v in ran_on.items()]))
     not_run = [r for r in report.rows if r.stats is None]
     if not_run:
-        parts.append(Section("Not measured", "not-measured", bullets=[
-            f"{r.status}: {r.label}" + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "") + f": {r.reason}"
-            for r in not_run]))  # fmt: skip
+        parts.append(
+            Section(
+                "Not measured",
+                "not-measured",
+                bullets=[
+                    f"{r.status}: {r.label}"
+                    + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "")
+                    + f": {r.reason}"
+                    for r in not_run
+                ],
+            )
+        )
     best = fastest_lines(report, verdicts) if verdicts else []
     if best:
         parts.append(Section("Fastest at acceptable error (parity passed), end to end", "fastest", bullets=best))
-    return parts
+    return parts if not full else [*parts, stats]
 
 
 def markdown(report: ProfileReport, verdicts: Verdicts | None = None, *, image: str | None = None) -> str:
-    return to_markdown("rn50 profile", [*sections(report, verdicts, image=image), Section("", after=[machine_line(report.machine)])])
+    return to_markdown(
+        "rn50 profile", [*sections(report, verdicts, image=image), Section("", after=[machine_line(report.machine)])]
+    )
 
 
 def chart(report: ProfileReport, verdicts: Verdicts | None = None) -> bytes | None:
@@ -136,7 +214,9 @@ def chart(report: ProfileReport, verdicts: Verdicts | None = None) -> bytes | No
     scatter = [r for r in rows if r.mode == HOST and (r.runtime, r.artifact) in verdicts]
     batches = sorted({r.batch for r in rows if r.batch is not None})
     series = sorted({(r.label, r.mode) for r in rows})
-    fig, axes = plt.subplots(1, 2 if scatter else 1, figsize=(14 if scatter else 9, 0.45 * len(series) * len(batches) + 2.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if scatter else 1, figsize=(14 if scatter else 9, 0.45 * len(series) * len(batches) + 2.2), squeeze=False
+    )
     ax: Any = axes[0][0]
     height = 0.8 / len(batches)
     for i, b in enumerate(batches):
@@ -145,8 +225,10 @@ def chart(report: ProfileReport, verdicts: Verdicts | None = None) -> bytes | No
             match = [r for r in rows if r.label == label and r.mode == mode and r.batch == b]
             values.append(match[0].stats.median_ms if match and match[0].stats else 0.0)
         ax.barh([y + i * height for y in range(len(series))], values, height=height, label=f"batch {b}")
-    ax.set_yticks([y + 0.4 - height / 2 for y in range(len(series))],
-                  [label if mode == HOST else f"{label} [{METRIC_NAME[mode]}]" for label, mode in series])  # fmt: skip
+    ax.set_yticks(
+        [y + 0.4 - height / 2 for y in range(len(series))],
+        [label if mode == HOST else f"{label} [{METRIC_NAME[mode]}]" for label, mode in series],
+    )
     ax.set_xscale("log")
     ax.set_xlabel("median latency, ms (log scale)")
     ax.set_title(f"rn50 profile · {report.settings.threads} CPU threads")
@@ -159,8 +241,13 @@ def chart(report: ProfileReport, verdicts: Verdicts | None = None) -> bytes | No
                 continue
             v = verdicts[(r.runtime, r.artifact)]
             error = max(1.0 - v["cosine_min"], 1e-9)
-            ax2.scatter(st.median_ms, error, marker="o" if v["status"] == "pass" else "x", s=60,
-                        color="tab:green" if v["status"] == "pass" else "tab:red")  # fmt: skip
+            ax2.scatter(
+                st.median_ms,
+                error,
+                marker="o" if v["status"] == "pass" else "x",
+                s=60,
+                color="tab:green" if v["status"] == "pass" else "tab:red",
+            )
             ax2.annotate(r.label, (st.median_ms, error), fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax2.set_xscale("log")
         ax2.set_yscale("log")

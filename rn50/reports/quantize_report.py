@@ -23,20 +23,61 @@ REPORT = "quantize-report.json"
 BUDGET_CHART = "quantize-budget.png"
 
 
-def quality_sections(results: list[QuantizeResult]) -> list[Section]:
-    """quantize-report.md's sections: per artifact, its logits and each Conv/Gemm output against the FP32 graph."""
+def summary_sections(results: list[QuantizeResult]) -> list[Section]:
+    """One row per file made: its logits against the FP32 graph and its worst layer; its form and budget search.
+    What a terminal shows, and the head of quantize-report.md."""
     from rn50.calibration.quantized import QUALITY_CROPS
 
-    parts = [Section("", paragraphs=[f"Final logits and each Conv/Gemm output against the FP32 graph, on {QUALITY_CROPS} held-apart sample crops (parity's default set), "
-                                     "as each file says it computes: its own Q/DQ semantics (ONNX Runtime's CPU provider with graph "
-                                     "optimizations off), the same on every CPU. That is parity's \"file vs FP32\"; parity also "
-                                     "measures each runtime against the file (\"engine vs file\")."])]  # fmt: skip
+    part = Section(
+        f"Artifacts vs the FP32 graph ({QUALITY_CROPS} held-apart sample crops, parity's default set; each file's "
+        "own Q/DQ semantics)",
+        "quantize-summary",
+        header=["artifact", "file", "cos mean", "cos worst", "SQNR dB", "top-1", "worst layer (SQNR dB)"],
+    )
     for r in results:
         o = r.output
-        part = Section(f"{r.name} ({r.path.name})", r.name,
-                       paragraphs=[f"Logits: cosine mean {o.cosine_mean:.6f}, worst {o.cosine_min:.6f}, SQNR {o.sqnr_db:.1f} dB, "
-                                   f"top-1 agreement {o.top1_agreement:.3f}."],
-                       bullets=list(r.notes))  # fmt: skip
+        worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
+        part.rows.append(
+            [
+                r.name,
+                r.path.name,
+                f"{o.cosine_mean:.6f}",
+                f"{o.cosine_min:.6f}",
+                f"{o.sqnr_db:.1f}",
+                f"{o.top1_agreement:.3f}",
+                worst,
+            ]
+        )
+        if r.form is not None:
+            part.bullets.append(f"{r.name}: {r.form.describe()}")
+        if r.search is not None:
+            part.bullets.append(
+                f"{r.name}: {r.search.summary()}"
+                + (f"; left out of INT8: {', '.join(r.search.excluded)}" if r.search.excluded else "")
+            )
+    return [part]
+
+
+def quality_sections(results: list[QuantizeResult]) -> list[Section]:
+    """quantize-report.md's sections: the summary, then per artifact its logits and each Conv/Gemm output against the
+    FP32 graph."""
+    parts = summary_sections(results)
+    parts[0].paragraphs.append(
+        "Final logits and each Conv/Gemm output against the FP32 graph, as each file says it computes: its own "
+        "Q/DQ semantics (ONNX Runtime's CPU provider with graph optimizations off), the same on every CPU. That is "
+        'parity\'s "file vs FP32"; parity also measures each runtime against the file ("engine vs file").'
+    )
+    for r in results:
+        o = r.output
+        part = Section(
+            f"{r.name} ({r.path.name})",
+            r.name,
+            paragraphs=[
+                f"Logits: cosine mean {o.cosine_mean:.6f}, worst {o.cosine_min:.6f}, SQNR {o.sqnr_db:.1f} dB, "
+                f"top-1 agreement {o.top1_agreement:.3f}."
+            ],
+            bullets=list(r.notes),
+        )
         if r.form is not None:
             part.paragraphs.append(f"Form: {r.form.describe()}.")
         if r.layers:
@@ -50,10 +91,22 @@ def quality_sections(results: list[QuantizeResult]) -> list[Section]:
 def search_dict(search: BudgetSearch) -> dict[str, Any]:
     """The search as quantize-report.json holds it (and as report.md reads it back)."""
     bounds = {k: v for k, v in asdict(search.budget).items() if v is not None}
-    return {"target": search.target, "budget": search.budget.describe(), "bounds": bounds, "max_excluded": search.max_excluded, "met": search.met,
-            "summary": search.summary(), "excluded": list(search.excluded), "ranked_on": search.ranked_on,
-            "checked_on": search.checked_on, "seconds": search.seconds, "ranking": [asdict(r) for r in search.ranking],
-            "steps": [{"left_out": s.left_out, "met": s.met, "kept": s.kept, "output": s.output.to_dict()} for s in search.steps]}  # fmt: skip
+    return {
+        "target": search.target,
+        "budget": search.budget.describe(),
+        "bounds": bounds,
+        "max_excluded": search.max_excluded,
+        "met": search.met,
+        "summary": search.summary(),
+        "excluded": list(search.excluded),
+        "ranked_on": search.ranked_on,
+        "checked_on": search.checked_on,
+        "seconds": search.seconds,
+        "ranking": [asdict(r) for r in search.ranking],
+        "steps": [
+            {"left_out": s.left_out, "met": s.met, "kept": s.kept, "output": s.output.to_dict()} for s in search.steps
+        ],
+    }
 
 
 def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None) -> list[Section]:
@@ -63,19 +116,39 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         part = Section(f"INT8 budget — {s['target']}", f"budget-{s['target']}", paragraphs=[s["summary"] + "."])
         if i == 0 and image:
             part.images.append(("logits' cosine mean to FP32 after each layer left out of INT8", image))
-        part.paragraphs.append(f"After each step ({s['checked_on']} held-apart crops; step 0 is the INT8 file without --budget; a layer "
-                               "that does not raise the cosine mean goes back to INT8):")
+        part.paragraphs.append(
+            f"After each step ({s['checked_on']} held-apart crops; step 0 is the INT8 file without --budget; a layer "
+            "that does not raise the cosine mean goes back to INT8):"
+        )
         part.header = ["step", "layer tried in float", "kept out", "cos mean", "cos worst", "top-1", "budget"]
-        part.rows = [[str(k), st["left_out"] or "–", "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
-                      f"{st['output']['cosine_mean']:.6f}", f"{st['output']['cosine_min']:.6f}", f"{st['output']['top1_agreement']:.3f}",
-                      "met" if st["met"] else "not met"] for k, st in enumerate(s["steps"])]  # fmt: skip
+        part.rows = [
+            [
+                str(k),
+                st["left_out"] or "–",
+                "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
+                f"{st['output']['cosine_mean']:.6f}",
+                f"{st['output']['cosine_min']:.6f}",
+                f"{st['output']['top1_agreement']:.3f}",
+                "met" if st["met"] else "not met",
+            ]
+            for k, st in enumerate(s["steps"])
+        ]
         out.append(part)
         if s["ranking"]:
-            ranking = Section(f"Layer sensitivity — {s['target']}", f"sensitivity-{s['target']}",
-                              paragraphs=[f"Each layer put back in float alone, every other quantized layer INT8 ({s['ranked_on']} held-apart "
-                                          "crops); most sensitive first. The search leaves layers out in this order."],
-                              header=["rank", "layer", "op", "cos mean, this layer in float", "gain"])  # fmt: skip
-            ranking.rows = [[str(k), r["node"], r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"] for k, r in enumerate(s["ranking"], 1)]
+            ranking = Section(
+                f"Layer sensitivity — {s['target']}",
+                f"sensitivity-{s['target']}",
+                paragraphs=[
+                    f"Each layer put back in float alone, every other quantized layer INT8 ({s['ranked_on']} "
+                    "held-apart "
+                    "crops); most sensitive first. The search leaves layers out in this order."
+                ],
+                header=["rank", "layer", "op", "cos mean, this layer in float", "gain"],
+            )
+            ranking.rows = [
+                [str(k), r["node"], r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"]
+                for k, r in enumerate(s["ranking"], 1)
+            ]
             out.append(ranking)
     return out
 
@@ -87,10 +160,18 @@ def budget_chart(searches: list[dict[str, Any]]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for s in searches:
         ys = [st["output"]["cosine_mean"] for st in s["steps"]]
-        line = ax.plot(range(len(ys)), ys, marker="o", markersize=3, linewidth=0.8, label=f"{s['target']} (each step)")[0]
+        line = ax.plot(range(len(ys)), ys, marker="o", markersize=3, linewidth=0.8, label=f"{s['target']} (each step)")[
+            0
+        ]
         back = [(k, y) for k, (y, st) in enumerate(zip(ys, s["steps"], strict=True)) if not st["kept"]]
         if back:
-            ax.plot(*zip(*back, strict=True), linestyle="none", marker="x", color=line.get_color(), label=f"{s['target']}: put back in INT8")
+            ax.plot(
+                *zip(*back, strict=True),
+                linestyle="none",
+                marker="x",
+                color=line.get_color(),
+                label=f"{s['target']}: put back in INT8",
+            )
     bound = searches[0]["bounds"].get("min_cosine_mean")
     if bound is not None:
         ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"budget: mean cos ≥ {bound}")
@@ -116,10 +197,22 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 
 def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
-    data = jsonable([{"name": r.name, "path": str(r.path), "precision": r.precision, "target": r.target, "output": r.output.to_dict(),
-             "layers_worst_first": [asdict(x) for x in r.layers], "notes": list(r.notes),
-             "budget": search_dict(r.search) if r.search is not None else None,
-             "form": asdict(r.form) if r.form is not None else None} for r in results])  # fmt: skip
+    data = jsonable(
+        [
+            {
+                "name": r.name,
+                "path": str(r.path),
+                "precision": r.precision,
+                "target": r.target,
+                "output": r.output.to_dict(),
+                "layers_worst_first": [asdict(x) for x in r.layers],
+                "notes": list(r.notes),
+                "budget": search_dict(r.search) if r.search is not None else None,
+                "form": asdict(r.form) if r.form is not None else None,
+            }
+            for r in results
+        ]
+    )
     paths = [workdir.path(REPORT), workdir.path("quantize-report.md")]
     searches = searches_of(data)
     image = budget_chart(searches) if searches else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import WorkDir, atomic_write_text, versions
@@ -14,7 +15,7 @@ from rn50.reports.render import Section, machine_line, to_html, to_markdown
 from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from rn50.results.pipeline_results import StepResult
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,93 @@ def _load(workdir: WorkDir, name: str, loader: Any) -> Any:
         return None
 
 
-def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
+def steps_section(steps: list[StepResult], title: str = "") -> Section:
+    """The pipeline's steps, one row each: what a terminal shows and report.md's summary holds."""
+    return Section(
+        title,
+        "steps",
+        header=["step", "status", "seconds", "detail"],
+        rows=[[s.name, s.status, f"{s.seconds:.1f}", s.detail] for s in steps],
+    )
+
+
+def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) -> Section:
+    """What to ship, first thing in the report: per deployment target measured here (this CPU, with its INT8 class;
+    the GPU), the fastest runtime · artifact whose parity passed, its speed and its error against PyTorch, and what
+    failed and why — one line each."""
+    from rn50.reports.profile_report import HOST, acceptable, verdicts_of
+    from rn50.runtimes.registry import STANDIN, is_gpu
+
+    out = Section("What to ship", "recommendation")
+    if parity is None:
+        out.paragraphs.append(
+            "No parity yet: run `rn50 parity` (or `rn50 pipeline`) to know which engines can be trusted."
+        )
+        return out
+    verdicts = verdicts_of(parity)
+    results = {(r.runtime, r.artifact): r for r in parity.results}
+    machine = (profile.machine if profile is not None else None) or describe()
+    cpu = machine.get("cpu") or {}
+    targets = [("cpu", f"CPU ({cpu.get('model') or 'this machine'}, INT8 class {cpu.get('int8_class', '?')})")]
+    targets.append(("gpu", f"GPU ({machine['gpus'][0]['name']})" if machine.get("gpus") else "GPU"))
+    for device, name in targets:
+        on_device = [r for r in parity.results if (is_gpu(r.runtime) == (device == "gpu")) and r.runtime != STANDIN]
+        ran = [r for r in on_device if r.status in ("pass", "fail")]
+        if not ran:
+            reasons = sorted({r.reason for r in on_device if r.reason})
+            out.bullets.append(f"{name}: nothing ran here" + (f" ({reasons[0]})" if reasons else ""))
+            continue
+        rows = [
+            r
+            for r in (profile.measured if profile is not None else [])
+            if r.batch == 1
+            and r.mode == HOST
+            and r.stats is not None
+            and (is_gpu(r.runtime) == (device == "gpu"))
+            and r.runtime != STANDIN
+            and acceptable(r, verdicts)
+            and not spec_reference(r.runtime)
+        ]
+        best = min(rows, key=lambda r: r.stats.median_ms, default=None)
+        if best is not None:
+            m = results[(best.runtime, best.artifact)].metrics
+            error = (
+                f"cos mean {m.cosine_mean:.4f}, worst {m.cosine_min:.4f}, top-1 {m.top1_agreement:.2f}" if m else "—"
+            )
+            shipped = results[(best.runtime, best.artifact)]
+            out.bullets.append(
+                f"{name}: ship **{Path(shipped.path).name}** ({best.artifact}) on **{best.runtime}** "
+                f"({best.precision}) — "
+                f"{best.stats.median_ms:.2f} ms at batch 1, {best.stats.throughput:.1f} img/s; vs PyTorch FP32: {error}"
+            )
+        else:
+            passed = [r.label for r in ran if r.status == "pass"]
+            out.bullets.append(
+                f"{name}: passed parity: {', '.join(passed) or 'none'}"
+                + ("" if profile is not None else " (no profile yet: run `rn50 profile` for the fastest)")
+            )
+        for r in ran:
+            if r.status == "fail":
+                out.bullets.append(f"{name}: **{r.label} failed** — {r.cause or '; '.join(r.failures) or r.reason}")
+    ort_int8 = workdir.artifact("onnx-int8-onnxruntime-cpu") if workdir is not None else None
+    made_for = ort_int8.config.get("cpu_class") if ort_int8 is not None else None
+    if ort_int8 is not None and made_for:
+        other = "avx2" if made_for == "vnni" else "vnni"
+        out.bullets.append(
+            f"Other CPUs: {ort_int8.path} is made for {made_for}-class CPUs; for {other}-class ones (see `rn50 "
+            "doctor`) "
+            f"make it with `rn50 quantize --int8 --cpu {other}` and check it there with `rn50 parity`"
+        )
+    return out
+
+
+def spec_reference(runtime: str) -> bool:
+    from rn50.runtimes.registry import spec
+
+    return spec(runtime).reference
+
+
+def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Section]:
     """report.md/html: a summary, the artifacts, then parity's and profile's own sections, what was skipped,
     and the machine."""
     from rn50.reports import loadtest_report, parity_report, profile_report, quantize_report
@@ -44,7 +131,7 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     profile = _load(workdir, profile_results.REPORT, profile_results.load)
     loadtest = _load(workdir, loadtest_results.REPORT, loadtest_results.load)
     verdicts = profile_report.verdicts_of(parity)
-    out: list[Section] = []
+    out: list[Section] = [recommendation(parity, profile, workdir)]
 
     summary = Section("Summary", "summary")
     if parity is not None:
@@ -52,14 +139,16 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     else:
         summary.paragraphs.append("Parity: not run yet.")
     if profile is not None:
-        summary.paragraphs += [f"Fastest at acceptable error, {line}." for line in profile_report.fastest_lines(profile, verdicts)]
+        summary.paragraphs += [
+            f"Fastest at acceptable error, {line}." for line in profile_report.fastest_lines(profile, verdicts)
+        ]
     if loadtest is not None:
         summary.paragraphs.append(f"{loadtest['verdict']} ({_when(loadtest['created'])}).")
     shown = [r.runtime for r in parity.results] if parity is not None else []
     summary.paragraphs += standin_note(shown + ([r.runtime for r in profile.rows] if profile is not None else []))
     if steps:
-        summary.header = ["step", "status", "seconds", "detail"]
-        summary.rows = [[s.name, s.status, f"{s.seconds:.1f}", s.detail] for s in steps]
+        step_table = steps_section(steps)
+        summary.header, summary.rows = step_table.header, step_table.rows
     out.append(summary)
 
     arts = Section("Artifacts", "artifacts", header=["name", "file", "kind", "precision", "size", "sha256", "made"])
@@ -105,7 +194,7 @@ def sections(workdir: WorkDir, steps: list[Any] | None = None) -> list[Section]:
     return out
 
 
-def write(workdir: WorkDir, steps: list[Any] | None = None) -> list[Path]:
+def write(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Path]:
     parts = sections(workdir, steps)
     title = f"rn50 report — {workdir.root.resolve().name}"
     md, page = workdir.path("report.md"), workdir.path("report.html")

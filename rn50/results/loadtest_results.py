@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rn50.metrics import OutputMetrics, Thresholds
     from rn50.serving.clients import Level, ServedModelInfo
 
+
 @dataclass(frozen=True)
 class LoadtestReport:
     url: str
@@ -52,7 +53,8 @@ class LoadtestReport:
         parts = [f"{self.wrong} wrong answer(s)"] if self.wrong else []
         parts += [f"{self.errors} failed request(s)"] if self.errors else []
         parts += list(self.failures)
-        return f"Load test: FAIL — {'; '.join(parts) or 'no request was answered'} (of {self.answered + self.errors} requests to {self.model.name})"
+        why = "; ".join(parts) or "no request was answered"
+        return f"Load test: FAIL — {why} (of {self.answered + self.errors} requests to {self.model.name})"
 
 
 SCHEMA = "rn50.loadtest/1"

@@ -99,8 +99,10 @@ class ParityReport:
 
     def verdict_line(self) -> str:
         """The one summary of a parity run, as every report words it."""
-        return (f"Parity: **{'PASS' if self.passed else 'FAIL'}** — {len(self.ran) - len(self.failed)} of {len(self.ran)} "
-                "runtime × artifact pairs within thresholds")  # fmt: skip
+        return (
+            f"Parity: **{'PASS' if self.passed else 'FAIL'}** — {len(self.ran) - len(self.failed)} of {len(self.ran)} "
+            "runtime × artifact pairs within thresholds"
+        )
 
     def summary(self) -> str:
         """One line: how many pairs passed, and for INT8 both errors at their worst (the pipeline's step detail)."""
@@ -109,8 +111,10 @@ class ParityReport:
         if int8:
             worst_file = min(r.quantization.cosine_min for r in int8 if r.quantization is not None)
             worst_engine = min(r.engine.cosine_min for r in int8 if r.engine is not None)
-            line += (f"; INT8: file vs FP32 worst cos {worst_file:.4f}, engine vs file worst cos {worst_engine:.4f} "
-                     f"({len(int8)} rows)")  # fmt: skip
+            line += (
+                f"; INT8: file vs FP32 worst cos {worst_file:.4f}, engine vs file worst cos {worst_engine:.4f} "
+                f"({len(int8)} rows)"
+            )
         return line
 
     def first_failure(self) -> str:
@@ -130,7 +134,10 @@ def to_dict(report: ParityReport) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> ParityReport:
     if data.get("schema") != SCHEMA:
-        raise UsageError(f"not an rn50 parity report (schema {data.get('schema')!r})", fix=f"pass a parity.json written by rn50 ({SCHEMA})")
+        raise UsageError(
+            f"not an rn50 parity report (schema {data.get('schema')!r})",
+            fix=f"pass a parity.json written by rn50 ({SCHEMA})",
+        )
     results = []
     for r in data["results"]:
         r = dict(r)
@@ -140,7 +147,9 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
         r["failures"] = tuple(r.get("failures", ()))
         results.append(TargetResult(**r))
     feeds = dict(data["feeds"]) | {"warnings": tuple(data["feeds"].get("warnings", ()))}
-    return ParityReport(FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"])
+    return ParityReport(
+        FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"]
+    )
 
 
 def load(path: Path) -> ParityReport:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.errors import UsageError
+from rn50.flags import flag
 from rn50.jsonio import jsonable, read_json
-from rn50.machine import check_threads, usable_cores
+from rn50.machine import check_batch_memory, check_threads, usable_cores
 from rn50.metrics import DEFAULT_THRESHOLDS
 from rn50.runtimes.registry import label
 from rn50.runtimes.timing import LatencyStats
@@ -40,18 +41,39 @@ METRIC_NAME: dict[str, str] = {HOST: "Latency", DEVICE: "GPU Compute Time", GRAP
 RowStatus = Literal["ok", "skipped", "error"]
 
 
-DURATION_S = 3.0
+DEFAULT_BATCHES = (1, 8)
+WARMUP_S, DURATION_S = 0.5, 2.0  # `rn50 profile` and the pipeline's profile step alike
 
 
 @dataclass(frozen=True)
 class Settings:
-    batches: tuple[int, ...] = (1, 8)
-    warmup_s: float = 1.0
-    warmup_iterations: int = 3
-    duration_s: float | None = DURATION_S
-    iterations: int | None = None
-    threads: int = field(default_factory=usable_cores)
-    cuda_graphs: bool = True
+    """How every row is measured (by profile and the pipeline's profile step: one set of flags and defaults)."""
+
+    batches: tuple[int, ...] = flag(
+        "--batch",
+        default=DEFAULT_BATCHES,
+        parse=lambda v: parse_batches(v),
+        cli_type=list[str] | None,
+        help=f"Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default {','.join(map(str, DEFAULT_BATCHES))}).",
+    )
+    warmup_s: float = flag("--warmup", default=WARMUP_S, help="Seconds of warm-up before each measured row.")
+    warmup_iterations: int = flag(
+        "--warmup-iterations", default=3, help="Warm-up iterations at least, whatever --warmup says."
+    )
+    duration_s: float | None = flag(
+        "--duration", default=DURATION_S, help="Seconds measured per runtime, artifact and batch."
+    )
+    iterations: int | None = flag(
+        "--iterations", default=None, help="An exact number of measured iterations, instead of --duration."
+    )
+    threads: int = flag(
+        "--threads",
+        default_factory=usable_cores,
+        help="CPU threads of every CPU runtime (default: the cores this process may use).",
+    )
+    cuda_graphs: bool = flag(
+        "--cuda-graphs/--no-cuda-graphs", default=True, help="GPU rows: also time the run replayed as a CUDA graph."
+    )
 
     @property
     def phase(self) -> str:
@@ -62,7 +84,10 @@ class Settings:
         from rn50.runtimes.timing import check_budget
 
         if not self.batches or any(b < 1 for b in self.batches):
-            raise UsageError(f"--batch {','.join(map(str, self.batches))}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32")
+            raise UsageError(
+                f"--batch {','.join(map(str, self.batches))}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32"
+            )
+        check_batch_memory(max(self.batches))
         check_threads(self.threads)
         if self.warmup_iterations < 0:
             raise UsageError(f"--warmup-iterations {self.warmup_iterations} is negative", fix="pass 0 or more")
@@ -72,11 +97,13 @@ class Settings:
 def parse_batches(values: list[str] | None) -> tuple[int, ...]:
     """Batch sizes from --batch values (each already split at commas); None gives the default."""
     if not values:
-        return Settings.batches
+        return DEFAULT_BATCHES
     try:
         batches = tuple(int(b) for b in values)
     except ValueError:
-        raise UsageError(f"--batch {','.join(values)!r} is not a list of integers", fix="pass e.g. --batch 1,8,32") from None
+        raise UsageError(
+            f"--batch {','.join(values)!r} is not a list of integers", fix="pass e.g. --batch 1,8,32"
+        ) from None
     return tuple(dict.fromkeys(batches))  # sizes are checked by Settings.validate
 
 
@@ -135,7 +162,10 @@ def to_dict(report: ProfileReport) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> ProfileReport:
     if data.get("schema") != SCHEMA:
-        raise UsageError(f"not an rn50 profile report (schema {data.get('schema')!r})", fix=f"pass a profile.json written by rn50 ({SCHEMA})")
+        raise UsageError(
+            f"not an rn50 profile report (schema {data.get('schema')!r})",
+            fix=f"pass a profile.json written by rn50 ({SCHEMA})",
+        )
     rows = []
     for r in data["rows"]:
         r = {k: v for k, v in r.items() if k != "metric"}

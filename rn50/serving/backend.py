@@ -7,6 +7,7 @@ batch on rn50's runner, and a batch whose outputs are not finite is refused rath
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,20 +36,54 @@ class ServedArtifact:
     threads: int | None = None
 
     def parameters(self) -> dict[str, str]:
-        return {"runtime": self.runtime, "precision": self.precision, "artifact": self.artifact, "path": str(self.path),
-                "sha256": self.sha256, "threads": str(self.threads or "")}  # fmt: skip
+        return {
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "artifact": self.artifact,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "threads": str(self.threads or ""),
+        }
 
     @classmethod
     def from_parameters(cls, p: dict[str, str]) -> ServedArtifact:
-        return cls(p["runtime"], p["precision"], p["artifact"], Path(p["path"]), p["sha256"], int(p["threads"]) if p.get("threads") else None)
+        return cls(
+            p["runtime"],
+            p["precision"],
+            p["artifact"],
+            Path(p["path"]),
+            p["sha256"],
+            int(p["threads"]) if p.get("threads") else None,
+        )
+
+
+def watch_owner(pid: int, poll_s: float = 1.0) -> None:
+    """End this process (Triton's Python stub) within ``poll_s`` of process ``pid`` (rn50 serve) ending, however it
+    ended: Triton's stubs otherwise outlive a server whose parent was killed (kill -9), holding their memory."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive, under another user
+                pass
+            time.sleep(poll_s)
+
+    threading.Thread(target=watch, name="rn50-owner-watch", daemon=True).start()
 
 
 def non_finite_problem(x: np.ndarray) -> str | None:
     bad = int(x.size - np.count_nonzero(np.isfinite(x)))
     if not bad:
         return None
-    return (f"input {INPUT!r} holds {bad} NaN/Inf value(s) of {x.size}: rn50 answers finite images only — "
-            "check the client's preprocessing (resize 256, centre crop 224, ImageNet mean/std)")  # fmt: skip
+    return (
+        f"input {INPUT!r} holds {bad} NaN/Inf value(s) of {x.size}: rn50 answers finite images only — "
+        "check the client's preprocessing (resize 256, centre crop 224, ImageNet mean/std)"
+    )
 
 
 class ServedModel:
@@ -68,8 +103,11 @@ class ServedModel:
 
         digest = sha256_file(artifact.path)
         if digest != artifact.sha256:
-            raise UsageError(f"{artifact.path} changed since rn50 serve checked it (sha256 {digest[:12]}, expected {artifact.sha256[:12]})",
-                             fix="restart rn50 serve")  # fmt: skip
+            raise UsageError(
+                f"{artifact.path} changed since rn50 serve checked it (sha256 {digest[:12]}, expected "
+                f"{artifact.sha256[:12]})",
+                fix="restart rn50 serve",
+            )
         target = Target(artifact.runtime, artifact.precision, artifact.artifact, artifact.path, sha256=artifact.sha256)
         runner = make_runner(target, threads=artifact.threads)
         runner.__enter__()
@@ -88,8 +126,12 @@ class ServedModel:
                 y = self.runner.infer({INPUT: np.ascontiguousarray(np.concatenate([inputs[i] for i in good]))})[OUTPUT]
                 rows = np.cumsum([0] + [len(inputs[i]) for i in good])
                 for j, i in enumerate(good):
-                    part = y[rows[j]:rows[j + 1]]
-                    answers[i] = part if np.isfinite(part).all() else f"{self.runner.label} produced NaN/Inf logits for this request: not answered"
+                    part = y[rows[j] : rows[j + 1]]
+                    answers[i] = (
+                        part
+                        if np.isfinite(part).all()
+                        else f"{self.runner.label} produced NaN/Inf logits for this request: not answered"
+                    )
             except Rn50Error as e:  # a runner's own refusal, e.g. a shape its file does not take
                 for i in good:
                     answers[i] = e.message

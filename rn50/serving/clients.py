@@ -44,8 +44,10 @@ def connect(url: str, protocol: str) -> Any:
         client = module.InferenceServerClient(url)
         live = client.is_server_live()
     except Exception as e:  # tritonclient's transport errors have several types
-        raise UsageError(f"no Triton server answers at {url} ({protocol}): {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                         fix="start one with rn50 serve, or pass --url HOST:PORT (--protocol grpc for a gRPC port)") from None  # fmt: skip
+        raise UsageError(
+            f"no Triton server answers at {url} ({protocol}): {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            fix="start one with rn50 serve, or pass --url HOST:PORT (--protocol grpc for a gRPC port)",
+        ) from None
     if not live:
         raise UsageError(f"the Triton server at {url} is not live", fix="see the server's log")
     return client
@@ -90,16 +92,26 @@ def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
     except Exception:  # a transport error here is reported as "not ready" with the same fix
         ready = False
     if not ready:
-        raise UsageError(f"model {model!r} is not ready on this server", fix="pass --model-name the name rn50 serve printed (default resnet50)")
+        raise UsageError(
+            f"model {model!r} is not ready on this server",
+            fix="pass --model-name the name rn50 serve printed (default resnet50)",
+        )
     cfg = _ask(client, "get_model_config", model, protocol)
     cfg = cfg.get("config", cfg)
     inputs = cfg.get("input", [])
     if [i.get("name") for i in inputs] != [INPUT] or inputs[0].get("data_type") != "TYPE_FP32":
-        raise UsageError(f"model {model!r} takes {[(i.get('name'), i.get('data_type')) for i in inputs]}, not one FP32 {INPUT!r}",
-                         fix="load-test a model rn50 serve or rn50 triton-repo wrote")  # fmt: skip
+        raise UsageError(
+            f"model {model!r} takes {[(i.get('name'), i.get('data_type')) for i in inputs]}, not one FP32 {INPUT!r}",
+            fix="load-test a model rn50 serve or rn50 triton-repo wrote",
+        )
     params = {k: v.get("string_value") for k, v in cfg.get("parameters", {}).items()}
-    return ServedModelInfo(model, int(cfg.get("max_batch_size", 0)), params.get(PRECISION_PARAMETER), params.get(ARTIFACT_PARAMETER),
-                           params.get(SHA256_PARAMETER))  # fmt: skip
+    return ServedModelInfo(
+        model,
+        int(cfg.get("max_batch_size", 0)),
+        params.get(PRECISION_PARAMETER),
+        params.get(ARTIFACT_PARAMETER),
+        params.get(SHA256_PARAMETER),
+    )
 
 
 def batch_counts(client: Any, model: str, protocol: str) -> Counter[int]:
@@ -126,6 +138,7 @@ class Level:
     wrong: int  # answers outside the per-answer thresholds
     wrong_examples: tuple[str, ...]
     metrics: OutputMetrics | None  # every answer against the reference
+    server_lost: str | None = None  # the server stopped answering during this level: how (its answers still count)
 
     @property
     def formed_batch(self) -> float | None:
@@ -145,6 +158,19 @@ class _Tally:
     answers: list[tuple[int, np.ndarray]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    server_gone: str | None = None  # a request found no server (refused, reset): the level ends there
+
+
+def _no_server(e: BaseException) -> bool:
+    """Whether a failed request found no server at all (rather than an error answer from one)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(e)
+    gone = ("Connection refused", "failed to connect", "Connection reset", "Socket closed", "connection closed")
+    return any(s in text for s in gone) or "is not healthy" in text  # the model's stub process died
 
 
 def wrong_answer(logits: np.ndarray, reference: np.ndarray, limits: Thresholds) -> str | None:
@@ -156,8 +182,17 @@ def wrong_answer(logits: np.ndarray, reference: np.ndarray, limits: Thresholds) 
     return "; ".join(per_answer.failures(compare(logits[None], reference[None]))) or None
 
 
-def run_level(url: str, protocol: str, model: str, concurrency: int, images: np.ndarray, *, duration_s: float | None,
-              requests: int | None, timeout_s: float) -> tuple[_Tally, float]:  # fmt: skip
+def run_level(
+    url: str,
+    protocol: str,
+    model: str,
+    concurrency: int,
+    images: np.ndarray,
+    *,
+    duration_s: float | None,
+    requests: int | None,
+    timeout_s: float,
+) -> tuple[_Tally, float]:
     """``concurrency`` clients, each sending one image per request, back to back, until the duration or the
     request count is reached. Returns the tally and the wall time."""
     module = client_module(protocol)
@@ -167,13 +202,17 @@ def run_level(url: str, protocol: str, model: str, concurrency: int, images: np.
     deadline = time.perf_counter() + duration_s if duration_s is not None else None
 
     def next_index(worker: int, k: int) -> int | None:
+        if tally.server_gone is not None:
+            return None
         if issued is not None:
             with issued_lock:
                 return next(issued, None)
         return None if time.perf_counter() >= (deadline or 0.0) else worker + k * concurrency
 
     def client_loop(worker: int) -> None:
-        client = module.InferenceServerClient(url, **({"network_timeout": timeout_s, "connection_timeout": timeout_s} if protocol == "http" else {}))
+        client = module.InferenceServerClient(
+            url, **({"network_timeout": timeout_s, "connection_timeout": timeout_s} if protocol == "http" else {})
+        )
         try:
             k = 0
             while (n := next_index(worker, k)) is not None:
@@ -186,8 +225,11 @@ def run_level(url: str, protocol: str, model: str, concurrency: int, images: np.
                     kwargs = {"client_timeout": timeout_s} if protocol == "grpc" else {}
                     y = client.infer(model, [request], **kwargs).as_numpy(OUTPUT)
                 except Exception as e:  # the server's error response, or a transport failure
+                    why = str(e).splitlines()[0] if str(e) else type(e).__name__
                     with tally.lock:
-                        tally.errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+                        tally.errors.append(why)
+                        if _no_server(e) and tally.server_gone is None:
+                            tally.server_gone = why
                     continue
                 ms = (time.perf_counter() - start) * 1000.0
                 with tally.lock:
@@ -205,8 +247,19 @@ def run_level(url: str, protocol: str, model: str, concurrency: int, images: np.
     return tally, time.perf_counter() - t0
 
 
-def measure(url: str, protocol: str, model: str, concurrency: int, images: np.ndarray, reference: np.ndarray, limits: Thresholds, *,
-            duration_s: float | None, requests: int | None, timeout_s: float) -> tuple[Level, list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+def measure(
+    url: str,
+    protocol: str,
+    model: str,
+    concurrency: int,
+    images: np.ndarray,
+    reference: np.ndarray,
+    limits: Thresholds,
+    *,
+    duration_s: float | None,
+    requests: int | None,
+    timeout_s: float,
+) -> tuple[Level, list[tuple[np.ndarray, np.ndarray]]]:
     """One level, and its (answer, reference) pairs of the right shape."""
     from rn50.metrics import compare
     from rn50.runtimes.timing import summarize
@@ -214,25 +267,58 @@ def measure(url: str, protocol: str, model: str, concurrency: int, images: np.nd
     stats_client = connect(url, protocol)
     try:
         before = batch_counts(stats_client, model, protocol)
-        tally, seconds = run_level(url, protocol, model, concurrency, images, duration_s=duration_s, requests=requests, timeout_s=timeout_s)
-        formed = batch_counts(stats_client, model, protocol) - before
+        tally, seconds = run_level(
+            url, protocol, model, concurrency, images, duration_s=duration_s, requests=requests, timeout_s=timeout_s
+        )
+        lost = tally.server_gone
+        try:
+            formed = batch_counts(stats_client, model, protocol) - before
+        except Exception as e:  # the server went away during the level (killed, crashed): a failed level, not a crash
+            formed, lost = Counter(), lost or (str(e).splitlines()[0] if str(e) else type(e).__name__)
     finally:
         stats_client.close()
     wrong = []
     for i, y in tally.answers:
-        why = wrong_answer(y, reference[i], limits) if y.shape == reference[i].shape else f"shape {y.shape}, expected {reference[i].shape}"
+        why = (
+            wrong_answer(y, reference[i], limits)
+            if y.shape == reference[i].shape
+            else f"shape {y.shape}, expected {reference[i].shape}"
+        )
         if why:
             wrong.append(f"image {i}: {why}")
     answered = len(tally.answers)
     pairs = [(y, reference[i]) for i, y in tally.answers if y.shape == reference[i].shape]
     metrics = compare(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])) if pairs else None
-    return Level(concurrency, answered, seconds, answered / seconds if seconds > 0 else 0.0,
-                 summarize(tally.latencies_ms, batch=1) if tally.latencies_ms else None, dict(sorted(formed.items())),
-                 len(tally.errors), tuple(dict.fromkeys(tally.errors))[:SHOWN], len(wrong), tuple(wrong[:SHOWN]), metrics), pairs  # fmt: skip
+    return Level(
+        concurrency,
+        answered,
+        seconds,
+        answered / seconds if seconds > 0 else 0.0,
+        summarize(tally.latencies_ms, batch=1) if tally.latencies_ms else None,
+        dict(sorted(formed.items())),
+        len(tally.errors),
+        tuple(dict.fromkeys(tally.errors))[:SHOWN],
+        len(wrong),
+        tuple(wrong[:SHOWN]),
+        metrics,
+        lost,
+    ), pairs
 
 
-def run(url: str, protocol: str, model: str, levels: tuple[int, ...], images: np.ndarray, reference: np.ndarray, limits: Thresholds, *,
-        duration_s: float | None, requests: int | None, timeout_s: float, progress: Callable[[str], None]) -> tuple[list[Level], OutputMetrics | None]:  # fmt: skip
+def run(
+    url: str,
+    protocol: str,
+    model: str,
+    levels: tuple[int, ...],
+    images: np.ndarray,
+    reference: np.ndarray,
+    limits: Thresholds,
+    *,
+    duration_s: float | None,
+    requests: int | None,
+    timeout_s: float,
+    progress: Callable[[str], None],
+) -> tuple[list[Level], OutputMetrics | None]:
     """Every level in turn; and every answer of every level against the reference (the aggregate bounds, mean
     cosine and top-1 agreement, are judged on these)."""
     from rn50.metrics import compare
@@ -240,8 +326,21 @@ def run(url: str, protocol: str, model: str, levels: tuple[int, ...], images: np
     out, pairs = [], []
     for c in levels:
         progress(f"{c} concurrent client(s)")
-        level, answered = measure(url, protocol, model, c, images, reference, limits, duration_s=duration_s, requests=requests, timeout_s=timeout_s)
+        level, answered = measure(
+            url,
+            protocol,
+            model,
+            c,
+            images,
+            reference,
+            limits,
+            duration_s=duration_s,
+            requests=requests,
+            timeout_s=timeout_s,
+        )
         out.append(level)
         pairs += answered
+        if level.server_lost is not None:  # no server to load any further
+            break
     overall = compare(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])) if pairs else None
     return out, overall

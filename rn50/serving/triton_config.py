@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.errors import EnvironmentProblem, UsageError
+from rn50.flags import flag
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,19 +20,39 @@ if TYPE_CHECKING:
 Device = Literal["cpu", "gpu"]
 DEVICES: tuple[Device, ...] = ("cpu", "gpu")
 TRITON_EXTRA = "pip install 'rn50[triton]'"
-DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
-TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64", "UINT8": "uint8"}
+DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+}
+TRT_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "INT8": "int8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "UINT8": "uint8",
+}
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 1000
 PRECISION_PARAMETER = "rn50_precision"  # how rn50's load test learns what a served model is judged as
 ARTIFACT_PARAMETER = "rn50_artifact"
 SHA256_PARAMETER = "rn50_sha256"  # of the file served: the load test refuses a reference from another work directory
 
+# The index rn50 triton-repo writes into a repository (Triton reads model folders only): the models it holds, each a
+# copy of a work-directory artifact with its sha256.
+REPOSITORY_INDEX = "rn50-repository.json"
+
 
 def model_config_pb2() -> Any:
     """Triton's ModelConfig protobuf module, from tritonclient (the `triton` extra)."""
     if importlib.util.find_spec("tritonclient") is None:
-        raise EnvironmentProblem("tritonclient is not installed (Triton's model-config protobuf comes with it)", fix=TRITON_EXTRA)
+        raise EnvironmentProblem(
+            "tritonclient is not installed (Triton's model-config protobuf comes with it)", fix=TRITON_EXTRA
+        )
     from tritonclient.grpc import model_config_pb2 as pb2
 
     return pb2
@@ -91,10 +112,11 @@ def _dims(shape: list[Any]) -> tuple[int, ...]:
 
 def onnx_io(path: Path) -> ModelIO:
     """Inputs and outputs of an ONNX file (its weights are not read)."""
-    import onnx
     from onnx import helper
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    from rn50.onnx_graph import load_header
+
+    graph = load_header(path).graph
     inits = {i.name for i in graph.initializer}
 
     def io(values: Any) -> tuple[TensorIO, ...]:
@@ -104,7 +126,9 @@ def onnx_io(path: Path) -> ModelIO:
                 continue
             t = v.type.tensor_type
             dtype = str(helper.tensor_dtype_to_np_dtype(t.elem_type))
-            out.append(TensorIO(v.name, dtype, _dims([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim])))
+            out.append(
+                TensorIO(v.name, dtype, _dims([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]))
+            )
         return tuple(out)
 
     return ModelIO(io(graph.input), io(graph.output))
@@ -119,15 +143,24 @@ def engine_io(engine: Path) -> ModelIO:
     outputs: list[TensorIO] = []
     for t in sidecar.io:
         dtype = TRT_DTYPES.get(str(t["dtype"]).rsplit(".", 1)[-1], str(t["dtype"]))
-        (inputs if str(t["mode"]).endswith("INPUT") else outputs).append(TensorIO(t["name"], dtype, _dims(list(t["shape"]))))
+        (inputs if str(t["mode"]).endswith("INPUT") else outputs).append(
+            TensorIO(t["name"], dtype, _dims(list(t["shape"])))
+        )
     profile = sidecar.profiles[0]
-    return ModelIO(tuple(inputs), tuple(outputs), (int(profile["input_min"][0]), int(profile["input_max"][0])), int(profile["input_opt"][0]))
+    return ModelIO(
+        tuple(inputs),
+        tuple(outputs),
+        (int(profile["input_min"][0]), int(profile["input_max"][0])),
+        int(profile["input_opt"][0]),
+    )
 
 
 def ir_io(xml: Path) -> ModelIO:
     """Inputs and outputs of an OpenVINO IR, read by OpenVINO."""
     if importlib.util.find_spec("openvino") is None:
-        raise EnvironmentProblem("openvino is not installed: the IR's inputs cannot be read", fix="pip install 'rn50[openvino]'")
+        raise EnvironmentProblem(
+            "openvino is not installed: the IR's inputs cannot be read", fix="pip install 'rn50[openvino]'"
+        )
     import openvino as ov
 
     from rn50.runtimes.openvino_runner import OV_TYPES, port_name
@@ -135,8 +168,14 @@ def ir_io(xml: Path) -> ModelIO:
     model = ov.Core().read_model(str(xml))
 
     def io(ports: Any) -> tuple[TensorIO, ...]:
-        return tuple(TensorIO(port_name(p), OV_TYPES.get(p.get_element_type().get_type_name(), "?"),
-                              _dims([d.get_length() if d.is_static else -1 for d in p.get_partial_shape()])) for p in ports)  # fmt: skip
+        return tuple(
+            TensorIO(
+                port_name(p),
+                OV_TYPES.get(p.get_element_type().get_type_name(), "?"),
+                _dims([d.get_length() if d.is_static else -1 for d in p.get_partial_shape()]),
+            )
+            for p in ports
+        )
 
     return ModelIO(io(model.inputs), io(model.outputs))
 
@@ -152,13 +191,23 @@ def artifact_io(kind: str, path: Path) -> ModelIO:
 
 @dataclass(frozen=True)
 class Batching:
-    max_batch: int = DEFAULT_MAX_BATCH
-    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
-    instances: int = 1
+    """How Triton batches and runs a served model (triton-repo's configs, rn50 serve's): one set of flags for both."""
+
+    max_batch: int = flag(
+        "--max-batch-size",
+        default=DEFAULT_MAX_BATCH,
+        help="Triton's max_batch_size for ONNX and IR models (an engine's is its profile's maximum).",
+    )
+    queue_delay_us: int = flag(
+        "--queue-delay-us",
+        default=DEFAULT_QUEUE_DELAY_US,
+        help="Dynamic batcher: how long a request may wait for others (µs).",
+    )
+    instances: int = flag("--instances", default=1, help="Model instances (Triton's instance_group count).")
 
     def check(self) -> None:
         if self.max_batch < 1:
-            raise UsageError(f"--max-batch {self.max_batch} must be >= 1", fix="pass e.g. --max-batch 8")
+            raise UsageError(f"--max-batch-size {self.max_batch} must be >= 1", fix="pass e.g. --max-batch-size 8")
         if self.queue_delay_us < 0:
             raise UsageError(f"--queue-delay-us {self.queue_delay_us} is negative", fix="pass 0 or more microseconds")
         if self.instances < 1:
@@ -172,13 +221,25 @@ def batch_limits(io: ModelIO, batching: Batching, label: str) -> tuple[int, list
         return batching.max_batch, [batching.max_batch]
     lo, hi = io.batch_range
     if lo != 1:
-        raise UsageError(f"{label}: the engine's profile starts at batch {lo}; Triton's dynamic batcher sends batches from 1",
-                         fix="rebuild it with rn50 build-trt --min-batch 1")  # fmt: skip
+        raise UsageError(
+            f"{label}: the engine's profile starts at batch {lo}; Triton's dynamic batcher sends batches from 1",
+            fix="rebuild it with rn50 build-trt --min-batch 1",
+        )
     return hi, sorted({io.batch_opt or hi, hi})
 
 
-def build(name: str, placement: Placement, io: ModelIO, batching: Batching, *, precision: str, artifact: str, sha256: str,
-          threads: int | None = None, parameters: dict[str, str] | None = None) -> Any:  # fmt: skip
+def build(
+    name: str,
+    placement: Placement,
+    io: ModelIO,
+    batching: Batching,
+    *,
+    precision: str,
+    artifact: str,
+    sha256: str,
+    threads: int | None = None,
+    parameters: dict[str, str] | None = None,
+) -> Any:
     """The ModelConfig message for one artifact on one device."""
     pb2 = model_config_pb2()
     max_batch, preferred = batch_limits(io, batching, name)
@@ -201,7 +262,9 @@ def build(name: str, placement: Placement, io: ModelIO, batching: Batching, *, p
         acc.parameters["precision_mode"] = placement.accelerator
     params = dict(parameters or {})
     if placement.backend == "openvino":  # latency first: one stream, rn50's thread count
-        params |= {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"} | ({"INFERENCE_NUM_THREADS": str(threads)} if threads else {})
+        params |= {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"} | (
+            {"INFERENCE_NUM_THREADS": str(threads)} if threads else {}
+        )
     if placement.backend == "onnxruntime" and threads and placement.device == "cpu":
         params |= {"intra_op_thread_count": str(threads)}
     params |= {PRECISION_PARAMETER: precision, ARTIFACT_PARAMETER: artifact, SHA256_PARAMETER: sha256}
@@ -253,7 +316,10 @@ def check(cfg: Any, io: ModelIO, *, where: str) -> None:
     if cfg.max_batch_size < 1:
         problems.append(f"max_batch_size {cfg.max_batch_size}: rn50's models have a batch axis")
     if io.batch_range and not io.batch_range[0] <= cfg.max_batch_size <= io.batch_range[1]:
-        problems.append(f"max_batch_size {cfg.max_batch_size} is outside the engine's profile {io.batch_range[0]}..{io.batch_range[1]}")
+        problems.append(
+            f"max_batch_size {cfg.max_batch_size} is outside the engine's profile "
+            f"{io.batch_range[0]}..{io.batch_range[1]}"
+        )
     bad = [b for b in cfg.dynamic_batching.preferred_batch_size if not 1 <= b <= cfg.max_batch_size]
     if bad:
         problems.append(f"preferred batch size(s) {bad} above max_batch_size {cfg.max_batch_size}")

@@ -21,8 +21,10 @@ class TritonPythonModel:
         for folder in params.get("sys_path", "").split(os.pathsep):
             if folder:
                 site.addsitedir(folder)
-        from rn50.serving.backend import ServedArtifact, ServedModel
+        from rn50.serving.backend import ServedArtifact, ServedModel, watch_owner
 
+        if params.get("owner_pid"):
+            watch_owner(int(params["owner_pid"]))  # this stub ends when rn50 serve does, even on kill -9
         self.model = ServedModel.open(ServedArtifact.from_parameters(params))
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -31,8 +33,12 @@ class TritonPythonModel:
         from rn50.serving.backend import INPUT, OUTPUT
 
         answers = self.model.answer([pb_utils.get_input_tensor_by_name(r, INPUT).as_numpy() for r in requests])
-        return [pb_utils.InferenceResponse(error=pb_utils.TritonError(a)) if isinstance(a, str)
-                else pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, a)]) for a in answers]  # fmt: skip
+        return [
+            pb_utils.InferenceResponse(error=pb_utils.TritonError(a))
+            if isinstance(a, str)
+            else pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, a)])
+            for a in answers
+        ]
 
     def finalize(self) -> None:
         self.model.close()

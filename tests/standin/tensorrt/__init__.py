@@ -126,10 +126,24 @@ class ErrorCode(_Enum):
     UNSUPPORTED_NODE = 8
 
 
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32,
-       DataType.BOOL: np.bool_, DataType.UINT8: np.uint8, DataType.INT64: np.int64}  # fmt: skip
-_ONNX_DTYPE = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 7: DataType.INT64, 9: DataType.BOOL,
-               2: DataType.UINT8}  # fmt: skip
+_NP = {
+    DataType.FLOAT: np.float32,
+    DataType.HALF: np.float16,
+    DataType.INT8: np.int8,
+    DataType.INT32: np.int32,
+    DataType.BOOL: np.bool_,
+    DataType.UINT8: np.uint8,
+    DataType.INT64: np.int64,
+}
+_ONNX_DTYPE = {
+    1: DataType.FLOAT,
+    10: DataType.HALF,
+    3: DataType.INT8,
+    6: DataType.INT32,
+    7: DataType.INT64,
+    9: DataType.BOOL,
+    2: DataType.UINT8,
+}
 
 
 def nptype(trt_type: DataType) -> type:
@@ -242,7 +256,9 @@ class INetworkDefinition:
 
 
 class ParserError:
-    def __init__(self, code: ErrorCode, desc: str, node: int = -1, node_name: str = "", node_operator: str = "") -> None:
+    def __init__(
+        self, code: ErrorCode, desc: str, node: int = -1, node_name: str = "", node_operator: str = ""
+    ) -> None:
         self._code, self._desc, self._node, self._name, self._op = code, desc, node, node_name, node_operator
 
     def code(self) -> ErrorCode:
@@ -263,11 +279,13 @@ class ParserError:
 
 # Operators the stand-in imports (a subset of onnx-tensorrt's supported operators that covers CNNs like
 # ResNet); anything else is refused the way the real parser refuses an operator it has no importer for.
-_SUPPORTED_OPS = frozenset("""
+_SUPPORTED_OPS = frozenset(
+    """
 Add AveragePool BatchNormalization Cast Clip Concat Constant Conv DequantizeLinear Div Flatten Gather Gemm
 GlobalAveragePool GlobalMaxPool Identity MatMul MaxPool Mul QuantizeLinear ReduceMean Relu Reshape Shape
 Sigmoid Slice Softmax Squeeze Sub Transpose Unsqueeze
-""".split())
+""".split()
+)
 
 
 class OnnxParser:
@@ -290,7 +308,9 @@ class OnnxParser:
             with open(model, "rb") as f:
                 data = f.read()
         except OSError as e:
-            self._errors.append(ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED, f"Failed to open file: {model} ({e.strerror})"))
+            self._errors.append(
+                ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED, f"Failed to open file: {model} ({e.strerror})")
+            )
             return False
         return self.parse(data, path=model)
 
@@ -332,11 +352,15 @@ def _check_graph(proto: Any) -> list[ParserError]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     for index, node in enumerate(proto.graph.node):
+
         def refuse(code: ErrorCode, desc: str, node: Any = node, index: int = index) -> None:
             errors.append(ParserError(code, desc, index, node.name, node.op_type))
 
         if node.domain not in ("", "ai.onnx") or node.op_type not in _SUPPORTED_OPS:
-            refuse(ErrorCode.UNSUPPORTED_NODE, f"No importer registered for op: {node.op_type}. Attempting to import as plugin.")
+            refuse(
+                ErrorCode.UNSUPPORTED_NODE,
+                f"No importer registered for op: {node.op_type}. Attempting to import as plugin.",
+            )
             continue
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -345,15 +369,24 @@ def _check_graph(proto: Any) -> list[ParserError]:
         if scale is not None and not (scale > 0).all():
             refuse(ErrorCode.INVALID_NODE, "Scale coefficients must all be positive")
         if zero is not None and zero.dtype != np.int8:
-            refuse(ErrorCode.UNSUPPORTED_NODE, f"Zero point of type {zero.dtype} is not supported: TensorRT quantizes to INT8 (or FP8)")
+            refuse(
+                ErrorCode.UNSUPPORTED_NODE,
+                f"Zero point of type {zero.dtype} is not supported: TensorRT quantizes to INT8 (or FP8)",
+            )
         elif zero is not None and zero.any():
-            refuse(ErrorCode.UNSUPPORTED_NODE, "TensorRT only supports symmetric quantization. The zero point for the "
-                                               "QuantizeLinear/DequantizeLinear operator must be all zeros.")  # fmt: skip
+            refuse(
+                ErrorCode.UNSUPPORTED_NODE,
+                "TensorRT only supports symmetric quantization. The zero point for the "
+                "QuantizeLinear/DequantizeLinear operator must be all zeros.",
+            )
         if node.op_type == "QuantizeLinear":
             users = consumers.get(node.output[0], [])
             if not users or any(u.op_type != "DequantizeLinear" for u in users):
-                refuse(ErrorCode.INVALID_NODE, "QuantizeLinear must be followed by DequantizeLinear (a Q/DQ pair); found "
-                                               + (", ".join(u.op_type for u in users) or "no consumer"))  # fmt: skip
+                refuse(
+                    ErrorCode.INVALID_NODE,
+                    "QuantizeLinear must be followed by DequantizeLinear (a Q/DQ pair); found "
+                    + (", ".join(u.op_type for u in users) or "no consumer"),
+                )
     return errors
 
 
@@ -384,7 +417,9 @@ class ITimingCache:
         self._origin = origin or (__version__, __rn50_standin__.compute_capability)
 
     def serialize(self) -> IHostMemory:
-        body = json.dumps({"tensorrt": self._origin[0], "cc": self._origin[1], "entries": self._entries}, sort_keys=True)
+        body = json.dumps(
+            {"tensorrt": self._origin[0], "cc": self._origin[1], "entries": self._entries}, sort_keys=True
+        )
         return IHostMemory(_CACHE_MAGIC + body.encode())
 
     def combine(self, input_cache: ITimingCache, ignore_mismatch: bool) -> bool:
@@ -431,8 +466,11 @@ class IBuilderConfig:
     @builder_optimization_level.setter
     def builder_optimization_level(self, value: int) -> None:
         if not 0 <= value <= 5:
-            _error(self._logger, f"IBuilderConfig::setBuilderOptimizationLevel: Error Code 3: API Usage Error "
-                                 f"(Parameter check failed, condition: level >= 0 && level <= 5. level={value})")  # fmt: skip
+            _error(
+                self._logger,
+                f"IBuilderConfig::setBuilderOptimizationLevel: Error Code 3: API Usage Error "
+                f"(Parameter check failed, condition: level >= 0 && level <= 5. level={value})",
+            )
             return
         self._level = value
 
@@ -456,14 +494,18 @@ class IBuilderConfig:
         if not data:
             return ITimingCache()
         if not data.startswith(_CACHE_MAGIC):
-            self._logger.log(ILogger.Severity.WARNING, "Invalid timing cache: magic tag does not match; a new cache is used")
+            self._logger.log(
+                ILogger.Severity.WARNING, "Invalid timing cache: magic tag does not match; a new cache is used"
+            )
             return ITimingCache()
-        body = json.loads(data[len(_CACHE_MAGIC):])
+        body = json.loads(data[len(_CACHE_MAGIC) :])
         return ITimingCache(body["entries"], (body["tensorrt"], body["cc"]))
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
         if cache._origin != (__version__, __rn50_standin__.compute_capability) and not ignore_mismatch:
-            self._logger.log(ILogger.Severity.WARNING, "The timing cache was created by another TensorRT version or device")
+            self._logger.log(
+                ILogger.Severity.WARNING, "The timing cache was created by another TensorRT version or device"
+            )
             return False
         self._cache = cache
         return True
@@ -475,8 +517,11 @@ class IBuilderConfig:
 
     def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
         if not profile:
-            _error(self._logger, "IBuilderConfig::addOptimizationProfile: Error Code 3: API Usage Error "
-                                 "(Parameter check failed, condition: profile->isValid())")  # fmt: skip
+            _error(
+                self._logger,
+                "IBuilderConfig::addOptimizationProfile: Error Code 3: API Usage Error "
+                "(Parameter check failed, condition: profile->isValid())",
+            )
             return -1
         self._profiles.append(profile)
         return len(self._profiles) - 1
@@ -698,4 +743,3 @@ class _StandIn:
 
 
 __rn50_standin__ = _StandIn()
-

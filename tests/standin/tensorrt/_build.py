@@ -23,9 +23,19 @@ FORMATS = {  # the 10.x inspector's format strings (TensorRT Developer Guide, "E
     "Float": "Row major linear FP32",
 }
 ITEMSIZE = {"Int8": 1, "Half": 2, "Float": 4}
-LAYER_TYPES = {"Conv": "CaskConvolution", "Gemm": "CaskGemmMatrixMultiply", "MatMul": "CaskGemmMatrixMultiply",
-               "MaxPool": "CaskPooling", "AveragePool": "CaskPooling", "GlobalAveragePool": "CaskPooling",
-               "Relu": "PointWiseV2", "Add": "PointWiseV2", "Cast": "Cast", "Flatten": "Shuffle", "Reshape": "Shuffle"}  # fmt: skip
+LAYER_TYPES = {
+    "Conv": "CaskConvolution",
+    "Gemm": "CaskGemmMatrixMultiply",
+    "MatMul": "CaskGemmMatrixMultiply",
+    "MaxPool": "CaskPooling",
+    "AveragePool": "CaskPooling",
+    "GlobalAveragePool": "CaskPooling",
+    "Relu": "PointWiseV2",
+    "Add": "PointWiseV2",
+    "Cast": "Cast",
+    "Flatten": "Shuffle",
+    "Reshape": "Shuffle",
+}
 NOT_LAYERS = ("QuantizeLinear", "DequantizeLinear", "Constant", "Identity")
 
 
@@ -128,7 +138,9 @@ def layer_table(graph: Graph, version: str) -> tuple[list[dict[str, Any]], int, 
         layer: dict[str, Any] = {
             "Name": " + ".join(n.name or n.op_type for n in group),
             "LayerType": "Scale" if head.op_type == "QuantizeLinear" else LAYER_TYPES.get(head.op_type, head.op_type),
-            "Inputs": [_io_entry(graph, head.input[0], "Float" if head.op_type == "QuantizeLinear" else precision, version)],
+            "Inputs": [
+                _io_entry(graph, head.input[0], "Float" if head.op_type == "QuantizeLinear" else precision, version)
+            ],
             "Outputs": [_io_entry(graph, tail.output[0], out_precision, version)],
             "TacticName": f"standin_{precision.lower()}_{head.op_type.lower()}",
             "StreamId": 0,
@@ -137,10 +149,15 @@ def layer_table(graph: Graph, version: str) -> tuple[list[dict[str, Any]], int, 
         if head.op_type == "Conv":
             w = graph.shapes.get(head.input[1], [])
             attrs = {a.name: list(a.ints) or a.i for a in head.attribute}
-            layer |= {"ParameterType": "Convolution", "Kernel": w[2:], "Stride": attrs.get("strides", [1, 1]),
-                      "OutMaps": w[0] if w else 0, "Groups": attrs.get("group", 1) or 1,
-                      "Weights": {"Type": precision, "Count": int(np.prod(w)) if w else 0},
-                      "Activation": "RELU" if tail.op_type == "Relu" else "NONE"}  # fmt: skip
+            layer |= {
+                "ParameterType": "Convolution",
+                "Kernel": w[2:],
+                "Stride": attrs.get("strides", [1, 1]),
+                "OutMaps": w[0] if w else 0,
+                "Groups": attrs.get("group", 1) or 1,
+                "Weights": {"Type": precision, "Count": int(np.prod(w)) if w else 0},
+                "Activation": "RELU" if tail.op_type == "Relu" else "NONE",
+            }
         layers.append(layer)
         need = max(need, graph.workspace(head, precision, 1))
         keys.append(f"{layer['LayerType']}|{precision}|{graph.shapes.get(head.input[0])}|{layer.get('Kernel')}")
@@ -164,15 +181,29 @@ def build(network: Any, config: Any, logger: ILogger) -> Any:
             profile[t.name] = [shape, shape, shape]
             continue
         if not profiles:
-            _error(logger, "Error Code 4: API Usage Error (Network has dynamic or shape inputs, but no optimization profile has been defined.)")
+            _error(
+                logger,
+                "Error Code 4: API Usage Error (Network has dynamic or shape inputs, but no optimization profile "
+                "has been defined.)",
+            )
             return None
         dims = profiles[0].get_shape(t.name)
         if not dims:
-            _error(logger, f"Error Code 4: API Usage Error ({t.name}: dynamic input is missing dimensions in profile 0.)")
+            _error(
+                logger, f"Error Code 4: API Usage Error ({t.name}: dynamic input is missing dimensions in profile 0.)"
+            )
             return None
         lo, opt, hi = ([int(x) for x in d] for d in dims)
-        if len(lo) != len(shape) or any(s >= 0 and s != d for s, d in zip(shape, hi, strict=True)) or any(s >= 0 and s != d for s, d in zip(shape, lo, strict=True)):
-            _error(logger, f"Error Code 4: API Usage Error ({t.name}: profile dimensions {lo}..{hi} do not match the network input {shape})")
+        if (
+            len(lo) != len(shape)
+            or any(s >= 0 and s != d for s, d in zip(shape, hi, strict=True))
+            or any(s >= 0 and s != d for s, d in zip(shape, lo, strict=True))
+        ):
+            _error(
+                logger,
+                f"Error Code 4: API Usage Error ({t.name}: profile dimensions {lo}..{hi} do not match the network "
+                f"input {shape})",
+            )
             return None
         profile[t.name] = [lo, opt, hi]
     graph = Graph(model)
@@ -183,8 +214,11 @@ def build(network: Any, config: Any, logger: ILogger) -> Any:
     limit = config.get_memory_pool_limit(_trt.MemoryPoolType.WORKSPACE)
     if need > limit:
         worst = next(x["Name"] for x in layers if x["LayerType"] == "CaskConvolution")
-        _error(logger, f"Error Code 10: Internal Error (Could not find any implementation for node {worst} due to insufficient "
-                       f"workspace. See verbose log for requested sizes. Requested {need} bytes, pool limit {limit} bytes.)")  # fmt: skip
+        _error(
+            logger,
+            f"Error Code 10: Internal Error (Could not find any implementation for node {worst} due to insufficient "
+            f"workspace. See verbose log for requested sizes. Requested {need} bytes, pool limit {limit} bytes.)",
+        )
         return None
     monitor = config.progress_monitor
     if monitor is not None:
@@ -199,15 +233,24 @@ def build(network: Any, config: Any, logger: ILogger) -> Any:
     cache._entries.update({k: f"tactic-{i}" for i, k in enumerate(keys) if k not in cache._entries})
     logger.log(_trt.ILogger.Severity.INFO, f"Timing cache: {hits} hits, {len(keys) - hits} misses")
     mark = _trt.__rn50_standin__
-    io = [{"name": t.name, "mode": mode, "dtype": t.dtype.name, "shape": list(t.shape)}
-          for mode, tensors in (("INPUT", network._inputs), ("OUTPUT", network._outputs)) for t in tensors]  # fmt: skip
+    io = [
+        {"name": t.name, "mode": mode, "dtype": t.dtype.name, "shape": list(t.shape)}
+        for mode, tensors in (("INPUT", network._inputs), ("OUTPUT", network._outputs))
+        for t in tensors
+    ]
     header = {
-        "tensorrt": version, "compute_capability": mark.compute_capability, "gpu": mark.gpu_name,
+        "tensorrt": version,
+        "compute_capability": mark.compute_capability,
+        "gpu": mark.gpu_name,
         "hardware_compatibility_level": config.hardware_compatibility_level.name,
         "version_compatible": config.get_flag(_trt.BuilderFlag.VERSION_COMPATIBLE),
-        "verbosity": config.profiling_verbosity.name, "profile": profile, "io": io, "layers": layers, "workspace": need,
+        "verbosity": config.profiling_verbosity.name,
+        "profile": profile,
+        "io": io,
+        "layers": layers,
+        "workspace": need,
         "optimization_level": config.builder_optimization_level,
-    }  # fmt: skip
+    }
     return _trt.IHostMemory(write_plan(header, model.SerializeToString()))
 
 
@@ -218,33 +261,48 @@ def write_plan(header: dict[str, Any], onnx_bytes: bytes) -> bytes:
 
 def read_plan(data: bytes, logger: ILogger) -> tuple[dict[str, Any], bytes, ILogger] | None:
     if not data.startswith(PLAN_MAGIC):
-        _error(logger, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization assertion "
-                       "magicTagRead == kMAGIC_TAG failed.Magic tag does not match)")  # fmt: skip
+        _error(
+            logger,
+            "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization assertion "
+            "magicTagRead == kMAGIC_TAG failed.Magic tag does not match)",
+        )
         return None
     start = len(PLAN_MAGIC) + HEAD.size
     try:
         n_head, n_onnx = HEAD.unpack_from(data, len(PLAN_MAGIC))
         if len(data) != start + n_head + n_onnx:
             raise ValueError(f"plan is {len(data)} bytes, header says {start + n_head + n_onnx}")
-        header = json.loads(data[start:start + n_head])
+        header = json.loads(data[start : start + n_head])
     except (struct.error, ValueError) as e:
-        _error(logger, f"IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization assertion failed: {e})")
+        _error(
+            logger,
+            f"IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization assertion failed: {e})",
+        )
         return None
     here, built = _trt.__version__, header["tensorrt"]
-    compatible = here == built or (header["version_compatible"] and _major(here) == _major(built)
-                                   and tuple(map(int, here.split("."))) >= tuple(map(int, built.split("."))))  # fmt: skip
+    compatible = here == built or (
+        header["version_compatible"]
+        and _major(here) == _major(built)
+        and tuple(map(int, here.split("."))) >= tuple(map(int, built.split(".")))
+    )
     if not compatible:
-        _error(logger, f"IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine plan file is not compatible "
-                       f"with this version of TensorRT, expecting library version {here} got {built}, please rebuild.)")  # fmt: skip
+        _error(
+            logger,
+            f"IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine plan file is not compatible "
+            f"with this version of TensorRT, expecting library version {here} got {built}, please rebuild.)",
+        )
         return None
     cc_here, cc_built = _trt.__rn50_standin__.compute_capability, header["compute_capability"]
     level = header["hardware_compatibility_level"]
     fits = _cc(cc_here) >= (8, 0) if level == "AMPERE_PLUS" else cc_here == cc_built
     if not fits:
-        _error(logger, f"IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine plan file is generated on an "
-                       f"incompatible device, expecting compute {cc_here} got compute {cc_built}, please rebuild.)")  # fmt: skip
+        _error(
+            logger,
+            f"IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine plan file is generated on an "
+            f"incompatible device, expecting compute {cc_here} got compute {cc_built}, please rebuild.)",
+        )
         return None
-    return header, data[start + n_head:], logger
+    return header, data[start + n_head :], logger
 
 
 # --- inspector ---------------------------------------------------------------------------------------
@@ -259,12 +317,25 @@ def engine_information(header: dict[str, Any], fmt: Any) -> str:
     out: dict[str, Any] = {"Layers": layers}
     if _major(header["tensorrt"]) >= 11:
         out["I/O Tensors"] = [
-            {"Name": t["name"], "IOMode": t["mode"].title(), "DataType": "Float" if t["dtype"] == "FLOAT" else t["dtype"].title(),
-             "Dimensions": t["shape"], "Location": "Device", "IsShapeInferenceIO": False,
-             "ProfileInfo": [{"MinShape": p[0], "OptShape": p[1], "MaxShape": p[2], "Format": "Row major linear FP32 format (kLINEAR)"}
-                             for p in [header["profile"].get(t["name"], [t["shape"]] * 3)]]}
+            {
+                "Name": t["name"],
+                "IOMode": t["mode"].title(),
+                "DataType": "Float" if t["dtype"] == "FLOAT" else t["dtype"].title(),
+                "Dimensions": t["shape"],
+                "Location": "Device",
+                "IsShapeInferenceIO": False,
+                "ProfileInfo": [
+                    {
+                        "MinShape": p[0],
+                        "OptShape": p[1],
+                        "MaxShape": p[2],
+                        "Format": "Row major linear FP32 format (kLINEAR)",
+                    }
+                    for p in [header["profile"].get(t["name"], [t["shape"]] * 3)]
+                ],
+            }
             for t in header["io"]
-        ]  # fmt: skip
+        ]
     else:
         out["Bindings"] = [t["name"] for t in header["io"]]
     return json.dumps(out, indent=2)
@@ -285,13 +356,21 @@ def execute(context: IExecutionContext, stream_handle: int) -> bool:
     for t in engine._io:
         name = t["name"]
         if name not in context._addresses:
-            _error(logger, f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (Address of tensor {name} was not set)")
+            _error(
+                logger,
+                f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (Address of tensor {name} was not set)",
+            )
             return False
         if t["mode"] == "INPUT":
             if name not in context._shapes:
-                _error(logger, f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (input shape of {name} was not set)")
+                _error(
+                    logger,
+                    f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (input shape of {name} was not set)",
+                )
                 return False
-            feed[name] = address_view(context._addresses[name], context._shapes[name], _trt.nptype(_trt.DataType[t["dtype"]])).copy()
+            feed[name] = address_view(
+                context._addresses[name], context._shapes[name], _trt.nptype(_trt.DataType[t["dtype"]])
+            ).copy()
     if engine._session is None:
         import onnxruntime
 
