@@ -178,16 +178,15 @@ def sections(
         parts.append(Section("Where each runtime ran", "devices", bullets=[f"{k}: {v}" for k, v in ran_on.items()]))
     not_run = [r for r in report.rows if r.stats is None]
     if not_run:
+        grouped: dict[tuple[str, str], list[str]] = {}  # (status, reason) → the rows: one line a reason
+        for r in not_run:
+            row = r.label + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "")
+            grouped.setdefault((r.status, str(r.reason)), []).append(row)
         parts.append(
             Section(
                 "Not measured",
                 "not-measured",
-                bullets=[
-                    f"{r.status}: {r.label}"
-                    + (f" (batch {r.batch}, {METRIC_NAME[r.mode]})" if r.batch else "")
-                    + f": {r.reason}"
-                    for r in not_run
-                ],
+                bullets=[f"{status}: {reason}: {', '.join(rows)}" for (status, reason), rows in grouped.items()],
             )
         )
     best = fastest_lines(report, verdicts) if verdicts else []
