@@ -43,6 +43,7 @@ from rn50.commands.profile import ProfileOptions, profile
 from rn50.commands.quantize import QuantizeOptions, quantize
 from rn50.commands.serve import ServeOptions, serve
 from rn50.commands.triton_repo import TritonRepoOptions, triton_repo
+from rn50.commands.tune import TuneOptions, tune
 from rn50.commands.verify import verify
 from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
 from rn50.flags import Flag, flag_of
@@ -78,6 +79,7 @@ COMMANDS = (
     Command("triton-repo", triton_repo, TritonRepoOptions),
     Command("serve", serve, ServeOptions, "read"),
     Command("loadtest", loadtest, LoadtestOptions),
+    Command("tune", tune, TuneOptions),
     Command("verify", verify, None, "read"),
     Command("doctor", doctor, None, None),
 )

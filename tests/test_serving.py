@@ -719,3 +719,83 @@ def test_a_work_directory_with_a_space_and_an_accent_is_served(served_dir: Path,
     finally:
         assert s.stop() == 130, "".join(s.lines)
     assert (work / "triton-resnet50.log").is_file()  # Triton's log, kept in the work directory
+
+
+# --- rn50 tune ---------------------------------------------------------------------------------------------------
+
+
+def _tune(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    http, grpc, metrics = free_ports(3)
+    ports = ["--port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    return subprocess.run(
+        [*RN50, "tune", "--out", str(work), "--artifact", "onnx-int8-onnxruntime-cpu", *ports, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"COLUMNS": "200"},
+    )
+
+
+@needs_triton
+def test_tune_measures_configurations_on_a_real_server_and_triton_repo_writes_the_best(
+    served_dir: Path, tmp_path: Path
+) -> None:
+    from rn50.serving.triton_config import parse
+
+    work = Path(shutil.copytree(served_dir, tmp_path / "work"))
+    done = _tune(work, "--concurrency", "2", "--requests", "16", "--max-points", "3", "--latency-budget-ms", "5000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Tune: serve with" in done.stdout
+    data = json.loads((work / "tune.json").read_text())
+    assert len(data["points"]) == 3 and data["stopped"] == "--max-points 3 reached"
+    assert data["points"][0]["config"] == data["default"]  # the search starts at rn50 serve's configuration
+    assert data["answers_checked"] == data["answers_received"] >= 3 * 16  # every answer received was checked
+    assert all(p["status"] == "ok" and p["wrong"] == 0 and p["p99_ms"] > 0 for p in data["points"])
+    fastest = max(data["points"], key=lambda p: p["throughput"])
+    default = data["points"][0]
+    best = default if fastest["throughput"] < default["throughput"] * 1.02 else fastest  # within the noise: serve's
+    assert data["best"] == best["config"]
+    assert (work / "tune.png").is_file() and "Serving configuration (rn50 tune)" in (work / "tune.md").read_text()
+
+    repo = tmp_path / "repo"
+    written = cli.invoke(app, ["triton-repo", "--out", str(work), "--repo", str(repo), "--from-tune"])
+    assert written.exit_code == 0, written.output
+    (folder,) = [p for p in repo.iterdir() if p.is_dir()]
+    cfg = parse((folder / "config.pbtxt").read_text())  # Triton's own ModelConfig message
+    assert cfg.max_batch_size == best["config"]["max_batch"]
+    assert cfg.instance_group[0].count == best["config"]["instances"]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == best["config"]["queue_delay_us"]
+    assert cfg.parameters["intra_op_thread_count"].string_value == str(best["config"]["threads"])
+
+
+@needs_triton
+def test_tune_with_a_budget_no_configuration_keeps_exits_1_naming_the_closest(served_dir: Path, tmp_path: Path) -> None:
+    work = Path(shutil.copytree(served_dir, tmp_path / "work"))
+    done = _tune(work, "--concurrency", "1", "--requests", "8", "--max-points", "1", "--latency-budget-ms", "0.001")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no configuration kept p99 ≤ 0.001 ms" in done.stderr and "the closest" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert json.loads((work / "tune.json").read_text())["best"] is None
+    refused = cli.invoke(app, ["triton-repo", "--out", str(work), "--from-tune"])
+    one_line_error(refused, 2, "found no configuration within its budget")
+
+
+@needs_triton
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--concurrency", "0"], "--concurrency 0 must be >= 1"),
+        (["--max-minutes", "0"], "--max-minutes 0.0 must be > 0"),
+        (["--latency-budget-ms", "-5"], "--latency-budget-ms -5.0 must be > 0"),
+        (["--artifact", "onnx-int4"], "no onnx-int4 artifact"),
+    ],
+)
+def test_tune_refuses_bad_options_before_starting(tiny: Path, args: list[str], needle: str) -> None:
+    one_line_error(cli.invoke(app, ["tune", "--out", str(tiny), *args]), 2, needle)
+    assert not (tiny / "tune.json").exists()
+
+
+def test_triton_repo_from_tune_refuses_what_it_would_override(tiny: Path) -> None:
+    one_line_error(cli.invoke(app, ["triton-repo", "--out", str(tiny), "--from-tune"]), 2, "no tune.json", "rn50 tune")
+    done = cli.invoke(app, ["triton-repo", "--out", str(tiny), "--from-tune", "--max-batch-size", "4"])
+    one_line_error(done, 2, "--from-tune sets the artifact, batching")

@@ -55,8 +55,18 @@ class TritonRepoOptions:
     )
     batching: Batching = field(default_factory=Batching)
     threads: int | None = threads_flag("CPU threads per CPU instance (default: the backend's).")
+    from_tune: bool = flag(
+        "--from-tune",
+        default=False,
+        help="Write the artifact rn50 tune tuned, with the configuration it chose (from tune.json).",
+    )
 
     def check(self) -> None:
+        if self.from_tune and (self.batching != Batching() or self.threads is not None or self.artifacts):
+            raise UsageError(
+                "--from-tune sets the artifact, batching, instances and threads itself",
+                fix="drop --artifact, --max-batch-size, --queue-delay-us, --instances and --threads, or --from-tune",
+            )
         self.batching.check()
         check_names("device", self.devices, DEVICES)
         if self.threads is not None:
@@ -124,6 +134,33 @@ def _standin_engine(path: Path) -> bool:
     return Sidecar.load(sidecar_path(path)).runtime == STANDIN_RUNTIME
 
 
+def tuned_options(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOptions:
+    """``options`` for the artifact tune.json tuned, with the configuration it chose (refused when there is none, or
+    when the artifact changed since)."""
+    import dataclasses
+
+    from rn50.results import tune_results
+    from rn50.runtimes.registry import spec
+
+    path = workdir.path(tune_results.REPORT)
+    if not path.is_file():
+        raise UsageError(f"no {tune_results.REPORT} in {workdir.root}", fix="run rn50 tune first")
+    data = tune_results.load(path)
+    best = data.get("best")
+    if not isinstance(best, dict):
+        raise UsageError(f"{path}: rn50 tune found no configuration within its budget", fix="run rn50 tune again")
+    art = workdir.by_name([data["artifact"]])[data["artifact"]]
+    if art.sha256 != data["sha256"]:
+        raise UsageError(f"{data['artifact']} changed since rn50 tune measured it", fix="run rn50 tune again")
+    return dataclasses.replace(
+        options,
+        artifacts=[data["artifact"]],
+        devices=[spec(data["runtime"]).device],
+        batching=Batching(int(best["max_batch"]), int(best["queue_delay_us"]), int(best["instances"])),
+        threads=int(best["threads"]),
+    )
+
+
 def _write_index(root: Path, models: list[RepoModel], skipped: list[RepoSkipped]) -> None:
     """rn50-repository.json: this run's models, and those an earlier run wrote that are still there."""
     written = {m.name for m in models}
@@ -163,6 +200,8 @@ def _model_folder(target: Path) -> Iterator[Path]:
 def triton_repo(options: TritonRepoOptions, workdir: WorkDir, _ui: Ui = QUIET) -> TritonRepoOutcome:
     """A Triton model repository for the work directory's artifacts, on Triton's stock backends."""
     options.check()
+    if options.from_tune:
+        options = tuned_options(options, workdir)
     root = options.repo or workdir.path(REPOSITORY)
     known = workdir.by_name(options.artifacts)
     models: list[RepoModel] = []

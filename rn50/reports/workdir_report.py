@@ -124,8 +124,8 @@ def spec_reference(runtime: str) -> bool:
 def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Section]:
     """report.md/html: a summary, the artifacts, then parity's and profile's own sections, what was skipped,
     and the machine."""
-    from rn50.reports import loadtest_report, parity_report, profile_report, quantize_report
-    from rn50.results import loadtest_results, parity_results, profile_results
+    from rn50.reports import loadtest_report, parity_report, profile_report, quantize_report, tune_report
+    from rn50.results import loadtest_results, parity_results, profile_results, tune_results
 
     parity = _load(workdir, parity_results.REPORT, parity_results.load)
     profile = _load(workdir, profile_results.REPORT, profile_results.load)
@@ -175,6 +175,11 @@ def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Se
     if loadtest is not None:  # rn50 loadtest against a served model
         image = loadtest_report.CHART if workdir.path(loadtest_report.CHART).is_file() else None
         out += loadtest_report.sections(loadtest, image=image)
+
+    tuned = _load(workdir, tune_results.REPORT, tune_results.load)
+    if tuned is not None:  # rn50 tune: the serving configuration
+        image = tune_report.CHART if workdir.path(tune_report.CHART).is_file() else None
+        out += tune_report.sections(tuned, image=image)
 
     searches = quantize_report.searches_of(_load(workdir, quantize_report.REPORT, quantize_report.load) or [])
     if searches:  # quantize --budget: the ranking and the steps
