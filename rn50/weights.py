@@ -244,6 +244,12 @@ def _strip_prefix(state: Mapping[str, object], path: Path) -> Mapping[str, objec
     return state
 
 
+def class_count(state: Mapping[str, object]) -> int:
+    """The classes a state dict's classifier has (a fine-tuned head keeps its own), else ImageNet's 1000."""
+    fc = state.get("fc.weight")
+    return int(fc.shape[0]) if isinstance(fc, torch.Tensor) and fc.ndim == 2 else 1000
+
+
 def guess_depth(state: Mapping[str, object]) -> int | None:
     """The ResNet depth whose keys a state dict has, if any."""
     blocks = []
@@ -289,9 +295,7 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     check_source(weights)
     path = Path(weights)
     state = _read_checkpoint(path)
-    fc = state.get("fc.weight")
-    classes = int(fc.shape[0]) if isinstance(fc, torch.Tensor) and fc.ndim == 2 else 1000
-    model = resnet(depth, num_classes=classes)
+    model = resnet(depth, num_classes=class_count(state))
     problem = _mismatch_report(model, state)  # type: ignore[arg-type]
     if problem:
         guessed = guess_depth(state)
@@ -315,8 +319,7 @@ def workdir_model(workdir: Any) -> nn.Module:
     if workdir.artifact(kept) is not None:
         _, path = workdir.require(kept)  # the exact weights, checked against the manifest
         state = torch.load(path, map_location="cpu", weights_only=True)
-        fc = state.get("fc.weight")
-        model = resnet(record["depth"], num_classes=int(fc.shape[0]) if isinstance(fc, torch.Tensor) else 1000)
+        model = resnet(record["depth"], num_classes=class_count(state))
         model.load_state_dict(state, strict=True)
         loaded = LoadedModel(model.eval(), record["weights"], state_fingerprint(model))
     else:

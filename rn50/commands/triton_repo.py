@@ -29,6 +29,7 @@ from rn50.serving.triton_config import (
     model_name,
     parse,
     placements,
+    repository_models,
     to_text,
 )
 
@@ -166,20 +167,11 @@ def _write_index(root: Path, models: list[RepoModel], skipped: list[RepoSkipped]
     written = {m.name for m in models}
     kept = [
         m
-        for m in _previous_models(root / REPOSITORY_INDEX)
+        for m in repository_models(root / REPOSITORY_INDEX)  # an earlier run's: kept
         if m["name"] not in written and (root / str(m["name"])).is_dir()
     ]
     index = jsonable({"models": [*kept, *models], "skipped": skipped})
     atomic_write_text(root / REPOSITORY_INDEX, json.dumps(index, indent=2) + "\n")
-
-
-def _previous_models(index: Path) -> list[dict[str, object]]:
-    """The models an earlier run listed (a repository is added to, not wiped, by a filtered run)."""
-    try:
-        data = json.loads(index.read_text())
-        return [m for m in data["models"] if isinstance(m, dict) and isinstance(m.get("name"), str)]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
 
 
 @contextlib.contextmanager

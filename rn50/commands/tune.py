@@ -24,7 +24,7 @@ from rn50.errors import INTERRUPT, CheckFailed, EnvironmentProblem, Interrupted,
 from rn50.flags import flag
 from rn50.machine import usable_cores
 from rn50.results.tune_results import GAIN, Config, Point, TuneReport
-from rn50.serving.server import Endpoints, check_installed, running, scratch_folder
+from rn50.serving.server import Endpoints, running, scratch_folder
 from rn50.serving.triton_config import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, Batching
 
 if TYPE_CHECKING:
@@ -134,7 +134,6 @@ def tune(options: TuneOptions, workdir: WorkDir, ui: Ui = QUIET) -> TuneOutcome:
     from rn50.reports import tune_report
 
     options.check()
-    check_installed()
     start = time.monotonic()
     served, kind = served_artifact(options.serve_options(default_config()), workdir)
     limits = options.thresholds.limits(served.precision)

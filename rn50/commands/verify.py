@@ -148,18 +148,12 @@ def findings(workdir: WorkDir) -> list[Finding]:
 def _repository_copies(workdir: WorkDir) -> dict[Path, tuple[str, str]]:
     """The model files of the Triton repositories inside the work directory, as their index lists them: path →
     (the artifact it is a copy of, that artifact's sha256)."""
-    import json
-
-    from rn50.serving.triton_config import REPOSITORY_INDEX
+    from rn50.serving.triton_config import REPOSITORY_INDEX, repository_models
 
     copies = {}
     for index in workdir.root.rglob(REPOSITORY_INDEX):
-        try:
-            models = json.loads(index.read_text())["models"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        for m in models if isinstance(models, list) else []:
-            if not (isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("name", "artifact", "sha256"))):
+        for m in repository_models(index):
+            if not all(isinstance(m.get(k), str) for k in ("artifact", "sha256")):
                 continue
             version = index.parent / m["name"] / "1"
             main = next((f for f in sorted(version.glob("model.*")) if f.suffix in (".onnx", ".plan", ".xml")), None)

@@ -17,6 +17,7 @@ from rn50.runtimes.registry import STANDIN, spec, standin_note
 from rn50.runtimes.timing import HIGH_CV
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,19 @@ def parity_mark(row: Row, verdicts: Verdicts) -> str:
     return "–" if ok is None else "pass" if ok else "fail"
 
 
-def fastest(report: ProfileReport, verdicts: Verdicts, batch: int) -> Row | None:
-    """The fastest end-to-end row at ``batch`` among those whose parity passed (never a stand-in's)."""
+def fastest(
+    report: ProfileReport, verdicts: Verdicts, batch: int, where: Callable[[Row], bool] | None = None
+) -> Row | None:
+    """The fastest end-to-end row at ``batch`` among those whose parity passed (never a stand-in's), and that
+    ``where`` accepts when it is given."""
     rows = [
         r
         for r in report.measured
-        if r.batch == batch and r.mode == HOST and r.runtime != STANDIN and acceptable(r, verdicts)
+        if r.batch == batch
+        and r.mode == HOST
+        and r.runtime != STANDIN
+        and acceptable(r, verdicts)
+        and (where is None or where(r))
     ]
     return min(rows, key=lambda r: r.stats.median_ms if r.stats else float("inf"), default=None)
 

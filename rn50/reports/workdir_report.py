@@ -16,6 +16,7 @@ from rn50.runtimes.registry import standin_note
 
 if TYPE_CHECKING:
     from rn50.results.pipeline_results import StepResult
+    from rn50.results.profile_results import Row
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     """What to ship, first thing in the report: per deployment target measured here (this CPU, with its INT8 class;
     the GPU), the fastest runtime · artifact whose parity passed, its speed and its error against PyTorch, and what
     failed and why — one line each."""
-    from rn50.reports.profile_report import HOST, acceptable, verdicts_of
-    from rn50.runtimes.registry import STANDIN, is_gpu
+    from rn50.reports.profile_report import fastest, verdicts_of
+    from rn50.runtimes.registry import STANDIN, is_gpu, spec
 
     out = Section("What to ship", "recommendation")
     if parity is None:
@@ -71,24 +72,17 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
             reasons = sorted({r.reason for r in on_device if r.reason})
             out.bullets.append(f"{name}: nothing ran here" + (f" ({reasons[0]})" if reasons else ""))
             continue
-        rows = [
-            r
-            for r in (profile.measured if profile is not None else [])
-            if r.batch == 1
-            and r.mode == HOST
-            and r.stats is not None
-            and (is_gpu(r.runtime) == (device == "gpu"))
-            and r.runtime != STANDIN
-            and acceptable(r, verdicts)
-            and not spec_reference(r.runtime)
-        ]
-        best = min(rows, key=lambda r: r.stats.median_ms, default=None)
-        if best is not None:
-            m = results[(best.runtime, best.artifact)].metrics
+
+        def here(row: Row, gpu: bool = device == "gpu") -> bool:  # this device's runtimes, not PyTorch itself
+            return is_gpu(row.runtime) == gpu and not spec(row.runtime).reference
+
+        best = fastest(profile, verdicts, 1, where=here) if profile is not None else None
+        if best is not None and best.stats is not None:
+            shipped = results[(best.runtime, best.artifact)]
+            m = shipped.metrics
             error = (
                 f"cos mean {m.cosine_mean:.4f}, worst {m.cosine_min:.4f}, top-1 {m.top1_agreement:.2f}" if m else "—"
             )
-            shipped = results[(best.runtime, best.artifact)]
             out.bullets.append(
                 f"{name}: ship **{Path(shipped.path).name}** ({best.artifact}) on **{best.runtime}** "
                 f"({best.precision}) — "
@@ -113,12 +107,6 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
             f"make it with `rn50 quantize --int8 --cpu {other}` and check it there with `rn50 parity`"
         )
     return out
-
-
-def spec_reference(runtime: str) -> bool:
-    from rn50.runtimes.registry import spec
-
-    return spec(runtime).reference
 
 
 def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Section]:

@@ -47,6 +47,17 @@ SHA256_PARAMETER = "rn50_sha256"  # of the file served: the load test refuses a 
 REPOSITORY_INDEX = "rn50-repository.json"
 
 
+def repository_models(index: Path) -> list[dict[str, Any]]:
+    """The models a repository index lists (each with at least its name; [] for a missing or unreadable index)."""
+    import json
+
+    try:
+        data = json.loads(index.read_text())
+        return [m for m in data["models"] if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def model_config_pb2() -> Any:
     """Triton's ModelConfig protobuf module, from tritonclient (the `triton` extra)."""
     if importlib.util.find_spec("tritonclient") is None:
