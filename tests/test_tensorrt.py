@@ -29,7 +29,8 @@ from rn50.runtimes.trt_plan import (
 
 ROOT = Path(__file__).resolve().parents[1]
 TRT_MODULES = [
-    ROOT / "runtimes" / n for n in ("trt_engine.py", "trt_runner.py", "trt_build.py", "trt_env.py", "device.py")
+    ROOT / "src" / "rn50" / "runtimes" / n
+    for n in ("trt_engine.py", "trt_runner.py", "trt_build.py", "trt_env.py", "device.py")
 ]
 
 
@@ -211,7 +212,7 @@ def test_no_api_that_tensorrt_11_removed() -> None:
         names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert not names & set(REMOVED_APIS), f"{path.name} uses {sorted(names & set(REMOVED_APIS))}"
-    source = (ROOT / "runtimes" / "trt_engine.py").read_text()
+    source = (ROOT / "src" / "rn50" / "runtimes" / "trt_engine.py").read_text()
     assert "STRONGLY_TYPED" in source and "set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)" in source
 
 
@@ -266,7 +267,7 @@ def test_tensorrt_modules_type_check_against_tensorrt_stubs(tmp_path: Path) -> N
         "= 1\n"
     )
     env = {**os.environ, "MYPYPATH": str(stubs)}
-    files = [str(p) for p in TRT_MODULES] + [str(ROOT / "runtimes" / "trt_plan.py"), str(canary)]
+    files = [str(p) for p in TRT_MODULES] + [str(ROOT / "src" / "rn50" / "runtimes" / "trt_plan.py"), str(canary)]
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--no-incremental", *files],
         capture_output=True,

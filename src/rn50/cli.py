@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.measure import Measurement
 
 from rn50 import __version__
 from rn50.artifacts import DEFAULT_WORKDIR
@@ -236,7 +237,14 @@ def show(outcome: Any, as_json: bool) -> None:
         out.print_json(json.dumps(jsonable(outcome.to_dict())))
         return
     for renderable in to_rich(outcome.sections()):
-        out.print(renderable, soft_wrap=True)
+        out.print(renderable, soft_wrap=True, width=None if out.is_terminal else natural_width(renderable))
+
+
+def natural_width(renderable: Any) -> int:
+    """Off a terminal (a log, a pipe, CI) rich would wrap every table at 80 columns and split its cells over lines;
+    there a table is as wide as its content, one row per line."""
+    unbounded = out.options.update(max_width=100_000, width=100_000)
+    return max(out.width, Measurement.get(out, unbounded, renderable).maximum)
 
 
 def run_command(command: Command, options: Any, out_dir: Path | None, as_json: bool) -> None:

@@ -296,7 +296,7 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     path = Path(weights)
     state = _read_checkpoint(path)
     model = resnet(depth, num_classes=class_count(state))
-    problem = _mismatch_report(model, state)  # type: ignore[arg-type]
+    problem = _mismatch_report(model, state)
     if problem:
         guessed = guess_depth(state)
         hint = (
@@ -305,7 +305,7 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
             else f"pass a torchvision-style ResNet-{depth} state dict"
         )
         raise UsageError(f"{path} does not fit ResNet-{depth}: {problem}", fix=hint)
-    model.load_state_dict(state, strict=True)  # type: ignore[arg-type]
+    model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedModel(model, str(path), state_fingerprint(model))
 

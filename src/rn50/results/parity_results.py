@@ -129,7 +129,7 @@ SCHEMA = "rn50.parity/2"  # 2: INT8 results carry the file's error and the engin
 
 
 def to_dict(report: ParityReport) -> dict[str, Any]:
-    return jsonable(report) | {"schema": SCHEMA, "passed": report.passed}  # type: ignore[no-any-return]
+    return jsonable(report) | {"schema": SCHEMA, "passed": report.passed}
 
 
 def from_dict(data: dict[str, Any]) -> ParityReport:

@@ -9,6 +9,7 @@ trtexec names them: *Latency* (end to end from host memory: H2D + compute + D2H,
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,12 +58,13 @@ def profile_target(
     model_loader: Callable[[], Any],
     progress: Callable[[str], None],
 ) -> list[Row]:
-    phases = {
-        "warmup_s": settings.warmup_s,
-        "warmup_min": settings.warmup_iterations,
-        "duration_s": settings.duration_s,
-        "iterations": settings.iterations,
-    }
+    timed = functools.partial(
+        collect,
+        warmup_s=settings.warmup_s,
+        warmup_min=settings.warmup_iterations,
+        duration_s=settings.duration_s,
+        iterations=settings.iterations,
+    )
     base = (target.runtime, target.artifact, target.precision)
     rows: list[Row] = []
     torch_threads = _TorchThreads(
@@ -75,7 +77,7 @@ def profile_target(
                 feed = inputs(batch, pool)
                 progress(f"{target.label} · batch {batch}")
                 out = runner.infer(feed)  # also checks the feed against the model's inputs
-                stats = summarize(collect(wall_clock(lambda f=feed: runner.infer(f)), **phases), batch=batch)  # type: ignore[arg-type]
+                stats = summarize(timed(wall_clock(functools.partial(runner.infer, feed))), batch=batch)
                 rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=target.sha256))
                 if not is_gpu(target.runtime):
                     continue
@@ -92,7 +94,7 @@ def profile_target(
                     copies = copies or bench.memory.copy_times(feed, sum(a.nbytes for a in out.values()), bench.stream)
                     h2d, d2h = copies
                     timer = bench.memory.timer(bench.stream, bench.enqueue)
-                    stats = summarize(collect(timer, **phases), batch=batch)  # type: ignore[arg-type]
+                    stats = summarize(timed(timer), batch=batch)
                     rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h, sha256=target.sha256))
     except EnvironmentProblem as e:
         return rows + [Row(*base, "skipped", reason=e.message, sha256=target.sha256)]

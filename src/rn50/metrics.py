@@ -34,7 +34,7 @@ class OutputMetrics:
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-safe: infinities (SQNR of identical outputs) become None."""
-        return jsonable(self)  # type: ignore[no-any-return]
+        return jsonable(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, float | int | None]) -> OutputMetrics:

@@ -74,7 +74,7 @@ def wait_ready(url: str, protocol: str, model: str, timeout_s: float, poll_s: fl
 def _ask(client: Any, what: str, model: str, protocol: str) -> dict[str, Any]:
     """A model's config or statistics as a dict: tritonclient's HTTP client answers so, its gRPC one when asked."""
     call = getattr(client, what)
-    return call(model, as_json=True) if protocol == "grpc" else call(model)  # type: ignore[no-any-return]
+    return call(model, as_json=True) if protocol == "grpc" else call(model)
 
 
 @dataclass(frozen=True)

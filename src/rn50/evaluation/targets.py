@@ -155,13 +155,11 @@ def profile_targets(
             if not precisions or s.precision in precisions:
                 skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
         # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
-        engines = {
-            Path(p)
-            for p in [
-                *(t.path for t in found if "engine" in reads(t.runtime)),
-                *(Path(s.path) for s in not_here if "engine" in reads(s.runtime)),
-            ]
-        }
+        engine_paths = [
+            *(t.path for t in found if "engine" in reads(t.runtime)),
+            *(s.path for s in not_here if "engine" in reads(s.runtime)),
+        ]
+        engines = {Path(p) for p in engine_paths if p is not None}
         for engine in sorted(engines):
             lo, hi = engine_batch_range(engine)
             outside = [b for b in settings.batches if not lo <= b <= hi]

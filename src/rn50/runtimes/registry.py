@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.errors import UsageError
 from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TENSORRT
@@ -36,7 +36,7 @@ class RuntimeSpec:
     name: str  # as users type it (--runtime) and as results are labelled
     summary: str  # one line: the CLI's help and the README's list
     reads: tuple[str, ...]  # artifact kinds it runs (MODEL_KINDS), or (TORCH,) for the PyTorch model
-    device: str  # "cpu" or "gpu": where it runs, the profile's timing modes, and Triton's instance kind in rn50 serve
+    device: Literal["cpu", "gpu"]  # where it runs, the profile's timing modes, and Triton's instance kind in rn50 serve
     unavailable: Callable[[], str | None]  # why it cannot run on this machine (None: it may; loading can still fail)
     runner: Callable[[Target, int | None, Callable[[], Any] | None], Runner]  # (target, threads, PyTorch model loader)
     # The precision results on an artifact of a precision are judged and labelled as (None: it does not run it).

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from rn50.metrics import OutputMetrics, Thresholds
 
 log = logging.getLogger(__name__)
-EMITTERS = {QDQ_TENSORRT: qdq_tensorrt.emit, QDQ_ONNXRUNTIME_CPU: qdq_onnxruntime.emit}
+EMITTERS: dict[str, Callable[..., onnx.ModelProto]] = {
+    QDQ_TENSORRT: qdq_tensorrt.emit,
+    QDQ_ONNXRUNTIME_CPU: qdq_onnxruntime.emit,
+}
 # The quality report's held-apart crops: the ones parity compares on by default, so the quantize step's cosine is
 # parity's "file vs FP32" on the same feeds (both the file's own Q/DQ semantics, never one CPU's kernels).
 QUALITY_CROPS = DEFAULT_SAMPLE_COUNT
@@ -155,13 +158,13 @@ def make_int8_files(
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     reference = fp32_reference(model, crops)
     results = []
-    for target, proto, found in made:
+    for target, proto, search in made:
         name = f"onnx-int8-{target}"
         out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", f".int8.{target}.onnx"))
         output, layers = compare_to_fp32(reference, proto, crops)
         excluded = sorted(lint.excluded_of(proto))
-        notes = (found.summary(),) if found is not None else ()
-        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, found, form_of(proto))
+        notes = (search.summary(),) if search is not None else ()
+        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, search, form_of(proto))
         params = {
             "target": target,
             "method": table.method,

@@ -125,7 +125,7 @@ class TritonRepoOutcome:
         return [part]
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(self)  # type: ignore[no-any-return]
+        return jsonable(self)
 
 
 def _standin_engine(path: Path) -> bool:

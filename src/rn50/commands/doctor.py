@@ -159,8 +159,8 @@ def check_onnxruntime() -> list[Check]:
         if provider in got:
             checks.append(Check(name, OK, "loads and runs a probe model"))
         else:
-            missing = missing_libraries(GPU_LIBRARIES[short])
-            why = f"cannot load {', '.join(missing)}" if missing else error or "ONNX Runtime fell back to the CPU"
+            absent = missing_libraries(GPU_LIBRARIES[short])
+            why = f"cannot load {', '.join(absent)}" if absent else error or "ONNX Runtime fell back to the CPU"
             checks.append(
                 Check(
                     name,
