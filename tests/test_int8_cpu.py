@@ -300,3 +300,16 @@ def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(
         assert [t.runtime for t in planned] == runtimes and skipped == []
     named, _ = targets.parity_targets(workdir, runtimes=runtimes, artifacts=["onnx-int8-tensorrt"])
     assert [t.runtime for t in named] == runtimes
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="CPUID is an x86 instruction")
+def test_cpuid_read_directly_agrees_with_the_kernels_flags() -> None:
+    """AVX-VNNI and AMX-INT8 are read with the CPUID instruction (numpy does not list them): natively, what it reads
+    is what the kernel reports in /proc/cpuinfo, feature by feature, on a CPU of either class."""
+    from rn50.machine import INT8_FLAGS, cpu_flags, cpuid_features
+
+    _, flags = cpu_flags()
+    found = cpuid_features()
+    assert found is not None
+    for flag in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        assert found[str(INT8_FLAGS[flag][1])] == (flag in flags), flag

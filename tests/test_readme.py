@@ -10,6 +10,10 @@ from helpers import readme_commands, run_readme_line
 
 pytestmark = pytest.mark.slow
 LINES = readme_commands()
+# What a README line does can depend on how fast the machine is at that moment, and a test's verdict may not: a
+# command whose documented outcome for "the machine was too slow" is an exit code and a message passes with that
+# exit when it says so. (rn50 tune: "A budget no configuration keeps exits 1 naming the closest".)
+SPEED_OUTCOMES = {"rn50 tune": (1, "no configuration kept p99")}
 
 
 def command(line: str) -> str:
@@ -50,4 +54,7 @@ def test_readme_line(index: int, readme_dir: Path) -> None:
         assert done.returncode == 2 and ("TensorRT" in output or "CUDA" in output), f"{line}: {output}"
         assert "No such option" not in output and "Usage:" not in output, f"{line}: {output}"
         return
+    documented = next((v for k, v in SPEED_OUTCOMES.items() if command(line).startswith(k + " ")), None)
+    if documented is not None and done.returncode == documented[0] and documented[1] in output:
+        return  # the outcome the README documents for a machine too busy for the example's figures
     assert done.returncode == 0, f"{line} exited {done.returncode}: {output}"

@@ -743,7 +743,8 @@ def test_tune_measures_configurations_on_a_real_server_and_triton_repo_writes_th
     from rn50.serving.triton_config import parse
 
     work = Path(shutil.copytree(served_dir, tmp_path / "work"))
-    done = _tune(work, "--concurrency", "2", "--requests", "16", "--max-points", "3", "--latency-budget-ms", "5000")
+    # A budget no load can break (a minute), so the verdict does not hang on the machine's speed at that moment.
+    done = _tune(work, "--concurrency", "2", "--requests", "16", "--max-points", "3", "--latency-budget-ms", "60000")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Tune: serve with" in done.stdout
     data = json.loads((work / "tune.json").read_text())

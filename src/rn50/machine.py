@@ -5,21 +5,25 @@ Read from /proc/cpuinfo, os and `nvidia-smi` where present; nothing here imports
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import mmap
 import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 # CPU flags that decide how INT8 runs on x86 (ONNX Runtime's and OpenVINO's u8/s8 kernels use VNNI / AMX when
-# present): /proc/cpuinfo's name, what reports call it, and numpy's CPUID name where numpy lists it.
+# present): /proc/cpuinfo's name, what reports call it, and its name in ``cpuid_features()``.
 INT8_FLAGS = {
     "avx2": ("AVX2", "AVX2"),
     "avx512f": ("AVX-512", "AVX512F"),
     "avx512_vnni": ("AVX-512 VNNI", "AVX512VNNI"),
-    "avx_vnni": ("AVX-VNNI", None),
-    "amx_int8": ("AMX-INT8", None),
+    "avx_vnni": ("AVX-VNNI", "AVX_VNNI"),
+    "amx_int8": ("AMX-INT8", "AMX_INT8"),
 }
 GPU_QUERY = "name,compute_cap,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
 
@@ -39,26 +43,85 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
 
+@functools.cache
 def cpuid_features() -> dict[str, bool] | None:
-    """The features numpy's dispatcher read with CPUID (what the INT8 kernels read too), or None where unknown.
+    """The features the CPU itself reports through CPUID (what the INT8 kernels read too), or None where unknown;
+    read once per process.
 
     /proc/cpuinfo is the host kernel's view; under an emulator (``qemu-x86_64 -cpu Haswell``, which rn50's
-    tests use to run the AVX2 class's kernels on any x86 machine) only CPUID tells what the kernels will use."""
+    tests use to run the AVX2 class's kernels on any x86 machine) only CPUID tells what the kernels will use.
+    numpy's dispatcher table gives AVX2, AVX-512 and AVX-512 VNNI; AVX-VNNI and AMX-INT8, which it does not list
+    (nor does py-cpuinfo), are read with the CPUID instruction itself (``_cpuid``)."""
+    found: dict[str, bool] | None = None
     for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
         try:
             features = getattr(__import__(module, fromlist=["__cpu_features__"]), "__cpu_features__", None)
         except ImportError:
             continue
         if isinstance(features, dict):
-            return {str(k): bool(v) for k, v in features.items()}
-    return None
+            found = {str(k): bool(v) for k, v in features.items()}
+            break
+    leaf7 = _cpuid(7, 0) if (top := _cpuid(0, 0)) is not None and top[0] >= 7 else None
+    if leaf7 is not None:
+        found = dict(found or {})
+        found["AVX512VNNI"] = bool(leaf7[2] >> 11 & 1)  # leaf 7.0 ECX bit 11
+        found["AMX_INT8"] = bool(leaf7[3] >> 25 & 1)  # leaf 7.0 EDX bit 25
+        sub1 = _cpuid(7, 1) if leaf7[0] >= 1 else None
+        found["AVX_VNNI"] = bool(sub1 is not None and sub1[0] >> 4 & 1)  # leaf 7.1 EAX bit 4
+    return found
+
+
+# x86-64 System V: cpuid(leaf=edi, subleaf=esi, out=rdx) writes EAX, EBX, ECX, EDX to out[0..3].
+_CPUID_CODE = bytes.fromhex(
+    "4989d0"  # mov r8, rdx
+    "89f8"  # mov eax, edi
+    "89f1"  # mov ecx, esi
+    "53"  # push rbx (callee-saved; cpuid writes it)
+    "0fa2"  # cpuid
+    "418900"  # mov [r8], eax
+    "41895804"  # mov [r8+4], ebx
+    "41894808"  # mov [r8+8], ecx
+    "4189500c"  # mov [r8+12], edx
+    "5b"  # pop rbx
+    "c3"  # ret
+)
+
+
+_CODE_PAGES: list[mmap.mmap] = []
+
+
+@functools.cache
+def _cpuid_function() -> Any:
+    """The CPUID instruction as a callable, from a page of executable memory; None off x86-64 Linux or where the
+    system forbids executable anonymous memory."""
+    if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except (OSError, ValueError):
+        return None
+    page.write(_CPUID_CODE)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    function = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32 * 4))(address)
+    _CODE_PAGES.append(page)  # mapped for the life of the process, as the function is
+    return function
+
+
+def _cpuid(leaf: int, subleaf: int) -> tuple[int, int, int, int] | None:
+    """EAX, EBX, ECX, EDX of CPUID(leaf, subleaf), or None where it cannot be executed here."""
+    function = _cpuid_function()
+    if function is None:
+        return None
+    out = (ctypes.c_uint32 * 4)()
+    function(leaf, subleaf, ctypes.byref(out))
+    return out[0], out[1], out[2], out[3]
 
 
 def int8_class(flags: set[str], *, arch: str, cpuid: dict[str, bool] | None = None) -> str:
     """``vnni`` or ``avx2`` (``CPU_CLASSES``) from /proc/cpuinfo's ``flags`` and, where given, CPUID's view.
 
-    CPUID decides AVX-512 VNNI where it is known (numpy lists it); AVX-VNNI and AMX, which numpy does not list,
-    come from the flags."""
+    CPUID decides each feature where it is known; the flags only where it is not (a fixture file, or a machine
+    where CPUID cannot be read)."""
     if arch.lower() not in X86:
         return VNNI
     present = set(features(flags, cpuid))
@@ -66,7 +129,7 @@ def int8_class(flags: set[str], *, arch: str, cpuid: dict[str, bool] | None = No
 
 
 def features(flags: set[str], cpuid: dict[str, bool] | None) -> list[str]:
-    """The INT8-relevant features, by CPUID where numpy knows the feature, else by the kernel's flags."""
+    """The INT8-relevant features, by CPUID where it is known, else by the kernel's flags."""
     out = []
     for flag, (name, cpuid_name) in INT8_FLAGS.items():
         by_cpuid = cpuid.get(cpuid_name) if cpuid is not None and cpuid_name is not None else None
