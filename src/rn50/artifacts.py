@@ -238,6 +238,7 @@ class WorkDir:
     def __init__(self, root: Path | str = DEFAULT_WORKDIR, *, write: bool = True):
         """``write`` False: a directory only read (rn50 verify, rn50 serve), which may be read-only."""
         self.root = Path(root)
+        self.created = not self.root.exists()  # made by this run: removed again if the run leaves nothing in it
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"output path {self.root} is a file, not a directory", fix="pass --out a directory")
         if not write:
@@ -297,6 +298,9 @@ class WorkDir:
             yield
         finally:
             lock.unlink(missing_ok=True)
+            if self.created:
+                with contextlib.suppress(OSError):  # not empty: the run wrote something, which stays
+                    self.root.rmdir()
 
     def _remove_partials(self) -> None:
         left = sorted(p for p in self.root.rglob(f".*{PARTIAL}") if p.is_file())

@@ -325,6 +325,13 @@ class _LevelFormatter(logging.Formatter):
         return f"{level}: {record.getMessage()}" if level == "warning" else f"[{level}] {record.getMessage()}"
 
 
+def print_version(value: bool) -> None:
+    """--version, alone or before a command: run while the line is parsed, so no command is required."""
+    if value:
+        out.print(f"rn50 {__version__}")
+        raise typer.Exit()
+
+
 def build_app() -> typer.Typer:
     """The command line, built from ``COMMANDS`` and the runtime table as they are now."""
     app = typer.Typer(
@@ -339,11 +346,10 @@ def build_app() -> typer.Typer:
     @app.callback()
     def main_options(
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress and show tracebacks.")] = False,
-        version: Annotated[bool, typer.Option("--version", is_eager=True, help="Print the version.")] = False,
+        version: Annotated[
+            bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print the version.")
+        ] = False,
     ) -> None:
-        if version:
-            out.print(f"rn50 {__version__}")
-            raise typer.Exit()
         STATE["verbose"] = verbose
         handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
         handler.setFormatter(_LevelFormatter())

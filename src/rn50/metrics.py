@@ -17,6 +17,11 @@ from rn50.jsonio import jsonable
 EPS = 1e-12
 
 
+def fmt(value: float | None, spec: str) -> str:
+    """A number of a report, or "–" where it does not exist (top-1 of an output that is not a class score)."""
+    return "–" if value is None else format(value, spec)
+
+
 @dataclass(frozen=True)
 class OutputMetrics:
     max_abs: float

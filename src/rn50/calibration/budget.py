@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rn50.metrics import fmt
+
 if TYPE_CHECKING:  # kept light: the CLI imports this module's defaults
     from collections.abc import Callable
 
@@ -105,8 +107,8 @@ class BudgetSearch:
         return (
             f"budget {self.budget.describe()} {verb} with {len(self.excluded)} layer(s) left out of INT8 ({tried} "
             "tried): "
-            f"cosine mean {first.cosine_mean:.6f} → {last.cosine_mean:.6f}, top-1 {first.top1_agreement:.3f} → "
-            f"{last.top1_agreement:.3f} ({self.checked_on} held-apart crops, {self.seconds:.0f} s)"
+            f"cosine mean {first.cosine_mean:.6f} → {last.cosine_mean:.6f}, top-1 {fmt(first.top1_agreement, '.3f')} → "
+            f"{fmt(last.top1_agreement, '.3f')} ({self.checked_on} held-apart crops, {self.seconds:.0f} s)"
         )
 
 

@@ -10,6 +10,7 @@ from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed
 from rn50.exporter.config import ExportConfig, check_opset
 from rn50.flags import flag
+from rn50.metrics import fmt
 from rn50.reports.render import Section
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class ExportOutcome:
                             str(c.batch),
                             f"{c.metrics.max_abs:.3g}",
                             f"{c.metrics.cosine_min:.8f}",
-                            f"{c.metrics.top1_agreement:.3f}",
+                            fmt(c.metrics.top1_agreement, ".3f"),
                             "pass" if not c.failures else "FAIL: " + "; ".join(c.failures),
                         ]
                         for c in v.checks

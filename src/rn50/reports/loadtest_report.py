@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
+from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results.loadtest_results import REPORT, to_dict
 
@@ -77,7 +78,7 @@ def sections(data: dict[str, Any], *, image: str | None = None) -> list[Section]
         head.after.append(
             f"All answers against the reference: worst cosine {overall['cosine_min']:.6f}, mean "
             f"{overall['cosine_mean']:.6f}, "
-            f"max abs {overall['max_abs']:.3g}, top-1 agreement {overall['top1_agreement']:.3f}."
+            f"max abs {overall['max_abs']:.3g}, top-1 agreement {fmt(overall['top1_agreement'], '.3f')}."
         )
     for lv in data["levels"]:
         head.bullets += [f"{lv['concurrency']} client(s), wrong: {w}" for w in lv["wrong_examples"]]

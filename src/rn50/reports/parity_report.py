@@ -13,6 +13,7 @@ import numpy as np
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
+from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results.parity_results import REPORT, ParityReport, TargetResult, to_dict
 from rn50.runtimes.registry import standin_note
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return "–" if x is None else format(x, spec)
 
 
 def verdict_text(r: TargetResult) -> str:
@@ -96,9 +93,9 @@ def sections(report: ParityReport, *, image: str | None = None) -> list[Section]
                 f"{m.max_abs:.3g}",
                 f"{m.cosine_mean:.6f}",
                 f"{m.cosine_min:.6f}",
-                _fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
-                _fmt(m.top1_agreement, ".3f"),
-                _fmt(m.top5_overlap, ".3f"),
+                fmt(m.sqnr_db if math.isfinite(m.sqnr_db) else None, ".1f"),
+                fmt(m.top1_agreement, ".3f"),
+                fmt(m.top5_overlap, ".3f"),
                 verdict_text(r),
             ]
         )
@@ -160,10 +157,8 @@ def sections(report: ParityReport, *, image: str | None = None) -> list[Section]
             )
         )
     if feeds.labelled:
-        rows = [["reference", ref.label, _fmt(ref.accuracy_top1, ".4f"), _fmt(ref.accuracy_top5, ".4f")]]
-        rows += [
-            [r.runtime, r.artifact, _fmt(r.accuracy_top1, ".4f"), _fmt(r.accuracy_top5, ".4f")] for r in report.ran
-        ]
+        rows = [["reference", ref.label, fmt(ref.accuracy_top1, ".4f"), fmt(ref.accuracy_top5, ".4f")]]
+        rows += [[r.runtime, r.artifact, fmt(r.accuracy_top1, ".4f"), fmt(r.accuracy_top5, ".4f")] for r in report.ran]
         parts.append(Section("Accuracy", "accuracy", header=["runtime", "artifact", "top-1", "top-5"], rows=rows))
     return parts
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
 from rn50.jsonio import jsonable, read_json
+from rn50.metrics import fmt
 from rn50.reports.render import Section, to_markdown
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def summary_sections(results: list[QuantizeResult]) -> list[Section]:
                 f"{o.cosine_mean:.6f}",
                 f"{o.cosine_min:.6f}",
                 f"{o.sqnr_db:.1f}",
-                f"{o.top1_agreement:.3f}",
+                fmt(o.top1_agreement, ".3f"),
                 worst,
             ]
         )
@@ -74,7 +75,7 @@ def quality_sections(results: list[QuantizeResult]) -> list[Section]:
             r.name,
             paragraphs=[
                 f"Logits: cosine mean {o.cosine_mean:.6f}, worst {o.cosine_min:.6f}, SQNR {o.sqnr_db:.1f} dB, "
-                f"top-1 agreement {o.top1_agreement:.3f}."
+                f"top-1 agreement {fmt(o.top1_agreement, '.3f')}."
             ],
             bullets=list(r.notes),
         )
@@ -128,7 +129,7 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
                 "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
                 f"{st['output']['cosine_mean']:.6f}",
                 f"{st['output']['cosine_min']:.6f}",
-                f"{st['output']['top1_agreement']:.3f}",
+                fmt(st["output"]["top1_agreement"], ".3f"),
                 "met" if st["met"] else "not met",
             ]
             for k, st in enumerate(s["steps"])

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rn50.artifacts import WorkDir, atomic_write_text, versions
 from rn50.errors import UsageError
 from rn50.machine import describe
+from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_html, to_markdown
 from rn50.runtimes.registry import standin_note
 
@@ -81,7 +82,9 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
             shipped = results[(best.runtime, best.artifact)]
             m = shipped.metrics
             error = (
-                f"cos mean {m.cosine_mean:.4f}, worst {m.cosine_min:.4f}, top-1 {m.top1_agreement:.2f}" if m else "—"
+                f"cos mean {m.cosine_mean:.4f}, worst {m.cosine_min:.4f}, top-1 {fmt(m.top1_agreement, '.2f')}"
+                if m
+                else "—"
             )
             out.bullets.append(
                 f"{name}: ship **{Path(shipped.path).name}** ({best.artifact}) on **{best.runtime}** "

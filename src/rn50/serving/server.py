@@ -125,6 +125,21 @@ def _load_error(log_file: Path) -> str | None:
     return found.group(1) if found else None
 
 
+def _quiet(triton_class: Any) -> Any:
+    """PyTriton's Triton with the server's own output kept off rn50's stdout. Its TritonServer echoes every line
+    tritonserver writes outside its log file ("Signal (2) received." when stopped) to stdout unless made with
+    verbose=False, which Triton does not pass: that broke `--json` output. The lines stay in PyTriton's record."""
+
+    class QuietTriton(triton_class):
+        def _initialize_server(self) -> None:
+            super()._initialize_server()
+            server = getattr(self, "_triton_server", None)
+            if server is not None and hasattr(server, "_verbose"):
+                server._verbose = False
+
+    return QuietTriton
+
+
 def _start(triton: Any, started: list[BaseException | None], release: threading.Event) -> None:
     """Starts the server and waits until it and its models are ready; then stays, until released, because
     PyTriton starts tritonserver with PR_SET_PDEATHSIG, and Linux sends that signal when the starting
@@ -161,7 +176,7 @@ def running(repository: Path, endpoints: Endpoints, *, log_file: Path) -> Iterat
         strict_readiness=True,
         allow_gpu_metrics=shutil.which("nvidia-smi") is not None,
     )
-    triton = Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=list(RESTRICTED)))
+    triton = _quiet(Triton)(config=config, security_config=TritonSecurityConfig(restricted_endpoints=list(RESTRICTED)))
     started: list[BaseException | None] = []
     release = threading.Event()
     threading.Thread(target=_start, args=(triton, started, release), daemon=True).start()
