@@ -451,3 +451,39 @@ def test_a_full_disk_in_triton_repo_is_one_line_and_the_index_lists_what_was_wri
     index = json.loads((repo / "rn50-repository.json").read_text())
     folders = {p.name for p in repo.iterdir() if p.is_dir()}
     assert [m["name"] for m in index["models"]] == sorted(folders) == ["onnx-fp32-cpu"]  # no folder the index misses
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.parametrize("landing", ["tiny.int8.tensorrt.onnx", "tiny.int8.onnxruntime-cpu.onnx", "tiny.fp16.onnx"])
+def test_an_interrupt_as_a_new_artifact_lands_leaves_file_and_manifest_agreeing(
+    quantized_tiny: Path, tmp_path: Path, landing: str
+) -> None:
+    """SIGINT the moment a new file replaces the old one (its inode changes): the manifest records the file that is
+    there, old or new, so `rn50 verify` passes. (Once the manifest was written only when quantize ended, and a
+    Ctrl-C in between left a new file under the old record.) Another method makes files that differ from the old."""
+    work = Path(shutil.copytree(quantized_tiny, tmp_path / "work"))
+    target = work / landing
+    before = _inode(target)
+    proc = subprocess.Popen(
+        ["rn50", "quantize", "--int8", "--fp16", "--count", "16", "--method", "percentile", "--out", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _inode(target) == before and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    landed = _inode(target) != before
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert landed, f"{landing} was never replaced: {stderr}"
+    assert proc.returncode in (0, 130) and "Traceback" not in stderr, stderr
+    verified = subprocess.run(["rn50", "verify", "--out", str(work)], capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert not list(work.rglob("*.partial")) and not (work / LOCK).exists()

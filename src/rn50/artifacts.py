@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
-from rn50.errors import UsageError, check_interrupt
+from rn50.errors import UsageError, check_interrupt, uninterrupted
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ def _os_error(path: Path, e: OSError) -> UsageError:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``target``; on success it replaces ``target``, else it is removed."""
+def atomic_path(target: Path, *, then: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Yields a temporary path next to ``target``; on success it replaces ``target``, else it is removed. ``then``
+    (recording the new file in the manifest) runs right after the replace, and an interrupt waits for both."""
     target = Path(target)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL, dir=target.parent)
@@ -95,7 +96,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         check_interrupt()  # nothing is committed after Ctrl-C/SIGTERM, even one a library swallowed
-        os.replace(tmp, target)
+        with uninterrupted():
+            os.replace(tmp, target)
+            if then is not None:
+                then()
     except OSError as e:
         raise _os_error(target, e) from e
     finally:  # also on KeyboardInterrupt

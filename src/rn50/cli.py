@@ -366,10 +366,11 @@ app = build_app()
 def _interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C and SIGTERM alike: partial files removed, lock released, exit 130. The flag outlives the
     KeyboardInterrupt, so that a library that swallows it cannot turn an interrupted run into a finished one."""
-    from rn50.errors import INTERRUPT
+    from rn50.errors import INTERRUPT, deferring
 
     INTERRUPT.set()
-    raise KeyboardInterrupt
+    if not deferring():  # else raised when the steps that must land together have landed
+        raise KeyboardInterrupt
 
 
 def main() -> None:

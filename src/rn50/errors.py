@@ -5,17 +5,42 @@ Exit codes (the CLI maps them): 0 ok, 1 a check failed, 2 bad input or usage, 13
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Set by the CLI's SIGINT/SIGTERM handler. A library may swallow the KeyboardInterrupt the handler raises
 # (torch.export catches it and retries another way): writes check this flag before they commit.
 INTERRUPT = threading.Event()
+# How many ``uninterrupted`` blocks are running (they nest: a file's landing records it, and the manifest's own
+# write is atomic too): steps that must happen together (a file replaced and the manifest entry that records it), so
+# an interrupt waits until they are done.
+_DEFERRING = [0]
+
+
+def deferring() -> bool:
+    return _DEFERRING[0] > 0
 
 
 def check_interrupt() -> None:
-    """Raise KeyboardInterrupt if an interrupt arrived, even one a library swallowed."""
-    if INTERRUPT.is_set():
+    """Raise KeyboardInterrupt if an interrupt arrived, even one a library swallowed (not inside ``uninterrupted``)."""
+    if INTERRUPT.is_set() and not deferring():
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block has run (it must be short), then interrupt: a new artifact and the
+    manifest entry that records it land together, or neither does."""
+    _DEFERRING[0] += 1
+    try:
+        yield
+    finally:
+        _DEFERRING[0] -= 1
+    check_interrupt()
 
 
 class Rn50Error(Exception):

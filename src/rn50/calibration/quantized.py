@@ -16,7 +16,7 @@ from rn50.calibration import budget as int8_budget
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
 from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
-from rn50.errors import CheckFailed, UsageError
+from rn50.errors import CheckFailed, UsageError, uninterrupted
 from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
@@ -160,11 +160,9 @@ def make_int8_files(
     results = []
     for target, proto, search in made:
         name = f"onnx-int8-{target}"
-        out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", f".int8.{target}.onnx"))
-        output, layers = compare_to_fp32(reference, proto, crops)
+        output, layers = compare_to_fp32(reference, proto, crops)  # measured before the file lands
         excluded = sorted(lint.excluded_of(proto))
         notes = (search.summary(),) if search is not None else ()
-        result = QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, search, form_of(proto))
         params = {
             "target": target,
             "method": table.method,
@@ -180,20 +178,24 @@ def make_int8_files(
             params["cpu_class"] = cpu_class
         if budget is not None:
             params["budget"] = budget.describe()
-        workdir.record(
-            Artifact(
-                name,
-                out_path.name,
-                "onnx",
-                "int8",
-                digest,
-                fp32.sha256,
-                params,
-                versions(),
-                extra={"cosine_mean": result.output.cosine_mean, "sqnr_db": result.output.sqnr_db},
+        with uninterrupted():  # each file and its manifest entry land together, as it is made
+            out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", f".int8.{target}.onnx"))
+            workdir.record(
+                Artifact(
+                    name,
+                    out_path.name,
+                    "onnx",
+                    "int8",
+                    digest,
+                    fp32.sha256,
+                    params,
+                    versions(),
+                    extra={"cosine_mean": output.cosine_mean, "sqnr_db": output.sqnr_db},
+                )
             )
+        results.append(
+            QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, search, form_of(proto))
         )
-        results.append(result)
     if missed:
         written = [r.name for r in results]
         raise BudgetMissed(
@@ -225,21 +227,21 @@ def make_fp16_file(workdir: WorkDir) -> QuantizeResult:
     proto, kept = to_fp16(model, ranges)
     onnx.checker.check_model(proto)
     stamp_metadata(proto, {"rn50.precision": "fp16", "rn50.fp32_nodes": json.dumps(kept)})
-    out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
-    output, _ = compare_to_fp32(fp32_reference(model, crops, layers=False), proto, crops)
-    result = QuantizeResult("onnx-fp16", out_path, "fp16", "any", output, (), tuple(f"kept in FP32: {n}" for n in kept))
-    workdir.record(
-        Artifact(
-            "onnx-fp16",
-            out_path.name,
-            "onnx",
-            "fp16",
-            digest,
-            fp32.sha256,
-            {"io": "float32", "fp32_nodes": kept},
-            versions(),
-            extra={"cosine_mean": result.output.cosine_mean},
+    output, _ = compare_to_fp32(fp32_reference(model, crops, layers=False), proto, crops)  # before the file lands
+    with uninterrupted():  # the file and its manifest entry land together
+        out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
+        workdir.record(
+            Artifact(
+                "onnx-fp16",
+                out_path.name,
+                "onnx",
+                "fp16",
+                digest,
+                fp32.sha256,
+                {"io": "float32", "fp32_nodes": kept},
+                versions(),
+                extra={"cosine_mean": output.cosine_mean},
+            )
         )
-    )
-    return result
+    return QuantizeResult("onnx-fp16", out_path, "fp16", "any", output, (), tuple(f"kept in FP32: {n}" for n in kept))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import Artifact, atomic_write_text, sha256_file, versions
-from rn50.errors import UsageError
+from rn50.errors import UsageError, uninterrupted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -119,23 +119,24 @@ def table_for(
     ranges = collect_ranges(path, feeds, method, options, batch=batch, progress=progress)
     table = CalibrationTable(ranges, method, options, fp32.sha256, feeds.fingerprint, feeds.description, len(feeds))
     target.parent.mkdir(exist_ok=True)
-    table.save(target)
-    workdir.record(
-        Artifact(
-            f"calibration-{method}",
-            str(target.relative_to(workdir.root)),
-            "calibration-table",
-            "int8",
-            sha256_file(target),
-            fp32.sha256,
-            {
-                "method": method,
-                "options": options,
-                "images": len(feeds),
-                "set": feeds.description,
-                "set_fingerprint": feeds.fingerprint,
-            },
-            versions(),
+    with uninterrupted():  # the table and its manifest entry land together
+        table.save(target)
+        workdir.record(
+            Artifact(
+                f"calibration-{method}",
+                str(target.relative_to(workdir.root)),
+                "calibration-table",
+                "int8",
+                sha256_file(target),
+                fp32.sha256,
+                {
+                    "method": method,
+                    "options": options,
+                    "images": len(feeds),
+                    "set": feeds.description,
+                    "set_fingerprint": feeds.fingerprint,
+                },
+                versions(),
+            )
         )
-    )
     return CalibrationResult(table, target, False)

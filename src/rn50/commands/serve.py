@@ -4,9 +4,11 @@ metrics endpoints. Ready only once the model has answered a request through the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,16 +251,26 @@ def served_copy(served: ServedArtifact, folder: Path) -> ServedArtifact:
     return dataclasses.replace(served, path=folder / ("model" + served.path.suffix))
 
 
-def _keep_log(log_file: Path, kept: Path) -> None:
-    """Triton's log, kept in the work directory (the server's own record of what it did), whole or not at all; best
-    effort. Also after Ctrl-C or SIGTERM, which is how a server is stopped (rn50's artifact writes refuse to commit
-    then: not this log)."""
-    partial = kept.with_name(f".{kept.name}{PARTIAL}")
-    try:
-        if log_file.is_file():
+def _keep_log(log_file: Path, kept: Path) -> Path | None:
+    """Triton's log, kept in the work directory (the server's own record of what it did), whole or not at all; where
+    that cannot be written (a read-only work directory), in the temporary folder instead, and said where. Best
+    effort, never an error of its own: it runs also after Ctrl-C or SIGTERM, which is how a server is stopped
+    (rn50's artifact writes refuse to commit then: not this log). Returns where it was kept."""
+    if not log_file.is_file():
+        return None
+    fallback = Path(tempfile.gettempdir()) / f"rn50-{kept.stem}-{os.getpid()}.log"
+    for target in (kept, fallback):
+        partial = target.with_name(f".{target.name}{PARTIAL}")
+        try:
             shutil.copyfile(log_file, partial)
-            os.replace(partial, kept)
-    except OSError as e:
-        logging.getLogger(__name__).warning("could not keep Triton's log as %s: %s", kept, e.strerror or e)
-    finally:
-        partial.unlink(missing_ok=True)
+            os.replace(partial, target)
+        except OSError as e:
+            logging.getLogger(__name__).warning("could not keep Triton's log as %s: %s", target, e.strerror or e)
+            continue
+        finally:
+            with contextlib.suppress(OSError):  # a read-only file system refuses even removing what is not there
+                partial.unlink(missing_ok=True)
+        if target != kept:
+            logging.getLogger(__name__).warning("kept Triton's log as %s instead", target)
+        return target
+    return None

@@ -70,21 +70,19 @@ def keep_weights(workdir: WorkDir, loaded: LoadedModel, depth: int) -> None:
 
     seeded = loaded.source == SEEDED
     target = workdir.path(f"seeded-resnet{depth}.pt" if seeded else f"weights-resnet{depth}.pt")
-    with atomic_path(target) as tmp:
+    with atomic_path(target, then=lambda: workdir.record(kept)) as tmp:  # the file and its record land together
         torch.save(loaded.model.state_dict(), str(tmp))
-    workdir.record(
-        Artifact(
+        kept = Artifact(
             kept_weights_name(loaded.source),
             target.name,
             "weights",
             "fp32",
-            sha256_file(target),
+            sha256_file(tmp),
             None,
             {"depth": depth},
             versions(),
             extra={"fingerprint": loaded.fingerprint} | ({} if seeded else {"source": loaded.source}),
         )
-    )
 
 
 def write_fp32_onnx(
@@ -97,13 +95,13 @@ def write_fp32_onnx(
     workdir.check_model(record)
     proto = build_onnx(loaded, config)
     target = workdir.path(f"resnet{config.depth}.fp32.onnx")
-    with atomic_path(target) as tmp:
-        onnx.save_model(proto, str(tmp))
-    digest = sha256_file(target)
-    result = verify_onnx(target, loaded.model) if verify else None
     keep_weights(workdir, loaded, config.depth)
-    workdir.record(
-        Artifact(
+    # Verified before it lands; the file and the manifest entry that records it land together (an interrupt waits).
+    with atomic_path(target, then=lambda: workdir.record(artifact, model=record)) as tmp:
+        onnx.save_model(proto, str(tmp))
+        digest = sha256_file(tmp)
+        result = verify_onnx(tmp, loaded.model) if verify else None
+        artifact = Artifact(
             name=FP32_NAME,
             path=target.name,
             kind="onnx",
@@ -114,9 +112,7 @@ def write_fp32_onnx(
             versions=versions(),
             verified=None if result is None else result.passed,
             extra={} if result is None else {"verify_max_abs": result.max_abs, "verify_cosine_min": result.cosine_min},
-        ),
-        model=record,
-    )
+        )
     return ExportResult(target, digest, config.opset, len(proto.graph.node), result)
 
 

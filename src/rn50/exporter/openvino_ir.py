@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rn50.artifacts import PARTIAL, Artifact, sha256_file, versions
-from rn50.errors import check_interrupt
+from rn50.errors import check_interrupt, uninterrupted
 from rn50.metrics import OutputMetrics, Thresholds, compare
 
 if TYPE_CHECKING:
@@ -84,29 +84,39 @@ def write_ir(workdir: WorkDir, onnx_artifact: str) -> IrResult:
         crops = sample_crops(VERIFY_CROPS, split="evaluation")
         metrics = compare(_outputs(staging / xml.name, crops), _outputs(onnx_path, crops))
         failures = tuple(IR_THRESHOLDS.failures(metrics))
+        xml_sha, bin_sha = sha256_file(staging / xml.name), sha256_file(staging / weights.name)
+        config = {"source": art.name, "converter": "openvino.convert_model", "compress_to_fp16": False}
+        check = {"verify_max_abs": metrics.max_abs, "verify_cosine_min": metrics.cosine_min, "weights": weights.name}
         check_interrupt()
-        os.replace(staging / weights.name, weights)  # the weights first: an .xml is never left without its .bin
-        os.replace(staging / xml.name, xml)
+        with uninterrupted():  # both files and their manifest entries land together
+            os.replace(staging / weights.name, weights)  # the weights first: an .xml is never left without its .bin
+            os.replace(staging / xml.name, xml)
+            workdir.record(
+                Artifact(
+                    weights_name(name),
+                    weights.name,
+                    "ir-weights",
+                    art.precision,
+                    bin_sha,
+                    art.sha256,
+                    config,
+                    versions(),
+                )
+            )
+            workdir.record(
+                Artifact(
+                    name,
+                    xml.name,
+                    "ir",
+                    art.precision,
+                    xml_sha,
+                    art.sha256,
+                    config,
+                    versions(),
+                    verified=not failures,
+                    extra=check,
+                )
+            )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    xml_sha, bin_sha = sha256_file(xml), sha256_file(weights)
-    config = {"source": art.name, "converter": "openvino.convert_model", "compress_to_fp16": False}
-    check = {"verify_max_abs": metrics.max_abs, "verify_cosine_min": metrics.cosine_min, "weights": weights.name}
-    workdir.record(
-        Artifact(weights_name(name), weights.name, "ir-weights", art.precision, bin_sha, art.sha256, config, versions())
-    )
-    workdir.record(
-        Artifact(
-            name,
-            xml.name,
-            "ir",
-            art.precision,
-            xml_sha,
-            art.sha256,
-            config,
-            versions(),
-            verified=not failures,
-            extra=check,
-        )
-    )
     return IrResult(name, xml, weights, metrics, failures)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from rn50.artifacts import Artifact, WorkDir, atomic_write_bytes, sha256_file, versions
-from rn50.errors import UsageError
+from rn50.errors import UsageError, uninterrupted
 from rn50.runtimes.trt_plan import (
     BuildOptions,
     LayerReport,
@@ -89,34 +89,35 @@ def build_engine(
     if opts.precision == "int8":
         check_int8_engine(layers, excluded)  # nothing written for an engine that is not really INT8
     atomic_write_bytes(cache_path, built.timing_cache)
-    atomic_write_bytes(engine_path.with_name(engine_path.name + ".layers.json"), built.inspector_json.encode())
-    atomic_write_bytes(engine_path, built.plan)
-    lo, opt, hi = profile_shapes(opts)
-    sidecar = Sidecar(
-        trt_version,
-        gpu,
-        cc,
-        onnx_sha,
-        sha256_file(engine_path),
-        key,
-        asdict(opts),
-        [{"input_min": list(lo), "input_opt": list(opt), "input_max": list(hi)}],
-        built.io,
-        asdict(layers),
-        runtime=runtime,
-    )
-    sidecar.save(side_path)
-    workdir.record(
-        Artifact(
-            f"engine-{opts.precision}",
-            engine_path.name,
-            "engine",
-            opts.precision,
-            sidecar.engine_sha256,
+    with uninterrupted():  # the engine, its sidecar, its layer report and its manifest entry land together
+        atomic_write_bytes(engine_path.with_name(engine_path.name + ".layers.json"), built.inspector_json.encode())
+        atomic_write_bytes(engine_path, built.plan)
+        lo, opt, hi = profile_shapes(opts)
+        sidecar = Sidecar(
+            trt_version,
+            gpu,
+            cc,
             onnx_sha,
-            asdict(opts) | {"onnx": onnx_name},
-            versions() | {"tensorrt": trt_version, "gpu": gpu, "compute_capability": cc},
-            extra={"runtime": runtime},
+            sha256_file(engine_path),
+            key,
+            asdict(opts),
+            [{"input_min": list(lo), "input_opt": list(opt), "input_max": list(hi)}],
+            built.io,
+            asdict(layers),
+            runtime=runtime,
         )
-    )
+        sidecar.save(side_path)
+        workdir.record(
+            Artifact(
+                f"engine-{opts.precision}",
+                engine_path.name,
+                "engine",
+                opts.precision,
+                sidecar.engine_sha256,
+                onnx_sha,
+                asdict(opts) | {"onnx": onnx_name},
+                versions() | {"tensorrt": trt_version, "gpu": gpu, "compute_capability": cc},
+                extra={"runtime": runtime},
+            )
+        )
     return BuildResult(engine_path, side_path, False, layers, runtime)
