@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from filelock import FileLock
 from helpers import readme_commands, run_readme_line
 
 from rn50.weights import LoadedModel, load_model
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Iterator
     from types import ModuleType
 
@@ -31,13 +33,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every pytest-xdist worker of this run shares (the parent of the workers' own base folders); without
+    xdist, this session's base folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session", autouse=True)
 def seeded_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The seeded weights are cached in a folder of this session's (inherited by every CLI subprocess), never
     in the user's own cache."""
     from rn50.weights import CACHE_ENV
 
-    folder = tmp_path_factory.mktemp("rn50-cache")
+    folder = shared_folder(tmp_path_factory) / "rn50-cache"  # built once for every worker of the run
+    folder.mkdir(exist_ok=True)
     before = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(folder)
     yield folder
@@ -173,5 +183,15 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpro
     assert first.split("#")[0].strip() == "rn50 pipeline", (
         f"the README quick start should be `rn50 pipeline`, found {first!r}"
     )
-    cwd = tmp_path_factory.mktemp("quickstart")
-    return cwd / "rn50-out", run_readme_line(first, cwd)
+    # Once per run, whichever xdist worker asks first; the others wait for it and read its record.
+    root = shared_folder(tmp_path_factory)
+    cwd, record = root / "quickstart", root / "quickstart.json"
+    with FileLock(str(root / "quickstart.lock")):
+        if not record.is_file():
+            cwd.mkdir()
+            done = run_readme_line(first, cwd)
+            record.write_text(
+                json.dumps({"args": done.args, "rc": done.returncode, "out": done.stdout, "err": done.stderr})
+            )
+        data = json.loads(record.read_text())
+    return cwd / "rn50-out", subprocess.CompletedProcess(data["args"], data["rc"], data["out"], data["err"])

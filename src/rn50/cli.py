@@ -237,7 +237,15 @@ def show(outcome: Any, as_json: bool) -> None:
         out.print_json(json.dumps(jsonable(outcome.to_dict())))
         return
     for renderable in to_rich(outcome.sections()):
-        out.print(renderable, soft_wrap=True, width=None if out.is_terminal else natural_width(renderable))
+        if out.is_terminal:
+            out.print(renderable, soft_wrap=True)
+            continue
+        width = out.width  # print(width=) cannot exceed the console's own: widen the console for this one
+        try:
+            out.width = natural_width(renderable)
+            out.print(renderable, soft_wrap=True)
+        finally:
+            out.width = width
 
 
 def natural_width(renderable: Any) -> int:

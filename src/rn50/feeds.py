@@ -79,9 +79,14 @@ class FeedSet:
     labels: np.ndarray | None = None  # (N,) int64 class indices, where known
     skipped: int = 0  # unreadable files left out
     warnings: tuple[str, ...] = field(default=())
+    names: tuple[str, ...] = field(default=())  # what each input is, for a report naming it (see ``name``)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def name(self, i: int) -> str:
+        """Input ``i`` as a user finds it again: the image file, the sample photo and crop, the array's index."""
+        return self.names[i] if i < len(self.names) else f"input {i}"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -124,7 +129,7 @@ def check_count(count: int, flag: str = "--count") -> None:
 
 
 def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spec: Preprocess = DEFAULT) -> FeedSet:
-    from rn50.samples import fingerprint, sample_crops
+    from rn50.samples import crop_names, fingerprint, sample_crops
 
     check_count(count)
     return FeedSet(
@@ -132,6 +137,7 @@ def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spe
         f"{count} sample-photo crops ({split} split)",
         sample_crops(count, split=split, spec=spec),
         fingerprint(count, split=split, spec=spec),
+        names=crop_names(count, split=split),
     )
 
 
@@ -141,7 +147,10 @@ def random_noise(count: int, *, seed: int = 0, spec: Preprocess = DEFAULT) -> Fe
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, 3, spec.crop, spec.crop), dtype=np.float32)
     fp = hashlib.sha256(f"random|{count}|{seed}|{spec.describe()}".encode()).hexdigest()
-    return FeedSet("random", f"{count} seeded random tensors (seed {seed})", images, fp, warnings=(RANDOM_WARNING,))
+    names = tuple(f"random tensor {i}" for i in range(count))
+    return FeedSet(
+        "random", f"{count} seeded random tensors (seed {seed})", images, fp, warnings=(RANDOM_WARNING,), names=names
+    )
 
 
 def _class_index(folder: Path) -> list[str] | None:
@@ -210,6 +219,7 @@ def image_folder(
         files = files[:limit]
     classes = _class_index(root)
     images, labels, skipped = ImageStore((3, spec.crop, spec.crop)), [], 0
+    names: list[str] = []
     digest = hashlib.sha256(f"folder|{spec.describe()}".encode())
     for done, path in enumerate(files, start=1):
         if progress is not None:
@@ -224,6 +234,7 @@ def image_folder(
         images.append(arr)
         del arr
         relative = path.relative_to(root)
+        names.append(str(relative))
         digest.update(str(relative).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
         if classes is not None:
@@ -252,6 +263,7 @@ def image_folder(
         label_arr,
         skipped,
         warnings,
+        tuple(names),
     )
 
 
@@ -301,7 +313,8 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
         raise UsageError(f"{p} holds zero images", fix="save at least one image")
     check_finite(arr, str(p))
     fp = hashlib.sha256(b"arrays|" + arr.tobytes()).hexdigest()
-    return FeedSet("arrays", f"{len(arr)} arrays from {p}", np.ascontiguousarray(arr), fp, labels)
+    names = tuple(f"{p.name}[{i}]" for i in range(len(arr)))
+    return FeedSet("arrays", f"{len(arr)} arrays from {p}", np.ascontiguousarray(arr), fp, labels, names=names)
 
 
 def check_array_file(path: Path) -> None:

@@ -92,6 +92,69 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> OutputMetrics:
 
 
 @dataclass(frozen=True)
+class PerInput:
+    """Each input's error against the reference: its output's cosine and largest absolute error, in input order."""
+
+    cosine: tuple[float, ...]
+    max_abs: tuple[float, ...]
+
+    @classmethod
+    def of(cls, candidate: np.ndarray, reference: np.ndarray) -> PerInput:
+        a = candidate.astype(np.float64).reshape(len(candidate), -1)
+        b = reference.astype(np.float64).reshape(len(reference), -1)
+        return cls(tuple(float(c) for c in _cosines(a, b)), tuple(float(d) for d in np.abs(a - b).max(1)))
+
+
+# Inputs named as the worst of a failing row; a failure is "a few inputs" when at most this share of them (at
+# least one) is below the worst-sample bound and the others alone keep every mean bound.
+WORST_SHOWN = 3
+FEW_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class InputVerdict:
+    """Which inputs a row's verdict hangs on: how many are below the worst-sample bound, whether the failure comes
+    from a few of them (the rest alone would pass) or from many, and the worst, named."""
+
+    total: int
+    bound: float | None  # the worst-sample cosine bound the inputs were judged by
+    below: int  # inputs whose cosine is under it
+    few: bool
+    rest_cosine_mean: float | None  # the mean cosine of the inputs that are not below
+    worst: tuple[tuple[str, float, float], ...]  # (input, cosine, max abs), worst first
+
+    def line(self) -> str:
+        worst = ", ".join(f"{name} (cos {cos:.4f}, max abs {abs_:.3g})" for name, cos, abs_ in self.worst)
+        if not self.below:
+            return f"no input below the worst-sample bound; the lowest: {worst}"
+        kind = (
+            f"a few: the other {self.total - self.below} alone have mean cos {self.rest_cosine_mean:.4f} and pass"
+            if self.few
+            else "many: the error is general, not a few outliers"
+        )
+        return f"{self.below} of {self.total} inputs below cos {self.bound} ({kind}); worst: {worst}"
+
+
+def input_verdict(inputs: PerInput, names: tuple[str, ...], thresholds: Thresholds) -> InputVerdict:
+    cos = np.asarray(inputs.cosine)
+    order = np.argsort(cos)
+    bound = thresholds.min_cosine
+    below = np.zeros(len(cos), bool) if bound is None else cos < bound
+    rest = cos[~below]
+    rest_mean = float(rest.mean()) if len(rest) else None
+    rest_pass = rest_mean is not None and (
+        thresholds.min_cosine_mean is None or rest_mean >= thresholds.min_cosine_mean
+    )
+    few = bool(below.any()) and int(below.sum()) <= max(1, int(FEW_SHARE * len(cos))) and rest_pass
+
+    def name(i: int) -> str:
+        return names[i] if i < len(names) else f"input {i}"
+
+    worst = tuple((name(int(i)), float(cos[i]), float(inputs.max_abs[i])) for i in order[:WORST_SHOWN])
+    return InputVerdict(len(cos), bound, int(below.sum()), few, rest_mean, worst)
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """A result passes when every set bound holds. ``None`` leaves a bound unchecked."""
 

@@ -78,6 +78,12 @@ def sample_crops(count: int, *, split: str = "evaluation", spec: Preprocess = DE
     return out
 
 
+def crop_names(count: int, *, split: str = "evaluation") -> tuple[str, ...]:
+    """Which photo and which of its crops each of ``sample_crops(count, split=split)`` is."""
+    paths = photo_paths()
+    return tuple(f"{paths[i % len(paths)].stem} crop {i // len(paths) + 1} ({split} split)" for i in range(count))
+
+
 def fingerprint(count: int, *, split: str, spec: Preprocess = DEFAULT) -> str:
     """Identifies a crop set without computing it: photo bytes, split, count, preprocess."""
     h = hashlib.sha256(f"samples|{split}|{count}|{spec.describe()}".encode())

@@ -244,6 +244,33 @@ def _strip_prefix(state: Mapping[str, object], path: Path) -> Mapping[str, objec
     return state
 
 
+def _shared_prefixes(keys: list[str]) -> list[str]:
+    """Every dotted prefix all ``keys`` share, shortest first (``pre.``, ``pre.encoder.``), each leaving every key at
+    least one part of its own."""
+    parts = [k.split(".") for k in keys]
+    shortest = min(len(p) for p in parts) - 1
+    out = []
+    for n in range(1, shortest + 1):
+        if len({tuple(p[:n]) for p in parts}) != 1:
+            break
+        out.append(".".join(parts[0][:n]) + ".")
+    return out
+
+
+def _strip_fitting_prefix(state: Mapping[str, object], depth: int, path: Path) -> Mapping[str, object] | None:
+    """``state`` without a prefix every key shares, when what remains fits ResNet-``depth`` exactly (any prefix: the
+    known wrappers' are removed before this); None where no prefix does. Mixed prefixes are not guessed at."""
+    keys = [str(k) for k in state]
+    for prefix in _shared_prefixes(keys):
+        candidate = {k[len(prefix) :]: v for k, v in state.items()}
+        if _mismatch_report(resnet(depth, num_classes=class_count(candidate)), candidate) is None:
+            log.warning(
+                "%s: removed the prefix %r shared by every key (the rest is ResNet-%d exactly)", path, prefix, depth
+            )
+            return candidate
+    return None
+
+
 def class_count(state: Mapping[str, object]) -> int:
     """The classes a state dict's classifier has (a fine-tuned head keeps its own), else ImageNet's 1000."""
     fc = state.get("fc.weight")
@@ -297,6 +324,8 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     state = _read_checkpoint(path)
     model = resnet(depth, num_classes=class_count(state))
     problem = _mismatch_report(model, state)
+    if problem and (fitted := _strip_fitting_prefix(state, depth, path)) is not None:
+        state, model, problem = fitted, resnet(depth, num_classes=class_count(fitted)), None
     if problem:
         guessed = guess_depth(state)
         hint = (

@@ -28,19 +28,24 @@ class LayerError:
     max_abs: float
 
 
-def _with_layer_outputs(model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
+def with_tensor_outputs(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also returns ``tensors`` (Polygraphy's "mark outputs")."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    by_name = {n.name: n for n in out.graph.node}
     present = {o.name for o in out.graph.output}
-    for name in nodes:
-        tensor = by_name[name].output[0]
+    for tensor in tensors:
         if tensor not in present:
             out.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
+            present.add(tensor)
     return out
 
 
-def _run(model: onnx.ModelProto, feed: np.ndarray, tensors: list[str]) -> list[np.ndarray]:
+def _with_layer_outputs(model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
+    by_name = {n.name: n for n in model.graph.node}
+    return with_tensor_outputs(model, [by_name[name].output[0] for name in nodes])
+
+
+def run_tensors(model: onnx.ModelProto, feed: np.ndarray, tensors: list[str]) -> list[np.ndarray]:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="rn50-layers-") as tmp:
@@ -61,16 +66,18 @@ class Fp32Reference:
     ops: dict[str, str]  # node name -> op type
 
 
-def _outputs(model: onnx.ModelProto, feed: np.ndarray, nodes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def layer_outputs(
+    model: onnx.ModelProto, feed: np.ndarray, nodes: list[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Logits and each named node's first output, in one run."""
     by_name = {n.name: n for n in model.graph.node}
-    outs = _run(_with_layer_outputs(model, nodes), feed, ["logits", *(by_name[n].output[0] for n in nodes)])
+    outs = run_tensors(_with_layer_outputs(model, nodes), feed, ["logits", *(by_name[n].output[0] for n in nodes)])
     return outs[0], dict(zip(nodes, outs[1:], strict=True))
 
 
 def fp32_reference(fp32: onnx.ModelProto, feed: np.ndarray, *, layers: bool = True) -> Fp32Reference:
     ops = {n.name: n.op_type for n in fp32.graph.node if n.op_type in LAYER_OPS} if layers else {}
-    logits, outs = _outputs(fp32, feed, list(ops))
+    logits, outs = layer_outputs(fp32, feed, list(ops))
     return Fp32Reference(logits, outs, ops)
 
 
@@ -80,7 +87,7 @@ def compare_to_fp32(
     """Final logits against FP32 and, for layers both graphs have, per-layer error worst first (lowest SQNR)."""
     present = {n.name for n in candidate.graph.node if n.op_type in LAYER_OPS}
     names = [n for n in reference.layers if n in present]
-    logits, got = _outputs(candidate, feed, names)
+    logits, got = layer_outputs(candidate, feed, names)
     rows = []
     for name in names:
         m = compare(got[name], reference.layers[name])

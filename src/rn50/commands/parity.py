@@ -21,6 +21,7 @@ from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed, UsageError
 from rn50.evaluation.comparison import run_parity
 from rn50.evaluation.targets import parity_targets
+from rn50.exporter.onnx_file import FP32_NAME
 from rn50.flags import flag
 from rn50.onnx_graph import load_header
 from rn50.reports import parity_report
@@ -100,6 +101,12 @@ def failure(report: ParityReport) -> CheckFailed:
     )
 
 
+def _fp32_onnx(workdir: WorkDir) -> Path | None:
+    """The work directory's FP32 graph (the INT8 files' source), where it has one."""
+    art = workdir.artifact(FP32_NAME)
+    return workdir.path(art.path) if art is not None else None
+
+
 def parity(
     options: ParityOptions,
     workdir: WorkDir,
@@ -132,5 +139,6 @@ def parity(
         strict_runtimes=bool(options.runtimes),
         threads=options.threads,
         progress=lambda m: ui.status(f"parity: {m}"),
+        fp32_onnx=_fp32_onnx(workdir),
     )
     return ParityOutcome(report, parity_report.write(report, errors, workdir.root))

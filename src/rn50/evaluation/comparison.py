@@ -17,8 +17,9 @@ import numpy as np
 
 from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
+from rn50.evaluation.explanation import explain_failures
 from rn50.machine import describe
-from rn50.metrics import ENGINE, compare
+from rn50.metrics import ENGINE, PerInput, compare, input_verdict
 from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
 from rn50.runtimes.registry import Target, engine_deviation, make_runner
 
@@ -134,6 +135,7 @@ def compare_all(
     labels: np.ndarray | None,
     *,
     thresholds: Callable[[str], Thresholds],
+    names: tuple[str, ...] = (),
 ) -> tuple[list[TargetResult], dict[str, np.ndarray]]:
     """Each run against the reference (and an INT8 run's file against the reference, the run against its file):
     verdicts, and per label the per-element absolute errors (for plots)."""
@@ -168,6 +170,11 @@ def compare_all(
                 cause, fix = engine_deviation(t.runtime, t.form, cpu_class)
             failures += deviates
         top1, top5 = _accuracy(got, labels)
+        inputs = PerInput.of(got, ref)
+        file_inputs = PerInput.of(files[qdq], ref) if engine is not None and qdq is not None else None
+        # The verdict hangs on the inputs of what fails: an INT8 file that fails vs FP32 is judged on its inputs.
+        judged = file_inputs if file_inputs is not None and quantization is not None else inputs
+        verdict = input_verdict(judged, names, limits)
         results.append(
             TargetResult(
                 t.runtime,
@@ -190,6 +197,9 @@ def compare_all(
                 engine_limits.describe() if engine is not None else "",
                 cause,
                 fix,
+                inputs,
+                file_inputs,
+                verdict,
             )
         )
         errors[t.label] = np.abs(got.astype(np.float64) - ref).ravel()
@@ -207,16 +217,21 @@ def run_parity(
     strict_runtimes: bool = False,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    fp32_onnx: Path | None = None,
 ) -> tuple[ParityReport, dict[str, np.ndarray]]:
     """Returns the report and, per target label, the per-element absolute errors (for plots). The options
-    were checked by ``ParityOptions.check``."""
+    were checked by ``ParityOptions.check``. ``fp32_onnx``: the FP32 graph the INT8 files were made from, for the
+    cause of a failing INT8 row per input."""
     say = progress or (lambda _msg: None)
     say(f"reference {reference.label}")
     with reference:
         ref = run_batches(reference, feeds, batch)
         ref_device = reference.device
     runs, files = run_all(targets, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, say=say)
-    results, errors = compare_all(runs, ref, files, feeds.labels, thresholds=thresholds)
+    results, errors = compare_all(runs, ref, files, feeds.labels, thresholds=thresholds, names=feeds.names)
+    if any(r.status == "fail" and r.file_inputs is not None for r in results):
+        say("INT8: why the failing inputs fail, layer by layer")
+        results = explain_failures(results, feeds, fp32_onnx, getattr(reference, "model", None))
     ref_top1, ref_top5 = _accuracy(ref, feeds.labels)
     report = ParityReport(
         feeds=FeedSummary(
@@ -227,6 +242,7 @@ def run_parity(
             feeds.skipped,
             tuple(feeds.warnings) + tuple(few_images_warning(len(feeds))),
             feeds.labels is not None,
+            feeds.names,
         ),
         reference=Reference(reference.backend, reference.label, ref_device, ref_top1, ref_top5),
         results=tuple(results + list(skipped or [])),

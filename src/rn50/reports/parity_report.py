@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
+from rn50.calibration.outliers import DEPART_FACTOR, DEPARTS
 from rn50.charts import png, pyplot
 from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_markdown
@@ -21,7 +22,45 @@ from rn50.runtimes.registry import standin_note
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from rn50.calibration.outliers import InputCause
+
 log = logging.getLogger(__name__)
+SHOWN = 3  # layers named per failing input
+
+
+def _outside(c: InputCause) -> str:
+    if not c.outside:
+        return "nowhere: within every range"
+    shown = ", ".join(f"{e.node} {e.ratio:.1f}×" for e in c.outside[:SHOWN])
+    more = len(c.outside) - SHOWN
+    return shown + (f" (+{more} more layers)" if more > 0 else "")
+
+
+def _departs(c: InputCause) -> str:
+    if c.departs is not None and c.departs_cosine is not None:
+        return f"{c.departs} (cos {c.departs_cosine:.3f})"
+    low = f"; lowest {c.lowest} (cos {c.lowest_cosine:.3f})" if c.lowest and c.lowest_cosine is not None else ""
+    return "no layer departs from the typical error" + low
+
+
+def _int8_fix(rows: list[TargetResult]) -> str:
+    """What would fix it, from what was found (a suggestion: rn50 has not tried it on these inputs)."""
+    worst = max((e.ratio for r in rows for c in r.causes for e in c.outside), default=0.0)
+    few = all(r.input_verdict is not None and r.input_verdict.few for r in rows)
+    if worst > 1.5:
+        return (
+            f"**What would fix it** (suggested, not yet tried by rn50): these inputs drive activations up to "
+            f"{worst:.1f}× past the calibrated ranges"
+            + (", and only a few inputs fail" if few else "")
+            + ": calibrate on images like them (`rn50 quantize --int8 --images DIR` with such images among the "
+            "calibration set), or with a method that keeps the extremes (`--method minmax`); or leave the layers "
+            "named above out of INT8 (`rn50 quantize --int8 --budget min_cosine_mean=0.998`)."
+        )
+    return (
+        "**What would fix it** (suggested, not yet tried by rn50): the failing inputs stay within the calibrated "
+        "ranges, so the error is the ranges' resolution, not clipping: leave the layers where the error departs out "
+        "of INT8 (`rn50 quantize --int8 --budget min_cosine_mean=0.998`)."
+    )
 
 
 def verdict_text(r: TargetResult) -> str:
@@ -144,6 +183,38 @@ def sections(report: ParityReport, *, image: str | None = None) -> list[Section]
                     for r in int8
                     if r.quantization is not None and r.engine is not None
                 ],
+            )
+        )
+    failing = [r for r in report.ran if r.status == "fail" and r.input_verdict is not None]
+    if failing:
+        parts.append(
+            Section(
+                "Failing rows: which inputs",
+                "failing-inputs",
+                paragraphs=[
+                    "Per failing row, the inputs below its worst-sample cosine bound (for an INT8 row whose file "
+                    "fails, the file's own error against FP32), whether the verdict hangs on a few inputs or many, "
+                    "and the worst inputs by name; parity.json keeps every input's cosine and max abs."
+                ],
+                header=["runtime · artifact", "inputs"],
+                rows=[[r.label, r.input_verdict.line()] for r in failing if r.input_verdict is not None],
+            )
+        )
+    explained = [r for r in failing if r.causes]
+    if explained:
+        parts.append(
+            Section(
+                "INT8: why those inputs fail, layer by layer",
+                "int8-causes",
+                paragraphs=[
+                    "For each failing input of a failing INT8 row (its Q/DQ file against FP32): the layers whose "
+                    "quantized input it drives outside the range the file can represent (× that range: above 1 it "
+                    "is clipped), and the first layer whose output on this input departs from the FP32 graph's "
+                    f"(cosine below {DEPARTS} and {DEPART_FACTOR:g}× the layer's typical error on inputs that pass)."
+                ],
+                header=["runtime · artifact", "input", "outside the calibrated range", "error first departs at"],
+                rows=[[r.label, c.input, _outside(c), _departs(c)] for r in explained for c in r.causes],
+                after=[_int8_fix(explained)],
             )
         )
     skipped = [r for r in report.results if r.status == "skipped"]

@@ -8,9 +8,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from rn50.calibration.outliers import Excess, InputCause
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
-from rn50.metrics import OutputMetrics
+from rn50.metrics import InputVerdict, OutputMetrics, PerInput
 from rn50.runtimes.registry import label
 
 if TYPE_CHECKING:
@@ -47,6 +48,14 @@ class TargetResult:
     engine_thresholds: str = ""
     cause: str | None = None
     fix: str | None = None
+    # Each input's error (the result vs PyTorch FP32; for INT8 also the file's), and which inputs the verdict hangs
+    # on (for the result, or for INT8 the file when the file is what fails).
+    inputs: PerInput | None = None
+    file_inputs: PerInput | None = None
+    input_verdict: InputVerdict | None = None
+    # A failing INT8 row: per failing input, where its activations leave the file's ranges and where its error first
+    # departs from the FP32 graph (rn50.evaluation.explanation).
+    causes: tuple[InputCause, ...] = ()
 
     @property
     def label(self) -> str:
@@ -64,6 +73,7 @@ class FeedSummary:
     skipped_files: int
     warnings: tuple[str, ...]
     labelled: bool
+    names: tuple[str, ...] = ()  # each input, as the report names it (image file, sample photo and crop, …)
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,10 @@ class ParityReport:
 
 
 REPORT = "parity.json"
-SCHEMA = "rn50.parity/2"  # 2: INT8 results carry the file's error and the engine's (``quantization``, ``engine``)
+# 2: INT8 results carry the file's error and the engine's (``quantization``, ``engine``); 3: every result carries
+# each input's error (``inputs``, ``file_inputs``) and the inputs its verdict hangs on (``input_verdict``); a failing
+# INT8 row the cause per failing input (``causes``).
+SCHEMA = "rn50.parity/3"
 
 
 def to_dict(report: ParityReport) -> dict[str, Any]:
@@ -145,8 +158,20 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
             if r.get(key) is not None:
                 r[key] = OutputMetrics.from_dict(r[key])
         r["failures"] = tuple(r.get("failures", ()))
+        for key in ("inputs", "file_inputs"):
+            if r.get(key) is not None:
+                r[key] = PerInput(tuple(r[key]["cosine"]), tuple(r[key]["max_abs"]))
+        if r.get("input_verdict") is not None:
+            v = r["input_verdict"]
+            r["input_verdict"] = InputVerdict(
+                v["total"], v["bound"], v["below"], v["few"], v["rest_cosine_mean"], tuple(tuple(w) for w in v["worst"])
+            )
+        r["causes"] = tuple(
+            InputCause(**(c | {"outside": tuple(Excess(**e) for e in c["outside"])})) for c in r.get("causes", ())
+        )
         results.append(TargetResult(**r))
-    feeds = dict(data["feeds"]) | {"warnings": tuple(data["feeds"].get("warnings", ()))}
+    feeds = dict(data["feeds"])
+    feeds |= {"warnings": tuple(feeds.get("warnings", ())), "names": tuple(feeds.get("names", ()))}
     return ParityReport(
         FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"]
     )

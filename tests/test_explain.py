@@ -1,0 +1,118 @@
+"""Why a verdict fails: per-input verdicts, the layers where an input leaves the calibrated ranges, and layers named
+by their PyTorch module — on the tiny net with a planted outlier."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from rn50.cli import app
+from rn50.metrics import PerInput, Thresholds, input_verdict
+from rn50.results import parity_results
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+cli = CliRunner()
+OUTLIER = 5
+
+
+def test_a_few_bad_inputs_are_told_from_a_general_error() -> None:
+    limits = Thresholds(min_cosine=0.95, min_cosine_mean=0.985)
+    names = tuple(f"img{i}" for i in range(20))
+    few = input_verdict(PerInput((0.99,) * 19 + (0.5,), (0.1,) * 19 + (9.0,)), names, limits)
+    assert (few.below, few.few, few.worst[0][0]) == (1, True, "img19")
+    assert "1 of 20 inputs below cos 0.95 (a few: the other 19 alone have mean cos 0.9900 and pass)" in few.line()
+    many = input_verdict(PerInput((0.9,) * 20, (1.0,) * 20), names, limits)
+    assert (many.below, many.few) == (20, False) and "many" in many.line()
+    fine = input_verdict(PerInput((0.999,) * 20, (0.01,) * 20), names, limits)
+    assert fine.below == 0 and "no input below" in fine.line()
+
+
+def test_module_names_are_found_from_the_weights() -> None:
+    from tiny import tiny_net, tiny_onnx
+
+    from rn50.exporter.layer_names import layer_label, module_names
+
+    net = tiny_net()
+    model = tiny_onnx(net)
+    for node in model.graph.node:  # renamed as an exporter names them
+        node.name = f"node_{node.op_type}_{node.name}"
+    names = module_names(model, net)
+    assert names == {
+        "node_Conv_stem": "stem",
+        "node_Conv_conv1": "conv1",
+        "node_Conv_conv2": "conv2",
+        "node_Gemm_fc": "fc",
+    }
+    assert layer_label("node_Conv_conv2", names) == "conv2 (node_Conv_conv2)"
+
+
+def test_module_names_hold_through_a_folded_batchnorm() -> None:
+    """A BatchNorm folded into its convolution scales each output channel (a negative scale flips it)."""
+    import torch
+    from torch import nn
+
+    from rn50.exporter.layer_names import module_names
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3))
+    scale = np.array([2.0, -0.5, 3.0, 0.1], np.float32)[:, None, None, None]
+    inits = [
+        onnx.numpy_helper.from_array(net[1].weight.detach().numpy() * scale, "w_a"),
+        onnx.numpy_helper.from_array(net[0].weight.detach().numpy() * scale, "w_b"),
+    ]
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w_a"], ["a"], name="first"),
+        onnx.helper.make_node("Conv", ["x", "w_b"], ["b"], name="second"),
+    ]
+    graph = onnx.helper.make_graph(nodes, "g", [], [], inits)
+    assert module_names(onnx.helper.make_model(graph), net) == {"first": "1", "second": "0"}
+
+
+@pytest.fixture()
+def outliers(tmp_path: Path) -> Path:
+    from rn50.samples import sample_crops
+
+    crops = sample_crops(16)
+    crops[OUTLIER, 0, :112] = 60.0  # a patch far brighter than anything calibration saw: clipped by INT8
+    path = tmp_path / "crops.npy"
+    np.save(path, crops)
+    return path
+
+
+def test_parity_names_the_input_and_the_layer_an_outlier_breaks(work: Path, outliers: Path) -> None:
+    result = cli.invoke(
+        app,
+        [
+            "parity",
+            "--out",
+            str(work),
+            "--arrays",
+            str(outliers),
+            "--runtime",
+            "onnxruntime-cpu",
+            "--artifact",
+            "onnx-int8-onnxruntime-cpu",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads((work / "parity.json").read_text())
+    (row,) = data["results"]
+    assert len(row["inputs"]["cosine"]) == 16 and len(row["file_inputs"]["max_abs"]) == 16  # every input's numbers
+    verdict = row["input_verdict"]
+    assert verdict["below"] == 1 and verdict["few"] is True and verdict["worst"][0][0] == f"crops.npy[{OUTLIER}]"
+    (cause,) = row["causes"]
+    assert cause["input"] == f"crops.npy[{OUTLIER}]"
+    assert cause["outside"][0]["node"] == "stem" and cause["outside"][0]["ratio"] > 5  # its image: ~20× the range
+    assert cause["departs"] == "stem"
+    md = (work / "parity.md").read_text()
+    assert "INT8: why those inputs fail, layer by layer" in md and f"crops.npy[{OUTLIER}]" in md
+    assert "What would fix it" in md
+    loaded = parity_results.load(work / "parity.json")
+    assert parity_results.to_dict(loaded) == data  # the new fields round-trip
