@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rn50.cli import app
+from rn50.errors import UsageError
 from rn50.metrics import PerInput, Thresholds, input_verdict
 from rn50.results import parity_results
 
@@ -116,3 +117,26 @@ def test_parity_names_the_input_and_the_layer_an_outlier_breaks(work: Path, outl
     assert "What would fix it" in md
     loaded = parity_results.load(work / "parity.json")
     assert parity_results.to_dict(loaded) == data  # the new fields round-trip
+
+
+def test_the_head_rule() -> None:
+    from rn50.metrics import resolve_head
+
+    assert resolve_head("auto", 1000) == "classifier"  # ImageNet's classes
+    assert resolve_head("auto", 768) == "embedding"  # e.g. a self-supervised model's projection
+    assert resolve_head("classifier", 10) == "classifier"  # a fine-tuned classifier, said so
+    with pytest.raises(UsageError, match="unknown --head 'logits'"):
+        resolve_head("logits", 1000)
+
+
+def test_an_embedding_is_judged_without_top1(work: Path) -> None:
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["model"]["head"] = "embedding"
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    result = cli.invoke(app, ["parity", "--out", str(work), "--count", "8", "--runtime", "onnxruntime-cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((work / "parity.json").read_text())
+    assert data["head"] == "embedding"
+    for row in data["results"]:
+        assert row["metrics"]["top1_agreement"] is None and "top1" not in row["thresholds"]
+    assert "Head: an **embedding**" in (work / "parity.md").read_text()

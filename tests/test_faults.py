@@ -141,3 +141,4 @@ def test_a_checkpoint_with_one_class_exports_and_is_verified(tmp_path: Path) -> 
     assert "│ –     │ pass" in done.stdout, done.stdout
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["artifacts"]["onnx-fp32"]["verified"] is True
+    assert manifest["model"]["head"] == "embedding"  # one output is not ImageNet's classes: judged by cosine

@@ -322,6 +322,13 @@ class WorkDir:
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
 
+    @property
+    def head(self) -> str:
+        """What the model's output is ("classifier" or "embedding", recorded by export; older directories: a
+        classifier)."""
+        model = self.manifest().get("model") or {}
+        return str(model.get("head") or "classifier")
+
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
             return {"rn50": __version__, "model": None, "artifacts": {}}

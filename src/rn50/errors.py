@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,6 +48,7 @@ class Rn50Error(Exception):
 
     exit_code = 2
     label = "error"  # how the one line starts
+    outcome: Any = None  # rn50.api: the result a failed check came with (a parity report below its thresholds)
 
     def __init__(self, problem: str, *, fix: str | None = None):
         self.problem = problem

@@ -175,6 +175,52 @@ def _class_index(folder: Path) -> list[str] | None:
     return None
 
 
+def _label_value(text: str, classes: list[str] | None, where: str) -> int:
+    """A label as written: a class index (the model's output position), or a name / synset id of the class index."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if classes is not None and text in classes:
+        return classes.index(text)
+    raise UsageError(
+        f"{where}: label {text!r} is neither a class index nor a class in the class-index file",
+        fix="write class indices (0-based, as the model's outputs), or put a class-index file "
+        f"({', '.join(CLASS_INDEX_FILES)}) naming the classes beside the labels file",
+    )
+
+
+def read_labels(path: Path, files: list[str], classes: list[str] | None) -> np.ndarray:
+    """Each image's class from ``path``: a CSV of ``file,label`` rows (a file named by its path in the folder or its
+    name alone; a header row is allowed), or one label per line for the images in sorted order (ImageNet's
+    validation layout: one folder of images and a ground-truth file). An image the file does not label counts as
+    wrong (-1), with a warning."""
+    import csv
+
+    if not path.is_file():
+        raise UsageError(f"labels file not found: {path}", fix="pass --labels an existing CSV or text file")
+    text = path.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if path.suffix.lower() == ".csv" or (lines and "," in lines[0]):
+        rows = [r for r in csv.reader(lines) if len(r) >= 2]
+        if rows and not rows[0][1].strip().lstrip("-").isdigit() and (classes is None or rows[0][1] not in classes):
+            rows = rows[1:]  # a header
+        by_name: dict[str, int] = {}
+        for i, row in enumerate(rows, start=1):
+            by_name[row[0].strip()] = _label_value(row[1], classes, f"{path} row {i}")
+        out = [by_name.get(f, by_name.get(Path(f).name, -1)) for f in files]
+    else:
+        if len(lines) < len(files):
+            raise UsageError(
+                f"{path} has {len(lines)} labels for {len(files)} images",
+                fix="write one label per line, for the images in sorted order, or a CSV of file,label",
+            )
+        out = [_label_value(line, classes, f"{path} line {i}") for i, line in enumerate(lines[: len(files)], start=1)]
+    unlabelled = sum(1 for v in out if v < 0)
+    if unlabelled:
+        log.warning("%d images have no label in %s; they count as wrong", unlabelled, path)
+    return np.asarray(out, np.int64)
+
+
 def _no_images(root: Path) -> UsageError:
     return UsageError(
         f"no readable images in {root} (no file has an image suffix)",
@@ -203,10 +249,12 @@ def image_folder(
     spec: Preprocess = DEFAULT,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    labels_file: Path | None = None,
 ) -> FeedSet:
     """Every image under ``folder`` (recursively), sorted by path; unreadable files skipped and counted. The
     preprocessed images go to a temporary file as they are read (memory stays bounded whatever the folder's size);
-    ``progress`` is told (images read, of how many) as it goes."""
+    ``progress`` is told (images read, of how many) as it goes. Labels come from class sub-folders named in a
+    class-index file, or from ``labels_file`` (``read_labels``)."""
     from PIL import Image, UnidentifiedImageError
 
     root = _folder(folder)
@@ -247,7 +295,9 @@ def image_folder(
             fix=f"put images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder",
         )
     label_arr = None
-    if classes is not None:
+    if labels_file is not None:
+        label_arr = read_labels(labels_file, names, classes or _class_index(labels_file.parent))
+    elif classes is not None:
         label_arr = np.asarray(labels, np.int64)
         if (label_arr < 0).any():
             log.warning(
@@ -256,7 +306,7 @@ def image_folder(
             )
     warnings = (f"skipped {skipped} unreadable or non-image files",) if skipped else ()
     return FeedSet(
-        "folder",
+        "folder" if label_arr is None or labels_file is None else "folder+labels",
         f"{len(images)} images from {root}" + (f" ({skipped} skipped)" if skipped else ""),
         images,
         digest.hexdigest(),
@@ -330,6 +380,7 @@ def check_one_source(*sources: object) -> None:
 def resolve(
     *,
     images: Path | None = None,
+    labels: Path | None = None,
     arrays_path: Path | None = None,
     random_count: int | None = None,
     count: int = DEFAULT_SAMPLE_COUNT,
@@ -340,7 +391,7 @@ def resolve(
     """The one feed source the user named (at most one of them), else the sample photos."""
     check_one_source(images, arrays_path, random_count)
     if images is not None:
-        return image_folder(images, limit=limit, progress=progress)
+        return image_folder(images, limit=limit, progress=progress, labels_file=labels)
     if arrays_path is not None:
         return arrays(arrays_path)
     if random_count is not None:

@@ -56,8 +56,30 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, cos)
 
 
-def compare(candidate: np.ndarray, reference: np.ndarray) -> OutputMetrics:
-    """Statistics of ``candidate`` against ``reference`` (same shape; first axis is the batch)."""
+# What the model's output is, which decides whether top-1/top-5 mean anything. ``auto`` (export's default): a head
+# of ImageNet's 1000 classes is a classifier; any other width is judged as an embedding (cosine and error only),
+# since rn50 cannot tell a fine-tuned classifier from an embedding by its shape — `--head classifier` says so.
+CLASSIFIER, EMBEDDING, AUTO_HEAD = "classifier", "embedding", "auto"
+HEADS = (AUTO_HEAD, CLASSIFIER, EMBEDDING)
+IMAGENET_CLASSES = 1000
+
+
+def resolve_head(choice: str, outputs: int) -> str:
+    if choice not in HEADS:
+        raise UsageError(f"unknown --head {choice!r}", fix=f"use one of {', '.join(HEADS)}")
+    if choice != AUTO_HEAD:
+        return choice
+    return CLASSIFIER if outputs == IMAGENET_CLASSES else EMBEDDING
+
+
+def for_head(thresholds: Thresholds, head: str) -> Thresholds:
+    """An embedding is judged without the class bounds (top-1 agreement of an embedding means nothing)."""
+    return replace(thresholds, min_top1=None, max_top1_drop=None) if head == EMBEDDING else thresholds
+
+
+def compare(candidate: np.ndarray, reference: np.ndarray, *, classes: bool = True) -> OutputMetrics:
+    """Statistics of ``candidate`` against ``reference`` (same shape; first axis is the batch); ``classes`` False:
+    the output is not class scores (an embedding), and top-1/top-5 are not computed."""
     if candidate.shape != reference.shape:
         raise UsageError(
             f"output shape {candidate.shape} does not match the reference's {reference.shape}",
@@ -71,7 +93,7 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> OutputMetrics:
     noise = float((diff**2).sum())
     sqnr = math.inf if noise == 0 else 10 * math.log10(max(float((b**2).sum()), EPS) / noise)
     top1 = top5 = None
-    if a.shape[1] >= 5 and candidate.ndim == 2:
+    if classes and a.shape[1] >= 5 and candidate.ndim == 2:
         top1 = float((a.argmax(1) == b.argmax(1)).mean())
         ta, tb = np.argsort(-a, 1)[:, :5], np.argsort(-b, 1)[:, :5]
         top5 = float(np.mean([len(set(x) & set(y)) / 5 for x, y in zip(ta, tb, strict=True)]))
@@ -162,6 +184,9 @@ class Thresholds:
     min_cosine_mean: float | None = None
     min_top1: float | None = None
     max_abs: float | None = None
+    # Accuracy against labels (MLPerf's way): the most top-1 accuracy may fall below the reference's on the same
+    # labelled images, as a fraction (0.01: one point). Judged only where the images have labels.
+    max_top1_drop: float | None = None
 
     def failures(self, m: OutputMetrics) -> list[str]:
         out = []
@@ -175,6 +200,16 @@ class Thresholds:
             out.append(f"max_abs {m.max_abs:.3g} > {self.max_abs}")
         return out
 
+    def accuracy_failures(self, reference_top1: float | None, top1: float | None) -> list[str]:
+        """The accuracy bound, where labels gave both accuracies."""
+        if self.max_top1_drop is None or reference_top1 is None or top1 is None:
+            return []
+        drop = reference_top1 - top1
+        if drop > self.max_top1_drop + 1e-12:
+            below = f"{drop:.2%} below the reference's {reference_top1:.2%}"
+            return [f"top-1 accuracy {top1:.2%}, {below} (> {self.max_top1_drop:.2%})"]
+        return []
+
     def describe(self) -> str:
         parts = []
         if self.min_cosine is not None:
@@ -185,6 +220,8 @@ class Thresholds:
             parts.append(f"top1≥{self.min_top1}")
         if self.max_abs is not None:
             parts.append(f"abs≤{self.max_abs}")
+        if self.max_top1_drop is not None:
+            parts.append(f"top-1 accuracy drop≤{self.max_top1_drop:.2%}")
         return ", ".join(parts)
 
 

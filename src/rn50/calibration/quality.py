@@ -82,9 +82,10 @@ def fp32_reference(fp32: onnx.ModelProto, feed: np.ndarray, *, layers: bool = Tr
 
 
 def compare_to_fp32(
-    reference: Fp32Reference, candidate: onnx.ModelProto, feed: np.ndarray
+    reference: Fp32Reference, candidate: onnx.ModelProto, feed: np.ndarray, *, classes: bool = True
 ) -> tuple[OutputMetrics, list[LayerError]]:
-    """Final logits against FP32 and, for layers both graphs have, per-layer error worst first (lowest SQNR)."""
+    """Final logits against FP32 and, for layers both graphs have, per-layer error worst first (lowest SQNR);
+    ``classes`` False: the output is an embedding (no top-1/top-5)."""
     present = {n.name for n in candidate.graph.node if n.op_type in LAYER_OPS}
     names = [n for n in reference.layers if n in present]
     logits, got = layer_outputs(candidate, feed, names)
@@ -93,4 +94,4 @@ def compare_to_fp32(
         m = compare(got[name], reference.layers[name])
         rows.append(LayerError(name, reference.ops[name], m.sqnr_db, m.cosine_mean, m.max_abs))
     rows.sort(key=lambda r: r.sqnr_db if math.isfinite(r.sqnr_db) else 1e9)
-    return compare(logits, reference.logits), rows
+    return compare(logits, reference.logits, classes=classes), rows

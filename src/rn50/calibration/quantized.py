@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import onnx
@@ -17,9 +17,11 @@ from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
 from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.errors import CheckFailed, UsageError, uninterrupted
+from rn50.exporter.layer_names import layer_label, module_names
 from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
+from rn50.metrics import CLASSIFIER
 from rn50.onnx_graph import stamp_metadata
 from rn50.runtimes.qdq_form import (
     CPU_CLASS_KEY,
@@ -59,6 +61,23 @@ class QuantizeResult:
     notes: tuple[str, ...] = ()
     search: int8_budget.BudgetSearch | None = None  # --budget: the ranking and each step
     form: QdqForm | None = None  # INT8: its integer form and what it was made for
+    modules: dict[str, str] = field(default_factory=dict)  # ONNX node → the PyTorch module it computes
+
+    def layer(self, node: str) -> str:
+        """A layer as reports name it: ``layer4.2.conv3 (node_Conv_858)``."""
+        return layer_label(node, self.modules)
+
+
+def module_names_of(workdir: WorkDir, model: onnx.ModelProto) -> dict[str, str]:
+    """The FP32 graph's Conv/Gemm nodes → PyTorch module names, from the work directory's weights; empty (nodes
+    named alone) where the weights cannot be read."""
+    from rn50.weights import workdir_model
+
+    try:
+        return module_names(model, workdir_model(workdir))
+    except (UsageError, OSError, RuntimeError) as e:
+        log.warning("layers are named by ONNX node only: %s", e)
+        return {}
 
 
 def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tuple[Path, str]:
@@ -157,10 +176,12 @@ def make_int8_files(
         made.append((target, proto, found))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     reference = fp32_reference(model, crops)
+    modules = module_names_of(workdir, model)
+    classes = workdir.head == CLASSIFIER
     results = []
     for target, proto, search in made:
         name = f"onnx-int8-{target}"
-        output, layers = compare_to_fp32(reference, proto, crops)  # measured before the file lands
+        output, layers = compare_to_fp32(reference, proto, crops, classes=classes)  # measured before it lands
         excluded = sorted(lint.excluded_of(proto))
         notes = (search.summary(),) if search is not None else ()
         params = {
@@ -194,7 +215,9 @@ def make_int8_files(
                 )
             )
         results.append(
-            QuantizeResult(name, out_path, "int8", target, output, tuple(layers), notes, search, form_of(proto))
+            QuantizeResult(
+                name, out_path, "int8", target, output, tuple(layers), notes, search, form_of(proto), modules
+            )
         )
     if missed:
         written = [r.name for r in results]
@@ -228,7 +251,8 @@ def make_fp16_file(workdir: WorkDir) -> QuantizeResult:
     onnx.checker.check_model(proto)
     stamp_metadata(proto, {"rn50.precision": "fp16", "rn50.fp32_nodes": json.dumps(kept)})
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
-    output, _ = compare_to_fp32(fp32_reference(model, crops, layers=False), proto, crops)  # before the file lands
+    reference = fp32_reference(model, crops, layers=False)
+    output, _ = compare_to_fp32(reference, proto, crops, classes=workdir.head == CLASSIFIER)  # before it lands
     with uninterrupted():  # the file and its manifest entry land together
         out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
         workdir.record(

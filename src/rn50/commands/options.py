@@ -79,6 +79,13 @@ class FeedOptions:
     images: Path | None = flag(
         "--images", default=None, help="Image folder (in parity, class sub-folders with a classes.txt add accuracy)."
     )
+    labels: Path | None = flag(
+        "--labels",
+        default=None,
+        help="Labels for --images (adds accuracy): a CSV of file,label, or one label per line for the images in "
+        "sorted order (ImageNet's validation layout); a label is a class index, or a name or synset id of the "
+        "folder's class-index file.",
+    )
     arrays: Path | None = flag("--arrays", default=None, help=".npy/.npz of preprocessed float32 NCHW images.")
     random: int | None = flag(
         "--random", default=None, help="N seeded random tensors instead of images (flagged: says little)."
@@ -90,6 +97,10 @@ class FeedOptions:
         from rn50.feeds import check_array_file, check_count, check_image_folder, check_one_source
 
         check_one_source(self.images, self.arrays, self.random)
+        if self.labels is not None and self.images is None:
+            raise UsageError("--labels labels the images of --images", fix="pass --images DIR with it")
+        if self.labels is not None and not Path(self.labels).is_file():
+            raise UsageError(f"labels file not found: {self.labels}", fix="pass --labels an existing CSV or text file")
         if self.images is not None:
             check_image_folder(self.images)
         elif self.arrays is not None:
@@ -109,6 +120,7 @@ class FeedOptions:
 
         return feeds.resolve(
             images=self.images,
+            labels=self.labels,
             arrays_path=self.arrays,
             random_count=self.random,
             count=self.count,
@@ -144,7 +156,7 @@ def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
         try:
             prec, rest = item.split(":", 1)
             key, value = rest.split("=", 1)
-            number = float(value)
+            number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
         except ValueError:
             raise UsageError(
                 f"bad --threshold {item!r}", fix="write PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99"
@@ -207,7 +219,7 @@ class ThresholdOptions:
             parse=ThresholdOptions.parse,
             cli_type=list[str] | None,
             help="Override a bound, PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99 (engine:… bounds an INT8 runtime "
-            "against its file).",
+            "against its file; int8:max_top1_drop=1% judges accuracy on labelled images against the reference's).",
         )
 
     @classmethod

@@ -140,5 +140,6 @@ def parity(
         threads=options.threads,
         progress=lambda m: ui.status(f"parity: {m}"),
         fp32_onnx=_fp32_onnx(workdir),
+        head=workdir.head,
     )
     return ParityOutcome(report, parity_report.write(report, errors, workdir.root))

@@ -19,7 +19,7 @@ from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
 from rn50.evaluation.explanation import explain_failures
 from rn50.machine import describe
-from rn50.metrics import ENGINE, PerInput, compare, input_verdict
+from rn50.metrics import CLASSIFIER, ENGINE, PerInput, compare, for_head, input_verdict
 from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
 from rn50.runtimes.registry import Target, engine_deviation, make_runner
 
@@ -136,6 +136,8 @@ def compare_all(
     *,
     thresholds: Callable[[str], Thresholds],
     names: tuple[str, ...] = (),
+    reference_top1: float | None = None,
+    classes: bool = True,
 ) -> tuple[list[TargetResult], dict[str, np.ndarray]]:
     """Each run against the reference (and an INT8 run's file against the reference, the run against its file):
     verdicts, and per label the per-element absolute errors (for plots)."""
@@ -156,20 +158,21 @@ def compare_all(
             continue
         got = run.logits
         limits = thresholds(t.precision)
-        m = compare(got, ref)
+        m = compare(got, ref, classes=classes)
         failures = list(limits.failures(m))
         qdq = t.qdq_file
         quantization = engine = None
         cause = fix = None
         engine_limits = thresholds(ENGINE)
         if qdq is not None and qdq in files:
-            quantization, engine = compare(files[qdq], ref), compare(got, files[qdq])
+            quantization, engine = compare(files[qdq], ref, classes=classes), compare(got, files[qdq], classes=classes)
             failures += [f"file vs FP32: {f}" for f in limits.failures(quantization)]
             deviates = [f"engine vs file: {f}" for f in engine_limits.failures(engine)]
             if deviates:
                 cause, fix = engine_deviation(t.runtime, t.form, cpu_class)
             failures += deviates
         top1, top5 = _accuracy(got, labels)
+        failures += limits.accuracy_failures(reference_top1, top1)
         inputs = PerInput.of(got, ref)
         file_inputs = PerInput.of(files[qdq], ref) if engine is not None and qdq is not None else None
         # The verdict hangs on the inputs of what fails: an INT8 file that fails vs FP32 is judged on its inputs.
@@ -218,21 +221,35 @@ def run_parity(
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
     fp32_onnx: Path | None = None,
+    head: str = CLASSIFIER,
 ) -> tuple[ParityReport, dict[str, np.ndarray]]:
     """Returns the report and, per target label, the per-element absolute errors (for plots). The options
     were checked by ``ParityOptions.check``. ``fp32_onnx``: the FP32 graph the INT8 files were made from, for the
-    cause of a failing INT8 row per input."""
+    cause of a failing INT8 row per input. ``head`` "embedding": judged without top-1/top-5 or accuracy."""
+    classes = head == CLASSIFIER
+    judged = thresholds
+    thresholds = lambda precision: for_head(judged(precision), head)  # noqa: E731
     say = progress or (lambda _msg: None)
     say(f"reference {reference.label}")
     with reference:
         ref = run_batches(reference, feeds, batch)
         ref_device = reference.device
     runs, files = run_all(targets, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, say=say)
-    results, errors = compare_all(runs, ref, files, feeds.labels, thresholds=thresholds, names=feeds.names)
+    labels = feeds.labels if classes else None
+    ref_top1, ref_top5 = _accuracy(ref, labels)
+    results, errors = compare_all(
+        runs,
+        ref,
+        files,
+        labels,
+        thresholds=thresholds,
+        names=feeds.names,
+        reference_top1=ref_top1,
+        classes=classes,
+    )
     if any(r.status == "fail" and r.file_inputs is not None for r in results):
         say("INT8: why the failing inputs fail, layer by layer")
         results = explain_failures(results, feeds, fp32_onnx, getattr(reference, "model", None))
-    ref_top1, ref_top5 = _accuracy(ref, feeds.labels)
     report = ParityReport(
         feeds=FeedSummary(
             feeds.kind,
@@ -247,6 +264,7 @@ def run_parity(
         reference=Reference(reference.backend, reference.label, ref_device, ref_top1, ref_top5),
         results=tuple(results + list(skipped or [])),
         machine=versions() | describe(),
+        head=head,
     )
     return report, errors
 

@@ -32,6 +32,12 @@ class ExportConfig:
     simplify: bool = flag(
         "--simplify/--no-simplify", default=True, help="Run onnxsim (BatchNorm folded into the convolutions)."
     )
+    head: str = flag(
+        "--head",
+        default="auto",
+        help="What the output is: classifier (judged with top-1/top-5 too), embedding (cosine and error only), or "
+        "auto (1000 outputs: ImageNet's classifier; any other width: an embedding).",
+    )
 
 
 def check_opset(opset: int) -> None:

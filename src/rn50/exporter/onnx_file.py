@@ -16,6 +16,7 @@ from rn50.exporter.config import ExportConfig, check_opset
 from rn50.exporter.onnx_export import torch_to_onnx
 from rn50.exporter.simplify import check, convert_opset, simplify
 from rn50.exporter.verify import Verification, verify_onnx
+from rn50.metrics import AUTO_HEAD, IMAGENET_CLASSES, for_head, resolve_head, thresholds_for
 from rn50.onnx_graph import stamp_metadata
 from rn50.preprocess import DEFAULT
 from rn50.weights import SEEDED, LoadedModel, kept_weights_name, load_model
@@ -37,8 +38,16 @@ class ExportResult:
     verification: Verification | None
 
 
-def model_record(loaded: LoadedModel, depth: int) -> dict[str, object]:
-    return {"depth": depth, "weights": loaded.source, "weights_sha256": loaded.fingerprint}
+def model_record(loaded: LoadedModel, depth: int, head: str = AUTO_HEAD) -> dict[str, object]:
+    """The manifest's ``model``: what every artifact was made from, and what its output is (``head``)."""
+    outputs = int(loaded.model.fc.out_features) if hasattr(loaded.model, "fc") else IMAGENET_CLASSES
+    return {
+        "depth": depth,
+        "weights": loaded.source,
+        "weights_sha256": loaded.fingerprint,
+        "head": resolve_head(head, outputs),
+        "outputs": outputs,
+    }
 
 
 def build_onnx(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
@@ -91,16 +100,17 @@ def write_fp32_onnx(
     """Export to ``<workdir>/resnet<depth>.fp32.onnx``; the manifest marks it verified or not."""
     check_opset(config.opset)
     loaded = loaded or load_model(config.weights, depth=config.depth)
-    record = model_record(loaded, config.depth)
+    record = model_record(loaded, config.depth, config.head)
     workdir.check_model(record)
     proto = build_onnx(loaded, config)
     target = workdir.path(f"resnet{config.depth}.fp32.onnx")
-    keep_weights(workdir, loaded, config.depth)
     # Verified before it lands; the file and the manifest entry that records it land together (an interrupt waits).
     with atomic_path(target, then=lambda: workdir.record(artifact, model=record)) as tmp:
         onnx.save_model(proto, str(tmp))
         digest = sha256_file(tmp)
-        result = verify_onnx(tmp, loaded.model) if verify else None
+        head = str(record["head"])
+        limits = for_head(thresholds_for("fp32"), head)
+        result = verify_onnx(tmp, loaded.model, thresholds=limits, head=head) if verify else None
         artifact = Artifact(
             name=FP32_NAME,
             path=target.name,
@@ -113,6 +123,7 @@ def write_fp32_onnx(
             verified=None if result is None else result.passed,
             extra={} if result is None else {"verify_max_abs": result.max_abs, "verify_cosine_min": result.cosine_min},
         )
+    keep_weights(workdir, loaded, config.depth)  # after: a failed export leaves the manifest as it was
     return ExportResult(target, digest, config.opset, len(proto.graph.node), result)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rn50.metrics import OutputMetrics, Thresholds, compare, thresholds_for
+from rn50.metrics import CLASSIFIER, OutputMetrics, Thresholds, compare, thresholds_for
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 from rn50.runtimes.torch_runner import TorchRunner
 from rn50.samples import sample_crops
@@ -54,8 +54,10 @@ def verify_onnx(
     *,
     batches: tuple[int, ...] = VERIFY_BATCHES,
     thresholds: Thresholds | None = None,
+    head: str = CLASSIFIER,
 ) -> Verification:
-    """Run the ONNX file in ONNX Runtime CPU and the model in PyTorch on the same sample crops."""
+    """Run the ONNX file in ONNX Runtime CPU and the model in PyTorch on the same sample crops (an embedding
+    ``head``: without top-1)."""
     limits = thresholds or thresholds_for("fp32")
     crops = sample_crops(sum(batches), split="evaluation")
     checks = []
@@ -64,6 +66,6 @@ def verify_onnx(
         for b in batches:
             feed = {"input": np.ascontiguousarray(crops[start : start + b])}
             start += b
-            m = compare(ort.infer(feed)["logits"], ref.infer(feed)["logits"])
+            m = compare(ort.infer(feed)["logits"], ref.infer(feed)["logits"], classes=head == CLASSIFIER)
             checks.append(BatchCheck(b, m, tuple(limits.failures(m))))
     return Verification(tuple(checks), limits)

@@ -103,7 +103,16 @@ def sections(report: ParityReport, *, image: str | None = None) -> list[Section]
         paragraphs=[
             f"{report.verdict_line()}. Reference: {ref.label} on {ref.device}; feeds: {feeds.description}.",
             thresholds_line(report),
-        ],
+        ]
+        + (
+            [
+                "Head: an **embedding** (as export recorded it): judged by cosine and error only; top-1, top-5 and "
+                "accuracy mean nothing for it and are not computed (`rn50 export --head classifier` if it is a "
+                "classifier)."
+            ]
+            if report.head == "embedding"
+            else []
+        ),
         notes=[f"warning: {w}" for w in feeds.warnings]
         + [f"note: {n}" for n in standin_note(r.runtime for r in report.results)],
         header=[

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
+from rn50.exporter.layer_names import layer_label
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import fmt
 from rn50.reports.render import Section, to_markdown
@@ -37,7 +38,7 @@ def summary_sections(results: list[QuantizeResult]) -> list[Section]:
     )
     for r in results:
         o = r.output
-        worst = f"{r.layers[0].node} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
+        worst = f"{r.layer(r.layers[0].node)} ({r.layers[0].sqnr_db:.1f})" if r.layers else "–"
         part.rows.append(
             [
                 r.name,
@@ -54,7 +55,7 @@ def summary_sections(results: list[QuantizeResult]) -> list[Section]:
         if r.search is not None:
             part.bullets.append(
                 f"{r.name}: {r.search.summary()}"
-                + (f"; left out of INT8: {', '.join(r.search.excluded)}" if r.search.excluded else "")
+                + (f"; left out of INT8: {', '.join(map(r.layer, r.search.excluded))}" if r.search.excluded else "")
             )
     return [part]
 
@@ -84,13 +85,14 @@ def quality_sections(results: list[QuantizeResult]) -> list[Section]:
         if r.layers:
             part.paragraphs.append("Per layer, worst first:")
             part.header = ["layer", "op", "SQNR dB", "cosine"]
-            part.rows = [[x.node, x.op, f"{x.sqnr_db:.1f}", f"{x.cosine_mean:.5f}"] for x in r.layers]
+            part.rows = [[r.layer(x.node), x.op, f"{x.sqnr_db:.1f}", f"{x.cosine_mean:.5f}"] for x in r.layers]
         parts.append(part)
     return parts
 
 
-def search_dict(search: BudgetSearch) -> dict[str, Any]:
-    """The search as quantize-report.json holds it (and as report.md reads it back)."""
+def search_dict(search: BudgetSearch, modules: dict[str, str] | None = None) -> dict[str, Any]:
+    """The search as quantize-report.json holds it (and as report.md reads it back); ``modules``: the PyTorch module
+    of each ONNX node it names."""
     bounds = {k: v for k, v in asdict(search.budget).items() if v is not None}
     return {
         "target": search.target,
@@ -104,6 +106,7 @@ def search_dict(search: BudgetSearch) -> dict[str, Any]:
         "checked_on": search.checked_on,
         "seconds": search.seconds,
         "ranking": [asdict(r) for r in search.ranking],
+        "modules": {n: m for n, m in (modules or {}).items() if n in {r.node for r in search.ranking}},
         "steps": [
             {"left_out": s.left_out, "met": s.met, "kept": s.kept, "output": s.output.to_dict()} for s in search.steps
         ],
@@ -114,6 +117,7 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
     """Per target: the budget, the metric after each step, and the sensitivity ranking."""
     out = []
     for i, s in enumerate(searches):
+        modules = s.get("modules", {})
         part = Section(f"INT8 budget — {s['target']}", f"budget-{s['target']}", paragraphs=[s["summary"] + "."])
         if i == 0 and image:
             part.images.append(("logits' cosine mean to FP32 after each layer left out of INT8", image))
@@ -125,7 +129,7 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         part.rows = [
             [
                 str(k),
-                st["left_out"] or "–",
+                layer_label(st["left_out"], modules) if st["left_out"] else "–",
                 "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
                 f"{st['output']['cosine_mean']:.6f}",
                 f"{st['output']['cosine_min']:.6f}",
@@ -147,7 +151,7 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
                 header=["rank", "layer", "op", "cos mean, this layer in float", "gain"],
             )
             ranking.rows = [
-                [str(k), r["node"], r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"]
+                [str(k), layer_label(r["node"], modules), r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"]
                 for k, r in enumerate(s["ranking"], 1)
             ]
             out.append(ranking)
@@ -208,7 +212,7 @@ def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> lis
                 "output": r.output.to_dict(),
                 "layers_worst_first": [asdict(x) for x in r.layers],
                 "notes": list(r.notes),
-                "budget": search_dict(r.search) if r.search is not None else None,
+                "budget": search_dict(r.search, r.modules) if r.search is not None else None,
                 "form": asdict(r.form) if r.form is not None else None,
             }
             for r in results

@@ -94,6 +94,7 @@ class ParityReport:
     results: tuple[TargetResult, ...]
     machine: dict[str, Any]
     created: float = field(default_factory=time.time)
+    head: str = "classifier"  # an "embedding" was judged without top-1/top-5 or accuracy
 
     @property
     def passed(self) -> bool:
@@ -173,7 +174,12 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
     feeds = dict(data["feeds"])
     feeds |= {"warnings": tuple(feeds.get("warnings", ())), "names": tuple(feeds.get("names", ()))}
     return ParityReport(
-        FeedSummary(**feeds), Reference(**data["reference"]), tuple(results), data["machine"], data["created"]
+        FeedSummary(**feeds),
+        Reference(**data["reference"]),
+        tuple(results),
+        data["machine"],
+        data["created"],
+        data.get("head", "classifier"),
     )
 
 
