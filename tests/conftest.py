@@ -27,10 +27,28 @@ if TYPE_CHECKING:
 SLOW_FIXTURES = {"export_dir", "pipeline_run", "workdir_copy", "fp32_onnx", "r18_dir"}
 
 
+# Test files whose tests share a module-scoped fixture (a ResNet-18 export, a running Triton server, the README's work
+# directory, whose lines run in order): under pytest-xdist each is kept on one worker (--dist loadgroup), so its
+# fixture is made once; every other test goes to whichever worker is free.
+ONE_WORKER = {
+    "test_budget",
+    "test_export",
+    "test_openvino",
+    "test_quantize",
+    "test_readme",
+    "test_runtimes",
+    "test_serving",
+    "test_trt_path",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        module = Path(str(item.fspath)).stem
+        if module in ONE_WORKER:
+            item.add_marker(pytest.mark.xdist_group(module))
 
 
 def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -32,6 +32,20 @@ def readme_commands() -> list[str]:
     return lines
 
 
+def readme_python() -> list[str]:
+    """Every ```python block of the README, whole."""
+    blocks, current = [], None
+    for line in README.read_text().splitlines():
+        if current is None and line.strip() == "```python":
+            current = []
+        elif current is not None and line.startswith("```"):
+            blocks.append("\n".join(current) + "\n")
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
 def run_readme_line(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"COLUMNS": "160", "NO_COLOR": "1"}
     return subprocess.run(

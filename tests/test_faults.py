@@ -89,6 +89,7 @@ def test_triton_log_on_a_read_only_work_directory_goes_to_the_temporary_folder(
     assert "Read-only file system" in caplog.text and f"kept Triton's log as {kept} instead" in caplog.text
 
 
+@pytest.mark.slow  # starts a real Triton server
 @pytest.mark.skipif(
     importlib.util.find_spec("pytriton") is None, reason="nvidia-pytriton is not installed (pip install 'rn50[triton]')"
 )

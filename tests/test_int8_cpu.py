@@ -154,6 +154,7 @@ def test_engine_check_on_this_machines_kernels(tmp_path: Path, bits: int) -> Non
     QEMU is None or not X86,
     reason="needs qemu-x86_64 (apt install qemu-user) on an x86 machine to run a CPU without VNNI",
 )
+@pytest.mark.slow  # a CPU emulated instruction by instruction: seconds per file
 @pytest.mark.parametrize("bits", [8, 7])
 def test_engine_check_on_an_emulated_cpu_without_vnni(tmp_path: Path, bits: int) -> None:
     """rn50's engine check, run under ``qemu-x86_64 -cpu Haswell`` (AVX2 and FMA, no AVX-512, no VNNI): ONNX Runtime's

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import readme_commands, run_readme_line
+from helpers import readme_commands, readme_python, run_readme_line
 
 pytestmark = pytest.mark.slow
 LINES = readme_commands()
@@ -58,3 +58,18 @@ def test_readme_line(index: int, readme_dir: Path) -> None:
     if documented is not None and done.returncode == documented[0] and documented[1] in output:
         return  # the outcome the README documents for a machine too busy for the example's figures
     assert done.returncode == 0, f"{line} exited {done.returncode}: {output}"
+
+
+@pytest.mark.parametrize("index", range(len(readme_python())))
+def test_readme_python(index: int, readme_dir: Path) -> None:
+    """The README's Python examples, run as written in the README's work directory (after its command lines)."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", readme_python()[index]], cwd=readme_dir, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_has_a_python_example() -> None:
+    assert any("import rn50" in block for block in readme_python())

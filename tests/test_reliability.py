@@ -144,6 +144,7 @@ def test_second_run_is_refused_and_a_dead_holder_is_taken_over(work: Path) -> No
     assert not (work / LOCK).exists() and not list(work.glob("*.partial"))
 
 
+@pytest.mark.slow  # runs torch's exporter
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupt_exits_130_and_leaves_nothing_half_written(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "out"
@@ -460,6 +461,7 @@ def _inode(path: Path) -> int | None:
         return None
 
 
+@pytest.mark.slow  # a real quantize, interrupted at a moment: seconds each
 @pytest.mark.parametrize("landing", ["tiny.int8.tensorrt.onnx", "tiny.int8.onnxruntime-cpu.onnx", "tiny.fp16.onnx"])
 def test_an_interrupt_as_a_new_artifact_lands_leaves_file_and_manifest_agreeing(
     quantized_tiny: Path, tmp_path: Path, landing: str

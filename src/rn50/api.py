@@ -69,9 +69,10 @@ def _run(command: Command, out: Path, check: bool, given: dict[str, Any]) -> Any
     else:
         with workdir.locked():
             outcome = command.run(options, workdir)
-    if check and outcome is not None and outcome.error is not None:
-        outcome.error.outcome = outcome
-        raise outcome.error
+    error = outcome.error if check and outcome is not None else None
+    if error is not None:
+        error.outcome = outcome  # the result the failed check came with
+        raise error
     return outcome
 
 

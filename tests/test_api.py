@@ -1,0 +1,69 @@
+"""rn50 from Python: the commands as functions, with the CLI's checks, lock and outcomes."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+import rn50
+from rn50.errors import CheckFailed, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_import_rn50_stays_light() -> None:
+    """The functions load on first use: importing the package pulls in neither the CLI nor torch."""
+    code = "import sys, rn50; print('rn50.cli' in sys.modules, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_every_command_but_serve_is_a_function_with_its_flags_as_keywords() -> None:
+    from rn50.api import FUNCTIONS
+
+    assert {"export", "calibrate", "quantize", "build_trt", "parity", "profile", "pipeline", "verify"} <= set(FUNCTIONS)
+    assert "serve" not in FUNCTIONS
+    params = inspect.signature(rn50.parity).parameters
+    assert {"out", "check", "runtime", "artifact", "count", "threshold", "labels"} <= set(params)
+
+
+def test_parity_returns_the_report_the_cli_renders(work: Path) -> None:
+    outcome = rn50.parity(out=work, runtime="onnxruntime-cpu", artifact=["onnx-fp32"], count=8)
+    assert outcome.report.passed and outcome.error is None
+    assert outcome.to_dict()["schema"] == "rn50.parity/3" and (work / "parity.json").is_file()
+
+
+def test_a_failed_check_raises_with_the_outcome_unless_asked_not_to(work: Path) -> None:
+    strict = ["int8:min_cosine=0.999999"]
+    with pytest.raises(CheckFailed) as failed:
+        rn50.parity(out=work, runtime="onnxruntime-cpu", count=8, threshold=strict)
+    assert failed.value.outcome is not None and not failed.value.outcome.report.passed
+    outcome = rn50.parity(out=work, runtime="onnxruntime-cpu", count=8, threshold=strict, check=False)
+    assert isinstance(outcome.error, CheckFailed) and not outcome.report.passed
+
+
+def test_bad_keywords_and_values_are_the_clis_errors(work: Path) -> None:
+    with pytest.raises(UsageError, match="rn50.parity\\(\\) has no option bogus"):
+        rn50.parity(out=work, bogus=1)
+    with pytest.raises(UsageError, match="unknown runtime"):
+        rn50.parity(out=work, runtime="no-such-runtime")
+    with pytest.raises(UsageError, match="not an rn50 work directory"):
+        rn50.parity(out=work / "nowhere")
+
+
+def test_a_locked_work_directory_is_refused(work: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (work / ".rn50.lock").write_text(f"{holder.pid}\n")
+        with pytest.raises(UsageError, match=f"in use by another rn50 run \\(PID {holder.pid}\\)"):
+            rn50.parity(out=work, count=4)
+    finally:
+        holder.kill()
+        holder.wait()
+        os.unlink(work / ".rn50.lock")
