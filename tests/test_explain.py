@@ -140,3 +140,22 @@ def test_an_embedding_is_judged_without_top1(work: Path) -> None:
     for row in data["results"]:
         assert row["metrics"]["top1_agreement"] is None and "top1" not in row["thresholds"]
     assert "Head: an **embedding**" in (work / "parity.md").read_text()
+
+
+def test_quantize_method_auto_keeps_the_best_method_per_target(work: Path) -> None:
+    result = cli.invoke(app, ["quantize", "--int8", "--method", "auto", "--count", "16", "--out", str(work), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    methods = next(item["methods"] for item in data if "methods" in item)
+    manifest = json.loads((work / "manifest.json").read_text())["artifacts"]
+    for target, scores in methods.items():
+        assert {s["method"] for s in scores} == {"minmax", "entropy", "percentile"}
+        means = [s["output"]["cosine_mean"] for s in scores]
+        assert means == sorted(means, reverse=True)  # best first
+        assert manifest[f"onnx-int8-{target}"]["config"]["method"] == scores[0]["method"]  # the file is the best's
+
+
+@pytest.mark.parametrize("command", [["calibrate"], ["pipeline", "--skip", "profile"]])
+def test_method_auto_is_quantizes_alone(work: Path, command: list[str]) -> None:
+    result = cli.invoke(app, [*command, "--method", "auto", "--out", str(work)])
+    assert result.exit_code == 2 and "rn50 quantize --int8 --method auto" in result.output, result.output

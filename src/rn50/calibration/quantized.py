@@ -68,6 +68,47 @@ class QuantizeResult:
         return layer_label(node, self.modules)
 
 
+@dataclass(frozen=True)
+class MethodScore:
+    """One calibration method's INT8 file for a target, measured on held-apart crops (the file's semantics)."""
+
+    method: str
+    output: OutputMetrics
+
+
+# --method auto chooses on crops 33–64 of the evaluation split: held apart from calibration, and apart from the 32
+# that the quantize report and parity judge by default (choosing on the crops that judge would flatter the choice).
+CHOICE_CROPS = (QUALITY_CROPS, 2 * QUALITY_CROPS)
+
+
+def compare_methods(
+    workdir: WorkDir,
+    tables: dict[str, CalibrationTable],
+    target: str,
+    *,
+    high_precision: str = "fp32",
+    classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0],
+    cpu_class: str = VNNI,
+) -> list[MethodScore]:
+    """Each method's ``target`` file (every layer INT8) against the FP32 graph on the choice crops, best first (cosine
+    mean, then worst)."""
+    from rn50.samples import sample_crops
+
+    fp32, path = fp32_artifact(workdir)
+    model = onnx.load(str(path))
+    crops = sample_crops(CHOICE_CROPS[1], split="evaluation")[CHOICE_CROPS[0] :]
+    reference = fp32_reference(model, crops, layers=False)
+    classes = workdir.head == CLASSIFIER
+    scores = []
+    for method, table in tables.items():
+        table.check_model(fp32.sha256)
+        precision = high_precision if target == QDQ_TENSORRT else "fp32"
+        proto = emitter(model, table, target, precision, classifier, cpu_class)(frozenset())
+        output, _ = compare_to_fp32(reference, proto, crops, classes=classes)
+        scores.append(MethodScore(method, output))
+    return sorted(scores, key=lambda s: (-s.output.cosine_mean, -s.output.cosine_min))
+
+
 def module_names_of(workdir: WorkDir, model: onnx.ModelProto) -> dict[str, str]:
     """The FP32 graph's Conv/Gemm nodes → PyTorch module names, from the work directory's weights; empty (nodes
     named alone) where the weights cannot be read."""
@@ -76,7 +117,7 @@ def module_names_of(workdir: WorkDir, model: onnx.ModelProto) -> dict[str, str]:
     try:
         return module_names(model, workdir_model(workdir))
     except (UsageError, OSError, RuntimeError) as e:
-        log.warning("layers are named by ONNX node only: %s", e)
+        log.info("layers are named by ONNX node only: %s", e)
         return {}
 
 

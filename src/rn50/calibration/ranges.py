@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "entropy", "percentile")
+# `rn50 quantize --method auto`: every method, each INT8 file measured on held-apart crops, the best kept.
+AUTO_METHOD = "auto"
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
 MIN_IMAGES_FOR_REAL_USE = 500

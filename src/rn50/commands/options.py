@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rn50.calibration.ranges import DEFAULT_METHOD, METHODS, method_options
+from rn50.calibration.ranges import AUTO_METHOD, DEFAULT_METHOD, METHODS, method_options
 from rn50.errors import UsageError
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.flags import flag
@@ -133,7 +133,12 @@ class FeedOptions:
 class CalibrationOptions:
     """How activation ranges are collected: --method, --percentile, --batch."""
 
-    method: str = flag("--method", default=DEFAULT_METHOD, help=f"Range method: {', '.join(METHODS)}.")
+    method: str = flag(
+        "--method",
+        default=DEFAULT_METHOD,
+        help=f"Range method: {', '.join(METHODS)}; in quantize also {AUTO_METHOD} (each method's file measured on "
+        "held-apart crops, the best kept).",
+    )
     percentile: float | None = flag(
         "--percentile", default=None, help="Percentile for --method percentile (default 99.99)."
     )
@@ -142,6 +147,8 @@ class CalibrationOptions:
     def check(self) -> dict[str, Any]:
         """Refuses bad options; returns the method's options (part of the table's key)."""
         check_batch(self.batch, "--calibration-batch")
+        if self.method == AUTO_METHOD:
+            return {}  # the methods compared are each checked when run
         return method_options(self.method, percentile=self.percentile)
 
 

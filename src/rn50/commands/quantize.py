@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
-    from rn50.calibration.quantized import QuantizeResult
+    from rn50.calibration.quantized import MethodScore, QuantizeResult
     from rn50.calibration.table import CalibrationTable
     from rn50.errors import CheckFailed
     from rn50.exporter.openvino_ir import IrResult
@@ -123,7 +123,7 @@ class QuantizeOptions:
                 fix="pass --int8 with --target tensorrt or all, or drop --high-precision",
             )
         if self.int8:
-            self.calibrate.check()
+            self.calibrate.check(auto=True)
         if self.ir:  # --ir needs OpenVINO: refused before any work where it is missing
             from rn50.runtimes.openvino_runner import import_openvino
 
@@ -137,6 +137,7 @@ class QuantizeOutcome:
     irs: list[IrResult] = field(default_factory=list)
     table: Any = None  # the calibration table's outcome, when this run made or reused it
     missed: CheckFailed | None = None  # --budget not met for some target (the others' files were written)
+    methods: dict[str, list[MethodScore]] = field(default_factory=dict)  # --method auto: per target, best first
 
     @property
     def error(self) -> CheckFailed | None:
@@ -146,35 +147,101 @@ class QuantizeOutcome:
         from rn50.reports.quantize_report import summary_sections
 
         parts = self.table.sections() if self.table is not None else []
+        parts += [methods_section(self.methods)] if self.methods else []
         parts += summary_sections(self.results)
         parts.append(Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.reports)]))
         return parts + ir_sections(self.irs)
 
     def to_dict(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": r.name,
-                "path": r.path,
-                "target": r.target,
-                "output": r.output.to_dict(),
-                "worst_layers": r.layers[:5],
-                "notes": r.notes,
-                "form": r.form,
-            }
-            for r in self.results
-        ] + [ir_dict(r) for r in self.irs]
+        return (
+            [
+                {
+                    "name": r.name,
+                    "path": r.path,
+                    "target": r.target,
+                    "output": r.output.to_dict(),
+                    "worst_layers": r.layers[:5],
+                    "notes": r.notes,
+                    "form": r.form,
+                }
+                for r in self.results
+            ]
+            + [ir_dict(r) for r in self.irs]
+            + ([{"methods": self.methods}] if self.methods else [])
+        )
+
+
+def methods_section(methods: dict[str, list[MethodScore]]) -> Section:
+    from rn50.calibration.quantized import CHOICE_CROPS
+
+    lo, hi = CHOICE_CROPS
+    return Section(
+        "Calibration methods compared (--method auto)",
+        "calibration-methods",
+        paragraphs=[
+            f"Each method's INT8 file (every layer INT8) against the FP32 graph on held-apart sample crops {lo + 1}–"
+            f"{hi} of the evaluation split (apart from calibration, and from the {lo} the report and parity judge "
+            "on), as the file computes; the best cosine mean is kept."
+        ],
+        header=["target", "method", "cos mean", "cos worst", "SQNR dB", "kept"],
+        rows=[
+            [
+                target,
+                s.method,
+                f"{s.output.cosine_mean:.6f}",
+                f"{s.output.cosine_min:.6f}",
+                f"{s.output.sqnr_db:.1f}",
+                "yes" if i == 0 else "",
+            ]
+            for target, scores in methods.items()
+            for i, s in enumerate(scores)
+        ],
+    )
+
+
+def _auto_tables(options: QuantizeOptions, workdir: WorkDir, ui: Ui) -> dict[str, CalibrationTable]:
+    """--method auto: a table per method, on the same images (each cached as its method's)."""
+    import dataclasses
+
+    from rn50.calibration.ranges import METHODS
+    from rn50.commands.calibrate import read_feeds
+
+    feeds = read_feeds(options.calibrate, ui)
+    tables = {}
+    for method in METHODS:
+        opts = dataclasses.replace(
+            options.calibrate, calibration=dataclasses.replace(options.calibrate.calibration, method=method)
+        )
+        tables[method] = calibrate(opts, workdir, ui, feeds=feeds).result.table
+    return tables
 
 
 def quantize(
     options: QuantizeOptions, workdir: WorkDir, ui: Ui = QUIET, *, table: CalibrationTable | None = None
 ) -> QuantizeOutcome:
     """Write FP16 and/or INT8 (per target) ONNX artifacts, linted, with a per-layer quality report."""
-    from rn50.calibration.quantized import BudgetMissed, make_fp16_file, make_int8_files
+    from rn50.calibration.quantized import BudgetMissed, compare_methods, make_fp16_file, make_int8_files
+    from rn50.calibration.ranges import AUTO_METHOD
     from rn50.reports.quantize_report import write_quality_report
 
     options.check()
     calibrated = None
-    if options.int8 and table is None:
+    methods: dict[str, list[MethodScore]] = {}
+    tables: dict[str, CalibrationTable] = {}
+    if options.int8 and table is None and options.calibrate.calibration.method == AUTO_METHOD:
+        all_tables = _auto_tables(options, workdir, ui)
+        for target in options.targets:
+            ui.status(f"comparing calibration methods for {target}…")
+            methods[target] = compare_methods(
+                workdir,
+                all_tables,
+                target,
+                high_precision=options.high_precision if target == QDQ_TENSORRT else "fp32",
+                classifier=options.classifier,
+                cpu_class=options.cpu_class,
+            )
+            tables[target] = all_tables[methods[target][0].method]
+    elif options.int8 and table is None:
         calibrated = calibrate(options.calibrate, workdir, ui)
         table = calibrated.result.table
     results = []
@@ -183,24 +250,28 @@ def quantize(
         ui.status("converting to FP16…")
         results.append(make_fp16_file(workdir))
     if options.int8:
-        if table is None:
-            raise UsageError("no calibration table", fix="run rn50 calibrate first")  # made above: not reached
+        groups = [(tables[t], [t]) for t in options.targets if t in tables]  # --method auto: each its best's table
+        if not tables:
+            if table is None:
+                raise UsageError("no calibration table", fix="run rn50 calibrate first")  # made above: not reached
+            groups = [(table, list(options.targets))]
         ui.status("emitting Q/DQ models and measuring per-layer error…")
-        try:
-            results += make_int8_files(
-                workdir,
-                table,
-                list(options.targets),
-                budget=options.budget,
-                max_excluded=options.exclusion_limit,
-                high_precision=options.high_precision,
-                classifier=options.classifier,
-                cpu_class=options.cpu_class,
-                progress=ui.status,
-            )
-        except BudgetMissed as e:
-            results += e.written
-            missed = e
+        for group_table, targets in groups:
+            try:
+                results += make_int8_files(
+                    workdir,
+                    group_table,
+                    targets,
+                    budget=options.budget,
+                    max_excluded=options.exclusion_limit,
+                    high_precision=options.high_precision,
+                    classifier=options.classifier,
+                    cpu_class=options.cpu_class,
+                    progress=ui.status,
+                )
+            except BudgetMissed as e:
+                results += e.written
+                missed = e
     if not results:
         raise missed or UsageError("nothing to quantize", fix="pass --int8 and/or --fp16")
     reports = write_quality_report(workdir, results)
@@ -208,4 +279,4 @@ def quantize(
     if options.ir:
         ui.status("writing OpenVINO IR…")
         irs = export_ir(workdir, [r.name for r in results])
-    return QuantizeOutcome(results, reports, irs, calibrated, missed)
+    return QuantizeOutcome(results, reports, irs, calibrated, missed, methods)
