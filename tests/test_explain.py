@@ -159,3 +159,48 @@ def test_quantize_method_auto_keeps_the_best_method_per_target(work: Path) -> No
 def test_method_auto_is_quantizes_alone(work: Path, command: list[str]) -> None:
     result = cli.invoke(app, [*command, "--method", "auto", "--out", str(work)])
     assert result.exit_code == 2 and "rn50 quantize --int8 --method auto" in result.output, result.output
+
+
+def _wrong_at(model_path: Path, node_name: str, out: Path) -> Path:
+    """A copy of ``model_path`` whose ``node_name`` computes something else (its weights' channels reversed): a
+    runtime that is wrong at that one layer."""
+    model = onnx.load(str(model_path))
+    node = next(n for n in model.graph.node if n.name == node_name)
+    init = next(i for i in model.graph.initializer if i.name == node.input[1])
+    w = onnx.numpy_helper.to_array(init)
+    init.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(w[::-1]), init.name))
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime-cpu", "openvino-cpu"])
+def test_the_first_layer_that_departs_is_the_wrong_one(work: Path, tmp_path: Path, runtime: str) -> None:
+    if runtime == "openvino-cpu":
+        pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'rn50[openvino]')")
+    wrong = _wrong_at(work / "tiny.fp32.onnx", "conv2", tmp_path / "wrong.onnx")
+    result = cli.invoke(
+        app,
+        [
+            "parity",
+            "--out",
+            str(work),
+            "--count",
+            "8",
+            "--runtime",
+            runtime,
+            "--artifact",
+            "onnx-fp32",
+            "--onnx",
+            str(wrong),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads((work / "parity.json").read_text())
+    rows = {r["artifact"]: r for r in data["results"]}
+    assert rows["onnx-fp32"]["status"] == "pass" and rows["onnx-fp32"]["divergence"] is None
+    found = rows["wrong.onnx"]["divergence"]
+    assert found["first"] == "conv2", found  # not stem or conv1, which it computes right
+    cosines = {layer: cos for layer, cos, _ in found["layers"]}
+    assert cosines["stem"] > 0.99999 and cosines["conv1"] > 0.99999 and cosines["conv2"] < 0.99
+    assert "the first layer that departs from PyTorch" in (work / "parity.md").read_text()
+    assert (work / "parity-layers.png").read_bytes()[:4] == b"\x89PNG"

@@ -17,7 +17,7 @@ import numpy as np
 
 from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
-from rn50.evaluation.explanation import explain_failures
+from rn50.evaluation.explanation import explain_failures, locate_all
 from rn50.machine import describe
 from rn50.metrics import CLASSIFIER, ENGINE, PerInput, compare, for_head, input_verdict
 from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
@@ -250,6 +250,10 @@ def run_parity(
     if any(r.status == "fail" and r.file_inputs is not None for r in results):
         say("INT8: why the failing inputs fail, layer by layer")
         results = explain_failures(results, feeds, fp32_onnx, getattr(reference, "model", None))
+    if any(r.status == "fail" for r in results):
+        say("locating the first layer where each failing row departs from PyTorch")
+        by_label = {run.target.label: run.target for run in runs}
+        results = locate_all(results, by_label, feeds, fp32_onnx, getattr(reference, "model", None), threads)
     report = ParityReport(
         feeds=FeedSummary(
             feeds.kind,

@@ -94,7 +94,44 @@ def by_reason(results: list[TargetResult]) -> dict[str, list[TargetResult]]:
     return out
 
 
-def sections(report: ParityReport, *, image: str | None = None) -> list[Section]:
+def _divergence_cells(r: TargetResult) -> list[str]:
+    d = r.divergence
+    assert d is not None
+    if d.note:
+        return [f"not located: {d.note}", "", ""]
+    first = f"{d.first} (cos {d.first_cosine:.4f})" if d.first and d.first_cosine is not None else "none departs"
+    lowest = min(d.layers, key=lambda x: x[1]) if d.layers else None
+    return [first, str(d.inputs), f"{lowest[0]} ({lowest[1]:.4f})" if lowest else "–"]
+
+
+def layers_plot(report: ParityReport) -> bytes | None:
+    """Per failing row, the median cosine to PyTorch of each layer on its failing inputs (and on passing ones)."""
+    rows = [r for r in report.ran if r.divergence is not None and r.divergence.layers]
+    plt = pyplot("per-layer chart") if rows else None
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for r in rows:
+        assert r.divergence is not None
+        ys = [c for _, c, _ in r.divergence.layers]
+        line = ax.plot(range(len(ys)), ys, marker="o", markersize=2.5, linewidth=0.9, label=f"{r.label} (failing)")[0]
+        ax.plot(
+            range(len(ys)),
+            [t for _, _, t in r.divergence.layers],
+            linestyle="--",
+            linewidth=0.8,
+            color=line.get_color(),
+            label=f"{r.label} (passing)",
+        )
+    ax.axhline(DEPARTS, color="#8c959f", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("layer (graph order)")
+    ax.set_ylabel("cosine to PyTorch")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig, dpi=110)
+
+
+def sections(report: ParityReport, *, image: str | None = None, layers_image: str | None = None) -> list[Section]:
     """parity.md's sections, also the parity part of report.md/html (``image``: the error plot's file name)."""
     ref, feeds = report.reference, report.feeds
     main = Section(
@@ -209,6 +246,24 @@ def sections(report: ParityReport, *, image: str | None = None) -> list[Section]
                 rows=[[r.label, r.input_verdict.line()] for r in failing if r.input_verdict is not None],
             )
         )
+    located = [r for r in report.ran if r.status == "fail" and r.divergence is not None]
+    if located:
+        parts.append(
+            Section(
+                "Failing rows: the first layer that departs from PyTorch",
+                "divergence",
+                paragraphs=[
+                    "Each Conv/Gemm output the runtime computed on the row's failing inputs (marked as graph "
+                    "outputs, as Polygraphy's `mark all`) against the same layer in PyTorch (a forward hook; a "
+                    "BatchNorm folded into a convolution is hooked after it). A layer departs where its cosine "
+                    f"falls below {DEPARTS} and its error is {DEPART_FACTOR:g}× that on the row's passing inputs."
+                ],
+                header=["runtime · artifact", "first layer that departs", "inputs", "lowest layer (median cos)"],
+                rows=[[r.label, *_divergence_cells(r)] for r in located],
+            )
+        )
+        if layers_image:
+            parts[-1].images.append(("cosine to PyTorch per layer, failing rows", layers_image))
     explained = [r for r in failing if r.causes]
     if explained:
         parts.append(
@@ -243,10 +298,9 @@ def sections(report: ParityReport, *, image: str | None = None) -> list[Section]
     return parts
 
 
-def markdown(report: ParityReport, *, image: str | None = None) -> str:
-    return to_markdown(
-        "rn50 parity", [*sections(report, image=image), Section("", after=[machine_line(report.machine)])]
-    )
+def markdown(report: ParityReport, *, image: str | None = None, layers_image: str | None = None) -> str:
+    parts = sections(report, image=image, layers_image=layers_image)
+    return to_markdown("rn50 parity", [*parts, Section("", after=[machine_line(report.machine)])])
 
 
 def _abs_limit(thresholds: str) -> float | None:
@@ -298,6 +352,7 @@ def error_plot(errors: dict[str, np.ndarray], results: dict[str, TargetResult] |
 
 
 PLOT = "parity.png"
+LAYERS_PLOT = "parity-layers.png"
 
 
 def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> list[Path]:
@@ -306,6 +361,15 @@ def write(report: ParityReport, errors: dict[str, np.ndarray], folder: Path) -> 
     if image is not None:
         atomic_write_bytes(folder / PLOT, image)
         written.append(folder / PLOT)
+    layers = layers_plot(report)
+    if layers is not None:
+        atomic_write_bytes(folder / LAYERS_PLOT, layers)
+        written.append(folder / LAYERS_PLOT)
     atomic_write_text(written[0], json.dumps(to_dict(report), indent=2) + "\n")
-    atomic_write_text(written[1], markdown(report, image=PLOT if image is not None else None))
+    atomic_write_text(
+        written[1],
+        markdown(
+            report, image=PLOT if image is not None else None, layers_image=LAYERS_PLOT if layers is not None else None
+        ),
+    )
     return written

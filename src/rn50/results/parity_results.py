@@ -24,6 +24,20 @@ FAILED: tuple[Verdict, ...] = ("fail", "error")
 
 
 @dataclass(frozen=True)
+class Divergence:
+    """Where a failing row's runtime first departs from the PyTorch reference, layer by layer, on its failing
+    inputs: each Conv/Gemm output the runtime computed (marked as a graph output, as Polygraphy's ``mark all``)
+    against the same layer's output in PyTorch (a forward hook; a BatchNorm folded into the convolution is hooked
+    after it)."""
+
+    first: str | None  # the first layer, in graph order, that departs (None: none does)
+    first_cosine: float | None
+    layers: tuple[tuple[str, float, float], ...]  # (layer, median cosine on the failing inputs, on passing ones)
+    inputs: int  # failing inputs compared
+    note: str = ""  # why it could not be located, where it could not
+
+
+@dataclass(frozen=True)
 class TargetResult:
     runtime: str
     artifact: str
@@ -56,6 +70,8 @@ class TargetResult:
     # A failing INT8 row: per failing input, where its activations leave the file's ranges and where its error first
     # departs from the FP32 graph (rn50.evaluation.explanation).
     causes: tuple[InputCause, ...] = ()
+    # A failing row whose runtime can mark its layers: where it first departs from PyTorch (rn50.evaluation).
+    divergence: Divergence | None = None
 
     @property
     def label(self) -> str:
@@ -170,6 +186,9 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
         r["causes"] = tuple(
             InputCause(**(c | {"outside": tuple(Excess(**e) for e in c["outside"])})) for c in r.get("causes", ())
         )
+        if r.get("divergence") is not None:
+            d = r["divergence"]
+            r["divergence"] = Divergence(**(d | {"layers": tuple(tuple(x) for x in d["layers"])}))
         results.append(TargetResult(**r))
     feeds = dict(data["feeds"])
     feeds |= {"warnings": tuple(feeds.get("warnings", ())), "names": tuple(feeds.get("names", ()))}
