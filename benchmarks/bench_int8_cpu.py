@@ -49,7 +49,7 @@ def make_forms(out: Path, folder: Path) -> dict[str, Path]:
 
 def accuracy(paths: dict[str, Path], crops: int, threads: int) -> dict[str, object]:
     """Semantics, runtime vs FP32, runtime vs semantics, per form and runtime; on whatever CPU this process sees."""
-    from rn50.evaluation.comparison import run_batches, semantics
+    from rn50.evaluation.semantics import run_batches, semantics
     from rn50.feeds import samples
     from rn50.machine import cpu_info
     from rn50.metrics import compare

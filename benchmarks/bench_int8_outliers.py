@@ -7,9 +7,10 @@ the calibrated ranges. Measured:
 
 1. parity of the work directory's INT8 files on those crops: the verdict, the inputs it names and the layers;
 2. the cost of the explanation against one parity run of the same row (target ≤ 2×);
-3. the fixes parity.md offers, each tried: another range method (`--method minmax`, and `auto`), and calibrating
-   on images like the failing ones (the calibration crops with the same share overexposed) — each file judged on
-   the same parity feeds.
+3. the fixes parity.md offers, each tried: another range method (`--method minmax`, and `auto`), calibrating on
+   images like the failing ones (the calibration crops with the same share overexposed), and the layers where the
+   failing inputs depart left in float (`--keep-float`) — each file judged on the same parity feeds, the last also
+   on other held-apart crops.
 
     python benchmarks/bench_int8_outliers.py --out rn50-out   # a work directory the pipeline made (seeded weights)
 """
@@ -108,6 +109,14 @@ def main() -> None:
         np.save(calibration, overexpose(crops, tuple(range(0, 64, 12))))
         rn50.quantize(out=work, int8=True, arrays=str(calibration), check=False)
         fixes["calibrated on such images"] = [parity_row(work, feeds, a) for a in ("onnx-int8-onnxruntime-cpu",)]
+        departs = sorted({c["departs"].split(" (")[0] for r in found["as_made"] for c in r["causes"] if c["departs"]})
+        rn50.quantize(out=work, int8=True, keep_float=departs, check=False)  # the default calibration again
+        fixes[f"--keep-float {','.join(departs)}"] = [
+            parity_row(work, feeds, a) for a in ("onnx-int8-onnxruntime-cpu", "onnx-int8-tensorrt")
+        ]
+        held = tmp / "held.npy"  # the same file on held-apart crops rn50 did not choose (no overexposure)
+        np.save(held, sample_crops(96, split="evaluation")[48:])
+        fixes["held-apart check"] = [parity_row(work, held, a) for a in ("onnx-int8-onnxruntime-cpu",)]
         found["fixes"] = fixes
         print(json.dumps(found, indent=2, default=str))
     finally:

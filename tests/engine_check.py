@@ -13,7 +13,8 @@ import numpy as np
 
 
 def main(model: Path, feed: Path) -> dict[str, object]:
-    from rn50.evaluation.comparison import compare_all, run_all, semantics
+    from rn50.evaluation.comparison import compare_all, run_all
+    from rn50.evaluation.semantics import semantics
     from rn50.evaluation.targets import qdq_form
     from rn50.feeds import FeedSet
     from rn50.machine import cpu_info

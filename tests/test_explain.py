@@ -114,7 +114,10 @@ def test_parity_names_the_input_and_the_layer_an_outlier_breaks(work: Path, outl
     assert cause["departs"] == "stem"
     md = (work / "parity.md").read_text()
     assert "INT8: why those inputs fail, layer by layer" in md and f"crops.npy[{OUTLIER}]" in md
-    assert "What would fix it" in md
+    assert "What would fix it" in md and "**Checked**" in md
+    tried = row["tried_fix"]  # the fix offered, tried on the same 16 inputs, and said as it came out
+    assert tried["keep_float"] == ["stem"] and tried["metrics"]["samples"] == 16
+    assert ("— **passes**" in md) == (not tried["failures"])
     loaded = parity_results.load(work / "parity.json")
     assert parity_results.to_dict(loaded) == data  # the new fields round-trip
 
@@ -204,3 +207,14 @@ def test_the_first_layer_that_departs_is_the_wrong_one(work: Path, tmp_path: Pat
     assert cosines["stem"] > 0.99999 and cosines["conv1"] > 0.99999 and cosines["conv2"] < 0.99
     assert "the first layer that departs from PyTorch" in (work / "parity.md").read_text()
     assert (work / "parity-layers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_keep_float_leaves_the_named_layers_out_of_int8(work: Path) -> None:
+    result = cli.invoke(app, ["quantize", "--int8", "--keep-float", "stem", "--count", "16", "--out", str(work)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((work / "manifest.json").read_text())["artifacts"]
+    for target in ("tensorrt", "onnxruntime-cpu"):
+        config = manifest[f"onnx-int8-{target}"]["config"]
+        assert "stem" in config["excluded"] and config["keep_float"] == ["stem"]
+    bad = cli.invoke(app, ["quantize", "--int8", "--keep-float", "layer9.conv1", "--out", str(work)])
+    assert bad.exit_code == 2 and "no Conv/Gemm layer layer9.conv1 in the model" in bad.output, bad.output

@@ -14,7 +14,7 @@ import onnx
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
 from rn50.calibration import budget as int8_budget
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
-from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
+from rn50.calibration.quality import LAYER_OPS, LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.errors import CheckFailed, UsageError, uninterrupted
 from rn50.exporter.layer_names import layer_label, module_names
@@ -109,6 +109,26 @@ def compare_methods(
     return sorted(scores, key=lambda s: (-s.output.cosine_mean, -s.output.cosine_min))
 
 
+def layer_nodes(layers: tuple[str, ...], model: onnx.ModelProto, modules: dict[str, str]) -> frozenset[str]:
+    """The ONNX nodes of ``layers``, each named by its PyTorch module (``conv1``, ``layer4.2.conv3``) or its node."""
+    nodes = {n.name for n in model.graph.node if n.op_type in LAYER_OPS}
+    by_module = {m: n for n, m in modules.items()}
+    found, unknown = set(), []
+    for layer in layers:
+        node = by_module.get(layer, layer if layer in nodes else None)
+        if node is None:
+            unknown.append(layer)
+        else:
+            found.add(node)
+    if unknown:
+        known = sorted(by_module) or sorted(nodes)
+        raise UsageError(
+            f"no Conv/Gemm layer {', '.join(unknown)} in the model",
+            fix=f"name layers by PyTorch module or ONNX node, e.g. {', '.join(known[:4])}",
+        )
+    return frozenset(found)
+
+
 def module_names_of(workdir: WorkDir, model: onnx.ModelProto) -> dict[str, str]:
     """The FP32 graph's Conv/Gemm nodes → PyTorch module names, from the work directory's weights; empty (nodes
     named alone) where the weights cannot be read."""
@@ -135,13 +155,15 @@ def emitter(
     high_precision: str = "fp32",
     classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0],
     cpu_class: str = VNNI,
+    keep_float: frozenset[str] = frozenset(),
 ) -> Callable[[frozenset[str]], onnx.ModelProto]:
-    """The target's Q/DQ file with the given Conv/Gemm nodes (and, ``classifier`` "float", the final Gemm) left
-    out of INT8, stamped and linted; a CPU target's file is made for CPUs of ``cpu_class``."""
+    """The target's Q/DQ file with the given Conv/Gemm nodes (and, ``classifier`` "float", the final Gemm; and the
+    nodes of ``keep_float``, always) left out of INT8, stamped and linted; a CPU target's file is made for CPUs of
+    ``cpu_class``."""
     if target not in EMITTERS:
         raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
     head = int8_budget.classifier(model)
-    fixed = frozenset({head}) if classifier == "float" and head is not None else frozenset()
+    fixed = (frozenset({head}) if classifier == "float" and head is not None else frozenset()) | keep_float
     make = functools.partial(EMITTERS[target], cpu_class=cpu_class) if target in CPU_TARGETS else EMITTERS[target]
 
     def emit(exclude: frozenset[str]) -> onnx.ModelProto:
@@ -180,20 +202,24 @@ def make_int8_files(
     classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0],
     cpu_class: str = VNNI,
     progress: Callable[[str], None] | None = None,
+    keep_float: tuple[str, ...] = (),
 ) -> list[QuantizeResult]:
-    """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it), made and checked
-    before it is written. A target whose budget cannot be met gets no file; the others' files are written all the
-    same, and then :class:`BudgetMissed` says which missed (carrying what was written)."""
+    """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it; ``keep_float``:
+    layers, by PyTorch module or ONNX node, left out whatever the budget), made and checked before it is written. A
+    target whose budget cannot be met gets no file; the others' files are written all the same, and then
+    :class:`BudgetMissed` says which missed (carrying what was written)."""
     from rn50.samples import sample_crops
 
     fp32, path = fp32_artifact(workdir)
     table.check_model(fp32.sha256)
     model = onnx.load(str(path))
+    modules = module_names_of(workdir, model)
+    floats = layer_nodes(keep_float, model, modules)
     made: list[tuple[str, onnx.ModelProto, int8_budget.BudgetSearch | None]] = []
     missed: list[tuple[str, str]] = []  # (problem, fix) of each target whose budget was not met
     for target in targets:
         emit = emitter(
-            model, table, target, high_precision if target == QDQ_TENSORRT else "fp32", classifier, cpu_class
+            model, table, target, high_precision if target == QDQ_TENSORRT else "fp32", classifier, cpu_class, floats
         )
         if budget is None:
             made.append((target, emit(frozenset()), None))
@@ -217,7 +243,6 @@ def make_int8_files(
         made.append((target, proto, found))
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     reference = fp32_reference(model, crops)
-    modules = module_names_of(workdir, model)
     classes = workdir.head == CLASSIFIER
     results = []
     for target, proto, search in made:
@@ -234,6 +259,8 @@ def make_int8_files(
             "classifier": classifier,
             "excluded": excluded,
         }
+        if keep_float:
+            params["keep_float"] = list(keep_float)
         if target == QDQ_TENSORRT:
             params["high_precision"] = high_precision
         if target in CPU_TARGETS:

@@ -73,6 +73,13 @@ class QuantizeOptions:
         help="The final Gemm in float or int8 (float: measured, more accurate for ~1% CPU latency).",
     )
     cpu: str = cpu_flag()
+    keep_float: list[str] | None = flag(
+        "--keep-float",
+        default=None,
+        cli_type=list[str] | None,
+        help="Layers left out of INT8, by PyTorch module (conv1, layer4.2.conv3) or ONNX node: e.g. where parity says "
+        "the failing inputs depart.",
+    )
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -93,6 +100,8 @@ class QuantizeOptions:
         targets = parse_targets(self.target)
         if self.budget is not None and not self.int8:
             raise UsageError("--budget without --int8", fix="pass --int8: the budget applies to the INT8 files")
+        if self.keep_float and not self.int8:
+            raise UsageError("--keep-float without --int8", fix="pass --int8: it leaves layers of the INT8 files float")
         if self.max_excluded is not None and self.budget is None:
             raise UsageError(
                 "--max-excluded without --budget", fix="pass --budget KEY=VALUE too, or drop --max-excluded"
@@ -268,6 +277,7 @@ def quantize(
                     classifier=options.classifier,
                     cpu_class=options.cpu_class,
                     progress=ui.status,
+                    keep_float=tuple(options.keep_float or ()),
                 )
             except BudgetMissed as e:
                 results += e.written

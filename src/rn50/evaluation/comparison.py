@@ -18,6 +18,7 @@ import numpy as np
 from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
 from rn50.evaluation.explanation import explain_failures, locate_all
+from rn50.evaluation.semantics import SEMANTICS, run_batches, semantics
 from rn50.machine import describe
 from rn50.metrics import CLASSIFIER, ENGINE, PerInput, compare, for_head, input_verdict
 from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 REFERENCE_BATCH = 8  # the batch the PyTorch reference runs at where the caller gives none
 
-OUTPUT = "logits"
-
 
 FEW_IMAGES = 16  # below this a parity verdict says little, and the report says so
 
@@ -48,10 +47,6 @@ def few_images_warning(count: int) -> list[str]:
         f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more (--count, "
         "--images)"
     ]
-
-
-def run_batches(runner: Runner, feeds: FeedSet, batch: int) -> np.ndarray:
-    return np.concatenate([runner.infer({"input": b})[OUTPUT] for b in feeds.batches(batch)])
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> tuple[float | None, float | None]:
@@ -85,20 +80,6 @@ def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | Non
         return Outputs(target, status="skipped", reason=e.message)
     except CheckFailed as e:
         return Outputs(target, status="error", reason=e.message)
-
-
-SEMANTICS = "file semantics"  # how the third reference is named in progress lines and reports
-
-
-def semantics(qdq: Path, feeds: FeedSet, batch: int, *, threads: int | None) -> np.ndarray:
-    """The logits a Q/DQ file says it computes: ONNX Runtime's CPU provider with graph optimizations off (Q/DQ
-    and float operators run as written, no integer kernels), so the same on every CPU up to float rounding."""
-    from rn50.runtimes.ort_runner import OnnxRuntimeRunner
-
-    with OnnxRuntimeRunner(
-        qdq, provider="cpu", threads=threads, optimize=False, label=f"{SEMANTICS} · {qdq.name}"
-    ) as runner:
-        return run_batches(runner, feeds, batch)
 
 
 def run_all(
@@ -249,7 +230,16 @@ def run_parity(
     )
     if any(r.status == "fail" and r.file_inputs is not None for r in results):
         say("INT8: why the failing inputs fail, layer by layer")
-        results = explain_failures(results, feeds, fp32_onnx, getattr(reference, "model", None))
+        results = explain_failures(
+            results,
+            feeds,
+            fp32_onnx,
+            getattr(reference, "model", None),
+            reference=ref,
+            thresholds=thresholds,
+            classes=classes,
+            threads=threads,
+        )
     if any(r.status == "fail" for r in results):
         say("locating the first layer where each failing row departs from PyTorch")
         by_label = {run.target.label: run.target for run in runs}

@@ -16,10 +16,14 @@ import onnx
 
 from rn50.calibration.outliers import BASELINE, Excess, explain
 from rn50.exporter.layer_names import layer_label, module_names
-from rn50.results.parity_results import Divergence
+from rn50.metrics import compare
+from rn50.results.parity_results import Divergence, TriedFix
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rn50.feeds import FeedSet
+    from rn50.metrics import OutputMetrics, Thresholds
     from rn50.results.parity_results import TargetResult
     from rn50.runtimes.registry import Target
 
@@ -33,10 +37,47 @@ def _images(feeds: FeedSet, indices: list[int]) -> np.ndarray:
     return np.concatenate([feeds.images.read(i, i + 1) for i in indices]) if indices else np.empty((0, *feeds.shape))
 
 
+def try_keep_float(
+    qdq: onnx.ModelProto,
+    fp32: onnx.ModelProto,
+    nodes: list[str],
+    feeds: FeedSet,
+    reference: np.ndarray,
+    limits: Thresholds,
+    *,
+    classes: bool = True,
+    threads: int | None = None,
+) -> tuple[OutputMetrics, tuple[str, ...]]:
+    """The fix parity offers, checked: the Q/DQ file with ``nodes`` back in float, its own semantics on every input
+    of the feeds against the FP32 reference, and the failures left under ``limits``."""
+    from rn50.calibration.budget import in_float
+    from rn50.evaluation.semantics import semantics
+
+    variant = qdq
+    for node in nodes:
+        variant = in_float(variant, fp32, node)
+    with tempfile.TemporaryDirectory(prefix="rn50-fix-") as tmp:
+        path = Path(tmp) / "keep-float.onnx"
+        onnx.save_model(variant, str(path))
+        got = semantics(path, feeds, 8, threads=threads)
+    m = compare(got, reference, classes=classes)
+    return m, tuple(limits.failures(m))
+
+
 def explain_failures(
-    results: list[TargetResult], feeds: FeedSet, fp32_onnx: Path | None, model: Any = None
+    results: list[TargetResult],
+    feeds: FeedSet,
+    fp32_onnx: Path | None,
+    model: Any = None,
+    *,
+    reference: np.ndarray | None = None,
+    thresholds: Callable[[str], Thresholds] | None = None,
+    classes: bool = True,
+    threads: int | None = None,
 ) -> list[TargetResult]:
-    """``results`` with ``causes`` filled in for each failing INT8 row whose file fails against FP32."""
+    """``results`` with ``causes`` filled in for each failing INT8 row whose file fails against FP32, and (given the
+    ``reference`` logits and ``thresholds``) the fix checked: the layers where the failing inputs depart kept in
+    float, judged on every input."""
     todo = [
         r
         for r in results
@@ -77,7 +118,21 @@ def explain_failures(
             )
             for c in causes
         )
-        out.append(dataclasses.replace(r, causes=labelled))
+        departing = list(dict.fromkeys(c.departs for c in causes if c.departs))
+        tried = None
+        if departing and reference is not None and thresholds is not None:
+            metrics, left = try_keep_float(
+                onnx.load(r.semantics_file),
+                fp32,
+                departing,
+                feeds,
+                reference,
+                thresholds(r.precision),
+                classes=classes,
+                threads=threads,
+            )
+            tried = TriedFix(tuple(names.get(n, n) for n in departing), metrics, left)
+        out.append(dataclasses.replace(r, causes=labelled, tried_fix=tried))
     return out
 
 

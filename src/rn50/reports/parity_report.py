@@ -43,23 +43,45 @@ def _departs(c: InputCause) -> str:
     return "no layer departs from the typical error" + low
 
 
+def _tried(r: TargetResult) -> str:
+    """The fix, as rn50 checked it on this row's own inputs."""
+    t = r.tried_fix
+    assert t is not None
+    layers = ",".join(t.keep_float)
+    verdict = "**passes**" if not t.failures else "still fails: " + "; ".join(t.failures)
+    return (
+        f"**Checked** ({r.label}): with {layers} kept in float (`rn50 quantize --int8 --keep-float {layers}`), the "
+        f"file computes cos mean {t.metrics.cosine_mean:.4f}, worst {t.metrics.cosine_min:.4f} against PyTorch on "
+        f"the same {t.metrics.samples} inputs — {verdict}."
+    )
+
+
 def _int8_fix(rows: list[TargetResult]) -> str:
-    """What would fix it, from what was found (a suggestion: rn50 has not tried it on these inputs)."""
+    """What would fix it, from what was found (a suggestion: rn50 has not tried it on these inputs; the benchmark
+    bench_int8_outliers.py measures each on a reproduction)."""
     worst = max((e.ratio for r in rows for c in r.causes for e in c.outside), default=0.0)
     few = all(r.input_verdict is not None and r.input_verdict.few for r in rows)
+    departs = list(dict.fromkeys(c.departs.split(" (")[0] for r in rows for c in r.causes if c.departs))
+    keep = f"`rn50 quantize --int8 --keep-float {','.join(departs)}`" if departs else None
     if worst > 1.5:
         return (
-            f"**What would fix it** (suggested, not yet tried by rn50): these inputs drive activations up to "
+            f"**What would fix it** (suggested, not yet tried by rn50 on these inputs): they drive activations up to "
             f"{worst:.1f}× past the calibrated ranges"
             + (", and only a few inputs fail" if few else "")
-            + ": calibrate on images like them (`rn50 quantize --int8 --images DIR` with such images among the "
-            "calibration set), or with a method that keeps the extremes (`--method minmax`); or leave the layers "
-            "named above out of INT8 (`rn50 quantize --int8 --budget min_cosine_mean=0.998`)."
+            + (
+                f"; their error departs first at {', '.join(departs)}: leave that layer out of INT8 ({keep}), which "
+                "keeps its input unclipped"
+                if keep
+                else ""
+            )
+            + "; or calibrate on images like them (`rn50 quantize --int8 --images DIR` with such images among the "
+            "calibration set) — which widens every range, so check the other inputs after it."
         )
     return (
-        "**What would fix it** (suggested, not yet tried by rn50): the failing inputs stay within the calibrated "
-        "ranges, so the error is the ranges' resolution, not clipping: leave the layers where the error departs out "
-        "of INT8 (`rn50 quantize --int8 --budget min_cosine_mean=0.998`)."
+        "**What would fix it** (suggested, not yet tried by rn50 on these inputs): the failing inputs stay within "
+        "the calibrated ranges, so the error is the ranges' resolution, not clipping: leave the layers where the "
+        f"error departs out of INT8 ({keep or '`rn50 quantize --int8 --keep-float LAYER`'}), or let the budget "
+        "search choose them (`rn50 quantize --int8 --budget min_cosine_mean=0.998`)."
     )
 
 
@@ -278,7 +300,7 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
                 ],
                 header=["runtime · artifact", "input", "outside the calibrated range", "error first departs at"],
                 rows=[[r.label, c.input, _outside(c), _departs(c)] for r in explained for c in r.causes],
-                after=[_int8_fix(explained)],
+                after=[_int8_fix(explained), *(_tried(r) for r in explained if r.tried_fix is not None)],
             )
         )
     skipped = [r for r in report.results if r.status == "skipped"]

@@ -38,6 +38,16 @@ class Divergence:
 
 
 @dataclass(frozen=True)
+class TriedFix:
+    """The fix parity offers for a failing INT8 row, tried on the same feeds: its Q/DQ file with the layers where the
+    failing inputs depart kept in float (``rn50 quantize --int8 --keep-float …``), as the file would compute."""
+
+    keep_float: tuple[str, ...]  # by PyTorch module where known
+    metrics: OutputMetrics  # the variant's own semantics against PyTorch FP32, on every input
+    failures: tuple[str, ...]  # what still fails under the row's thresholds (empty: the fix works here)
+
+
+@dataclass(frozen=True)
 class TargetResult:
     runtime: str
     artifact: str
@@ -72,6 +82,7 @@ class TargetResult:
     causes: tuple[InputCause, ...] = ()
     # A failing row whose runtime can mark its layers: where it first departs from PyTorch (rn50.evaluation).
     divergence: Divergence | None = None
+    tried_fix: TriedFix | None = None
 
     @property
     def label(self) -> str:
@@ -186,6 +197,11 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
         r["causes"] = tuple(
             InputCause(**(c | {"outside": tuple(Excess(**e) for e in c["outside"])})) for c in r.get("causes", ())
         )
+        if r.get("tried_fix") is not None:
+            t = r["tried_fix"]
+            r["tried_fix"] = TriedFix(
+                tuple(t["keep_float"]), OutputMetrics.from_dict(t["metrics"]), tuple(t["failures"])
+            )
         if r.get("divergence") is not None:
             d = r["divergence"]
             r["divergence"] = Divergence(**(d | {"layers": tuple(tuple(x) for x in d["layers"])}))
