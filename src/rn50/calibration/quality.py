@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from rn50.metrics import OutputMetrics, compare
+from rn50.metrics import OutputMetrics, PerInput, compare
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,9 +81,18 @@ def fp32_reference(fp32: onnx.ModelProto, feed: np.ndarray, *, layers: bool = Tr
     return Fp32Reference(logits, outs, ops)
 
 
+@dataclass(frozen=True)
+class Quality:
+    """A file's logits against the FP32 graph: overall, per input (in feed order), and per layer worst first."""
+
+    output: OutputMetrics
+    layers: list[LayerError]
+    inputs: PerInput
+
+
 def compare_to_fp32(
     reference: Fp32Reference, candidate: onnx.ModelProto, feed: np.ndarray, *, classes: bool = True
-) -> tuple[OutputMetrics, list[LayerError]]:
+) -> Quality:
     """Final logits against FP32 and, for layers both graphs have, per-layer error worst first (lowest SQNR);
     ``classes`` False: the output is an embedding (no top-1/top-5)."""
     present = {n.name for n in candidate.graph.node if n.op_type in LAYER_OPS}
@@ -94,4 +103,4 @@ def compare_to_fp32(
         m = compare(got[name], reference.layers[name])
         rows.append(LayerError(name, reference.ops[name], m.sqnr_db, m.cosine_mean, m.max_abs))
     rows.sort(key=lambda r: r.sqnr_db if math.isfinite(r.sqnr_db) else 1e9)
-    return compare(logits, reference.logits, classes=classes), rows
+    return Quality(compare(logits, reference.logits, classes=classes), rows, PerInput.of(logits, reference.logits))

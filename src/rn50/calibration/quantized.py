@@ -21,7 +21,7 @@ from rn50.exporter.layer_names import layer_label, module_names
 from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
-from rn50.metrics import CLASSIFIER
+from rn50.metrics import CLASSIFIER, InputVerdict, input_verdict, thresholds_for
 from rn50.onnx_graph import stamp_metadata
 from rn50.runtimes.qdq_form import (
     CPU_CLASS_KEY,
@@ -62,6 +62,7 @@ class QuantizeResult:
     search: int8_budget.BudgetSearch | None = None  # --budget: the ranking and each step
     form: QdqForm | None = None  # INT8: its integer form and what it was made for
     modules: dict[str, str] = field(default_factory=dict)  # ONNX node → the PyTorch module it computes
+    inputs: InputVerdict | None = None  # which of the held-apart crops it gets most wrong
 
     def layer(self, node: str) -> str:
         """A layer as reports name it: ``layer4.2.conv3 (node_Conv_858)``."""
@@ -104,7 +105,7 @@ def compare_methods(
         table.check_model(fp32.sha256)
         precision = high_precision if target == QDQ_TENSORRT else "fp32"
         proto = emitter(model, table, target, precision, classifier, cpu_class)(frozenset())
-        output, _ = compare_to_fp32(reference, proto, crops, classes=classes)
+        output = compare_to_fp32(reference, proto, crops, classes=classes).output
         scores.append(MethodScore(method, output))
     return sorted(scores, key=lambda s: (-s.output.cosine_mean, -s.output.cosine_min))
 
@@ -208,7 +209,7 @@ def make_int8_files(
     layers, by PyTorch module or ONNX node, left out whatever the budget), made and checked before it is written. A
     target whose budget cannot be met gets no file; the others' files are written all the same, and then
     :class:`BudgetMissed` says which missed (carrying what was written)."""
-    from rn50.samples import sample_crops
+    from rn50.samples import crop_names, sample_crops
 
     fp32, path = fp32_artifact(workdir)
     table.check_model(fp32.sha256)
@@ -247,7 +248,8 @@ def make_int8_files(
     results = []
     for target, proto, search in made:
         name = f"onnx-int8-{target}"
-        output, layers = compare_to_fp32(reference, proto, crops, classes=classes)  # measured before it lands
+        quality = compare_to_fp32(reference, proto, crops, classes=classes)  # measured before the file lands
+        output, layers = quality.output, quality.layers
         excluded = sorted(lint.excluded_of(proto))
         notes = (search.summary(),) if search is not None else ()
         params = {
@@ -284,7 +286,17 @@ def make_int8_files(
             )
         results.append(
             QuantizeResult(
-                name, out_path, "int8", target, output, tuple(layers), notes, search, form_of(proto), modules
+                name,
+                out_path,
+                "int8",
+                target,
+                output,
+                tuple(layers),
+                notes,
+                search,
+                form_of(proto),
+                modules,
+                input_verdict(quality.inputs, crop_names(QUALITY_CROPS), thresholds_for("int8")),
             )
         )
     if missed:
@@ -320,7 +332,8 @@ def make_fp16_file(workdir: WorkDir) -> QuantizeResult:
     stamp_metadata(proto, {"rn50.precision": "fp16", "rn50.fp32_nodes": json.dumps(kept)})
     crops = sample_crops(QUALITY_CROPS, split="evaluation")
     reference = fp32_reference(model, crops, layers=False)
-    output, _ = compare_to_fp32(reference, proto, crops, classes=workdir.head == CLASSIFIER)  # before it lands
+    quality = compare_to_fp32(reference, proto, crops, classes=workdir.head == CLASSIFIER)  # before it lands
+    output = quality.output
     with uninterrupted():  # the file and its manifest entry land together
         out_path, digest = _write_onnx(workdir, proto, path.name.replace(".fp32.onnx", ".fp16.onnx"))
         workdir.record(

@@ -52,6 +52,8 @@ def summary_sections(results: list[QuantizeResult]) -> list[Section]:
         )
         if r.form is not None:
             part.bullets.append(f"{r.name}: {r.form.describe()}")
+        if r.inputs is not None:
+            part.bullets.append(f"{r.name}, inputs (INT8 bounds): {r.inputs.line()}")
         if r.search is not None:
             part.bullets.append(
                 f"{r.name}: {r.search.summary()}"
@@ -214,6 +216,7 @@ def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> lis
                 "notes": list(r.notes),
                 "budget": search_dict(r.search, r.modules) if r.search is not None else None,
                 "form": asdict(r.form) if r.form is not None else None,
+                "inputs": asdict(r.inputs) if r.inputs is not None else None,
             }
             for r in results
         ]
