@@ -234,3 +234,16 @@ def test_a_runtime_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatch, tmp_
     for command in ("parity", "profile"):
         help_text = CliRunner().invoke(cli.build_app(), [command, "--help"], env={"COLUMNS": "200"}).output
         assert "toy-cpu" in help_text, help_text
+
+
+def test_the_torch_runner_takes_threads_and_restores_the_process_count() -> None:
+    """--threads reaches PyTorch through its runner, as it reaches every CPU runtime; nothing process-wide stays."""
+    import torch
+    from tiny import tiny_net
+
+    from rn50.runtimes.torch_runner import TorchRunner
+
+    before = torch.get_num_threads()
+    with TorchRunner(tiny_net(), threads=1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

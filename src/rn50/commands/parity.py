@@ -128,7 +128,9 @@ def parity(
     feeds = feeds or options.feeds.read(status=ui.status)
     for warning in feeds.warnings:
         log.warning("%s", warning)
-    reference = TorchRunner(model if model is not None else workdir_model(workdir), device=options.reference_device)
+    reference = TorchRunner(
+        model if model is not None else workdir_model(workdir), device=options.reference_device, threads=options.threads
+    )
     report, errors = run_parity(
         reference,
         targets,

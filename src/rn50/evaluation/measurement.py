@@ -18,7 +18,7 @@ from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
 from rn50.machine import describe
 from rn50.results.profile_results import DEVICE, GRAPH, HOST, ProfileReport, Row, Settings
-from rn50.runtimes.registry import Target, is_gpu, make_runner, spec
+from rn50.runtimes.registry import Target, is_gpu, make_runner
 from rn50.runtimes.timing import collect, summarize, wall_clock
 
 if TYPE_CHECKING:
@@ -29,26 +29,6 @@ def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
     """The same images for every runtime: sample crops, repeated to fill the batch."""
     reps = -(-batch // len(pool))
     return {"input": np.ascontiguousarray(np.concatenate([pool] * reps)[:batch])}
-
-
-class _TorchThreads:
-    """PyTorch on the CPU gets the same thread count as ONNX Runtime, restored afterwards."""
-
-    def __init__(self, threads: int | None):
-        self.threads, self.before = threads, 0
-
-    def __enter__(self) -> None:
-        if self.threads:
-            import torch
-
-            self.before = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.before)
 
 
 def profile_target(
@@ -67,11 +47,8 @@ def profile_target(
     )
     base = (target.runtime, target.artifact, target.precision)
     rows: list[Row] = []
-    torch_threads = _TorchThreads(
-        settings.threads if spec(target.runtime).reference and not is_gpu(target.runtime) else None
-    )
     try:
-        with torch_threads, make_runner(target, threads=settings.threads, model=model_loader) as runner:
+        with make_runner(target, threads=settings.threads, model=model_loader) as runner:  # threads: the runner's
             device = runner.device
             for batch in settings.batches:
                 feed = inputs(batch, pool)

@@ -121,12 +121,12 @@ def _torch(device: str) -> Callable[[], str | None]:
 
 
 def _torch_runner(device: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
-    def make(target: Target, _threads: int | None, model: Callable[[], Any] | None) -> Runner:
+    def make(target: Target, threads: int | None, model: Callable[[], Any] | None) -> Runner:
         from rn50.runtimes.torch_runner import TorchRunner
 
         if model is None:
             raise ValueError(f"{target.runtime} needs the PyTorch model: pass model=")
-        return TorchRunner(model(), device=device, label=target.runtime)
+        return TorchRunner(model(), device=device, label=target.runtime, threads=threads)
 
     return make
 

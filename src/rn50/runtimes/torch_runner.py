@@ -13,12 +13,25 @@ from rn50.runtimes.device import TorchCuda
 class TorchRunner(Runner):
     backend = "torch"
 
-    def __init__(self, model: torch.nn.Module, *, device: str = "cpu", label: str = "torch-fp32"):
+    def __init__(
+        self, model: torch.nn.Module, *, device: str = "cpu", label: str = "torch-fp32", threads: int | None = None
+    ):
+        """``threads``: PyTorch's CPU threads while the runner is active (as every CPU runtime takes --threads);
+        the process's own count is restored when it ends."""
         super().__init__(label=label)
         self.model = model
         self._device = device
+        self._threads = threads if not device.startswith("cuda") else None
+        self._threads_before = 0
+
+    def deactivate(self) -> None:
+        if self._threads:
+            torch.set_num_threads(self._threads_before)
 
     def activate(self) -> None:
+        if self._threads:
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self._threads)
         if self._device.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise EnvironmentProblem("torch cannot see a CUDA GPU", fix="run the reference on --device cpu")
