@@ -247,3 +247,10 @@ def test_the_torch_runner_takes_threads_and_restores_the_process_count() -> None
     with TorchRunner(tiny_net(), threads=1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_the_depth_help_names_the_depths_the_exporter_builds() -> None:
+    from rn50.commands.options import _DEPTH_HELP
+    from rn50.exporter.config import DEPTHS
+
+    assert _DEPTH_HELP == f"ResNet depth: {', '.join(map(str, DEPTHS))}."

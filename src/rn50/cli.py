@@ -35,6 +35,7 @@ from rn50.commands.build_trt import BuildTrtOptions, build_trt
 from rn50.commands.calibrate import CalibrateOptions, calibrate
 from rn50.commands.doctor import doctor
 from rn50.commands.export import ExportOptions, export
+from rn50.commands.flags import Flag, flag_of
 from rn50.commands.info import InfoOptions, info
 from rn50.commands.loadtest import LoadtestOptions, loadtest
 from rn50.commands.outcome import Ui
@@ -47,7 +48,6 @@ from rn50.commands.triton_repo import TritonRepoOptions, triton_repo
 from rn50.commands.tune import TuneOptions, tune
 from rn50.commands.verify import verify
 from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
-from rn50.flags import Flag, flag_of
 from rn50.jsonio import jsonable
 from rn50.reports.render import to_rich
 
@@ -111,7 +111,7 @@ def flagged(obj: Any) -> Iterator[tuple[dataclasses.Field[Any], Flag, Any, Any]]
     """(field, flag, its type, its default here) for every flagged field of ``obj`` and of its option groups."""
     names = vars(sys.modules[type(obj).__module__]) | {"Path": Path}  # a type imported for type checking only is a Path
     for f in dataclasses.fields(obj):
-        value, declared = getattr(obj, f.name), flag_of(f)
+        value, declared = getattr(obj, f.name), flag_of(f, type(obj))
         if declared is not None:
             yield f, declared, declared.cli_type or (eval(f.type, names) if isinstance(f.type, str) else f.type), value  # noqa: S307
         elif dataclasses.is_dataclass(value):
@@ -144,7 +144,7 @@ def rebuild(obj: Any, given: dict[str, Any]) -> Any:
     """``obj`` with what the command line gave: parsed, split at commas, nested groups rebuilt."""
     changes = {}
     for f in dataclasses.fields(obj):
-        fl, value = flag_of(f), getattr(obj, f.name)
+        fl, value = flag_of(f, type(obj)), getattr(obj, f.name)
         if fl is not None and fl.choices:
             chosen = [(decl, v) for decl, v in fl.choices.items() if given[decl.lstrip("-").replace("-", "_")]]
             if len(chosen) > 1:

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.commands.calibrate import CalibrateOptions
+from rn50.commands.flags import flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.commands.quantize import QuantizeOptions, quantize
 from rn50.errors import UsageError
-from rn50.flags import flag
 from rn50.reports.render import Section
 from rn50.runtimes.qdq_form import QDQ_TENSORRT
 from rn50.runtimes.trt_build import BuildResult, EngineSource, build_engine

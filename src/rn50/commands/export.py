@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.flags import flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed
 from rn50.exporter.config import ExportConfig, check_opset
-from rn50.flags import flag
 from rn50.metrics import fmt
 from rn50.reports.render import Section
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.flags import flag
+from rn50.commands.options import depth_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import UsageError
-from rn50.exporter.config import depth_flag
-from rn50.flags import flag
 from rn50.machine import check_batch_memory
 from rn50.reports.render import Section
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.flags import flag
 from rn50.commands.options import FeedOptions, ThresholdOptions, model_name_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed, UsageError
-from rn50.flags import flag
 from rn50.metrics import DEFAULT_THRESHOLDS
 from rn50.reports.render import Section
 from rn50.results import loadtest_results

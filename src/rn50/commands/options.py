@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50.calibration.ranges import AUTO_METHOD, DEFAULT_METHOD, METHODS, method_options
+from rn50.commands.flags import flag
 from rn50.errors import UsageError
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
-from rn50.flags import flag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -237,3 +237,89 @@ class ThresholdOptions:
         from rn50.metrics import thresholds_for
 
         return thresholds_for(precision, **self.overrides.get(precision, {}))
+
+
+# --- the flags of the library's option objects ------------------------------------------------------------------
+# The library's option objects (the export's, profile's settings, Triton's endpoints and batching, a TensorRT build's)
+# hold plain fields with their defaults; which flag sets each is said here, once, for every command that holds them.
+def depth_flag() -> Any:
+    """--depth, for every options object that builds the model and is not an ExportConfig (info)."""
+    from rn50.exporter.config import DEFAULT_DEPTH
+
+    return flag("--depth", default=DEFAULT_DEPTH, help=_DEPTH_HELP)
+
+
+def _declare_library_flags() -> None:
+    from rn50.commands.flags import declare, option
+    from rn50.exporter.config import SUPPORTED_OPSETS, ExportConfig
+    from rn50.results.profile_results import DEFAULT_BATCHES, Settings, parse_batches
+    from rn50.runtimes.trt_plan import HARDWARE_COMPAT, MAX_OPT_LEVEL, BuildOptions
+    from rn50.serving.server import Endpoints
+    from rn50.serving.triton_config import Batching
+
+    declare(
+        ExportConfig,
+        depth=option("--depth", help=_DEPTH_HELP),
+        weights=option(
+            "--weights", help="'seeded' (deterministic demo weights) or a torchvision-style checkpoint file."
+        ),
+        opset=option("--opset", help=f"ONNX opset, {SUPPORTED_OPSETS.start} to {SUPPORTED_OPSETS.stop - 1}."),
+        simplify=option("--simplify/--no-simplify", help="Run onnxsim (BatchNorm folded into the convolutions)."),
+        head=option(
+            "--head",
+            help="What the output is: classifier (judged with top-1/top-5 too), embedding (cosine and error only), "
+            "or auto (1000 outputs: ImageNet's classifier; any other width: an embedding).",
+        ),
+    )
+    declare(
+        Settings,
+        batches=option(
+            "--batch",
+            parse=parse_batches,
+            cli_type=list[str] | None,
+            help=f"Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default {','.join(map(str, DEFAULT_BATCHES))}).",
+        ),
+        warmup_s=option("--warmup", help="Seconds of warm-up before each measured row."),
+        warmup_iterations=option("--warmup-iterations", help="Warm-up iterations at least, whatever --warmup says."),
+        duration_s=option("--duration", help="Seconds measured per runtime, artifact and batch."),
+        iterations=option("--iterations", help="An exact number of measured iterations, instead of --duration."),
+        threads=option("--threads", help="CPU threads of every CPU runtime (default: the cores this process may use)."),
+        cuda_graphs=option(
+            "--cuda-graphs/--no-cuda-graphs", help="GPU rows: also time the run replayed as a CUDA graph."
+        ),
+    )
+    declare(
+        Endpoints,
+        host=option("--host", help="Address to listen on (0.0.0.0: every interface)."),
+        http_port=option("--port", help="HTTP port."),
+        grpc_port=option("--grpc-port", help="gRPC port."),
+        metrics_port=option("--metrics-port", help="Prometheus metrics port."),
+    )
+    declare(
+        Batching,
+        max_batch=option(
+            "--max-batch-size",
+            help="Triton's max_batch_size for ONNX and IR models (an engine's is its profile's maximum).",
+        ),
+        queue_delay_us=option("--queue-delay-us", help="Dynamic batcher: how long a request may wait for others (µs)."),
+        instances=option("--instances", help="Model instances (Triton's instance_group count)."),
+    )
+    declare(
+        BuildOptions,
+        precision=option(
+            choices={"--fp16": "fp16", "--int8": "int8"},
+            help="Build from the FP16 ONNX (--fp16) or the TensorRT Q/DQ ONNX (--int8), made first if missing; "
+            "neither: FP32.",
+        ),
+        min_batch=option("--min-batch", help="Optimisation profile: smallest batch."),
+        opt_batch=option("--opt-batch", help="Optimisation profile: the batch TensorRT tunes for."),
+        max_batch=option("--max-batch", help="Optimisation profile: largest batch."),
+        workspace_mib=option("--workspace", help="Workspace limit in MiB."),
+        opt_level=option("--opt-level", help=f"Builder optimisation level, 0-{MAX_OPT_LEVEL}."),
+        hardware_compat=option("--hardware-compat", help=f"Hardware compatibility: {', '.join(HARDWARE_COMPAT)}."),
+        version_compat=option("--version-compat", help="An engine later TensorRT versions can load."),
+    )
+
+
+_DEPTH_HELP = "ResNet depth: 18, 34, 50, 101, 152."  # rn50.exporter.config.DEPTHS (a test compares them)
+_declare_library_flags()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.flags import flag
 from rn50.commands.options import (
     PARITY_BATCH,
     FeedOptions,
@@ -22,7 +23,6 @@ from rn50.errors import CheckFailed, UsageError
 from rn50.evaluation.comparison import run_parity
 from rn50.evaluation.targets import parity_targets
 from rn50.exporter.onnx_file import FP32_NAME
-from rn50.flags import flag
 from rn50.onnx_graph import load_header
 from rn50.reports import parity_report
 from rn50.reports.render import Section

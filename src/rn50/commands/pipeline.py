@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rn50 import __version__
 from rn50.artifacts import WorkDir, versions
 from rn50.calibration.ranges import AUTO_METHOD
+from rn50.commands.flags import flag
 from rn50.commands.options import (
     CALIBRATION_COUNT,
     PARITY_COUNT,
@@ -30,7 +31,6 @@ from rn50.commands.options import (
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import Rn50Error, UsageError
 from rn50.exporter.config import ExportConfig
-from rn50.flags import flag
 from rn50.jsonio import jsonable
 from rn50.machine import resolve_cpu_class
 from rn50.reports.render import Section

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.flags import flag
 from rn50.commands.options import artifacts_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.evaluation.measurement import run_profile
 from rn50.evaluation.targets import profile_targets
-from rn50.flags import flag
 from rn50.reports import profile_report
 from rn50.reports.render import Section
 from rn50.results import parity_results, profile_results

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from rn50.calibration.budget import CLASSIFIER_PRECISIONS, DEFAULT_MAX_EXCLUDED
 from rn50.commands.calibrate import CalibrateOptions, calibrate
 from rn50.commands.export import export_ir, ir_dict, ir_flag, ir_sections, unverified_ir
+from rn50.commands.flags import flag
 from rn50.commands.options import cpu_flag, parse_budget
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import UsageError
-from rn50.flags import flag
 from rn50.machine import AUTO, CPU_CHOICES, resolve_cpu_class
 from rn50.reports.render import Section
 from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TARGETS, QDQ_TENSORRT

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rn50.artifacts import PARTIAL
+from rn50.commands.flags import flag
 from rn50.commands.options import model_name_flag, threads_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed, EnvironmentProblem, Stopped, UsageError
-from rn50.flags import flag
 from rn50.jsonio import jsonable
 from rn50.machine import check_threads
 from rn50.reports.render import Section

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_text
+from rn50.commands.flags import flag
 from rn50.commands.options import artifacts_flag, threads_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import EnvironmentProblem, UsageError
-from rn50.flags import flag
 from rn50.jsonio import jsonable
 from rn50.machine import check_threads
 from rn50.reports.render import Section

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from rn50.commands.flags import flag
 from rn50.commands.loadtest import LOADTEST_COUNT
 from rn50.commands.options import FeedOptions, ThresholdOptions, model_name_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.commands.serve import DEFAULT_ARTIFACT, ServeOptions, served_artifact, served_copy, write_repository
 from rn50.errors import INTERRUPT, CheckFailed, EnvironmentProblem, Interrupted, UsageError
-from rn50.flags import flag
 from rn50.machine import usable_cores
 from rn50.results.tune_results import GAIN, Config, Point, TuneReport
 from rn50.serving.server import Endpoints, running, scratch_folder

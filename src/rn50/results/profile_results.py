@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.errors import UsageError
-from rn50.flags import flag
 from rn50.jsonio import jsonable, read_json
 from rn50.machine import check_batch_memory, check_threads, usable_cores
 from rn50.metrics import DEFAULT_THRESHOLDS
@@ -49,31 +48,13 @@ WARMUP_S, DURATION_S = 0.5, 2.0  # `rn50 profile` and the pipeline's profile ste
 class Settings:
     """How every row is measured (by profile and the pipeline's profile step: one set of flags and defaults)."""
 
-    batches: tuple[int, ...] = flag(
-        "--batch",
-        default=DEFAULT_BATCHES,
-        parse=lambda v: parse_batches(v),
-        cli_type=list[str] | None,
-        help=f"Batch sizes, e.g. 1,8,32 or --batch 1 --batch 8 (default {','.join(map(str, DEFAULT_BATCHES))}).",
-    )
-    warmup_s: float = flag("--warmup", default=WARMUP_S, help="Seconds of warm-up before each measured row.")
-    warmup_iterations: int = flag(
-        "--warmup-iterations", default=3, help="Warm-up iterations at least, whatever --warmup says."
-    )
-    duration_s: float | None = flag(
-        "--duration", default=DURATION_S, help="Seconds measured per runtime, artifact and batch."
-    )
-    iterations: int | None = flag(
-        "--iterations", default=None, help="An exact number of measured iterations, instead of --duration."
-    )
-    threads: int = flag(
-        "--threads",
-        default_factory=usable_cores,
-        help="CPU threads of every CPU runtime (default: the cores this process may use).",
-    )
-    cuda_graphs: bool = flag(
-        "--cuda-graphs/--no-cuda-graphs", default=True, help="GPU rows: also time the run replayed as a CUDA graph."
-    )
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    warmup_s: float = WARMUP_S  # seconds of warm-up before each measured row
+    warmup_iterations: int = 3  # warm-up iterations at least, whatever warmup_s says
+    duration_s: float | None = DURATION_S  # seconds measured per runtime, artifact and batch
+    iterations: int | None = None  # an exact number of measured iterations, instead of duration_s
+    threads: int = field(default_factory=usable_cores)  # CPU threads of every CPU runtime
+    cuda_graphs: bool = True  # GPU rows: also time the run replayed as a CUDA graph
 
     @property
     def phase(self) -> str:

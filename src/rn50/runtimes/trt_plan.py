@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
-from rn50.flags import flag
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,22 +58,15 @@ REMOVED_APIS = (
 
 @dataclass(frozen=True)
 class BuildOptions:
-    precision: str = flag(
-        default="fp32",
-        choices={"--fp16": "fp16", "--int8": "int8"},
-        help="Build from the FP16 ONNX (--fp16) or the TensorRT Q/DQ ONNX (--int8), made first if missing; neither: "
-        "FP32.",
-    )
-    min_batch: int = flag("--min-batch", default=1, help="Optimisation profile: smallest batch.")
-    opt_batch: int = flag("--opt-batch", default=8, help="Optimisation profile: the batch TensorRT tunes for.")
-    max_batch: int = flag("--max-batch", default=32, help="Optimisation profile: largest batch.")
+    precision: str = "fp32"  # fp32, fp16 (the FP16 ONNX) or int8 (the TensorRT Q/DQ ONNX)
+    min_batch: int = 1  # optimisation profile: smallest batch
+    opt_batch: int = 8  # the batch TensorRT tunes for
+    max_batch: int = 32  # largest batch
     image_size: int = 224
-    workspace_mib: int = flag("--workspace", default=4096, help="Workspace limit in MiB.")
-    opt_level: int = flag("--opt-level", default=3, help=f"Builder optimisation level, 0-{MAX_OPT_LEVEL}.")
-    hardware_compat: str = flag(
-        "--hardware-compat", default="none", help=f"Hardware compatibility: {', '.join(HARDWARE_COMPAT)}."
-    )
-    version_compat: bool = flag("--version-compat", default=False, help="An engine later TensorRT versions can load.")
+    workspace_mib: int = 4096
+    opt_level: int = 3  # builder optimisation level, 0-MAX_OPT_LEVEL
+    hardware_compat: str = "none"  # HARDWARE_COMPAT
+    version_compat: bool = False  # an engine later TensorRT versions can load
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
-from rn50.flags import flag
 from rn50.serving.triton_config import TRITON_EXTRA
 
 if TYPE_CHECKING:
@@ -44,10 +43,10 @@ EXIT_TIMEOUT_S = (
 
 @dataclass(frozen=True)
 class Endpoints:
-    host: str = flag("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
-    http_port: int = flag("--port", default=8000, help="HTTP port.")
-    grpc_port: int = flag("--grpc-port", default=8001, help="gRPC port.")
-    metrics_port: int = flag("--metrics-port", default=8002, help="Prometheus metrics port.")
+    host: str = "127.0.0.1"  # 0.0.0.0: every interface
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
 
     @property
     def http_url(self) -> str:

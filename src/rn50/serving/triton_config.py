@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.errors import EnvironmentProblem, UsageError
-from rn50.flags import flag
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -204,17 +203,9 @@ def artifact_io(kind: str, path: Path) -> ModelIO:
 class Batching:
     """How Triton batches and runs a served model (triton-repo's configs, rn50 serve's): one set of flags for both."""
 
-    max_batch: int = flag(
-        "--max-batch-size",
-        default=DEFAULT_MAX_BATCH,
-        help="Triton's max_batch_size for ONNX and IR models (an engine's is its profile's maximum).",
-    )
-    queue_delay_us: int = flag(
-        "--queue-delay-us",
-        default=DEFAULT_QUEUE_DELAY_US,
-        help="Dynamic batcher: how long a request may wait for others (µs).",
-    )
-    instances: int = flag("--instances", default=1, help="Model instances (Triton's instance_group count).")
+    max_batch: int = DEFAULT_MAX_BATCH  # Triton's max_batch_size for ONNX and IR models (an engine's: its profile's)
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US  # dynamic batcher: how long a request may wait for others
+    instances: int = 1  # Triton's instance_group count
 
     def check(self) -> None:
         if self.max_batch < 1:

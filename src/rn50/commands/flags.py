@@ -1,7 +1,8 @@
 """How an option object's field is given on the command line: its flag, its help and how the typed text becomes the
-field's value. Declared once, on the field itself (``flag(...)`` in place of ``field(...)``), so every command
-whose options hold that object takes the same flag with the same help and the same default; ``rn50.cli`` reads
-these declarations and builds the commands' flags from them. Nothing here parses anything."""
+field's value. Declared once: on a command's own option field (``flag(...)`` in place of ``field(...)``), or, for an
+option object of the library, in this layer by ``declare`` (the library's fields keep plain defaults and name no
+flag); every command whose options hold that object takes the same flag with the same help and the same default.
+``rn50.cli`` reads these declarations and builds the commands' flags from them. Nothing here parses anything."""
 
 from __future__ import annotations
 
@@ -49,6 +50,36 @@ def flag(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def flag_of(field: dataclasses.Field[Any]) -> Flag | None:
+# Flags of the library's option objects (ExportConfig, Settings, Endpoints, Batching, BuildOptions): the library
+# declares plain fields with their defaults; the command layer says which flag sets each (``declare``), so no flag
+# is named below this layer.
+_DECLARED: dict[tuple[type, str], Flag] = {}
+
+
+def declare(owner: type, **fields: Flag) -> None:
+    """The flags of ``owner``'s fields, by field name; the defaults stay the fields' own."""
+    known = {f.name for f in dataclasses.fields(owner)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"{owner.__name__} has no field {', '.join(unknown)}")
+    for name, declared in fields.items():
+        _DECLARED[(owner, name)] = declared
+
+
+def option(
+    *decls: str,
+    help: str | Callable[[], str],
+    parse: Callable[[Any], Any] | None = None,
+    cli_type: Any = None,
+    choices: dict[str, Any] | None = None,
+) -> Flag:
+    """A flag for ``declare``: ``option("--port", help="HTTP port.")``."""
+    return Flag(tuple(decls), help, parse, cli_type, choices)
+
+
+def flag_of(field: dataclasses.Field[Any], owner: type | None = None) -> Flag | None:
+    """The flag that sets ``field``: declared on the field (``flag``), or for a library object by ``declare``."""
     found = field.metadata.get(FLAG)
-    return found if isinstance(found, Flag) else None
+    if isinstance(found, Flag):
+        return found
+    return _DECLARED.get((owner, field.name)) if owner is not None else None
