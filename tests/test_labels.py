@@ -124,3 +124,23 @@ def test_labels_without_images_are_refused(tiny: Path, tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_text("a.jpg,1\n")
     result = cli.invoke(app, ["parity", "--out", str(tiny), "--labels", str(tmp_path / "l.csv")])
     assert result.exit_code == 2 and "--labels labels the images of --images" in result.output
+
+
+def test_a_class_index_of_another_size_is_warned_about(tiny: Path, tmp_path: Path) -> None:
+    photos = _photos()[:4]
+    folder = tmp_path / "two"
+    for i, (path, _) in enumerate(photos):
+        (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / f"c{i % 2}" / path.name)
+    (folder / "classes.txt").write_text("c0\nc1\n")
+    result = cli.invoke(app, ["parity", "--out", str(tiny), "--runtime", "onnxruntime-cpu", "--images", str(folder)])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((tiny / "parity.json").read_text())["feeds"]["warnings"]
+    assert any("names 2 classes but the model has 1000 outputs" in w for w in warnings), warnings
+
+
+def test_json_failures_are_json_objects(tmp_path: Path) -> None:
+    result = cli.invoke(app, ["parity", "--out", str(tmp_path / "nowhere"), "--json"])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["exit_code"] == 2 and "not an rn50 work directory" in data["error"] and data["fix"]

@@ -53,7 +53,7 @@ from rn50.reports.render import to_rich
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-STATE = {"verbose": False}
+STATE = {"verbose": False, "shown": False}  # shown: this command printed its result on stdout
 F = TypeVar("F", bound=Callable[..., Any])
 INTERNAL_ERROR = 3  # exit code of an unforeseen failure (a bug in rn50 or in a library it calls)
 INTERNAL_FIX = "re-run with rn50 --verbose for the traceback, and report it as a bug in rn50"
@@ -233,6 +233,7 @@ def live_ui(as_json: bool) -> Iterator[Ui]:
 
 def show(outcome: Any, as_json: bool) -> None:
     """An outcome as its own dictionary (--json), or as its sections."""
+    STATE["shown"] = True
     if as_json:
         out.print_json(json.dumps(jsonable(outcome.to_dict())))
         return
@@ -268,6 +269,12 @@ def run_command(command: Command, options: Any, out_dir: Path | None, as_json: b
         raise outcome.error
 
 
+def json_error(given: dict[str, Any], label: str, problem: str, fix: str | None, code: int) -> None:
+    """--json: a failure before any result was printed is a JSON object on stdout too, so scripts can read it."""
+    if given.get("as_json") and not STATE["shown"]:
+        out.print_json(json.dumps({label: problem, "fix": fix, "exit_code": code}))
+
+
 def handles_errors(fn: F) -> F:
     """One path for every failure: a one-line message and its exit code; a traceback only with --verbose."""
 
@@ -291,6 +298,7 @@ def handles_errors(fn: F) -> F:
             if STATE["verbose"]:
                 err.print_exception()
             err.print(f"[bold red]{e.label}:[/] {escape(e.message)}", soft_wrap=True)
+            json_error(kwargs, e.label, e.problem, e.fix, e.exit_code)
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -298,6 +306,7 @@ def handles_errors(fn: F) -> F:
             if STATE["verbose"]:
                 err.print_exception()
             first = (str(e).strip().splitlines() or [""])[0]
+            json_error(kwargs, "error", f"unexpected {type(e).__name__}: {first}", INTERNAL_FIX, INTERNAL_ERROR)
             err.print(
                 f"[bold red]error:[/] unexpected {type(e).__name__}: {escape(first)} — {INTERNAL_FIX}", soft_wrap=True
             )
@@ -358,10 +367,14 @@ def build_app() -> typer.Typer:
             bool, typer.Option("--version", is_eager=True, callback=print_version, help="Print the version.")
         ] = False,
     ) -> None:
-        STATE["verbose"] = verbose
+        STATE["verbose"], STATE["shown"] = verbose, False
         handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
         handler.setFormatter(_LevelFormatter())
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+        # Libraries' Python warnings (Pillow's DecompressionBombWarning, matplotlib's cache) are theirs, not rn50's
+        # findings: logged, and shown with --verbose only.
+        logging.captureWarnings(True)
+        logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose else logging.ERROR)
 
     for command in COMMANDS:
         app.command(command.name)(callback(command))

@@ -80,6 +80,7 @@ class FeedSet:
     skipped: int = 0  # unreadable files left out
     warnings: tuple[str, ...] = field(default=())
     names: tuple[str, ...] = field(default=())  # what each input is, for a report naming it (see ``name``)
+    classes: int | None = None  # how many classes the labels' class index names, where there is one
 
     def __len__(self) -> int:
         return len(self.images)
@@ -314,6 +315,7 @@ def image_folder(
         skipped,
         warnings,
         tuple(names),
+        len(classes) if classes is not None else None,
     )
 
 

@@ -40,6 +40,17 @@ REFERENCE_BATCH = 8  # the batch the PyTorch reference runs at where the caller 
 FEW_IMAGES = 16  # below this a parity verdict says little, and the report says so
 
 
+def class_count_warning(feeds: FeedSet, outputs: int) -> list[str]:
+    """A class index naming another number of classes than the model has outputs: the labels cannot mean what
+    they say (a classes.txt of 2 names against 1000 outputs)."""
+    if feeds.classes is None or feeds.classes == outputs:
+        return []
+    return [
+        f"the class index names {feeds.classes} classes but the model has {outputs} outputs: accuracy compares "
+        "labels with output positions, so it means something only if they are the same classes in the same order"
+    ]
+
+
 def few_images_warning(count: int) -> list[str]:
     if count >= FEW_IMAGES:
         return []
@@ -251,7 +262,9 @@ def run_parity(
             len(feeds),
             feeds.fingerprint,
             feeds.skipped,
-            tuple(feeds.warnings) + tuple(few_images_warning(len(feeds))),
+            tuple(feeds.warnings)
+            + tuple(few_images_warning(len(feeds)))
+            + tuple(class_count_warning(feeds, ref.shape[1])),
             feeds.labels is not None,
             feeds.names,
         ),
