@@ -681,7 +681,8 @@ def test_kill_9_of_serve_fails_the_load_test_and_leaves_no_process_or_folder(ser
     while time.monotonic() < deadline and _listening(s.http):
         time.sleep(0.5)
     assert not _listening(s.http), "Triton still listens after rn50 serve was killed"
-    assert scratch[0].exists()  # what SIGKILL left; the next rn50 serve removes it
+    # What SIGKILL left is removed by the next rn50 serve: this one's, or one another test worker started meanwhile
+    # (any rn50 serve removes the folders of owners that no longer run), so it is not asserted present here.
     again = Server(work, "--artifact", "onnx-int8-onnxruntime-cpu")
     try:
         assert not scratch[0].exists()
