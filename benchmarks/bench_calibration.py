@@ -59,7 +59,7 @@ def main() -> None:
                 shutil.copy(args.out / f, Path(tmp) / f)
             wd = WorkDir(tmp)
             table = table_for(wd, calib, method=method, percentile=pct).table
-            for result in make_int8_files(wd, table, ["tensorrt", "onnxruntime-cpu"]):
+            for result in make_int8_files(wd, dict.fromkeys(["tensorrt", "onnxruntime-cpu"], table)):
                 m = compare(run(result.path, x), ref)
                 name = method + (f" {pct}" if pct else "")
                 print(

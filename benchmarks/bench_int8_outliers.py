@@ -65,10 +65,11 @@ def parity_row(work: Path, feeds: Path, artifact: str) -> dict:
 
 
 def explanation_cost(work: Path, feeds: Path, artifact: str) -> dict:
-    """One parity run of the row with and without the per-input explanation (the explanation alone, timed apart)."""
+    """One parity run of the row, the diagnosis of its failure (causes per input, the fix checked, the first layer
+    that departs from PyTorch) timed apart from the rest."""
     from rn50.evaluation import comparison
 
-    real = comparison.explain_failures
+    real = comparison.diagnose
     timed: dict[str, float] = {}
 
     def timing(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -76,15 +77,15 @@ def explanation_cost(work: Path, feeds: Path, artifact: str) -> dict:
         try:
             return real(*args, **kwargs)
         finally:
-            timed["explain"] = time.perf_counter() - start
+            timed["diagnose"] = time.perf_counter() - start
 
-    comparison.explain_failures = timing  # type: ignore[assignment]
+    comparison.diagnose = timing  # type: ignore[assignment]
     try:
         row = parity_row(work, feeds, artifact)
     finally:
-        comparison.explain_failures = real  # type: ignore[assignment]
-    rest = row["seconds"] - timed.get("explain", 0.0)
-    return {"parity_s": rest, "explain_s": timed.get("explain", 0.0), "ratio": timed.get("explain", 0.0) / rest}
+        comparison.diagnose = real  # type: ignore[assignment]
+    rest = row["seconds"] - timed.get("diagnose", 0.0)
+    return {"parity_s": rest, "diagnose_s": timed.get("diagnose", 0.0), "ratio": timed.get("diagnose", 0.0) / rest}
 
 
 def main() -> None:

@@ -269,10 +269,10 @@ def run_command(command: Command, options: Any, out_dir: Path | None, as_json: b
         raise outcome.error
 
 
-def json_error(given: dict[str, Any], label: str, problem: str, fix: str | None, code: int) -> None:
+def json_error(given: dict[str, Any], problem: str, fix: str | None, code: int) -> None:
     """--json: a failure before any result was printed is a JSON object on stdout too, so scripts can read it."""
     if given.get("as_json") and not STATE["shown"]:
-        out.print_json(json.dumps({label: problem, "fix": fix, "exit_code": code}))
+        out.print_json(json.dumps({"error": problem, "fix": fix, "exit_code": code}))
 
 
 def handles_errors(fn: F) -> F:
@@ -298,7 +298,7 @@ def handles_errors(fn: F) -> F:
             if STATE["verbose"]:
                 err.print_exception()
             err.print(f"[bold red]{e.label}:[/] {escape(e.message)}", soft_wrap=True)
-            json_error(kwargs, e.label, e.problem, e.fix, e.exit_code)
+            json_error(kwargs, e.problem, e.fix, e.exit_code)
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -306,7 +306,7 @@ def handles_errors(fn: F) -> F:
             if STATE["verbose"]:
                 err.print_exception()
             first = (str(e).strip().splitlines() or [""])[0]
-            json_error(kwargs, "error", f"unexpected {type(e).__name__}: {first}", INTERNAL_FIX, INTERNAL_ERROR)
+            json_error(kwargs, f"unexpected {type(e).__name__}: {first}", INTERNAL_FIX, INTERNAL_ERROR)
             err.print(
                 f"[bold red]error:[/] unexpected {type(e).__name__}: {escape(first)} — {INTERNAL_FIX}", soft_wrap=True
             )

@@ -102,6 +102,14 @@ class FeedSet:
             else:
                 yield self.images.read(i, i + size)
 
+    def take(self, indices: list[int]) -> np.ndarray:
+        """The images at ``indices``, in that order (from a folder, read one by one)."""
+        if isinstance(self.images, np.ndarray):
+            return np.ascontiguousarray(self.images[indices])
+        if not indices:
+            return np.empty((0, *self.shape), np.float32)
+        return np.concatenate([self.images.read(i, i + 1) for i in indices])
+
     def array(self) -> np.ndarray:
         """Every image in memory at once (for what needs them all, such as a load test's random access)."""
         return self.images if isinstance(self.images, np.ndarray) else self.images.read(0, len(self))

@@ -77,6 +77,13 @@ def for_head(thresholds: Thresholds, head: str) -> Thresholds:
     return replace(thresholds, min_top1=None, max_top1_drop=None) if head == EMBEDDING else thresholds
 
 
+def cosine_per_input(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The cosine of each input's output (first axis) against the reference's, flattened (a layer's too)."""
+    a = candidate.astype(np.float64).reshape(len(candidate), -1)
+    b = reference.astype(np.float64).reshape(len(reference), -1)
+    return _cosines(a, b)
+
+
 def compare(candidate: np.ndarray, reference: np.ndarray, *, classes: bool = True) -> OutputMetrics:
     """Statistics of ``candidate`` against ``reference`` (same shape; first axis is the batch); ``classes`` False:
     the output is not class scores (an embedding), and top-1/top-5 are not computed."""
@@ -122,9 +129,9 @@ class PerInput:
 
     @classmethod
     def of(cls, candidate: np.ndarray, reference: np.ndarray) -> PerInput:
-        a = candidate.astype(np.float64).reshape(len(candidate), -1)
-        b = reference.astype(np.float64).reshape(len(reference), -1)
-        return cls(tuple(float(c) for c in _cosines(a, b)), tuple(float(d) for d in np.abs(a - b).max(1)))
+        diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64)).reshape(len(candidate), -1)
+        cos = cosine_per_input(candidate, reference)
+        return cls(tuple(float(c) for c in cos), tuple(float(d) for d in diff.max(1)))
 
 
 # Inputs named as the worst of a failing row; a failure is "a few inputs" when at most this share of them (at

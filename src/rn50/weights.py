@@ -257,17 +257,20 @@ def _shared_prefixes(keys: list[str]) -> list[str]:
     return out
 
 
-def _strip_fitting_prefix(state: Mapping[str, object], depth: int, path: Path) -> Mapping[str, object] | None:
-    """``state`` without a prefix every key shares, when what remains fits ResNet-``depth`` exactly (any prefix: the
-    known wrappers' are removed before this); None where no prefix does. Mixed prefixes are not guessed at."""
+def _strip_fitting_prefix(
+    state: Mapping[str, object], depth: int, path: Path
+) -> tuple[Mapping[str, object], nn.Module] | None:
+    """``state`` without a prefix every key shares, and the ResNet-``depth`` it fits exactly (any prefix: the known
+    wrappers' are removed before this); None where no prefix does. Mixed prefixes are not guessed at."""
     keys = [str(k) for k in state]
     for prefix in _shared_prefixes(keys):
         candidate = {k[len(prefix) :]: v for k, v in state.items()}
-        if _mismatch_report(resnet(depth, num_classes=class_count(candidate)), candidate) is None:
+        model = resnet(depth, num_classes=class_count(candidate))
+        if _mismatch_report(model, candidate) is None:
             log.warning(
                 "%s: removed the prefix %r shared by every key (the rest is ResNet-%d exactly)", path, prefix, depth
             )
-            return candidate
+            return candidate, model
     return None
 
 
@@ -325,7 +328,7 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     model = resnet(depth, num_classes=class_count(state))
     problem = _mismatch_report(model, state)
     if problem and (fitted := _strip_fitting_prefix(state, depth, path)) is not None:
-        state, model, problem = fitted, resnet(depth, num_classes=class_count(fitted)), None
+        (state, model), problem = fitted, None
     if problem:
         guessed = guess_depth(state)
         hint = (

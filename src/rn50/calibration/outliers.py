@@ -15,6 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from rn50.calibration.quality import LAYER_OPS, layer_outputs, run_tensors, with_tensor_outputs
+from rn50.metrics import cosine_per_input
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -89,15 +90,10 @@ def _excess(x: np.ndarray, r: Range) -> float:
     return max(up, down)
 
 
-def _layer_cosines(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], nodes: list[str]) -> np.ndarray:
-    """(inputs, layers) cosine of each input's layer output against the FP32 graph's."""
-    out = np.empty((len(next(iter(ref.values()))), len(nodes)))
-    for j, node in enumerate(nodes):
-        a = got[node].astype(np.float64).reshape(len(got[node]), -1)
-        b = ref[node].astype(np.float64).reshape(len(ref[node]), -1)
-        denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        out[:, j] = np.where(denom > 0, (a * b).sum(1) / np.maximum(denom, 1e-30), 1.0)
-    return out
+def departs(cosine: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """Where a layer's output departs on an input: its cosine below DEPARTS and its error (1 − cosine)
+    DEPART_FACTOR times the layer's typical error (elementwise)."""
+    return (cosine < DEPARTS) & ((1 - cosine) > DEPART_FACTOR * np.maximum(1 - typical, 1e-9))
 
 
 def explain(
@@ -119,7 +115,9 @@ def explain(
     batch = images if baseline is None or not len(baseline) else np.concatenate([images, baseline])
     _, ref_layers = layer_outputs(fp32, batch, shared)
     _, got_layers = layer_outputs(qdq, batch, shared)
-    cos = _layer_cosines(got_layers, ref_layers, shared)
+    cos = np.empty((len(batch), len(shared)))  # (inputs, layers)
+    for j, node in enumerate(shared):
+        cos[:, j] = cosine_per_input(got_layers[node], ref_layers[node])
     typical = np.median(cos[len(images) :], axis=0) if len(batch) > len(images) else np.ones(len(shared))
     causes = []
     for i, name in enumerate(names):
@@ -130,7 +128,7 @@ def explain(
                 excess[layer] = max(excess.get(layer, 0.0), ratio)
         outside = tuple(Excess(n, r) for n, r in sorted(excess.items(), key=lambda kv: -kv[1]) if r > 1.0 + 1e-6)
         mine = cos[i]
-        departing = (mine < DEPARTS) & ((1 - mine) > DEPART_FACTOR * np.maximum(1 - typical, 1e-9))
+        departing = departs(mine, typical)
         first = int(np.argmax(departing)) if departing.any() else None
         low = int(np.argmin(mine)) if len(shared) else None
         causes.append(

@@ -34,7 +34,7 @@ from rn50.runtimes.qdq_form import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from rn50.calibration.table import CalibrationTable
@@ -85,14 +85,14 @@ CHOICE_CROPS = (QUALITY_CROPS, 2 * QUALITY_CROPS)
 def compare_methods(
     workdir: WorkDir,
     tables: dict[str, CalibrationTable],
-    target: str,
+    targets: list[str],
     *,
     high_precision: str = "fp32",
     classifier: str = int8_budget.CLASSIFIER_PRECISIONS[0],
     cpu_class: str = VNNI,
-) -> list[MethodScore]:
-    """Each method's ``target`` file (every layer INT8) against the FP32 graph on the choice crops, best first (cosine
-    mean, then worst)."""
+) -> dict[str, list[MethodScore]]:
+    """Per target, each method's file (every layer INT8) against the FP32 graph on the choice crops, best first
+    (cosine mean, then worst); the FP32 graph is run once for all."""
     from rn50.samples import sample_crops
 
     fp32, path = fp32_artifact(workdir)
@@ -100,14 +100,25 @@ def compare_methods(
     crops = sample_crops(CHOICE_CROPS[1], split="evaluation")[CHOICE_CROPS[0] :]
     reference = fp32_reference(model, crops, layers=False)
     classes = workdir.head == CLASSIFIER
-    scores = []
-    for method, table in tables.items():
+    for table in tables.values():
         table.check_model(fp32.sha256)
+    out = {}
+    for target in targets:
         precision = high_precision if target == QDQ_TENSORRT else "fp32"
-        proto = emitter(model, table, target, precision, classifier, cpu_class)(frozenset())
-        output = compare_to_fp32(reference, proto, crops, classes=classes).output
-        scores.append(MethodScore(method, output))
-    return sorted(scores, key=lambda s: (-s.output.cosine_mean, -s.output.cosine_min))
+        scores = [
+            MethodScore(
+                method,
+                compare_to_fp32(
+                    reference,
+                    emitter(model, table, target, precision, classifier, cpu_class)(frozenset()),
+                    crops,
+                    classes=classes,
+                ).output,
+            )
+            for method, table in tables.items()
+        ]
+        out[target] = sorted(scores, key=lambda s: (-s.output.cosine_mean, -s.output.cosine_min))
+    return out
 
 
 def layer_nodes(layers: tuple[str, ...], model: onnx.ModelProto, modules: dict[str, str]) -> frozenset[str]:
@@ -194,8 +205,7 @@ def emitter(
 
 def make_int8_files(
     workdir: WorkDir,
-    table: CalibrationTable,
-    targets: list[str],
+    tables: Mapping[str, CalibrationTable],
     *,
     budget: Thresholds | None = None,
     max_excluded: int = int8_budget.DEFAULT_MAX_EXCLUDED,
@@ -205,20 +215,21 @@ def make_int8_files(
     progress: Callable[[str], None] | None = None,
     keep_float: tuple[str, ...] = (),
 ) -> list[QuantizeResult]:
-    """Each target's Q/DQ file (with ``budget``: the fewest sensitive layers left out that meet it; ``keep_float``:
-    layers, by PyTorch module or ONNX node, left out whatever the budget), made and checked before it is written. A
-    target whose budget cannot be met gets no file; the others' files are written all the same, and then
-    :class:`BudgetMissed` says which missed (carrying what was written)."""
+    """Each target's Q/DQ file from its calibration table (``tables``: target → table; with ``budget``: the fewest
+    sensitive layers left out that meet it; ``keep_float``: layers, by PyTorch module or ONNX node, left out whatever
+    the budget), made and checked before it is written. A target whose budget cannot be met gets no file; the others'
+    files are written all the same, and then :class:`BudgetMissed` says which missed (carrying what was written)."""
     from rn50.samples import crop_names, sample_crops
 
     fp32, path = fp32_artifact(workdir)
-    table.check_model(fp32.sha256)
+    for table in tables.values():
+        table.check_model(fp32.sha256)
     model = onnx.load(str(path))
     modules = module_names_of(workdir, model)
     floats = layer_nodes(keep_float, model, modules)
     made: list[tuple[str, onnx.ModelProto, int8_budget.BudgetSearch | None]] = []
     missed: list[tuple[str, str]] = []  # (problem, fix) of each target whose budget was not met
-    for target in targets:
+    for target, table in tables.items():
         emit = emitter(
             model, table, target, high_precision if target == QDQ_TENSORRT else "fp32", classifier, cpu_class, floats
         )
@@ -247,7 +258,7 @@ def make_int8_files(
     classes = workdir.head == CLASSIFIER
     results = []
     for target, proto, search in made:
-        name = f"onnx-int8-{target}"
+        name, table = f"onnx-int8-{target}", tables[target]
         quality = compare_to_fp32(reference, proto, crops, classes=classes)  # measured before the file lands
         output, layers = quality.output, quality.layers
         excluded = sorted(lint.excluded_of(proto))

@@ -24,15 +24,7 @@ class CalibrateOptions:
 
     def check(self, *, auto: bool = False) -> None:
         """``auto``: --method auto is allowed (rn50 quantize compares the methods)."""
-        from rn50.calibration.ranges import AUTO_METHOD
-        from rn50.errors import UsageError
-
-        if self.calibration.method == AUTO_METHOD and not auto:
-            raise UsageError(
-                f"--method {AUTO_METHOD} compares the methods' INT8 files, which calibrate does not make",
-                fix=f"run rn50 quantize --int8 --method {AUTO_METHOD}, or pick a method here",
-            )
-        self.calibration.check()  # bad options fail before images are read
+        self.calibration.check(auto=auto)  # bad options fail before images are read
         self.feeds.check()
 
 

@@ -144,10 +144,16 @@ class CalibrationOptions:
     )
     batch: int = flag("--calibration-batch", default=CALIBRATION_BATCH, help="Images per calibration batch.")
 
-    def check(self) -> dict[str, Any]:
-        """Refuses bad options; returns the method's options (part of the table's key)."""
+    def check(self, *, auto: bool = False) -> dict[str, Any]:
+        """Refuses bad options; returns the method's options (part of the table's key). ``auto``: --method auto is
+        allowed (rn50 quantize compares the methods); everywhere else one method is."""
         check_batch(self.batch, "--calibration-batch")
         if self.method == AUTO_METHOD:
+            if not auto:
+                raise UsageError(
+                    f"--method {AUTO_METHOD} compares the methods' INT8 files, which only rn50 quantize makes",
+                    fix=f"pick one method here, or run rn50 quantize --int8 --method {AUTO_METHOD}",
+                )
             return {}  # the methods compared are each checked when run
         return method_options(self.method, percentile=self.percentile)
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
 from rn50.artifacts import WorkDir, versions
-from rn50.calibration.ranges import AUTO_METHOD
 from rn50.commands.flags import flag
 from rn50.commands.options import (
     CALIBRATION_COUNT,
@@ -105,11 +104,6 @@ class PipelineOptions:
         ExportOptions(self.export).check()
         self.steps  # noqa: B018 - unknown or conflicting --skip/--only are refused here
         resolve_cpu_class(self.cpu)
-        if self.calibration.method == AUTO_METHOD:
-            raise UsageError(
-                f"--method {AUTO_METHOD} is rn50 quantize's (it compares the methods' INT8 files)",
-                fix=f"run the pipeline with one method, then rn50 quantize --int8 --method {AUTO_METHOD}",
-            )
         self.calibration.check()
         self.feeds(self.calibration_count).check()  # an image folder is checked before the export, not after it
         self.feeds(self.parity_count).check()

@@ -236,52 +236,46 @@ def quantize(
     options.check()
     calibrated = None
     methods: dict[str, list[MethodScore]] = {}
-    tables: dict[str, CalibrationTable] = {}
+    tables: dict[str, CalibrationTable] = {}  # each INT8 target's table
     if options.int8 and table is None and options.calibrate.calibration.method == AUTO_METHOD:
         all_tables = _auto_tables(options, workdir, ui)
-        for target in options.targets:
-            ui.status(f"comparing calibration methods for {target}…")
-            methods[target] = compare_methods(
-                workdir,
-                all_tables,
-                target,
-                high_precision=options.high_precision if target == QDQ_TENSORRT else "fp32",
-                classifier=options.classifier,
-                cpu_class=options.cpu_class,
-            )
-            tables[target] = all_tables[methods[target][0].method]
-    elif options.int8 and table is None:
-        calibrated = calibrate(options.calibrate, workdir, ui)
-        table = calibrated.result.table
+        ui.status("comparing calibration methods…")
+        methods = compare_methods(
+            workdir,
+            all_tables,
+            list(options.targets),
+            high_precision=options.high_precision,
+            classifier=options.classifier,
+            cpu_class=options.cpu_class,
+        )
+        tables = {target: all_tables[scores[0].method] for target, scores in methods.items()}
+    elif options.int8:
+        if table is None:
+            calibrated = calibrate(options.calibrate, workdir, ui)
+            table = calibrated.result.table
+        tables = dict.fromkeys(options.targets, table)
     results = []
     missed = None
     if options.fp16:
         ui.status("converting to FP16…")
         results.append(make_fp16_file(workdir))
     if options.int8:
-        groups = [(tables[t], [t]) for t in options.targets if t in tables]  # --method auto: each its best's table
-        if not tables:
-            if table is None:
-                raise UsageError("no calibration table", fix="run rn50 calibrate first")  # made above: not reached
-            groups = [(table, list(options.targets))]
         ui.status("emitting Q/DQ models and measuring per-layer error…")
-        for group_table, targets in groups:
-            try:
-                results += make_int8_files(
-                    workdir,
-                    group_table,
-                    targets,
-                    budget=options.budget,
-                    max_excluded=options.exclusion_limit,
-                    high_precision=options.high_precision,
-                    classifier=options.classifier,
-                    cpu_class=options.cpu_class,
-                    progress=ui.status,
-                    keep_float=tuple(options.keep_float or ()),
-                )
-            except BudgetMissed as e:
-                results += e.written
-                missed = e
+        try:
+            results += make_int8_files(
+                workdir,
+                tables,
+                budget=options.budget,
+                max_excluded=options.exclusion_limit,
+                high_precision=options.high_precision,
+                classifier=options.classifier,
+                cpu_class=options.cpu_class,
+                progress=ui.status,
+                keep_float=tuple(options.keep_float or ()),
+            )
+        except BudgetMissed as e:
+            results += e.written
+            missed = e
     if not results:
         raise missed or UsageError("nothing to quantize", fix="pass --int8 and/or --fp16")
     reports = write_quality_report(workdir, results)

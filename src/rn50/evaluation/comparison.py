@@ -17,7 +17,7 @@ import numpy as np
 
 from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
-from rn50.evaluation.explanation import explain_failures, locate_all
+from rn50.evaluation.explanation import diagnose
 from rn50.evaluation.semantics import SEMANTICS, run_batches, semantics
 from rn50.machine import describe
 from rn50.metrics import CLASSIFIER, ENGINE, PerInput, compare, for_head, input_verdict
@@ -239,22 +239,18 @@ def run_parity(
         reference_top1=ref_top1,
         classes=classes,
     )
-    if any(r.status == "fail" and r.file_inputs is not None for r in results):
-        say("INT8: why the failing inputs fail, layer by layer")
-        results = explain_failures(
-            results,
-            feeds,
-            fp32_onnx,
-            getattr(reference, "model", None),
-            reference=ref,
-            thresholds=thresholds,
-            classes=classes,
-            threads=threads,
-        )
-    if any(r.status == "fail" for r in results):
-        say("locating the first layer where each failing row departs from PyTorch")
-        by_label = {run.target.label: run.target for run in runs}
-        results = locate_all(results, by_label, feeds, fp32_onnx, getattr(reference, "model", None), threads)
+    results = diagnose(
+        results,
+        {run.target.label: run.target for run in runs},
+        feeds,
+        fp32_onnx,
+        getattr(reference, "model", None),
+        reference=ref,
+        thresholds=thresholds,
+        classes=classes,
+        threads=threads,
+        say=say,
+    )
     report = ParityReport(
         feeds=FeedSummary(
             feeds.kind,

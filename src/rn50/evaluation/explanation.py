@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from rn50.calibration.outliers import BASELINE, Excess, explain
+from rn50.calibration.outliers import BASELINE, Excess, departs, explain
+from rn50.calibration.quality import LAYER_OPS
 from rn50.exporter.layer_names import layer_label, module_names
-from rn50.metrics import compare
+from rn50.metrics import compare, cosine_per_input
 from rn50.results.parity_results import Divergence, TriedFix
 
 if TYPE_CHECKING:
@@ -31,10 +32,15 @@ log = logging.getLogger(__name__)
 EXPLAINED = 8  # failing inputs explained per row, the worst first
 
 
-def _images(feeds: FeedSet, indices: list[int]) -> np.ndarray:
-    if isinstance(feeds.images, np.ndarray):
-        return np.ascontiguousarray(feeds.images[indices])
-    return np.concatenate([feeds.images.read(i, i + 1) for i in indices]) if indices else np.empty((0, *feeds.shape))
+def _failing_and_passing(cosines: tuple[float, ...], bound: float | None) -> tuple[list[int], list[int]]:
+    """The inputs a diagnosis runs on: the failing ones under ``bound``, worst first (at most EXPLAINED; at least the
+    worst one), and the best passing ones (at most BASELINE), whose errors are each layer's typical error."""
+    cos = np.asarray(cosines)
+    limit = bound if bound is not None else -np.inf
+    order = [int(i) for i in np.argsort(cos)]
+    failing = [i for i in order if cos[i] < limit][:EXPLAINED] or order[:1]
+    passing = [i for i in reversed(order) if cos[i] >= limit][:BASELINE]
+    return failing, passing
 
 
 def try_keep_float(
@@ -64,76 +70,39 @@ def try_keep_float(
     return m, tuple(limits.failures(m))
 
 
-def explain_failures(
-    results: list[TargetResult],
+def explain_row(
+    r: TargetResult,
+    fp32: onnx.ModelProto,
+    names: dict[str, str],
     feeds: FeedSet,
-    fp32_onnx: Path | None,
-    model: Any = None,
+    reference: np.ndarray,
+    thresholds: Callable[[str], Thresholds],
     *,
-    reference: np.ndarray | None = None,
-    thresholds: Callable[[str], Thresholds] | None = None,
-    classes: bool = True,
-    threads: int | None = None,
-) -> list[TargetResult]:
-    """``results`` with ``causes`` filled in for each failing INT8 row whose file fails against FP32, and (given the
-    ``reference`` logits and ``thresholds``) the fix checked: the layers where the failing inputs depart kept in
-    float, judged on every input."""
-    todo = [
-        r
-        for r in results
-        if r.status == "fail" and r.file_inputs is not None and r.semantics_file and r.input_verdict is not None
-    ]
-    if not todo or fp32_onnx is None or not fp32_onnx.is_file():
-        return results
-    fp32 = onnx.load(str(fp32_onnx))
-    names: dict[str, str] = {}
-    if model is not None:
-        try:
-            names = module_names(fp32, model)
-        except Exception as e:  # noqa: BLE001 - naming is a courtesy; the explanation stands without it
-            log.warning("could not map ONNX layers to PyTorch modules: %s", e)
-    out = []
-    for r in results:
-        if r not in todo or r.file_inputs is None or r.input_verdict is None or r.semantics_file is None:
-            out.append(r)
-            continue
-        cos = np.asarray(r.file_inputs.cosine)
-        bound = r.input_verdict.bound if r.input_verdict.bound is not None else -np.inf
-        order = list(np.argsort(cos))
-        failing = [int(i) for i in order if cos[i] < bound][:EXPLAINED] or [int(order[0])]
-        passing = [int(i) for i in reversed(order) if cos[i] >= bound][:BASELINE]
-        causes = explain(
-            fp32,
-            onnx.load(r.semantics_file),
-            _images(feeds, failing),
-            [feeds.name(i) for i in failing],
-            _images(feeds, passing),
+    classes: bool,
+    threads: int | None,
+) -> TargetResult:
+    """A failing INT8 row whose file fails against FP32, with ``causes`` per failing input and the fix checked: the
+    layers where the failing inputs depart kept in float, judged on every input."""
+    assert r.file_inputs is not None and r.input_verdict is not None and r.semantics_file is not None
+    failing, passing = _failing_and_passing(r.file_inputs.cosine, r.input_verdict.bound)
+    qdq = onnx.load(r.semantics_file)
+    causes = explain(fp32, qdq, feeds.take(failing), [feeds.name(i) for i in failing], feeds.take(passing))
+    labelled = tuple(
+        dataclasses.replace(
+            c,
+            outside=tuple(Excess(layer_label(e.node, names), e.ratio) for e in c.outside),
+            departs=layer_label(c.departs, names) if c.departs else None,
+            lowest=layer_label(c.lowest, names) if c.lowest else None,
         )
-        labelled = tuple(
-            dataclasses.replace(
-                c,
-                outside=tuple(Excess(layer_label(e.node, names), e.ratio) for e in c.outside),
-                departs=layer_label(c.departs, names) if c.departs else None,
-                lowest=layer_label(c.lowest, names) if c.lowest else None,
-            )
-            for c in causes
-        )
-        departing = list(dict.fromkeys(c.departs for c in causes if c.departs))
-        tried = None
-        if departing and reference is not None and thresholds is not None:
-            metrics, left = try_keep_float(
-                onnx.load(r.semantics_file),
-                fp32,
-                departing,
-                feeds,
-                reference,
-                thresholds(r.precision),
-                classes=classes,
-                threads=threads,
-            )
-            tried = TriedFix(tuple(names.get(n, n) for n in departing), metrics, left)
-        out.append(dataclasses.replace(r, causes=labelled, tried_fix=tried))
-    return out
+        for c in causes
+    )
+    departing = list(dict.fromkeys(c.departs for c in causes if c.departs))
+    tried = None
+    if departing:
+        limits = thresholds(r.precision)
+        metrics, left = try_keep_float(qdq, fp32, departing, feeds, reference, limits, classes=classes, threads=threads)
+        tried = TriedFix(tuple(names.get(n, n) for n in departing), metrics, left)
+    return dataclasses.replace(r, causes=labelled, tried_fix=tried)
 
 
 # --- any failing row: the first layer where the runtime departs from PyTorch ------------------------------------
@@ -176,19 +145,11 @@ def _torch_layers(model: Any, images: np.ndarray, wanted: dict[str, str]) -> dic
     return got
 
 
-def _cosines(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    a = got.astype(np.float64).reshape(len(got), -1)
-    b = ref.astype(np.float64).reshape(len(ref), -1)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.where(denom > 0, (a * b).sum(1) / np.maximum(denom, 1e-30), 1.0)
-    return np.where(np.isfinite(cos), cos, -1.0)  # an overflow (inf/NaN) is as far from the reference as it gets
-
-
 def locate_divergence(
-    target: Target, result: TargetResult, feeds: FeedSet, model: Any, fp32: onnx.ModelProto, threads: int | None
+    target: Target, result: TargetResult, feeds: FeedSet, model: Any, names: dict[str, str], threads: int | None
 ) -> Divergence:
-    """The first layer where ``target``'s runtime departs from PyTorch on ``result``'s failing inputs."""
-    from rn50.calibration.outliers import DEPART_FACTOR, DEPARTS
+    """The first layer where ``target``'s runtime departs from PyTorch on ``result``'s failing inputs (``names``:
+    ONNX node → PyTorch module)."""
     from rn50.calibration.quality import with_tensor_outputs
     from rn50.runtimes.registry import make_runner
 
@@ -198,17 +159,12 @@ def locate_divergence(
     inputs = result.inputs
     if inputs is None or result.input_verdict is None:
         return Divergence(None, None, (), 0, "no per-input error to pick failing inputs from")
-    names = module_names(fp32, model)
     candidate = onnx.load(str(path))
-    nodes = [n for n in candidate.graph.node if n.op_type in ("Conv", "Gemm") and n.name in names]
+    nodes = [n for n in candidate.graph.node if n.op_type in LAYER_OPS and n.name in names]
     if not nodes:
         return Divergence(None, None, (), 0, "no layer of the file matches the PyTorch model's")
-    cos = np.asarray(inputs.cosine)
-    bound = result.input_verdict.bound if result.input_verdict.bound is not None else -np.inf
-    order = [int(i) for i in np.argsort(cos)]
-    failing = [i for i in order if cos[i] < bound][:EXPLAINED] or order[:1]
-    passing = [i for i in reversed(order) if cos[i] >= bound][:BASELINE]
-    images = _images(feeds, failing + passing)
+    failing, passing = _failing_and_passing(inputs.cosine, result.input_verdict.bound)
+    images = feeds.take(failing + passing)
     outputs = {n.name: n.output[0] for n in nodes}
     with tempfile.TemporaryDirectory(prefix="rn50-marked-") as tmp:
         marked = Path(tmp) / path.name
@@ -222,39 +178,59 @@ def locate_divergence(
     for node, tensor in outputs.items():
         if tensor not in got or node not in ref or got[tensor].shape != ref[node].shape:
             continue
-        c = _cosines(got[tensor], ref[node])
+        c = cosine_per_input(got[tensor], ref[node])
+        c = np.where(np.isfinite(c), c, -1.0)  # an overflow (inf/NaN) is as far from the reference as it gets
         bad, good = c[: len(failing)], c[len(failing) :]
         typical = float(np.median(good)) if len(good) else 1.0
         worst = float(np.min(bad))
         label = layer_label(node, names)
         rows.append((label, float(np.median(bad)), typical))
-        if first is None and worst < DEPARTS and (1 - worst) > DEPART_FACTOR * max(1 - typical, 1e-9):
+        if first is None and departs(np.asarray(worst), np.asarray(typical)):
             first = (label, worst)
     return Divergence(first[0] if first else None, first[1] if first else None, tuple(rows), len(failing))
 
 
-def locate_all(
+def diagnose(
     results: list[TargetResult],
     targets: dict[str, Target],
     feeds: FeedSet,
     fp32_onnx: Path | None,
     model: Any,
+    *,
+    reference: np.ndarray,
+    thresholds: Callable[[str], Thresholds],
+    classes: bool,
     threads: int | None,
+    say: Callable[[str], None],
 ) -> list[TargetResult]:
-    """``results`` with ``divergence`` filled in for every failing row whose runtime can mark its layers."""
-    if model is None or fp32_onnx is None or not fp32_onnx.is_file():
+    """Every failing row of ``results`` with what can be found of why: for an INT8 row whose file fails against
+    FP32, its causes per input and the fix checked (``explain_row``); for a row whose runtime can mark its layers,
+    where it first departs from PyTorch (``locate_divergence``). The FP32 graph is read and its layers named once."""
+    failing = [r for r in results if r.status == "fail"]
+    if not failing or model is None or fp32_onnx is None or not fp32_onnx.is_file():
         return results
     fp32 = onnx.load(str(fp32_onnx))
+    try:
+        names = module_names(fp32, model)
+    except Exception as e:  # noqa: BLE001 - naming is a courtesy; the diagnosis stands without it
+        log.warning("could not map ONNX layers to PyTorch modules: %s", e)
+        names = {}
     out = []
     for r in results:
-        target = targets.get(r.label)
-        if r.status != "fail" or target is None:
+        if r.status != "fail":
             out.append(r)
             continue
-        try:
-            found = locate_divergence(target, r, feeds, model, fp32, threads)
-        except Exception as e:  # noqa: BLE001 - locating is a diagnosis; the verdict stands without it
-            log.warning("%s: could not locate the layer where it departs: %s", r.label, e)
-            found = Divergence(None, None, (), 0, f"could not be located: {e}")
-        out.append(dataclasses.replace(r, divergence=found))
+        if r.file_inputs is not None and r.input_verdict is not None and r.semantics_file is not None:
+            say(f"INT8: why {r.label}'s failing inputs fail, layer by layer")
+            r = explain_row(r, fp32, names, feeds, reference, thresholds, classes=classes, threads=threads)
+        target = targets.get(r.label)
+        if target is not None:
+            say(f"locating the first layer where {r.label} departs from PyTorch")
+            try:
+                found = locate_divergence(target, r, feeds, model, names, threads)
+            except Exception as e:  # noqa: BLE001 - locating is a diagnosis; the verdict stands without it
+                log.warning("%s: could not locate the layer where it departs: %s", r.label, e)
+                found = Divergence(None, None, (), 0, f"could not be located: {e}")
+            r = dataclasses.replace(r, divergence=found)
+        out.append(r)
     return out
