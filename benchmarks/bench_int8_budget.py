@@ -25,9 +25,12 @@ from rn50.calibration import budget
 from rn50.calibration.quantized import emitter
 from rn50.calibration.table import CalibrationTable
 from rn50.commands.options import parse_budget
+from rn50.metrics import compare
 from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 from rn50.runtimes.timing import measure, summarize
 from rn50.samples import sample_crops
+
+OTHER_CROPS = 128
 
 
 def latency_ms(models: dict[str, onnx.ModelProto], *, threads: int, rounds: int, duration: float) -> dict[str, float]:
@@ -80,6 +83,9 @@ def main() -> None:
     limits = parse_budget([args.budget])
     crops = sample_crops(budget.BUDGET_CROPS, split="evaluation")
     evaluator = budget.Evaluator(fp32, crops)
+    # Crops rn50 never chooses by: the evaluation split past the budget's (quantize and parity use its first 64).
+    others = sample_crops(budget.BUDGET_CROPS + OTHER_CROPS, split="evaluation")[budget.BUDGET_CROPS :]
+    others_fp32 = budget.Evaluator.run(fp32, others, [])[0]
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
         f"table {table.method} {table.options} on {table.images} images; {len(crops)} held-apart crops"
@@ -101,6 +107,12 @@ def main() -> None:
         )
         print(f"[{target}] search: {found.summary()}; wall {time.perf_counter() - started:.0f} s")
         print(f"[{target}] left out: {', '.join(found.excluded) or 'none'}")
+        held = compare(budget.Evaluator.run(proto, others, [])[0], others_fp32)
+        print(
+            f"[{target}] the search's file on {len(others)} other held-apart crops (evaluation split "
+            f"{budget.BUDGET_CROPS + 1}–{budget.BUDGET_CROPS + OTHER_CROPS}): cos mean {held.cosine_mean:.6f} worst "
+            f"{held.cosine_min:.6f} top-1 {held.top1_agreement:.3f}"
+        )
         print(f"[{target}] top of the ranking: " + ", ".join(f"{r.node} {r.gain:+.5f}" for r in found.ranking[:8]))
         if target == "onnxruntime-cpu":
             models = {

@@ -304,6 +304,67 @@ def test_tensorrt_emitter_leaves_out_layers_and_their_shortcut(workdir: Path) ->
     assert len(lint.quantized_layers(proto)) == len(lint.quantized_layers(qdq_tensorrt.emit(fp32, _table(workdir)))) - 2
 
 
+def test_a_residual_add_left_out_keeps_its_shortcut_float_and_is_a_search_candidate(workdir: Path) -> None:
+    """The TensorRT form's shortcut Q/DQ is a candidate of the search: left out, the Add reads its shortcut in float
+    (lint-clean, recorded), the same numbers as the ranking's edit of the fully quantized file, and named by block."""
+    from rn50.calibration.quantized import emitter
+
+    fp32 = onnx.load(str(workdir / "tiny.fp32.onnx"))
+    add = next(n.name for n in fp32.graph.node if n.op_type == "Add")
+    emit = emitter(fp32, _table(workdir), "tensorrt")
+    full = emit(frozenset())
+    assert [n.name for n in budget.shortcut_adds(full)] == [add]
+    assert [n.name for n in budget.candidates(full)][-1] == add  # after the Conv/Gemm layers
+    left_out = emit(frozenset({add}))
+    assert lint.lint(left_out, "tensorrt") == [] and add in lint.excluded_of(left_out)
+    made = {o: n for n in left_out.graph.node for o in n.output}
+    assert all(
+        made[i].op_type != "DequantizeLinear" for i in next(n for n in left_out.graph.node if n.name == add).input
+    )
+    assert budget.shortcut_adds(left_out) == []
+    crops = np.random.default_rng(2).standard_normal((4, 3, 224, 224)).astype(np.float32)
+    np.testing.assert_array_equal(
+        budget.Evaluator.run(left_out, crops, [])[0],
+        budget.Evaluator.run(budget.in_float(full, fp32, add), crops, [])[0],
+    )
+    # A file that says the Add is left out but still quantizes its shortcut is refused.
+    full.metadata_props.add(key=lint.EXCLUDED_KEY, value=json.dumps([add]))
+    assert any(v.rule == "excluded" and v.node == add for v in lint.lint(full, "tensorrt"))
+    # The ONNX Runtime form quantizes both Add inputs: nothing there to leave out.
+    assert budget.shortcut_adds(emitter(fp32, _table(workdir), "onnxruntime-cpu")(frozenset())) == []
+
+
+def test_residual_adds_are_named_by_their_block() -> None:
+    from rn50.exporter.layer_names import residual_names
+
+    conv = [helper.make_node("Conv", [f"i{k}", "w"], [f"c{k}"], name=f"n{k}") for k in range(3)]
+    adds = [
+        helper.make_node("Add", ["c0", "x"], ["a0"], name="identity"),
+        helper.make_node("Add", ["c1", "c2"], ["a1"], name="projection"),
+        helper.make_node("Add", ["x", "y"], ["a2"], name="unnamed"),
+    ]
+    graph = helper.make_graph([*conv, *adds], "g", [], [])
+    names = {"n0": "layer1.1.conv3", "n1": "layer2.0.conv3", "n2": "layer2.0.downsample.0"}
+    assert residual_names(helper.make_model(graph), names) == {"identity": "layer1.1.add", "projection": "layer2.0.add"}
+
+
+def test_the_ranking_screens_every_candidate_then_ranks_the_most_sensitive_on_more_crops() -> None:
+    model = small_convnet()
+    crops = np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    table = CalibrationTable(activation_ranges(model, crops), "minmax", {}, "sha", "set", "", len(crops))
+    full = qdq_tensorrt.emit(model, table)
+    evaluator = budget.Evaluator(model, crops)
+    evaluator.rebase(full)
+    ranking = budget.rank(full, model, evaluator, count=8, screen=2, keep=2)
+    assert [r.crops for r in ranking] == [8, 8, 2, 2]
+    assert {r.node for r in ranking} == {n.name for n in budget.candidates(full)}
+    assert ranking[0].cosine_mean >= ranking[1].cosine_mean and ranking[2].cosine_mean >= ranking[3].cosine_mean
+    again = budget.rank(full, model, evaluator, count=8, screen=8, keep=2)  # one pass: every row on 8 crops
+    assert [r.crops for r in again] == [8] * 4 and {r.node: r.cosine_mean for r in again}[ranking[0].node] == (
+        ranking[0].cosine_mean
+    )
+
+
 def test_high_precision_fp16_runs_and_stays_close(workdir: Path) -> None:
     from rn50.calibration.budget import Evaluator
     from rn50.samples import sample_crops

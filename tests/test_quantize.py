@@ -229,3 +229,18 @@ def test_int8_and_fp16_pass_parity_on_onnxruntime_cpu(work: Path) -> None:
     assert len(int8) == 2 and all(len(r["layers_worst_first"]) == 4 for r in int8)  # 3 Conv + the classifier
     sqnr = [x["sqnr_db"] for x in int8[0]["layers_worst_first"]]
     assert sqnr == sorted(sqnr)  # worst first
+
+
+def test_a_layer_outputs_error_is_the_one_compare_gives() -> None:
+    """The per-layer tables read TensorError (fast on large outputs); its numbers are compare's."""
+    from rn50.metrics import TensorError, compare
+
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((6, 8, 14, 14)).astype(np.float32)
+    got = ref + rng.standard_normal(ref.shape).astype(np.float32) * 0.05
+    got[2] = 0.0  # one output all zero: cosine 0 there, as compare says
+    fast, full = TensorError.of(got, ref), compare(got, ref)
+    assert fast.sqnr_db == pytest.approx(full.sqnr_db, rel=1e-9)
+    assert fast.cosine_mean == pytest.approx(full.cosine_mean, rel=1e-9)
+    assert fast.max_abs == pytest.approx(full.max_abs, rel=1e-9)
+    assert TensorError.of(ref, ref).sqnr_db == float("inf")

@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
     import onnx
 
+LAYER_OPS = ("Conv", "Gemm")  # the layers with weights: what INT8 quantizes, what reports name by PyTorch module
+
 
 def toposort(graph: onnx.GraphProto) -> None:
     """Reorder ``graph.node`` so every node comes after the producers of its inputs (stable otherwise)."""

@@ -12,6 +12,15 @@ ranking measures exactly what each candidate's first exclusion would gain there,
 other INT8 layers included, and it runs at INT8 speed on ONNX Runtime (quantizing one layer alone runs an
 almost float model 54 times).
 
+The candidates are the quantized Conv/Gemm layers and, in a form that quantizes only a residual Add's shortcut
+(the TensorRT form, for Conv+Add fusion), each such Add: left out, its shortcut stays float. Measured on the seeded
+ResNet-50 (benchmarks/bench_int8_budget.py): the 16 shortcut Q/DQs cost the TensorRT form about half its error
+(cosine mean 0.99470 → 0.99719 with all of them float, every Conv INT8). Its post-ReLU tensors are symmetric int8,
+so 127 levels where ONNX Runtime's uint8 form has 255, and the residual stream takes that rounding at each
+block; with the shortcuts as candidates the search meets 0.998 where convolutions alone flattened out below it.
+A float shortcut costs TensorRT that block's Conv+Add fusion (the Add runs in float), so it is left out only
+where it buys accuracy, as a layer is.
+
 The ranking runs on the first ``RANK_CROPS`` held-apart crops; the steps, and the verdict, on all of them.
 A step whose layer does not raise the logits' mean cosine on those crops puts the layer back in INT8 and
 goes on to the next one: a float layer costs speed, so only the ones that buy accuracy stay out.
@@ -37,6 +46,12 @@ if TYPE_CHECKING:  # kept light: the CLI imports this module's defaults
     from rn50.metrics import OutputMetrics, Thresholds
 
 RANK_CROPS = 16  # held-apart crops the ranking runs on (the first of the budget crops)
+# The ranking in two passes: every candidate on the first SCREEN_CROPS crops, then the SCREEN_KEEP most sensitive of
+# those again on RANK_CROPS. Measured (seeded ResNet-50, budget min_cosine_mean=0.998, 2-core x86, vnni class): one
+# pass on 16 crops, searches of 93 s (tensorrt, 10 left out) and 68 s (onnxruntime-cpu, 3); one pass on 8 crops,
+# 66 s and 52 s but a worse ranking (13 and 4 left out); two passes, 68 s and 51 s with 10 and 3 left out.
+SCREEN_CROPS = 4
+SCREEN_KEEP = 12
 BUDGET_CROPS = 64  # held-apart crops every step is measured on
 DEFAULT_MAX_EXCLUDED = 16
 # The classifier (the final Gemm) in INT8 or float, --classifier. Float by default, chosen by measurement
@@ -58,8 +73,9 @@ def classifier(model: onnx.ModelProto) -> str | None:
 class Sensitivity:
     node: str
     op: str
-    cosine_mean: float  # logits vs FP32 with this layer alone in float (ranking crops)
+    cosine_mean: float  # logits vs FP32 with this layer alone in float (on ``crops`` ranking crops)
     gain: float  # over the fully quantized model, same crops
+    crops: int = RANK_CROPS  # SCREEN_CROPS: screened out, ranked after every candidate measured on RANK_CROPS
 
 
 @dataclass(frozen=True)
@@ -118,11 +134,12 @@ class Evaluator:
     compute them), so the search measures the file on any CPU, never one CPU's INT8 kernels. Candidates run from
     the last tensor they share with the base file (``rn50.calibration.prefix``): the same numbers, less work."""
 
-    def __init__(self, fp32: onnx.ModelProto, crops: np.ndarray):
+    def __init__(self, fp32: onnx.ModelProto, crops: np.ndarray, reference: np.ndarray | None = None):
+        """``reference``: the FP32 graph's logits on ``crops`` where the caller has them (one run for every target)."""
         from rn50.calibration.prefix import PrefixCache
 
         self.crops = crops
-        self.reference = self.run(fp32, crops, [])[0]
+        self.reference = self.run(fp32, crops, [])[0] if reference is None else reference
         self.prefix = PrefixCache(self.run, crops)
 
     @staticmethod
@@ -157,13 +174,36 @@ class Evaluator:
         self.prefix.rebase(model)
 
 
+def shortcut_adds(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Residual Adds with exactly one input dequantized (the shortcut of a Conv+Add the form fuses), in graph order."""
+    from rn50.onnx_graph import producers
+
+    made_by = producers(model.graph)
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2 or any(i in inits for i in node.input):
+            continue
+        dq = [made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in node.input]
+        if sum(dq) == 1:
+            out.append(node)
+    return out
+
+
+def candidates(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """What the search may leave out of INT8: every quantized Conv/Gemm, then every quantized residual shortcut."""
+    from rn50.calibration.lint import quantized_layers
+
+    return [*quantized_layers(model), *shortcut_adds(model)]
+
+
 def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """A copy of ``quantized`` with the layer ``name`` alone back in float: its input read before its Q/DQ,
-    its weight and bias the FP32 graph's."""
+    its weight and bias the FP32 graph's (a residual Add: its shortcut read before its Q/DQ)."""
     import onnx
 
     from rn50.calibration.qdq_onnxruntime import read_float_inputs
-    from rn50.onnx_graph import toposort
+    from rn50.onnx_graph import LAYER_OPS, toposort
 
     out = onnx.ModelProto()
     out.CopyFrom(quantized)
@@ -171,7 +211,7 @@ def in_float(quantized: onnx.ModelProto, fp32: onnx.ModelProto, name: str) -> on
     node = next(n for n in graph.node if n.name == name)
     original = next(n for n in fp32.graph.node if n.name == name)
     floats = {i.name: i for i in fp32.graph.initializer}
-    for i in range(1, len(original.input)):
+    for i in range(1, len(original.input) if original.op_type in LAYER_OPS else 0):
         tensor = onnx.TensorProto()
         tensor.CopyFrom(floats[original.input[i]])
         tensor.name = f"{original.input[i]}__float"  # the quantized graph may reuse the name for a DQ output
@@ -188,21 +228,31 @@ def rank(
     evaluator: Evaluator,
     *,
     count: int = RANK_CROPS,
+    screen: int = SCREEN_CROPS,
+    keep: int = SCREEN_KEEP,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Sensitivity, ...]:
-    """Every quantized layer, most sensitive first (ties in graph order)."""
-    from rn50.calibration.lint import quantized_layers
+    """Every candidate (``candidates``), most sensitive first (ties in graph order): all of them on the first
+    ``screen`` crops, the ``keep`` most sensitive of those again on ``count`` crops (ranked first)."""
+    layers = candidates(full)
+    screen = min(screen, count)
 
-    base = evaluator.measure(full, count).cosine_mean
-    layers = quantized_layers(full)
-    rows = []
-    for i, node in enumerate(layers, 1):
-        if progress:
-            progress(f"ranking layers by sensitivity: {i}/{len(layers)}")
-        cos = evaluator.measure(in_float(full, fp32, node.name), count).cosine_mean
-        rows.append(Sensitivity(node.name, node.op_type, cos, cos - base))
-    order = sorted(range(len(rows)), key=lambda i: (-rows[i].cosine_mean, i))
-    return tuple(rows[i] for i in order)
+    def measured(nodes: list[onnx.NodeProto], crops: int, done: int) -> list[Sensitivity]:
+        base = evaluator.measure(full, crops).cosine_mean
+        rows = []
+        for i, node in enumerate(nodes, done + 1):
+            if progress:
+                progress(f"ranking layers by sensitivity: {i}/{len(layers) + min(keep, len(layers))}")
+            cos = evaluator.measure(in_float(full, fp32, node.name), crops).cosine_mean
+            rows.append(Sensitivity(node.name, node.op_type, cos, cos - base, crops))
+        return sorted(rows, key=lambda r: -r.cosine_mean)  # stable: ties in graph order
+
+    if screen >= count:
+        return tuple(measured(layers, count, 0))
+    screened = measured(layers, screen, 0)
+    by_name = {n.name: n for n in layers}
+    kept = sorted(screened[:keep], key=lambda r: layers.index(by_name[r.node]))  # graph order again, for ties
+    return (*measured([by_name[r.node] for r in kept], count, len(layers)), *screened[keep:])
 
 
 def search(
@@ -213,12 +263,14 @@ def search(
     budget: Thresholds,
     max_excluded: int,
     crops: np.ndarray,
+    reference: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[BudgetSearch, onnx.ModelProto]:
-    """The file with the fewest ranked layers left out that meets ``budget`` (or the last one tried), and the search."""
+    """The file with the fewest ranked layers left out that meets ``budget`` (or the last one tried), and the search;
+    ``reference``: the FP32 graph's logits on ``crops``, where the caller has them."""
     say = progress or (lambda _m: None)
     started = time.perf_counter()
-    evaluator = Evaluator(fp32, crops)
+    evaluator = Evaluator(fp32, crops, reference)
     say(f"{target}: measuring the INT8 file without --budget")
     proto = emit(frozenset())
     first = evaluator.measure(proto)

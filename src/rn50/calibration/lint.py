@@ -21,13 +21,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rn50.calibration.qdq_tensorrt import WEIGHTED
 from rn50.errors import UsageError
-from rn50.onnx_graph import opset_of
+from rn50.onnx_graph import LAYER_OPS, opset_of
 from rn50.runtimes.qdq_form import QDQ_TARGETS, QDQ_TENSORRT, producers
 
 TARGETS = QDQ_TARGETS
-EXCLUDED_KEY = "rn50.int8_excluded"  # metadata: JSON list of the Conv/Gemm nodes left out of INT8
+EXCLUDED_KEY = "rn50.int8_excluded"  # metadata: JSON list of the Conv/Gemm nodes (and residual Adds) left out of INT8
 # Measured (benchmarks/bench_int8_budget.py: 2-core AMD EPYC with AVX-512 VNNI, ONNX Runtime 1.32, seeded
 # ResNet-50, batch 1, 2 threads, medians of 3 alternating 5 s runs): int8 activations vs uint8, same
 # calibration, every Conv/Gemm INT8: 29.49 vs 12.26 ms and, in a second run, 30.01 vs 12.48 ms.
@@ -64,7 +63,7 @@ def excluded_of(model: onnx.ModelProto) -> frozenset[str]:
 def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Conv/Gemm nodes whose weight is dequantized (they run in INT8), in graph order."""
     made_by = producers(model.graph)
-    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1]
+    weighted = [n for n in model.graph.node if n.op_type in LAYER_OPS and len(n.input) > 1]
     return [
         n for n in weighted if made_by.get(n.input[1]) is not None and made_by[n.input[1]].op_type == "DequantizeLinear"
     ]
@@ -74,7 +73,7 @@ def float_layers(model: onnx.ModelProto) -> frozenset[str]:
     """Conv/Gemm nodes whose weight is float (they run in float)."""
     quantized = {n.name for n in quantized_layers(model)}
     return frozenset(
-        n.name for n in model.graph.node if n.op_type in WEIGHTED and len(n.input) > 1 and n.name not in quantized
+        n.name for n in model.graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and n.name not in quantized
     )
 
 
@@ -185,6 +184,13 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
                 if src is not None and src.op_type == "DequantizeLinear":
                     out.append(
                         Violation("excluded", node.name, "recorded as left out of INT8, but its input is dequantized")
+                    )
+            elif node.op_type == "Add" and node.name in excluded:
+                if any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in node.input):
+                    out.append(
+                        Violation(
+                            "excluded", node.name, "recorded as left out of INT8, but its shortcut is dequantized"
+                        )
                     )
             elif node.op_type in ("Conv", "Gemm"):
                 src = [made_by.get(i) for i in node.input[:2]]

@@ -13,13 +13,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rn50.errors import UsageError
-from rn50.onnx_graph import consumers, producers, toposort
+from rn50.onnx_graph import LAYER_OPS, consumers, producers, toposort
 
 if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
 
 QMAX = 127.0
-WEIGHTED = ("Conv", "Gemm")
 
 
 def shortcut_input(
@@ -55,7 +54,8 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
     """A copy of the simplified FP32 ``model`` with TensorRT-style Q/DQ nodes (int8 weights + DQ).
 
     The Conv/Gemm nodes named in ``exclude`` keep float input and weights; a residual Add's shortcut is
-    quantized only where the branch it meets is an INT8 Conv (the Q/DQ there exists for that fusion).
+    quantized only where the branch it meets is an INT8 Conv (the Q/DQ there exists for that fusion) and the Add is
+    not named in ``exclude`` (then it runs in float, unfused: ``rn50.calibration.budget`` says when that pays).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -110,7 +110,7 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
     adds = [n for n in graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)]
     shortcuts = [(n, shortcut_input(n, made_by, read_by)) for n in adds]
     for node in graph.node:
-        if node.op_type in WEIGHTED and node.name not in exclude:
+        if node.op_type in LAYER_OPS and node.name not in exclude:
             node.input[0] = quantize_activation(node.input[0])
             if node.input[1] in inits:
                 old = node.input[1]
@@ -119,8 +119,8 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
     for node, shortcut in shortcuts:
         idx = list(node.input).index(shortcut)
         branch = made_by.get(node.input[1 - idx])
-        if branch is not None and branch.name in exclude:
-            continue  # a float Conv does not fuse the Add: the shortcut stays float too
+        if node.name in exclude or (branch is not None and branch.name in exclude):
+            continue  # the Add left out, or a float Conv that does not fuse it: the shortcut stays float
         node.input[idx] = quantize_activation(shortcut)
     graph.node.extend(new_nodes)
     toposort(graph)

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from rn50.metrics import OutputMetrics, PerInput, compare
+from rn50.metrics import OutputMetrics, PerInput, TensorError, compare
+from rn50.onnx_graph import LAYER_OPS
 
 if TYPE_CHECKING:
     import numpy as np
-
-LAYER_OPS = ("Conv", "Gemm")
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def compare_to_fp32(
     logits, got = layer_outputs(candidate, feed, names)
     rows = []
     for name in names:
-        m = compare(got[name], reference.layers[name])
+        m = TensorError.of(got[name], reference.layers[name])
         rows.append(LayerError(name, reference.ops[name], m.sqnr_db, m.cosine_mean, m.max_abs))
     rows.sort(key=lambda r: r.sqnr_db if math.isfinite(r.sqnr_db) else 1e9)
     return Quality(compare(logits, reference.logits, classes=classes), rows, PerInput.of(logits, reference.logits))

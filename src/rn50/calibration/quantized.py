@@ -17,7 +17,7 @@ from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
 from rn50.calibration.quality import LAYER_OPS, LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.errors import CheckFailed, UsageError, uninterrupted
-from rn50.exporter.layer_names import layer_label, module_names
+from rn50.exporter.layer_names import layer_label, module_names, residual_names
 from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
@@ -122,8 +122,9 @@ def compare_methods(
 
 
 def layer_nodes(layers: tuple[str, ...], model: onnx.ModelProto, modules: dict[str, str]) -> frozenset[str]:
-    """The ONNX nodes of ``layers``, each named by its PyTorch module (``conv1``, ``layer4.2.conv3``) or its node."""
-    nodes = {n.name for n in model.graph.node if n.op_type in LAYER_OPS}
+    """The ONNX nodes of ``layers``, each named by its PyTorch module (``conv1``, ``layer4.2.conv3``; a residual Add
+    ``layer1.0.add``) or its node."""
+    nodes = {n.name for n in model.graph.node if n.op_type in (*LAYER_OPS, "Add")}
     by_module = {m: n for n, m in modules.items()}
     found, unknown = set(), []
     for layer in layers:
@@ -135,22 +136,23 @@ def layer_nodes(layers: tuple[str, ...], model: onnx.ModelProto, modules: dict[s
     if unknown:
         known = sorted(by_module) or sorted(nodes)
         raise UsageError(
-            f"no Conv/Gemm layer {', '.join(unknown)} in the model",
+            f"no Conv/Gemm layer or residual Add {', '.join(unknown)} in the model",
             fix=f"name layers by PyTorch module or ONNX node, e.g. {', '.join(known[:4])}",
         )
     return frozenset(found)
 
 
 def module_names_of(workdir: WorkDir, model: onnx.ModelProto) -> dict[str, str]:
-    """The FP32 graph's Conv/Gemm nodes → PyTorch module names, from the work directory's weights; empty (nodes
-    named alone) where the weights cannot be read."""
+    """The FP32 graph's Conv/Gemm nodes → PyTorch module names, and its residual Adds → ``<block>.add``, from the
+    work directory's weights; empty (nodes named alone) where the weights cannot be read."""
     from rn50.weights import workdir_model
 
     try:
-        return module_names(model, workdir_model(workdir))
+        names = module_names(model, workdir_model(workdir))
     except (UsageError, OSError, RuntimeError) as e:
         log.info("layers are named by ONNX node only: %s", e)
         return {}
+    return names | residual_names(model, names)
 
 
 def _write_onnx(workdir: WorkDir, proto: onnx.ModelProto, filename: str) -> tuple[Path, str]:
@@ -229,16 +231,25 @@ def make_int8_files(
     floats = layer_nodes(keep_float, model, modules)
     made: list[tuple[str, onnx.ModelProto, int8_budget.BudgetSearch | None]] = []
     missed: list[tuple[str, str]] = []  # (problem, fix) of each target whose budget was not met
+    crops = sample_crops(int8_budget.BUDGET_CROPS, split="evaluation") if budget is not None else None
+    # The FP32 logits the search measures against, once for every target.
+    logits = int8_budget.Evaluator.run(model, crops, [])[0] if crops is not None else None
     for target, table in tables.items():
         emit = emitter(
             model, table, target, high_precision if target == QDQ_TENSORRT else "fp32", classifier, cpu_class, floats
         )
-        if budget is None:
+        if budget is None or crops is None:
             made.append((target, emit(frozenset()), None))
             continue
-        crops = sample_crops(int8_budget.BUDGET_CROPS, split="evaluation")
         found, proto = int8_budget.search(
-            model, emit, target=target, budget=budget, max_excluded=max_excluded, crops=crops, progress=progress
+            model,
+            emit,
+            target=target,
+            budget=budget,
+            max_excluded=max_excluded,
+            crops=crops,
+            reference=logits,
+            progress=progress,
         )
         if not found.met:
             exhausted = len(found.steps) - 1 == len(found.ranking)

@@ -77,8 +77,8 @@ class QuantizeOptions:
         "--keep-float",
         default=None,
         cli_type=list[str] | None,
-        help="Layers left out of INT8, by PyTorch module (conv1, layer4.2.conv3) or ONNX node: e.g. where parity says "
-        "the failing inputs depart.",
+        help="Layers left out of INT8, by PyTorch module (conv1, layer4.2.conv3; a residual Add: layer1.0.add) or "
+        "ONNX node: e.g. where parity says the failing inputs depart.",
     )
 
     @property

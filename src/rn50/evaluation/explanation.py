@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 
 from rn50.calibration.outliers import BASELINE, Excess, departs, explain
-from rn50.calibration.quality import LAYER_OPS
 from rn50.exporter.layer_names import layer_label, module_names
 from rn50.metrics import compare, cosine_per_input
+from rn50.onnx_graph import LAYER_OPS
 from rn50.results.parity_results import Divergence, TriedFix
 
 if TYPE_CHECKING:

@@ -15,10 +15,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from rn50.onnx_graph import LAYER_OPS
+
 if TYPE_CHECKING:
     from torch import nn
 
-LAYER_OPS = ("Conv", "Gemm")
 _TOLERANCE = 1e-4  # 1 − |cosine| per output channel; float32 rounding of the fold is ~1e-7
 
 
@@ -67,6 +68,28 @@ def module_names(model: onnx.ModelProto, torch_model: nn.Module) -> dict[str, st
                 found[node] = name
                 taken.add(name)
                 break
+    return found
+
+
+def residual_names(model: onnx.ModelProto, names: dict[str, str]) -> dict[str, str]:
+    """ONNX node name → ``<block>.add`` for each residual Add fed by a named Conv (``layer1.0.add``: torchvision's
+    Bottleneck adds in ``forward``, so the Add has no module of its own); the block is the Convs' common parent."""
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type != "Add":
+            continue
+        modules = [names[made_by[i].name].split(".") for i in node.input if i in made_by and made_by[i].name in names]
+        if not modules:
+            continue
+        block = modules[0][:-1] if len(modules) == 1 else []
+        if len(modules) > 1:
+            for parts in zip(*modules, strict=False):
+                if len(set(parts)) > 1:
+                    break
+                block.append(parts[0])
+        if block:
+            found[node.name] = ".".join([*block, "add"])
     return found
 
 

@@ -142,19 +142,33 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         ]
         out.append(part)
         if s["ranking"]:
+            crops = [r.get("crops", s["ranked_on"]) for r in s["ranking"]]
             ranking = Section(
                 f"Layer sensitivity — {s['target']}",
                 f"sensitivity-{s['target']}",
                 paragraphs=[
-                    f"Each layer put back in float alone, every other quantized layer INT8 ({s['ranked_on']} "
-                    "held-apart "
-                    "crops); most sensitive first. The search leaves layers out in this order."
+                    "Each layer (a residual Add: its shortcut) put back in float alone, every other quantized "
+                    "layer INT8; most sensitive first. "
+                    + (
+                        f"Every layer measured on {min(crops)} held-apart crops, the {crops.count(s['ranked_on'])} "
+                        f"most sensitive of those again on {s['ranked_on']} (ranked first). "
+                        if min(crops) < s["ranked_on"]
+                        else f"Measured on {s['ranked_on']} held-apart crops. "
+                    )
+                    + "The search leaves layers out in this order."
                 ],
-                header=["rank", "layer", "op", "cos mean, this layer in float", "gain"],
+                header=["rank", "layer", "op", "crops", "cos mean, this layer in float", "gain"],
             )
             ranking.rows = [
-                [str(k), layer_label(r["node"], modules), r["op"], f"{r['cosine_mean']:.6f}", f"{r['gain']:+.6f}"]
-                for k, r in enumerate(s["ranking"], 1)
+                [
+                    str(k),
+                    layer_label(r["node"], modules),
+                    r["op"],
+                    str(c),
+                    f"{r['cosine_mean']:.6f}",
+                    f"{r['gain']:+.6f}",
+                ]
+                for k, (r, c) in enumerate(zip(s["ranking"], crops, strict=True), 1)
             ]
             out.append(ranking)
     return out
