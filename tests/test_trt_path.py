@@ -18,6 +18,7 @@ from helpers import one_line_error
 from typer.testing import CliRunner
 
 from rn50.artifacts import Artifact, WorkDir, sha256_file
+from rn50.calibration import lint
 from rn50.cli import app
 
 if TYPE_CHECKING:
@@ -177,6 +178,22 @@ def _rehash(workdir: WorkDir, name: str, path: Path) -> Artifact:
     art = workdir.artifact(name)
     assert art is not None
     return replace(art, sha256=sha256_file(path))
+
+
+def test_an_int8_file_with_its_residual_add_left_out_builds_and_keeps_the_add_float(copy: Path) -> None:
+    """What --budget may leave out on the TensorRT form, a residual Add (its shortcut float), given by hand: the file
+    is recorded and lint-clean, and TensorRT (here the stand-in) builds it with every convolution still INT8."""
+    result = invoke(
+        "quantize", "--int8", "--target", "tensorrt", "--count", "16", "--method", "minmax", "--keep-float", "add",
+        "--out", str(copy),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    model = onnx.load(str(copy / "tiny.int8.tensorrt.onnx"))
+    assert lint.excluded_of(model) == {"add", "fc"}
+    made_by = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert [made_by.get(i) for i in next(n for n in model.graph.node if n.name == "add").input] == ["Relu", "Conv"]
+    result = invoke("build-trt", "--out", str(copy), "--int8", "--max-batch", "16")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
 
 
 # --- parity, profile, pipeline ------------------------------------------------------------------------
