@@ -53,7 +53,10 @@ def model_name_flag() -> Any:
     return flag("--model-name", default="resnet50", help="The model's name on the Triton server.")
 
 
-def threads_flag(help: str = "CPU threads of every CPU runtime (default: the cores this process may use).") -> Any:
+THREADS_HELP = "CPU threads of every CPU runtime (default: the cores this process may use)."
+
+
+def threads_flag(help: str = THREADS_HELP) -> Any:
     return flag("--threads", default=None, help=help)
 
 
@@ -289,7 +292,7 @@ def _declare_library_flags() -> None:
         warmup_iterations=option("--warmup-iterations", help="Warm-up iterations at least, whatever --warmup says."),
         duration_s=option("--duration", help="Seconds measured per runtime, artifact and batch."),
         iterations=option("--iterations", help="An exact number of measured iterations, instead of --duration."),
-        threads=option("--threads", help="CPU threads of every CPU runtime (default: the cores this process may use)."),
+        threads=option("--threads", help=THREADS_HELP),
         cuda_graphs=option(
             "--cuda-graphs/--no-cuda-graphs", help="GPU rows: also time the run replayed as a CUDA graph."
         ),
