@@ -221,7 +221,9 @@ def test_pipeline_refuses_a_file_as_output(tmp_path: Path) -> None:
 def test_doctor_on_this_machine() -> None:
     result = cli.invoke(app, ["doctor", "--json"])
     assert result.exit_code == 0, result.output
-    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    data = json.loads(result.stdout)
+    checks = {c["name"]: c for c in data["checks"]}
+    assert data["verdict"] == "ok" and data["broken"] == []
     assert {"python", "torch", "onnx", "onnxruntime", "tensorrt", "gpu", "cpu"} <= set(checks)
     assert checks["onnxruntime"]["status"] == "ok" and "CPUExecutionProvider" in checks["onnxruntime"]["detail"]
     for c in checks.values():

@@ -52,7 +52,9 @@ def test_tampered_artifact_is_refused_and_verify_finds_it(work: Path) -> None:
     assert sorted(p.name for p in work.iterdir()) == before
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
     assert result.exit_code == 1
-    findings = {f["artifact"]: f["status"] for f in json.loads(result.stdout)}
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "failed" and data["failed"] == 1
+    findings = {f["artifact"]: f["status"] for f in data["findings"]}
     assert findings["onnx-int8-onnxruntime-cpu"] == "changed" and findings["onnx-fp32"] == "ok"
 
 
@@ -67,7 +69,9 @@ def test_verify_reports_stale_parents_and_unrecorded_files(work: Path) -> None:
     shutil.copy(work / "tiny.fp16.onnx", work / "stray.onnx")
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
     assert result.exit_code == 1
-    findings = {f["artifact"] if f["artifact"] != "–" else f["path"]: f["status"] for f in json.loads(result.stdout)}
+    findings = {
+        f["artifact"] if f["artifact"] != "–" else f["path"]: f["status"] for f in json.loads(result.stdout)["findings"]
+    }
     assert (
         findings["onnx-fp32"] == "changed"
         and findings["onnx-fp16"] == "stale-parent"
@@ -82,12 +86,13 @@ def test_verify_checks_a_triton_repository_and_only_reads(work: Path, monkeypatc
     assert done.exit_code == 0, done.output
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
     assert result.exit_code == 0, result.output
-    copies = {f["path"]: f for f in json.loads(result.stdout) if f["path"].startswith("triton/")}
+    assert json.loads(result.stdout)["verdict"] == "ok"
+    copies = {f["path"]: f for f in json.loads(result.stdout)["findings"] if f["path"].startswith("triton/")}
     assert set(copies) == {"triton/onnx-fp32-cpu/1/model.onnx", "triton/onnx-int8-onnxruntime-cpu-cpu/1/model.onnx"}
     assert all(f["status"] == "ok" and "Triton repository copy" in f["detail"] for f in copies.values())
     (work / "triton/onnx-fp32-cpu/1/model.onnx").write_bytes(b"edited")
     result = cli.invoke(app, ["verify", "--out", str(work), "--json"])
-    findings = {f["path"]: f for f in json.loads(result.stdout)}
+    findings = {f["path"]: f for f in json.loads(result.stdout)["findings"]}
     assert result.exit_code == 1 and findings["triton/onnx-fp32-cpu/1/model.onnx"]["status"] == "changed"
     shutil.rmtree(work / "triton")
     # Nothing that writes is called: no lock (a run holding one does not block verify), no record, no file.
@@ -301,8 +306,24 @@ def test_full_disk_in_a_library_write_is_one_line_and_leaves_nothing(
     )
     before = sorted(p.relative_to(work) for p in work.rglob("*"))
     result = cli.invoke(app, ["calibrate", "--out", str(work), "--count", "4", "--method", "entropy"])
-    one_line_error(result, 2, "no space left on the device")
+    one_line_error(result, 2, "no space left on the device writing", "TMPDIR")  # the full disk is the temporary one
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before  # no -inferred.onnx, no stray file
+
+
+def test_a_full_or_read_only_disk_is_named_with_its_way_out(tmp_path: Path) -> None:
+    import errno
+    import tempfile
+
+    from rn50.artifacts import _os_error, no_space
+
+    scratch = Path(tempfile.gettempdir()) / "rn50-x" / "model.onnx"
+    assert "TMPDIR" in (no_space(scratch).fix or "") and str(scratch) in no_space(scratch).message
+    elsewhere = Path.cwd() / "rn50-out" / "model.onnx"
+    if not elsewhere.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
+        assert no_space(elsewhere).fix == "free some space or pass --out on another disk"
+    read_only = _os_error(tmp_path / "a.onnx", OSError(errno.EROFS, "Read-only file system"))
+    assert "the file system is read-only" in read_only.message and "permission" not in read_only.message
+    assert "permission denied" in _os_error(tmp_path / "a.onnx", OSError(errno.EACCES, "Permission denied")).message
 
 
 def test_pipeline_prints_a_line_per_step_when_not_on_a_terminal(work: Path) -> None:

@@ -133,11 +133,16 @@ def infer(
 
 
 def error_of(url: str, x: np.ndarray, **kwargs: Any) -> str:
+    return refusal_of(url, x, **kwargs)[1]
+
+
+def refusal_of(url: str, x: np.ndarray, **kwargs: Any) -> tuple[str | None, str]:
+    """The HTTP status and the error message of a request the server refuses."""
     from tritonclient.utils import InferenceServerException
 
     with pytest.raises(InferenceServerException) as e:
         infer(url, x, **kwargs)
-    return str(e.value)
+    return e.value.status(), str(e.value)
 
 
 def crops(n: int) -> np.ndarray:
@@ -354,7 +359,7 @@ class _Runner:
 
 
 def test_each_request_is_answered_alone_a_bad_one_does_not_fail_its_batch() -> None:
-    from rn50.serving.backend import ServedArtifact, ServedModel
+    from rn50.serving.backend import Refusal, ServedArtifact, ServedModel, non_finite_problem
 
     art = ServedArtifact("onnxruntime-cpu", "int8", "a", Path("a.onnx"), "0" * 64)
     runner = _Runner()
@@ -368,11 +373,14 @@ def test_each_request_is_answered_alone_a_bad_one_does_not_fail_its_batch() -> N
     assert np.array_equal(answers[0], good1.reshape(2, -1)[:, :1000] * 2) and np.array_equal(
         answers[2], good2.reshape(1, -1)[:, :1000] * 2
     )
-    assert isinstance(answers[1], str) and "1 NaN/Inf value(s)" in answers[1]
+    assert answers[1] == Refusal(non_finite_problem(bad) or "", client_error=True)  # the client's fault: HTTP 400
+    assert "1 NaN/Inf value(s)" in answers[1].message
     refused = ServedModel(art, _Runner(fail=True)).answer([good1, bad])  # type: ignore[arg-type]
-    assert refused[0] == "the runtime refused the batch" and "NaN/Inf" in str(refused[1])
+    assert refused[0] == Refusal("the runtime refused the batch", client_error=True)
+    assert isinstance(refused[1], Refusal) and "NaN/Inf" in refused[1].message
     nan = ServedModel(art, _Runner(nan_out=True)).answer([good2])  # type: ignore[arg-type]
-    assert "produced NaN/Inf logits" in str(nan[0])
+    assert isinstance(nan[0], Refusal) and "produced NaN/Inf logits" in nan[0].message
+    assert not nan[0].client_error  # the server's fault: HTTP 500
 
 
 def test_a_wrong_answer_is_named_by_the_bound_it_breaks() -> None:
@@ -500,6 +508,35 @@ def test_loadtest_without_a_server_is_one_line(served_dir: Path) -> None:
 
 
 @needs_triton
+def test_loadtest_names_what_answers_instead_of_rn50s_model(server: Server, served_dir: Path) -> None:
+    """A plain web server on the port is said to be one (not "a Triton server that is not live"); a wrong
+    --model-name is told the models the server has."""
+    import http.server
+    import threading
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"127.0.0.1:{web.server_address[1]}"
+        one_line_error(
+            cli.invoke(app, ["loadtest", "--out", str(served_dir), "--url", url, "--requests", "1"]),
+            2,
+            f"the server at {url} is not a Triton server",
+            "--url the HTTP port rn50 serve printed",
+        )
+    finally:
+        web.shutdown()
+    one_line_error(
+        cli.invoke(
+            app,
+            ["loadtest", "--out", str(served_dir), "--url", server.url, "--requests", "1", "--model-name", "nope"],
+        ),
+        2,
+        "model 'nope' is not ready on this server (it has: resnet50)",
+    )
+
+
+@needs_triton
 def test_bad_requests_get_their_own_error_and_the_server_keeps_serving(server: Server) -> None:
     x = crops(4)
     first = infer(server.url, x[:1])
@@ -510,7 +547,20 @@ def test_bad_requests_get_their_own_error_and_the_server_keeps_serving(server: S
     assert "batch-size must be <= 8" in error_of(server.url, np.concatenate([x, x, x[:1]]))
     nan = x[:1].copy()
     nan[0, 0, 0, 0] = np.nan
-    assert "1 NaN/Inf value(s)" in error_of(server.url, nan)
+    status, message = refusal_of(server.url, nan)
+    assert "1 NaN/Inf value(s)" in message and status == "400"  # the request's fault: a client error
+    import urllib.error
+    import urllib.request
+
+    infer_url = f"http://{server.url}/v2/models/resnet50/infer"
+    for body in (b"{not json", b'{"inputs": [{"name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32",'):
+        request = urllib.request.Request(infer_url, data=body, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        # Triton's own HTTP front end parses the body before any model sees it, and answers a parse error 500
+        # (nvidia-pytriton 0.7.0's tritonserver; the README says so): refused with the reason, the server unhurt.
+        assert refused.value.code in (400, 500), (body, refused.value.code)
+        assert "parse" in refused.value.read().decode().lower()
 
     # A NaN request sent with good ones lands in their batch (100 ms window); only it gets an error.
     results: dict[int, object] = {}

@@ -296,7 +296,7 @@ def test_pipeline_build_trt_step_and_report(copy: Path) -> None:
 
 def test_doctor_says_the_standin_is_not_tensorrt() -> None:
     result = invoke("doctor", "--json")
-    check = next(c for c in json.loads(result.stdout) if c["name"] == "tensorrt")  # type: ignore[attr-defined]
+    check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "tensorrt")  # type: ignore[attr-defined]
     assert check["status"] == "missing" and "stand-in" in check["detail"]
 
 

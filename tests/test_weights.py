@@ -120,14 +120,31 @@ def test_truncated_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "t.pth"
     torch.save(resnet(18).state_dict(), path)
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(UsageError, match="not a torch.save archive"):
+    with pytest.raises(UsageError, match="is not a torch.save file"):
         load_model(path, depth=18)
+
+
+def test_a_legacy_checkpoint_is_read_and_torchscript_is_named(tmp_path: Path) -> None:
+    """torch.save's format before PyTorch 1.6 is a checkpoint too; a TorchScript module is told apart from a
+    damaged file, with the way to get its weights."""
+    net = resnet(18)
+    legacy = tmp_path / "legacy.pth"
+    torch.save(net.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    loaded = load_model(legacy, depth=18)
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), net.state_dict().values(), strict=True)
+    )
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), scripted)
+    with pytest.raises(UsageError, match=r"is a TorchScript module \(torch.jit.save\), not a state dict") as e:
+        load_model(scripted, depth=18)
+    assert "torch.jit.load(PATH).state_dict()" in (e.value.fix or "")
 
 
 def test_non_checkpoint_files(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(UsageError, match="not a torch.save archive"):
+    with pytest.raises(UsageError, match="is not a torch.save file"):
         load_model(text)
     pickled = tmp_path / "module.pth"
     torch.save(resnet(18), pickled)

@@ -67,12 +67,33 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def no_space(path: str | Path | None) -> UsageError:
+    """A full disk, named with the file that was being written and the way out for where it lies: a file under the
+    temporary folder needs room there (TMPDIR), not another --out."""
+    import tempfile
+
+    if path is None:
+        return UsageError(
+            "no space left on the device", fix="free some space, or pass --out (or TMPDIR) on another disk"
+        )
+    tmp = Path(tempfile.gettempdir()).resolve()
+    inside_tmp = Path(path).resolve().is_relative_to(tmp)
+    return UsageError(
+        f"no space left on the device writing {path}",
+        fix=f"free some space in {tmp} or set TMPDIR to a folder on a disk with room"
+        if inside_tmp
+        else "free some space or pass --out on another disk",
+    )
+
+
 def _os_error(path: Path, e: OSError) -> UsageError:
     if e.errno == errno.ENOSPC:
+        return no_space(path)
+    if e.errno == errno.EROFS:
         return UsageError(
-            f"no space left on the device writing {path}", fix="free some space or pass --out on another disk"
+            f"cannot write {path}: the file system is read-only", fix="pass --out a folder on a writable disk"
         )
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if e.errno in (errno.EACCES, errno.EPERM):
         return UsageError(f"cannot write {path} (permission denied)", fix="pass --out a directory you can write to")
     return UsageError(
         f"cannot write {path}: {e.strerror or e}", fix="check the path and pass --out a writable directory"

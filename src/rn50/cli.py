@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -30,7 +31,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 
 from rn50 import __version__
-from rn50.artifacts import DEFAULT_WORKDIR
+from rn50.artifacts import DEFAULT_WORKDIR, no_space
 from rn50.commands.build_trt import BuildTrtOptions, build_trt
 from rn50.commands.calibrate import CalibrateOptions, calibrate
 from rn50.commands.doctor import doctor
@@ -288,10 +289,8 @@ def handles_errors(fn: F) -> F:
             except OSError as e:  # a library's write that hit a full disk (ours go through the atomic writer)
                 if e.errno != errno.ENOSPC:
                     raise
-                raise UsageError(
-                    f"no space left on the device ({e.filename or 'while writing'})",
-                    fix="free some space or pass --out on another disk; nothing half-written was kept",
-                ) from e
+                full = no_space(e.filename)
+                raise UsageError(full.message, fix=f"{full.fix}; nothing half-written was kept") from e
             except KeyboardInterrupt:
                 raise Interrupted("interrupted", fix="nothing half-written was kept; run the command again") from None
         except Rn50Error as e:
@@ -342,6 +341,17 @@ class _LevelFormatter(logging.Formatter):
         return f"{level}: {record.getMessage()}" if level == "warning" else f"[{level}] {record.getMessage()}"
 
 
+# Loggers whose warnings are a library's, not rn50's findings: Python warnings (Pillow's DecompressionBombWarning),
+# matplotlib's "created a temporary cache directory" with a read-only HOME. Shown with --verbose.
+THIRD_PARTY_LOGGERS = ("py.warnings", "matplotlib")
+
+
+def _not_a_library_on_the_root_logger(record: logging.LogRecord) -> bool:
+    """A library that logs through the root logger (OpenVINO's telemetry: "Failed to create directory for
+    openvino_telemetry file" with a read-only HOME) speaks for itself, not for rn50: shown with --verbose only."""
+    return record.name != "root" or Path(record.pathname).parent.name == "rn50" or "/rn50/" in record.pathname
+
+
 def print_version(value: bool) -> None:
     """--version, alone or before a command: run while the line is parsed, so no command is required."""
     if value:
@@ -370,11 +380,14 @@ def build_app() -> typer.Typer:
         STATE["verbose"], STATE["shown"] = verbose, False
         handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
         handler.setFormatter(_LevelFormatter())
+        if not verbose:
+            handler.addFilter(_not_a_library_on_the_root_logger)
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
         # Libraries' Python warnings (Pillow's DecompressionBombWarning, matplotlib's cache) are theirs, not rn50's
         # findings: logged, and shown with --verbose only.
         logging.captureWarnings(True)
-        logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose else logging.ERROR)
+        for name in THIRD_PARTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.ERROR)
 
     for command in COMMANDS:
         app.command(command.name)(callback(command))
@@ -395,6 +408,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
+    # ONNX Runtime's telemetry prints a coloured warning on stderr when it cannot keep its device id (a read-only
+    # HOME), at import, before any logger of rn50's or ORT's can take it; rn50 runs offline work and sends nothing
+    # itself: off unless the user set ORT_DISABLE_TELEMETRY.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     app(prog_name="rn50")

@@ -164,6 +164,11 @@ def seeded(depth: int = 50, *, seed: int = SEED) -> LoadedModel:
     return loaded
 
 
+# The start of torch.save's format before PyTorch 1.6 (``_use_new_zipfile_serialization=False``): pickle protocol 2,
+# then torch's magic number 0x1950a86a20f9469cfc6c as a 10-byte long.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def check_source(weights: str | Path) -> None:
     """The cheap checks of --weights, made before any work (and again when the weights are read)."""
     if str(weights) == SEEDED:
@@ -184,9 +189,25 @@ def check_source(weights: str | Path) -> None:
             fix="pass the checkpoint file itself (save it to disk first if it comes from a pipe or a device)",
         )
     if not zipfile.is_zipfile(path):
+        with path.open("rb") as f:
+            if f.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC:
+                return  # torch.save's format before PyTorch 1.6: torch.load reads it (weights only) as well
         raise UsageError(
-            f"{path} is not a torch.save archive (truncated, or another format)",
+            f"{path} is not a torch.save file (neither its zip archive nor its pre-1.6 format: truncated, or "
+            "another format)",
             fix="re-download it, or re-save it with torch.save(model.state_dict(), PATH)",
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise UsageError(
+            f"{path} is a damaged zip archive ({e})", fix="re-download it, or re-save it with torch.save"
+        ) from e
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        raise UsageError(
+            f"{path} is a TorchScript module (torch.jit.save), not a state dict",
+            fix="save its weights: torch.save(torch.jit.load(PATH).state_dict(), 'weights.pth'), and pass that file",
         )
 
 

@@ -366,8 +366,15 @@ class DoctorOutcome:
             )
         ]
 
-    def to_dict(self) -> list[Check]:
-        return self.checks
+    def to_dict(self) -> dict[str, object]:
+        """``verdict`` "ok" or "broken" (exit 1), the broken and missing checks' names, and every check."""
+        broken = [c.name for c in self.checks if c.status == BROKEN]
+        return {
+            "verdict": BROKEN if broken else OK,
+            "broken": broken,
+            "missing": [c.name for c in self.checks if c.status == MISSING],
+            "checks": self.checks,
+        }
 
 
 def doctor(_options: None = None, _workdir: WorkDir | None = None, _ui: Ui = QUIET) -> DoctorOutcome:

@@ -66,8 +66,10 @@ class VerifyOutcome:
             )
         ]
 
-    def to_dict(self) -> list[Finding]:
-        return self.findings
+    def to_dict(self) -> dict[str, object]:
+        """``verdict`` "ok" or "failed" (exit 1), how many failed, and every finding."""
+        failed = sum(f.failed for f in self.findings)
+        return {"verdict": "failed" if failed else "ok", "failed": failed, "findings": self.findings}
 
 
 def verify(_options: None, workdir: WorkDir, _ui: Ui = QUIET) -> VerifyOutcome:

@@ -2,7 +2,9 @@
 
 Triton's dynamic batcher hands the model several requests at once. Each request is checked alone (a request
 with NaN or Inf gets its own error and the others in its batch are answered), the good ones run as one
-batch on rn50's runner, and a batch whose outputs are not finite is refused rather than answered.
+batch on rn50's runner, and a batch whose outputs are not finite is refused rather than answered. A refusal
+says whose fault it is: the request's (NaN/Inf in it, a shape the file does not take: HTTP 400) or the
+server's (NaN/Inf logits: HTTP 500).
 """
 
 from __future__ import annotations
@@ -21,7 +23,18 @@ if TYPE_CHECKING:
 
 
 INPUT, OUTPUT = "input", "logits"
-Answer = np.ndarray | str  # the output rows for one request, or the error message it gets
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request not answered: the message its client gets, and whether the request is at fault (Triton's
+    INVALID_ARG, HTTP 400) or the server (INTERNAL, HTTP 500)."""
+
+    message: str
+    client_error: bool
+
+
+Answer = np.ndarray | Refusal  # the output rows for one request, or why it gets none
 
 
 @dataclass(frozen=True)
@@ -113,13 +126,16 @@ class ServedModel:
         runner.__enter__()
         model = cls(artifact, runner)
         warm = model.answer([np.zeros((1, 3, 224, 224), np.float32)])[0]
-        if isinstance(warm, str):
+        if isinstance(warm, Refusal):
             runner.__exit__(None, None, None)
-            raise RuntimeError(f"{target.label} does not answer: {warm}")
+            raise RuntimeError(f"{target.label} does not answer: {warm.message}")
         return model
 
     def answer(self, inputs: list[np.ndarray]) -> list[Answer]:
-        answers: list[Answer | None] = [non_finite_problem(x) for x in inputs]
+        answers: list[Answer | None] = [
+            None if problem is None else Refusal(problem, client_error=True)
+            for problem in map(non_finite_problem, inputs)
+        ]
         good = [i for i, a in enumerate(answers) if a is None]
         if good:
             try:
@@ -130,12 +146,15 @@ class ServedModel:
                     answers[i] = (
                         part
                         if np.isfinite(part).all()
-                        else f"{self.runner.label} produced NaN/Inf logits for this request: not answered"
+                        else Refusal(
+                            f"{self.runner.label} produced NaN/Inf logits for this request: not answered",
+                            client_error=False,
+                        )
                     )
             except Rn50Error as e:  # a runner's own refusal, e.g. a shape its file does not take
                 for i in good:
-                    answers[i] = e.message
-        return [a if a is not None else "not answered" for a in answers]
+                    answers[i] = Refusal(e.message, client_error=True)
+        return [a if a is not None else Refusal("not answered", client_error=False) for a in answers]
 
     def close(self) -> None:
         self.runner.__exit__(None, None, None)

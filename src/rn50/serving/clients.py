@@ -49,6 +49,13 @@ def connect(url: str, protocol: str) -> Any:
             fix="start one with rn50 serve, or pass --url HOST:PORT (--protocol grpc for a gRPC port)",
         ) from None
     if not live:
+        try:
+            client.get_server_metadata()
+        except Exception:  # something answers on the port, but not Triton's API (a plain web server)
+            raise UsageError(
+                f"the server at {url} is not a Triton server (no answer to Triton's /v2 API)",
+                fix="pass --url the HTTP port rn50 serve printed (--protocol grpc for its gRPC port)",
+            ) from None
         raise UsageError(f"the Triton server at {url} is not live", fix="see the server's log")
     return client
 
@@ -77,6 +84,17 @@ def _ask(client: Any, what: str, model: str, protocol: str) -> dict[str, Any]:
     return call(model, as_json=True) if protocol == "grpc" else call(model)
 
 
+def model_names(client: Any, protocol: str) -> list[str]:
+    """The models the server has (empty where it does not say): from its statistics, which every model has and which
+    rn50 serve leaves open (the repository index is one of the endpoints it restricts)."""
+    try:
+        stats = _ask(client, "get_inference_statistics", "", protocol)
+    except Exception:  # a server that does not say: the message then names none
+        return []
+    rows = stats.get("model_stats", []) if isinstance(stats, dict) else []
+    return sorted({str(r["name"]) for r in rows if isinstance(r, dict) and "name" in r})
+
+
 @dataclass(frozen=True)
 class ServedModelInfo:
     name: str
@@ -92,8 +110,10 @@ def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
     except Exception:  # a transport error here is reported as "not ready" with the same fix
         ready = False
     if not ready:
+        names = model_names(client, protocol)
         raise UsageError(
-            f"model {model!r} is not ready on this server",
+            f"model {model!r} is not ready on this server"
+            + (f" (it has: {', '.join(names)})" if names else " (it lists no models)"),
             fix="pass --model-name the name rn50 serve printed (default resnet50)",
         )
     cfg = _ask(client, "get_model_config", model, protocol)

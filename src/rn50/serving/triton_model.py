@@ -3,8 +3,9 @@
 runs on; the folders of that interpreter's ``sys.path`` are passed as a parameter, so that a virtual
 environment's packages (and rn50 itself) are found there too.
 
-Every request gets its own response: an error for a request the model refuses (NaN or Inf in it), answers
-for the others of its batch (Triton's per-request error, which PyTriton's batch callables cannot give).
+Every request gets its own response: an error for a request the model refuses (NaN or Inf in it: INVALID_ARG,
+which Triton's HTTP endpoint sends as 400), answers for the others of its batch (Triton's per-request error,
+which PyTriton's batch callables cannot give).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
 
-        from rn50.serving.backend import INPUT, OUTPUT
+        from rn50.serving.backend import INPUT, OUTPUT, Refusal
 
         answers = self.model.answer([pb_utils.get_input_tensor_by_name(r, INPUT).as_numpy() for r in requests])
+        error = pb_utils.TritonError
         return [
-            pb_utils.InferenceResponse(error=pb_utils.TritonError(a))
-            if isinstance(a, str)
+            pb_utils.InferenceResponse(error=error(a.message, error.INVALID_ARG if a.client_error else error.INTERNAL))
+            if isinstance(a, Refusal)
             else pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT, a)])
             for a in answers
         ]
