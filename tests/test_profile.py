@@ -211,3 +211,35 @@ def test_machine_description_from_cpuinfo_and_nvidia_smi(tmp_path: Path) -> None
     (gpu,) = parse_gpu_query("NVIDIA H100 80GB HBM3, 9.0, 580.65.06, 1980 MHz, 1980 MHz, 2619 MHz, 700.00 W\n")
     assert gpu["name"] == "NVIDIA H100 80GB HBM3" and gpu["compute_cap"] == "9.0" and gpu["clocks.sm"] == "1980 MHz"
     assert parse_gpu_query("") == []
+
+
+@pytest.mark.slow  # Inductor compiles C++ for the tiny net at each batch size (seconds each)
+def test_compiled_pytorch_is_a_parity_target_and_a_profile_row_not_the_reference(tiny: Path) -> None:
+    """torch.compile reads the PyTorch model as the reference does but is judged against it (FP32 bounds) like any
+    runtime, and profiled beside it; it runs only when named (compiling takes minutes on ResNet-50)."""
+    from rn50.runtimes.registry import runtime_names, spec
+
+    assert spec("torch-compile-cpu").reference is False and "torch-compile-cpu" not in runtime_names(by_default=True)
+    done = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "4", "--runtime", "torch-compile-cpu"])
+    assert done.exit_code == 0, done.output
+    (row,) = json.loads((tiny / "parity.json").read_text())["results"]
+    assert (row["runtime"], row["artifact"], row["precision"], row["status"]) == (
+        "torch-compile-cpu",
+        "pytorch-fp32",
+        "fp32",
+        "pass",
+    )
+    assert row["metrics"]["cosine_min"] > 0.999999 and row["metrics"]["max_abs"] < 1e-3, row["metrics"]  # FP32 as FP32
+    args = ["profile", "--out", str(tiny), "--runtime", "torch-cpu", "--runtime", "torch-compile-cpu"]
+    args += ["--batch", "1,2", "--warmup", "0", "--warmup-iterations", "1", "--iterations", "3", "--threads", "1"]
+    done = cli.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    rows = {(r["runtime"], r["batch"]): r for r in json.loads((tiny / "profile.json").read_text())["rows"]}
+    assert {k for k, r in rows.items() if r["status"] == "ok"} == {
+        ("torch-cpu", 1),
+        ("torch-cpu", 2),
+        ("torch-compile-cpu", 1),
+        ("torch-compile-cpu", 2),
+    }
+    md = (tiny / "profile.md").read_text()
+    assert "torch-compile-cpu" in md

@@ -254,3 +254,17 @@ def test_the_depth_help_names_the_depths_the_exporter_builds() -> None:
     from rn50.exporter.config import DEPTHS
 
     assert _DEPTH_HELP == f"ResNet depth: {', '.join(map(str, DEPTHS))}."
+
+
+def test_compiled_pytorch_needs_a_cpp_compiler_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inductor builds C++ for the CPU: without a compiler the runtime is unavailable with the fix (doctor lists it)."""
+    import shutil
+
+    from rn50.runtimes.registry import unavailable_reason
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    reason = unavailable_reason("torch-compile-cpu")
+    assert reason is not None and "needs a C++ compiler" in reason and "apt install g++" in reason
+    monkeypatch.setenv("CXX", "my-cxx")
+    assert "my-cxx not found" in (unavailable_reason("torch-compile-cpu") or "")

@@ -79,10 +79,19 @@ class Outputs:
     seconds: float | None = None
 
 
-def run_target(target: Target, feeds: FeedSet, batch: int, *, threads: int | None, strict_runtimes: bool) -> Outputs:
+def run_target(
+    target: Target,
+    feeds: FeedSet,
+    batch: int,
+    *,
+    threads: int | None,
+    strict_runtimes: bool,
+    model: Callable[[], Any] | None = None,
+) -> Outputs:
+    """``model``: loads the PyTorch model, for a target that runs it (compiled PyTorch)."""
     start = time.perf_counter()
     try:
-        with make_runner(target, threads=threads) as runner:
+        with make_runner(target, threads=threads, model=model) as runner:
             logits, device, seconds = run_batches(runner, feeds, batch), runner.device, time.perf_counter() - start
         return Outputs(target, logits, device, seconds=seconds)
     except EnvironmentProblem as e:
@@ -101,12 +110,13 @@ def run_all(
     threads: int | None,
     strict_runtimes: bool,
     say: Callable[[str], None],
+    model: Callable[[], Any] | None = None,
 ) -> tuple[list[Outputs], dict[Path, np.ndarray]]:
     """Every target's outputs, and the semantics of every Q/DQ file an INT8 result ran (each file once)."""
     runs = []
     for t in targets:
         say(t.label)
-        runs.append(run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes))
+        runs.append(run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, model=model))
     files: dict[Path, np.ndarray] = {}
     for r in runs:
         qdq = r.target.qdq_file
@@ -226,7 +236,16 @@ def run_parity(
     with reference:
         ref = run_batches(reference, feeds, batch)
         ref_device = reference.device
-    runs, files = run_all(targets, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, say=say)
+    model = getattr(reference, "model", None)  # the reference's PyTorch model, for compiled PyTorch targets
+    runs, files = run_all(
+        targets,
+        feeds,
+        batch,
+        threads=threads,
+        strict_runtimes=strict_runtimes,
+        say=say,
+        model=(lambda: model) if model is not None else None,
+    )
     labels = feeds.labels if classes else None
     ref_top1, ref_top5 = _accuracy(ref, labels)
     results, errors = compare_all(

@@ -13,6 +13,7 @@ from rn50.results.profile_results import Row, Settings
 from rn50.runtimes.qdq_form import QDQ_TENSORRT
 from rn50.runtimes.registry import (
     MODEL_KINDS,
+    TORCH,
     TORCH_ARTIFACT,
     Target,
     engine_deviation,
@@ -21,7 +22,6 @@ from rn50.runtimes.registry import (
     runtime_names,
     saturates,
     shown_name,
-    spec,
     unavailable_reason,
 )
 
@@ -60,7 +60,7 @@ def parity_targets(
     a file made for another CPU class included: that one fails with the cause and the fix."""
     from rn50.machine import cpu_info
 
-    wanted = runtimes or list(runtime_names(reference=False))
+    wanted = runtimes or list(runtime_names(reference=False, by_default=True))
     files: list[
         tuple[str, str, Path, str, Path | None, str]
     ] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
@@ -102,6 +102,13 @@ def parity_targets(
                 skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
             else:
                 targets.append(Target(runtime, judged, name, path, source, sha, form))
+    for runtime, reason in reasons.items():  # compiled PyTorch: judged against the reference like a file's runtime
+        if TORCH not in reads(runtime) or (artifacts and TORCH_ARTIFACT not in artifacts):
+            continue
+        if reason:
+            skipped.append(TargetResult(runtime, TORCH_ARTIFACT, "fp32", "", "skipped", reason=reason))
+        else:
+            targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
     return targets, skipped
 
 
@@ -132,11 +139,11 @@ def profile_targets(
 ) -> tuple[list[Target], list[Row]]:
     """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero).
     The names and settings were checked by ``ProfileOptions.check``."""
-    wanted = runtimes or list(runtime_names())
+    wanted = runtimes or list(runtime_names(by_default=True))
     targets: list[Target] = []
     skipped: list[Row] = []
     if not artifacts or TORCH_ARTIFACT in artifacts:
-        for runtime in (r for r in wanted if spec(r).reference):
+        for runtime in (r for r in wanted if TORCH in reads(r)):
             if precisions and "fp32" not in precisions:
                 continue
             reason = unavailable_reason(runtime)
@@ -144,7 +151,7 @@ def profile_targets(
                 skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
             else:
                 targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
-    file_runtimes = [r for r in wanted if not spec(r).reference]
+    file_runtimes = [r for r in wanted if TORCH not in reads(r)]
     file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
     if file_runtimes and (file_artifacts or not artifacts):
         found, not_here = parity_targets(workdir, runtimes=file_runtimes, artifacts=file_artifacts)

@@ -46,11 +46,12 @@ class RuntimeSpec:
     # pairs summed in a saturating 16-bit intermediate), and how its cause names those kernels.
     saturates_on_avx2: Callable[[QdqForm], bool] | None = None
     kernels: str = ""
-
-    @property
-    def reference(self) -> bool:
-        """A PyTorch runtime: parity's reference, a baseline in profile, never a parity target."""
-        return TORCH in self.reads
+    # Eager PyTorch: parity's reference and profile's baseline, never a parity target. A role, not what it reads:
+    # compiled PyTorch reads the model too and is judged against the reference like any runtime.
+    reference: bool = False
+    # Run when --runtime is not given. False: named only (torch.compile: a compile per batch size, ~10 s each for
+    # ResNet-50 on 2 cores, measured in benchmarks/bench_torch_compile.py).
+    by_default: bool = True
 
 
 def _ort(provider: str) -> Callable[[], str | None]:
@@ -120,15 +121,30 @@ def _torch(device: str) -> Callable[[], str | None]:
     return unavailable
 
 
-def _torch_runner(device: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
+def _torch_runner(
+    device: str, *, compiled: bool = False
+) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
     def make(target: Target, threads: int | None, model: Callable[[], Any] | None) -> Runner:
-        from rn50.runtimes.torch_runner import TorchRunner
+        from rn50.runtimes.torch_runner import TorchCompileRunner, TorchRunner
 
         if model is None:
             raise ValueError(f"{target.runtime} needs the PyTorch model: pass model=")
-        return TorchRunner(model(), device=device, label=target.runtime, threads=threads)
+        kind = TorchCompileRunner if compiled else TorchRunner
+        return kind(model(), device=device, label=target.runtime, threads=threads)
 
     return make
+
+
+def _inductor_cpu() -> str | None:
+    """Inductor writes C++ for the CPU and builds it with the machine's compiler (CXX, else c++/g++/clang++)."""
+    import os
+    import shutil
+
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
+    if not any(shutil.which(n) for n in names):
+        found = " or ".join(names)
+        return f"torch.compile's CPU code generation needs a C++ compiler ({found} not found: apt install g++)"
+    return None
 
 
 def _tensorrt() -> str | None:
@@ -162,6 +178,7 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
             "cpu",
             _torch("cpu"),
             _torch_runner("cpu"),
+            reference=True,
         ),
         RuntimeSpec(
             "torch-cuda",
@@ -170,6 +187,17 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
             "gpu",
             _torch("cuda"),
             _torch_runner("cuda"),
+            reference=True,
+        ),
+        RuntimeSpec(
+            "torch-compile-cpu",
+            "torch.compile (Inductor, freezing) on the CPU, FP32, each batch size compiled at its first run: "
+            "named only (--runtime)",
+            (TORCH,),
+            "cpu",
+            _inductor_cpu,
+            _torch_runner("cpu", compiled=True),
+            by_default=False,
         ),
         RuntimeSpec(
             "onnxruntime-cpu",
@@ -234,13 +262,17 @@ def spec(runtime: str) -> RuntimeSpec:
     return RUNTIME_TABLE[name]
 
 
-def runtime_names(*, reference: bool | None = None, device: str | None = None) -> tuple[str, ...]:
-    """Runtimes of the table, in its order: ``reference`` False for parity's targets (no PyTorch), True for PyTorch
-    only; ``device`` "cpu" or "gpu"."""
+def runtime_names(
+    *, reference: bool | None = None, device: str | None = None, by_default: bool | None = None
+) -> tuple[str, ...]:
+    """Runtimes of the table, in its order: ``reference`` False for parity's targets (no eager PyTorch), True for the
+    reference only; ``device`` "cpu" or "gpu"; ``by_default`` True: those run when --runtime is not given."""
     return tuple(
         s.name
         for s in RUNTIME_TABLE.values()
-        if (reference is None or s.reference == reference) and (device is None or s.device == device)
+        if (reference is None or s.reference == reference)
+        and (device is None or s.device == device)
+        and (by_default is None or s.by_default == by_default)
     )
 
 

@@ -72,3 +72,25 @@ class TorchRunner(Runner):
             x = torch.from_numpy(feed["input"]).to(self._device)
             y = self.model(x)
         return {"logits": y.float().cpu().numpy().astype(np.float32, copy=False)}
+
+
+class TorchCompileRunner(TorchRunner):
+    """The model through ``torch.compile`` (TorchInductor), FP32, with Inductor's freezing on (weights folded into
+    the compiled graph as constants: the inference setting PyTorch's CPU benchmarks use). Each batch size is
+    compiled at its first run (``dynamic=False``: one specialised graph per shape), so a first run costs its
+    compile; profile's warm-up absorbs it. torch.compile is PyTorch's own deployment path in process; rn50 judges it
+    against eager PyTorch like any runtime."""
+
+    backend = "torch.compile"
+
+    def activate(self) -> None:
+        super().activate()
+        self._compiled = torch.compile(self.model, dynamic=False)
+
+    def _infer(self, feed: Feed) -> Feed:
+        from torch._inductor import config as inductor_config
+
+        with torch.inference_mode(), inductor_config.patch(freezing=True):
+            x = torch.from_numpy(feed["input"]).to(self._device)
+            y = self._compiled(x)
+        return {"logits": y.float().cpu().numpy().astype(np.float32, copy=False)}
