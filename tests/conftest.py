@@ -34,6 +34,7 @@ ONE_WORKER = {
     "test_budget",
     "test_export",
     "test_openvino",
+    "test_pt2",
     "test_quantize",
     "test_readme",
     "test_runtimes",

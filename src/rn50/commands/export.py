@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
     from rn50.exporter.onnx_file import ExportResult
     from rn50.exporter.openvino_ir import IrResult
+    from rn50.exporter.pt2 import Pt2Result
     from rn50.weights import LoadedModel
 
 
@@ -34,6 +35,11 @@ class ExportOptions:
         "--verify/--no-verify", default=True, help="Check the file on ONNX Runtime CPU against PyTorch."
     )
     ir: bool = ir_flag()
+    pt2: bool = flag(
+        "--pt2",
+        default=False,
+        help="Also write an AOTInductor package (.pt2) of the model compiled for this CPU, verified against PyTorch.",
+    )
 
     def check(self) -> None:
         """Before the work directory is created or the model built."""
@@ -57,6 +63,12 @@ def ir_sections(irs: list[IrResult]) -> list[Section]:
     return [Section("", paragraphs=lines)] if lines else []
 
 
+def pt2_dict(r: Pt2Result) -> dict[str, Any]:
+    from rn50.exporter.pt2 import describe
+
+    return describe(r)
+
+
 def ir_dict(r: IrResult) -> dict[str, Any]:
     return {
         "name": r.name,
@@ -72,10 +84,17 @@ def ir_dict(r: IrResult) -> dict[str, Any]:
 class ExportOutcome:
     result: ExportResult
     irs: list[IrResult] = field(default_factory=list)
+    pt2: Pt2Result | None = None
 
     @property
     def error(self) -> CheckFailed | None:
-        return unverified(self.result) or unverified_ir(self.irs)
+        bad_pt2 = None
+        if self.pt2 is not None and not self.pt2.verified:
+            bad_pt2 = CheckFailed(
+                f"{self.pt2.path.name} does not match the PyTorch model: {'; '.join(self.pt2.failures)}",
+                fix="the manifest marks it unverified; report it with --verbose",
+            )
+        return unverified(self.result) or unverified_ir(self.irs) or bad_pt2
 
     def sections(self) -> list[Section]:
         r, v = self.result, self.result.verification
@@ -98,6 +117,19 @@ class ExportOutcome:
                     ],
                 )
             )
+        if self.pt2 is not None:
+            p, side = self.pt2, self.pt2.sidecar
+            parts.append(
+                Section(
+                    "",
+                    paragraphs=[
+                        f"wrote {p.path} (AOTInductor package for this CPU: torch {side.torch}, "
+                        f"{side.isa or 'no vector'} ISA; compiled in {side.compile_s:.1f} s, process peak memory "
+                        f"{side.peak_rss_mb:.0f} MB; vs PyTorch: max abs {p.metrics.max_abs:.3g}, cos worst "
+                        f"{p.metrics.cosine_min:.8f}) " + ("pass" if p.verified else "FAIL: " + "; ".join(p.failures))
+                    ],
+                )
+            )
         return parts + ir_sections(self.irs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +144,7 @@ class ExportOutcome:
             if v is None
             else [{"batch": c.batch, **c.metrics.to_dict(), "failures": c.failures} for c in v.checks],
             "ir": [ir_dict(i) for i in self.irs],
+            "pt2": None if self.pt2 is None else pt2_dict(self.pt2),
         }
 
 
@@ -128,7 +161,20 @@ def export(
     if options.ir and unverified(result) is None:
         ui.status("writing OpenVINO IR…")
         irs = export_ir(workdir, [FP32_NAME])
-    return ExportOutcome(result, irs)
+    pt2 = None
+    if options.pt2 and unverified(result) is None:
+        from rn50.exporter.pt2 import write_pt2
+        from rn50.weights import workdir_model
+
+        ui.status("compiling the AOTInductor package (torch.export, AOTInductor, verify)…")
+        art = workdir.artifact(FP32_NAME)
+        pt2 = write_pt2(
+            workdir,
+            workdir_model(workdir),
+            stem=result.path.name.removesuffix(".fp32.onnx"),
+            parent_sha256=art.parent_sha256 if art is not None else None,
+        )
+    return ExportOutcome(result, irs, pt2)
 
 
 def export_ir(workdir: WorkDir, onnx_artifacts: list[str]) -> list[IrResult]:

@@ -111,8 +111,8 @@ def findings(workdir: WorkDir) -> list[Finding]:
                 )
             )
             continue
-        if art.kind == "engine":
-            problem = _engine_problem(path, digest)
+        if art.kind in ("engine", "pt2"):
+            problem = (_engine_problem if art.kind == "engine" else _pt2_problem)(path, digest)
             if problem:
                 out.append(Finding(art.name, art.path, "bad-sidecar", problem, fix))
                 continue
@@ -162,6 +162,20 @@ def _repository_copies(workdir: WorkDir) -> dict[Path, tuple[str, str]]:
             if main is not None and version.resolve().is_relative_to(workdir.root.resolve()):
                 copies[main] = (m["artifact"], m["sha256"])
     return copies
+
+
+def _pt2_problem(package: Path, digest: str) -> str | None:
+    """A package's sidecar: readable, and describing this package (what it was compiled for is checked when it is
+    run: verify says whether the files are intact, not whether this machine can run them)."""
+    from rn50.runtimes.pt2_package import Pt2Sidecar, sidecar_path
+
+    try:
+        sidecar = Pt2Sidecar.load(sidecar_path(package))
+    except UsageError as e:
+        return e.problem
+    if sidecar.package_sha256 != digest:
+        return f"{sidecar_path(package).name} describes another package (sha256 {sidecar.package_sha256[:12]})"
+    return None
 
 
 def _engine_problem(engine: Path, digest: str) -> str | None:

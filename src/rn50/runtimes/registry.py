@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rn50.runtimes.qdq_form import QdqForm
 
 TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile target
-MODEL_KINDS = ("onnx", "ir", "engine")  # artifact kinds a runtime runs from a file
+MODEL_KINDS = ("onnx", "ir", "engine", "pt2")  # artifact kinds a runtime runs from a file
 TORCH = "model"  # what a PyTorch runtime reads: the model itself, not a file
 STANDIN_NOTE = (
     f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
@@ -147,6 +147,12 @@ def _inductor_cpu() -> str | None:
     return None
 
 
+def _aoti_runner(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+    from rn50.runtimes.aoti_runner import AotiRunner
+
+    return AotiRunner(_file(target), threads=threads, label=target.label)
+
+
 def _tensorrt() -> str | None:
     from rn50.runtimes.trt_env import tensorrt_reason
 
@@ -198,6 +204,14 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
             _inductor_cpu,
             _torch_runner("cpu", compiled=True),
             by_default=False,
+        ),
+        RuntimeSpec(
+            "aoti-cpu",
+            "AOTInductor packages (rn50 export --pt2): PyTorch compiled ahead of time for this CPU",
+            ("pt2",),
+            "cpu",
+            _inductor_cpu,
+            _aoti_runner,
         ),
         RuntimeSpec(
             "onnxruntime-cpu",

@@ -1,0 +1,59 @@
+"""An AOTInductor package (``.pt2``, ``rn50 export --pt2``) run by ``torch._inductor.aoti_load_package``: PyTorch's
+ahead-of-time path, no Python model code and no compile at run time. A package compiled by another torch or for
+another CPU instruction set is refused before it is loaded (``rn50.exporter.pt2.check_sidecar``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rn50.errors import UsageError
+from rn50.runtimes.base import Feed, Runner, TensorSpec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class AotiRunner(Runner):
+    backend = "aoti"
+
+    def __init__(self, path: Path, *, threads: int | None = None, label: str = "aoti-cpu"):
+        from rn50.runtimes.pt2_package import check_sidecar
+
+        super().__init__(label=label)
+        self.path = path
+        self.sidecar = check_sidecar(path)  # before anything is loaded
+        self._threads = threads
+        self._threads_before = 0
+        self._package: Any = None
+
+    def activate(self) -> None:
+        if self._threads:
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self._threads)
+        if self._package is None:
+            self._package = torch._inductor.aoti_load_package(str(self.path))
+
+    def deactivate(self) -> None:
+        if self._threads:
+            torch.set_num_threads(self._threads_before)
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]
+
+    @property
+    def device(self) -> str:
+        return f"cpu ({self.sidecar.isa or 'no vector ISA'})"
+
+    def _infer(self, feed: Feed) -> Feed:
+        x = feed["input"]
+        if len(x) > self.sidecar.max_batch:
+            raise UsageError(
+                f"batch {len(x)} is above {self.path.name}'s largest batch ({self.sidecar.max_batch})",
+                fix=f"use --batch {self.sidecar.max_batch} or less",
+            )
+        with torch.inference_mode():
+            y = self._package(torch.from_numpy(np.ascontiguousarray(x)))
+        return {"logits": y.float().numpy().astype(np.float32, copy=False)}

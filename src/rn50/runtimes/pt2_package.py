@@ -1,0 +1,72 @@
+"""What an AOTInductor package (``.pt2``, ``rn50 export --pt2``) was compiled for, in the sidecar next to it
+(``<file>.json``): the torch version and the CPU vector ISA. A package is machine code for both, so one made by
+another torch or for another CPU is refused with the reason before it is loaded (``check_sidecar``), never run
+into an illegal instruction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from rn50.artifacts import atomic_write_text
+from rn50.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pt2Sidecar:
+    """What a package was compiled for: the torch version and the CPU vector ISA, and what compiling cost."""
+
+    torch: str
+    device: str
+    isa: str
+    max_batch: int
+    compile_s: float
+    peak_rss_mb: float  # the compiling process's peak RSS (a high-water mark)
+    package_sha256: str
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Pt2Sidecar:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise UsageError(
+                f"cannot read {path.name}, the record of what {path.stem} was compiled for ({e})",
+                fix="make the package again: rn50 export --pt2",
+            ) from e
+
+
+def sidecar_path(package: Path) -> Path:
+    return package.with_name(package.name + ".json")
+
+
+def this_isa() -> str:
+    """The vector ISA Inductor compiles for on this CPU (e.g. "avx512", "amx_tile"), "" where it has none."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    return str(pick_vec_isa())
+
+
+def check_sidecar(package: Path) -> Pt2Sidecar:
+    """The package's sidecar, if the package was compiled for this torch and this CPU; else a one-line refusal."""
+    import torch
+
+    side = Pt2Sidecar.load(sidecar_path(package))
+    if side.torch != torch.__version__:
+        raise UsageError(
+            f"{package.name} was compiled by torch {side.torch}; this machine has {torch.__version__}",
+            fix="make the package again here: rn50 export --pt2",
+        )
+    if side.isa != this_isa():
+        raise UsageError(
+            f"{package.name} was compiled for the CPU instruction set {side.isa or 'none'}; this CPU's is "
+            f"{this_isa() or 'none'}",
+            fix="make the package again on this machine: rn50 export --pt2",
+        )
+    return side
