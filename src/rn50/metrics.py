@@ -50,10 +50,12 @@ class OutputMetrics:
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    both_zero = (na == 0) & (nb == 0)
-    cos = (a * b).sum(1) / np.maximum(na * nb, EPS)
-    return np.where(both_zero, 1.0, cos)
+    """Row-wise cosine of two (rows, n) arrays, summed in float64 whatever their dtype (no float64 copies); 1 where
+    both rows are zero."""
+    na = np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64))
+    nb = np.sqrt(np.einsum("ij,ij->i", b, b, dtype=np.float64))
+    cos = np.einsum("ij,ij->i", a, b, dtype=np.float64) / np.maximum(na * nb, EPS)
+    return np.where((na == 0) & (nb == 0), 1.0, cos)
 
 
 # What the model's output is, which decides whether top-1/top-5 mean anything. ``auto`` (export's default): a head
@@ -79,9 +81,7 @@ def for_head(thresholds: Thresholds, head: str) -> Thresholds:
 
 def cosine_per_input(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """The cosine of each input's output (first axis) against the reference's, flattened (a layer's too)."""
-    a = candidate.astype(np.float64).reshape(len(candidate), -1)
-    b = reference.astype(np.float64).reshape(len(reference), -1)
-    return _cosines(a, b)
+    return _cosines(candidate.reshape(len(candidate), -1), reference.reshape(len(reference), -1))
 
 
 def sqnr_db(signal: float, noise: float) -> float:
@@ -104,12 +104,9 @@ class TensorError:
         a = candidate.reshape(len(candidate), -1)
         b = reference.reshape(len(reference), -1)
         d = a.astype(np.float64) - b  # float64 differences: no rounding in the noise
-        dot = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-        na = np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64))
-        nb = np.sqrt(np.einsum("ij,ij->i", b, b, dtype=np.float64))
-        cos = np.where((na == 0) & (nb == 0), 1.0, dot / np.maximum(na * nb, EPS))
+        signal = float(np.einsum("ij,ij->", b, b, dtype=np.float64))
         noise = float(np.einsum("ij,ij->", d, d))
-        return cls(sqnr_db(float((nb**2).sum()), noise), float(cos.mean()), float(np.abs(d).max()))
+        return cls(sqnr_db(signal, noise), float(_cosines(a, b).mean()), float(np.abs(d).max()))
 
 
 def compare(candidate: np.ndarray, reference: np.ndarray, *, classes: bool = True) -> OutputMetrics:

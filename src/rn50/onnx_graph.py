@@ -44,6 +44,18 @@ def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in graph.node for o in n.output}
 
 
+def dequantized(tensor: str, made_by: dict[str, onnx.NodeProto]) -> bool:
+    """``tensor`` is a DequantizeLinear's output (``made_by``: ``producers`` of its graph)."""
+    node = made_by.get(tensor)
+    return node is not None and node.op_type == "DequantizeLinear"
+
+
+def residual_adds(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The Adds of two activations (no initializer among their inputs): a ResNet's residual Adds, in graph order."""
+    inits = {i.name for i in graph.initializer}
+    return [n for n in graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)]
+
+
 def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     """Tensor name → the nodes that read it."""
     out: dict[str, list[onnx.NodeProto]] = defaultdict(list)

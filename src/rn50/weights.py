@@ -188,7 +188,10 @@ def check_source(weights: str | Path) -> None:
             f"weights path is not a regular file: {path}",
             fix="pass the checkpoint file itself (save it to disk first if it comes from a pipe or a device)",
         )
-    if not zipfile.is_zipfile(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
         with path.open("rb") as f:
             if f.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC:
                 return  # torch.save's format before PyTorch 1.6: torch.load reads it (weights only) as well
@@ -196,14 +199,7 @@ def check_source(weights: str | Path) -> None:
             f"{path} is not a torch.save file (neither its zip archive nor its pre-1.6 format: truncated, or "
             "another format)",
             fix="re-download it, or re-save it with torch.save(model.state_dict(), PATH)",
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UsageError(
-            f"{path} is a damaged zip archive ({e})", fix="re-download it, or re-save it with torch.save"
-        ) from e
+        ) from None
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         raise UsageError(
             f"{path} is a TorchScript module (torch.jit.save), not a state dict",

@@ -176,18 +176,14 @@ class Evaluator:
 
 def shortcut_adds(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Residual Adds with exactly one input dequantized (the shortcut of a Conv+Add the form fuses), in graph order."""
-    from rn50.onnx_graph import producers
+    from rn50.onnx_graph import dequantized, producers, residual_adds
 
     made_by = producers(model.graph)
-    inits = {i.name for i in model.graph.initializer}
-    out = []
-    for node in model.graph.node:
-        if node.op_type != "Add" or len(node.input) != 2 or any(i in inits for i in node.input):
-            continue
-        dq = [made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in node.input]
-        if sum(dq) == 1:
-            out.append(node)
-    return out
+    return [
+        n
+        for n in residual_adds(model.graph)
+        if len(n.input) == 2 and sum(dequantized(i, made_by) for i in n.input) == 1
+    ]
 
 
 def candidates(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -235,19 +231,20 @@ def rank(
     """Every candidate (``candidates``), most sensitive first (ties in graph order): all of them on the first
     ``screen`` crops, the ``keep`` most sensitive of those again on ``count`` crops (ranked first)."""
     layers = candidates(full)
-    screen = min(screen, count)
+    two_passes = screen < count
+    total = len(layers) + (min(keep, len(layers)) if two_passes else 0)
 
     def measured(nodes: list[onnx.NodeProto], crops: int, done: int) -> list[Sensitivity]:
         base = evaluator.measure(full, crops).cosine_mean
         rows = []
         for i, node in enumerate(nodes, done + 1):
             if progress:
-                progress(f"ranking layers by sensitivity: {i}/{len(layers) + min(keep, len(layers))}")
+                progress(f"ranking layers by sensitivity: {i}/{total}")
             cos = evaluator.measure(in_float(full, fp32, node.name), crops).cosine_mean
             rows.append(Sensitivity(node.name, node.op_type, cos, cos - base, crops))
         return sorted(rows, key=lambda r: -r.cosine_mean)  # stable: ties in graph order
 
-    if screen >= count:
+    if not two_passes:
         return tuple(measured(layers, count, 0))
     screened = measured(layers, screen, 0)
     by_name = {n.name: n for n in layers}

@@ -22,7 +22,7 @@ import onnx
 from onnx import numpy_helper
 
 from rn50.errors import UsageError
-from rn50.onnx_graph import LAYER_OPS, opset_of
+from rn50.onnx_graph import LAYER_OPS, dequantized, opset_of, residual_adds
 from rn50.runtimes.qdq_form import QDQ_TARGETS, QDQ_TENSORRT, producers
 
 TARGETS = QDQ_TARGETS
@@ -63,9 +63,8 @@ def excluded_of(model: onnx.ModelProto) -> frozenset[str]:
 def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Conv/Gemm nodes whose weight is dequantized (they run in INT8), in graph order."""
     made_by = producers(model.graph)
-    weighted = [n for n in model.graph.node if n.op_type in LAYER_OPS and len(n.input) > 1]
     return [
-        n for n in weighted if made_by.get(n.input[1]) is not None and made_by[n.input[1]].op_type == "DequantizeLinear"
+        n for n in model.graph.node if n.op_type in LAYER_OPS and len(n.input) > 1 and dequantized(n.input[1], made_by)
     ]
 
 
@@ -178,23 +177,22 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
         if node.name in excluded:
             out.append(Violation("excluded", node.name, "recorded as left out of INT8, but its weight is dequantized"))
     if target == QDQ_TENSORRT:
+        residual = {n.name for n in residual_adds(graph)}
         for node in graph.node:
-            if node.op_type in ("Conv", "Gemm") and node.name in excluded:
-                src = made_by.get(node.input[0])
-                if src is not None and src.op_type == "DequantizeLinear":
+            if node.op_type in LAYER_OPS and node.name in excluded:
+                if dequantized(node.input[0], made_by):
                     out.append(
                         Violation("excluded", node.name, "recorded as left out of INT8, but its input is dequantized")
                     )
             elif node.op_type == "Add" and node.name in excluded:
-                if any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in node.input):
+                if any(dequantized(i, made_by) for i in node.input):
                     out.append(
                         Violation(
                             "excluded", node.name, "recorded as left out of INT8, but its shortcut is dequantized"
                         )
                     )
-            elif node.op_type in ("Conv", "Gemm"):
-                src = [made_by.get(i) for i in node.input[:2]]
-                if not all(s is not None and s.op_type == "DequantizeLinear" for s in src):
+            elif node.op_type in LAYER_OPS:
+                if not all(dequantized(i, made_by) for i in node.input[:2]):
                     out.append(
                         Violation(
                             "quantized",
@@ -202,15 +200,11 @@ def lint(model: onnx.ModelProto, target: str) -> list[Violation]:
                             f"{node.op_type} input or weight is not dequantized: it would run in float",
                         )
                     )
-                if (
-                    len(node.input) > 2
-                    and made_by.get(node.input[2]) is not None
-                    and made_by[node.input[2]].op_type == "DequantizeLinear"
-                ):
+                if len(node.input) > 2 and dequantized(node.input[2], made_by):
                     out.append(Violation("float-bias", node.name, "bias is quantized: TensorRT takes a float bias"))
-            if node.op_type == "Add" and not any(i in inits for i in node.input):
+            if node.name in residual:
                 src = [made_by.get(i) for i in node.input]
-                dq = [s is not None and s.op_type == "DequantizeLinear" for s in src]
+                dq = [dequantized(i, made_by) for i in node.input]
                 if all(dq):
                     out.append(
                         Violation(

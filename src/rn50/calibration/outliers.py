@@ -14,8 +14,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rn50.calibration.quality import LAYER_OPS, layer_outputs, run_tensors, with_tensor_outputs
+from rn50.calibration.quality import layer_outputs, run_tensors, with_tensor_outputs
 from rn50.metrics import cosine_per_input
+from rn50.onnx_graph import LAYER_OPS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -13,7 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rn50.errors import UsageError
-from rn50.onnx_graph import LAYER_OPS, consumers, producers, toposort
+from rn50.onnx_graph import LAYER_OPS, consumers, producers, residual_adds, toposort
 
 if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
@@ -107,8 +107,7 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
 
     # Each residual Add's shortcut, decided on the float graph (rewiring changes the fan-out it reads).
     made_by, read_by = producers(graph), consumers(graph)
-    adds = [n for n in graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)]
-    shortcuts = [(n, shortcut_input(n, made_by, read_by)) for n in adds]
+    shortcuts = [(n, shortcut_input(n, made_by, read_by)) for n in residual_adds(graph)]
     for node in graph.node:
         if node.op_type in LAYER_OPS and node.name not in exclude:
             node.input[0] = quantize_activation(node.input[0])

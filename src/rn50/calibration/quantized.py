@@ -14,7 +14,7 @@ import onnx
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
 from rn50.calibration import budget as int8_budget
 from rn50.calibration import lint, qdq_onnxruntime, qdq_tensorrt
-from rn50.calibration.quality import LAYER_OPS, LayerError, compare_to_fp32, fp32_reference
+from rn50.calibration.quality import LayerError, compare_to_fp32, fp32_reference
 from rn50.calibration.ranges import collect_ranges, method_options
 from rn50.errors import CheckFailed, UsageError, uninterrupted
 from rn50.exporter.layer_names import layer_label, module_names, residual_names
@@ -22,7 +22,7 @@ from rn50.exporter.onnx_file import fp32_artifact
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 from rn50.machine import VNNI
 from rn50.metrics import CLASSIFIER, InputVerdict, input_verdict, thresholds_for
-from rn50.onnx_graph import stamp_metadata
+from rn50.onnx_graph import LAYER_OPS, stamp_metadata
 from rn50.runtimes.qdq_form import (
     CPU_CLASS_KEY,
     CPU_TARGETS,

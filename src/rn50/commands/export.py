@@ -3,7 +3,7 @@ is in ``rn50.exporter``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.commands.flags import flag
@@ -64,9 +64,13 @@ def ir_sections(irs: list[IrResult]) -> list[Section]:
 
 
 def pt2_dict(r: Pt2Result) -> dict[str, Any]:
-    from rn50.exporter.pt2 import describe
-
-    return describe(r)
+    return {
+        "path": r.path,
+        "verified": r.verified,
+        "max_abs": r.metrics.max_abs,
+        "cosine_min": r.metrics.cosine_min,
+        **asdict(r.sidecar),
+    }
 
 
 def ir_dict(r: IrResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rn50.errors import CheckFailed, UsageError
 from rn50.reports.render import Section
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
@@ -111,8 +112,9 @@ def findings(workdir: WorkDir) -> list[Finding]:
                 )
             )
             continue
-        if art.kind in ("engine", "pt2"):
-            problem = (_engine_problem if art.kind == "engine" else _pt2_problem)(path, digest)
+        sidecar_problem = SIDECAR_PROBLEMS.get(art.kind)
+        if sidecar_problem is not None:
+            problem = sidecar_problem(path, digest)
             if problem:
                 out.append(Finding(art.name, art.path, "bad-sidecar", problem, fix))
                 continue
@@ -187,3 +189,7 @@ def _engine_problem(engine: Path, digest: str) -> str | None:
     except UsageError as e:
         return e.problem
     return None
+
+
+# The artifact kinds with a sidecar next to the file, and how a sidecar that does not describe its file is found.
+SIDECAR_PROBLEMS: dict[str, Callable[[Path, str], str | None]] = {"engine": _engine_problem, "pt2": _pt2_problem}

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rn50.onnx_graph import LAYER_OPS
+from rn50.onnx_graph import LAYER_OPS, producers, residual_adds
 
 if TYPE_CHECKING:
     from torch import nn
@@ -74,11 +74,9 @@ def module_names(model: onnx.ModelProto, torch_model: nn.Module) -> dict[str, st
 def residual_names(model: onnx.ModelProto, names: dict[str, str]) -> dict[str, str]:
     """ONNX node name → ``<block>.add`` for each residual Add fed by a named Conv (``layer1.0.add``: torchvision's
     Bottleneck adds in ``forward``, so the Add has no module of its own); the block is the Convs' common parent."""
-    made_by = {o: n for n in model.graph.node for o in n.output}
+    made_by = producers(model.graph)
     found = {}
-    for node in model.graph.node:
-        if node.op_type != "Add":
-            continue
+    for node in residual_adds(model.graph):
         modules = [names[made_by[i].name].split(".") for i in node.input if i in made_by and made_by[i].name in names]
         if not modules:
             continue

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rn50.artifacts import PARTIAL, Artifact, sha256_file, versions
 from rn50.errors import check_interrupt, uninterrupted
@@ -39,10 +39,13 @@ PT2_THRESHOLDS = Thresholds(min_cosine=0.999999, max_abs=1e-4)  # FP32 code agai
 @dataclass(frozen=True)
 class Pt2Result:
     path: Path
-    sha256: str
     sidecar: Pt2Sidecar
     metrics: OutputMetrics
     failures: tuple[str, ...]
+
+    @property
+    def sha256(self) -> str:
+        return self.sidecar.package_sha256
 
     @property
     def verified(self) -> bool:
@@ -112,15 +115,4 @@ def write_pt2(workdir: WorkDir, model: nn.Module, *, stem: str, parent_sha256: s
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Pt2Result(target, sha, sidecar, metrics, failures)
-
-
-def describe(result: Pt2Result) -> dict[str, Any]:
-    return {
-        "path": result.path,
-        "sha256": result.sha256,
-        "verified": result.verified,
-        "max_abs": result.metrics.max_abs,
-        "cosine_min": result.metrics.cosine_min,
-        **asdict(result.sidecar),
-    }
+    return Pt2Result(target, sidecar, metrics, failures)

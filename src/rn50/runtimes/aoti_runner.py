@@ -1,6 +1,6 @@
 """An AOTInductor package (``.pt2``, ``rn50 export --pt2``) run by ``torch._inductor.aoti_load_package``: PyTorch's
 ahead-of-time path, no Python model code and no compile at run time. A package compiled by another torch or for
-another CPU instruction set is refused before it is loaded (``rn50.exporter.pt2.check_sidecar``)."""
+another CPU instruction set is refused before it is loaded (``rn50.runtimes.pt2_package.check_sidecar``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from rn50.errors import UsageError
 from rn50.runtimes.base import Feed, Runner, TensorSpec
+from rn50.runtimes.torch_runner import TorchThreads
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,20 +26,16 @@ class AotiRunner(Runner):
         super().__init__(label=label)
         self.path = path
         self.sidecar = check_sidecar(path)  # before anything is loaded
-        self._threads = threads
-        self._threads_before = 0
+        self._threads = TorchThreads(threads)
         self._package: Any = None
 
     def activate(self) -> None:
-        if self._threads:
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(self._threads)
+        self._threads.take()
         if self._package is None:
             self._package = torch._inductor.aoti_load_package(str(self.path))
 
     def deactivate(self) -> None:
-        if self._threads:
-            torch.set_num_threads(self._threads_before)
+        self._threads.give_back()
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]

@@ -10,6 +10,24 @@ from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.device import TorchCuda
 
 
+class TorchThreads:
+    """PyTorch's CPU threads set to ``threads`` while a runner is active (every CPU runtime takes --threads), the
+    process's own count restored when it is not; None: left as it is."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+        self._before = 0
+
+    def take(self) -> None:
+        if self.threads:
+            self._before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+
+    def give_back(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self._before)
+
+
 class TorchRunner(Runner):
     backend = "torch"
 
@@ -21,17 +39,13 @@ class TorchRunner(Runner):
         super().__init__(label=label)
         self.model = model
         self._device = device
-        self._threads = threads if not device.startswith("cuda") else None
-        self._threads_before = 0
+        self._threads = TorchThreads(threads if not device.startswith("cuda") else None)
 
     def deactivate(self) -> None:
-        if self._threads:
-            torch.set_num_threads(self._threads_before)
+        self._threads.give_back()
 
     def activate(self) -> None:
-        if self._threads:
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(self._threads)
+        self._threads.take()
         if self._device.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise EnvironmentProblem("torch cannot see a CUDA GPU", fix="run the reference on --device cpu")
