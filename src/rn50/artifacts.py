@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
 from rn50.errors import UsageError, check_interrupt, uninterrupted
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -36,21 +37,23 @@ LOCK = ".rn50.lock"
 PARTIAL = ".partial"  # suffix of every file being written (see atomic_path)
 # The command that makes each artifact: the fix when one is missing or changed.
 MADE_BY = {
-    "onnx-fp32": "rn50 export",
-    "weights-seeded": "rn50 export",
-    "onnx-fp16": "rn50 quantize --fp16",
-    "onnx-int8-tensorrt": "rn50 quantize --int8 --target tensorrt",
-    "onnx-int8-onnxruntime-cpu": "rn50 quantize --int8 --target onnxruntime-cpu",
-    "engine-fp32": "rn50 build-trt",
-    "engine-fp16": "rn50 build-trt --fp16",
-    "engine-int8": "rn50 build-trt --int8",
+    "onnx-fp32": str(cmd("export")),
+    "weights-seeded": str(cmd("export")),
+    "onnx-fp16": str(cmd("quantize", fp16=True)),
+    "onnx-int8-tensorrt": str(cmd("quantize", int8=True, target="tensorrt")),
+    "onnx-int8-onnxruntime-cpu": str(cmd("quantize", int8=True, target="onnxruntime-cpu")),
+    "engine-fp32": str(cmd("build-trt")),
+    "engine-fp16": str(cmd("build-trt", fp16=True)),
+    "engine-int8": str(cmd("build-trt", int8=True)),
 }
 
 
 def made_by(name: str) -> str:
     if name.startswith("ir-"):
-        return "rn50 export --ir" if name.startswith("ir-fp32") else "rn50 quantize --ir"
-    return MADE_BY.get(name, "rn50 calibrate" if name.startswith("calibration-") else "the rn50 command that made it")
+        return str(cmd("export", ir=True)) if name.startswith("ir-fp32") else str(cmd("quantize", ir=True))
+    return MADE_BY.get(
+        name, str(cmd("calibrate")) if name.startswith("calibration-") else "the rn50 command that made it"
+    )
 
 
 def _umask() -> int:
@@ -74,7 +77,7 @@ def no_space(path: str | Path | None) -> UsageError:
 
     if path is None:
         return UsageError(
-            "no space left on the device", fix="free some space, or pass --out (or TMPDIR) on another disk"
+            "no space left on the device", fix=f"free some space, or pass {opt('out')} (or TMPDIR) on another disk"
         )
     tmp = Path(tempfile.gettempdir()).resolve()
     inside_tmp = Path(path).resolve().is_relative_to(tmp)
@@ -82,7 +85,7 @@ def no_space(path: str | Path | None) -> UsageError:
         f"no space left on the device writing {path}",
         fix=f"free some space in {tmp} or set TMPDIR to a folder on a disk with room"
         if inside_tmp
-        else "free some space or pass --out on another disk",
+        else f"free some space or pass {opt('out')} on another disk",
     )
 
 
@@ -91,12 +94,14 @@ def _os_error(path: Path, e: OSError) -> UsageError:
         return no_space(path)
     if e.errno == errno.EROFS:
         return UsageError(
-            f"cannot write {path}: the file system is read-only", fix="pass --out a folder on a writable disk"
+            f"cannot write {path}: the file system is read-only", fix=f"pass {opt('out')} a folder on a writable disk"
         )
     if e.errno in (errno.EACCES, errno.EPERM):
-        return UsageError(f"cannot write {path} (permission denied)", fix="pass --out a directory you can write to")
+        return UsageError(
+            f"cannot write {path} (permission denied)", fix=f"pass {opt('out')} a directory you can write to"
+        )
     return UsageError(
-        f"cannot write {path}: {e.strerror or e}", fix="check the path and pass --out a writable directory"
+        f"cannot write {path}: {e.strerror or e}", fix=f"check the path and pass {opt('out')} a writable directory"
     )
 
 
@@ -265,7 +270,9 @@ class WorkDir:
         self.root = Path(root)
         self.created = not self.root.exists()  # made by this run: removed again if the run leaves nothing in it
         if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"output path {self.root} is a file, not a directory", fix="pass --out a directory")
+            raise UsageError(
+                f"output path {self.root} is a file, not a directory", fix=f"pass {opt('out')} a directory"
+            )
         if not write:
             return
         try:
@@ -282,7 +289,7 @@ class WorkDir:
         if not (root / MANIFEST).is_file():
             raise UsageError(
                 f"{root} is not an rn50 work directory (no {MANIFEST})",
-                fix=f"pass --out the directory rn50 export wrote, or run `rn50 export --out {root}` first",
+                fix=f"pass {opt('out')} the directory {cmd('export')} wrote, or run `{cmd('export', out=root)}` first",
             )
         return cls(root, write=write)
 
@@ -306,7 +313,7 @@ class WorkDir:
                     if holder is not None and _running(holder):
                         raise UsageError(
                             f"{self.root} is in use by another rn50 run (PID {holder})",
-                            fix="wait for it to finish, or pass --out another directory",
+                            fix=f"wait for it to finish, or pass {opt('out')} another directory",
                         ) from None
                     log.warning(
                         "%s: took over the lock of %s, which is no longer running",
@@ -358,15 +365,17 @@ class WorkDir:
         except (OSError, ValueError) as e:
             raise UsageError(
                 f"{self.manifest_path} is not a readable manifest ({e})",
-                fix="remove it (its artifacts will be rebuilt) or pass --out another directory",
+                fix=f"remove it (its artifacts will be rebuilt) or pass {opt('out')} another directory",
             ) from e
         if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
-            raise UsageError(f"{self.manifest_path} is not an rn50 manifest", fix="pass --out another directory")
+            raise UsageError(
+                f"{self.manifest_path} is not an rn50 manifest", fix=f"pass {opt('out')} another directory"
+            )
         wrong = _manifest_problem(data)
         if wrong:
             raise UsageError(
                 f"{self.manifest_path} is malformed: {wrong}",
-                fix="restore it, or remove it and re-run the steps (rn50 pipeline rebuilds everything)",
+                fix=f"restore it, or remove it and re-run the steps ({cmd('pipeline')} rebuilds everything)",
             )
         return data
 
@@ -377,7 +386,7 @@ class WorkDir:
             raise UsageError(
                 f"{self.root} holds artifacts of another model (ResNet-{held.get('depth')}, weights "
                 f"{str(held.get('weights_sha256'))[:12]}, from {held.get('weights')})",
-                fix="pass --out a new directory, or remove the old one",
+                fix=f"pass {opt('out')} a new directory, or remove the old one",
             )
 
     def record(self, artifact: Artifact, *, model: dict[str, Any] | None = None) -> None:
@@ -401,16 +410,17 @@ class WorkDir:
         known = {a.name: a for a in self.artifacts()}
         missing = [a for a in wanted or [] if a not in known]
         if missing:
+            none_yet = f"(none: run {cmd('export')} first)"
             raise UsageError(
                 f"no artifact named {', '.join(missing)} in {self.manifest_path}",
-                fix=f"use one of {', '.join(known) or '(none: run rn50 export first)'}",
+                fix=f"use one of {', '.join(known) or none_yet}",
             )
         return known
 
     def checked(self, art: Artifact) -> Path:
         """The artifact's path, after checking that its file is there and still has the recorded sha256."""
         path = self.path(art.path)
-        fix = f"re-run `{made_by(art.name)} --out {self.root}` to make it again"
+        fix = f"re-run `{made_by(art.name)} {opt('out')} {self.root}` to make it again"
         if not path.is_file():
             raise UsageError(f"{art.name}: {path} is missing", fix=fix)
         if not path.resolve().is_relative_to(self.root.resolve()):  # a link out of the directory
@@ -428,7 +438,8 @@ class WorkDir:
         art = self.artifact(name)
         if art is None:
             raise UsageError(
-                f"no {name} artifact in {self.manifest_path}", fix=f"run `{made_by(name)} --out {self.root}` first"
+                f"no {name} artifact in {self.manifest_path}",
+                fix=f"run `{made_by(name)} {opt('out')} {self.root}` first",
             )
         return art, self.checked(art)
 

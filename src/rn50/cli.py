@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator  # noqa: I001,TC003 - Typer reads the annotations below at run time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from rn50.commands.verify import verify
 from rn50.errors import Interrupted, Rn50Error, UsageError, check_interrupt
 from rn50.jsonio import jsonable
 from rn50.reports.render import to_rich
+from rn50.words import use as use_vocabulary
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -165,6 +167,8 @@ def rebuild(obj: Any, given: dict[str, Any]) -> Any:
 
 
 # --- running a command ------------------------------------------------------------------------------------
+# What the library's messages name by identity (rn50.words), spelled as these commands declare them.
+VOCABULARY: dict[str, dict[str, tuple[str, ...]]] = {"": {"verbose": ("--verbose",), "version": ("--version",)}}
 _HELD = contextlib.ExitStack()  # the work-directory lock of the running command, released when it ends
 
 
@@ -316,10 +320,23 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def spellings(params: list[inspect.Parameter]) -> dict[str, tuple[str, ...]]:
+    """Each option's keyword (the Python API's: ``out``, ``max_batch``) → how it is typed: (on,) or (on, off)."""
+    keyword = {OUT.name: "out", JSON.name: "json"}
+    spelled = {}
+    for p in params:
+        info = typing.get_args(p.annotation)[1]  # typer.Option("--a/--no-a", "-a"): the first name is its default
+        decls = [info.default, *info.param_decls] if isinstance(info.default, str) else list(info.param_decls)
+        first = next((d for d in decls if d.startswith("--")), "--" + p.name.replace("_", "-"))  # else Typer's own
+        spelled[keyword.get(p.name, p.name)] = tuple(first.split("/"))
+    return spelled
+
+
 def callback(command: Command) -> Callable[..., None]:
     """The Typer command of ``command``: its flags from its options object, --out where it has a work directory."""
     default = command.options() if command.options else None
     params = (parameters(default) if default is not None else []) + ([OUT] if command.workdir else []) + [JSON]
+    VOCABULARY[command.name] = spellings(params)
 
     def run(**given: Any) -> None:
         options = rebuild(default, given) if default is not None else None
@@ -395,6 +412,7 @@ def build_app() -> typer.Typer:
 
 
 app = build_app()
+use_vocabulary(VOCABULARY)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

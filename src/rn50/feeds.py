@@ -17,6 +17,7 @@ import numpy as np
 
 from rn50.errors import UsageError
 from rn50.preprocess import DEFAULT, Preprocess, preprocess
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -131,7 +132,7 @@ def check_finite(images: np.ndarray, where: str) -> None:
         )
 
 
-def check_count(count: int, flag: str = "--count") -> None:
+def check_count(count: int, flag: str = str(opt("count"))) -> None:
     """``count`` images (or, for --random, tensors) asked for: at least one."""
     if count < 1:
         raise UsageError(f"{flag} must be >= 1, got {count}", fix="ask for at least one image")
@@ -151,7 +152,7 @@ def samples(count: int = DEFAULT_SAMPLE_COUNT, *, split: str = "evaluation", spe
 
 
 def random_noise(count: int, *, seed: int = 0, spec: Preprocess = DEFAULT) -> FeedSet:
-    check_count(count, "--random")
+    check_count(count, str(opt("random")))
     log.warning(RANDOM_WARNING)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, 3, spec.crop, spec.crop), dtype=np.float32)
@@ -206,7 +207,7 @@ def read_labels(path: Path, files: list[str], classes: list[str] | None) -> np.n
     import csv
 
     if not path.is_file():
-        raise UsageError(f"labels file not found: {path}", fix="pass --labels an existing CSV or text file")
+        raise UsageError(f"labels file not found: {path}", fix=f"pass {opt('labels')} an existing CSV or text file")
     text = path.read_text(errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
     if path.suffix.lower() == ".csv" or (lines and "," in lines[0]):
@@ -240,7 +241,7 @@ def _no_images(root: Path) -> UsageError:
 def _folder(folder: Path | str) -> Path:
     root = Path(folder)
     if not root.is_dir():
-        raise UsageError(f"image folder not found: {root}", fix="pass --images an existing directory")
+        raise UsageError(f"image folder not found: {root}", fix=f"pass {opt('images')} an existing directory")
     return root
 
 
@@ -379,12 +380,14 @@ def arrays(path: Path | str, *, spec: Preprocess = DEFAULT) -> FeedSet:
 
 def check_array_file(path: Path) -> None:
     if not path.is_file():
-        raise UsageError(f"array file not found: {path}", fix="pass --arrays an existing .npy or .npz file")
+        raise UsageError(f"array file not found: {path}", fix=f"pass {opt('arrays')} an existing .npy or .npz file")
 
 
 def check_one_source(*sources: object) -> None:
     if sum(x is not None for x in sources) > 1:
-        raise UsageError("more than one feed source given", fix="pass only one of --images, --arrays, --random")
+        raise UsageError(
+            "more than one feed source given", fix=f"pass only one of {opt('images')}, {opt('arrays')}, {opt('random')}"
+        )
 
 
 def resolve(

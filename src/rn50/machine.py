@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rn50.words import opt
+
 # CPU flags that decide how INT8 runs on x86 (ONNX Runtime's and OpenVINO's u8/s8 kernels use VNNI / AMX when
 # present): /proc/cpuinfo's name, what reports call it, and its name in ``cpuid_features()``.
 INT8_FLAGS = {
@@ -144,7 +146,8 @@ def resolve_cpu_class(choice: str) -> str:
 
     if choice not in CPU_CHOICES:
         raise UsageError(
-            f"unknown --cpu {choice!r}", fix=f"use one of {', '.join(CPU_CHOICES)} ({AUTO}: this machine's class)"
+            f"unknown {opt('cpu')} {choice!r}",
+            fix=f"use one of {', '.join(CPU_CHOICES)} ({AUTO}: this machine's class)",
         )
     return str(cpu_info()["int8_class"]) if choice == AUTO else choice
 
@@ -194,11 +197,11 @@ def check_threads(threads: int) -> None:
 
     cores = usable_cores()
     if threads < 1:
-        raise UsageError(f"--threads {threads} must be >= 1", fix="pass a positive thread count")
+        raise UsageError(f"{opt('threads')} {threads} must be >= 1", fix="pass a positive thread count")
     if threads > cores:
         raise UsageError(
-            f"--threads {threads} is more than the {cores} usable cores of this machine",
-            fix=f"pass --threads {cores} or fewer (more threads than cores only slows every runtime down)",
+            f"{opt('threads')} {threads} is more than the {cores} usable cores of this machine",
+            fix=f"pass {opt('threads')} {cores} or fewer (more threads than cores only slows every runtime down)",
         )
 
 
@@ -223,7 +226,7 @@ def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 
 
 def check_batch_memory(
-    batch: int, image_size: int = 224, *, flag: str = "--batch", available: int | None = None
+    batch: int, image_size: int = 224, *, flag: str = str(opt("batch")), available: int | None = None
 ) -> None:
     """Refuse, before allocating anything, a batch whose images and activations cannot fit in this machine's
     available memory (a MemoryError or the OOM killer later), naming the largest batch that fits."""
@@ -238,11 +241,12 @@ def check_batch_memory(
         return
     fits = available // per_image
     need_gib, available_gib = need / 2**30, available / 2**30
-    if flag == "--image-size":
+    if flag == str(opt("image_size")):
         raise UsageError(
-            f"--image-size {image_size} needs about {need_gib:.1f} GiB of memory for one image and its activations; "
+            f"{opt('image_size')} {image_size} needs about {need_gib:.1f} GiB of memory for one image and its "
+            "activations; "
             f"{available_gib:.1f} GiB is available",
-            fix="pass a smaller --image-size (224 is standard)",
+            fix=f"pass a smaller {opt('image_size')} (224 is standard)",
         )
     raise UsageError(
         f"{flag} {batch} needs about {need_gib:.1f} GiB of memory ({batch} images of {image_size}×{image_size} and "

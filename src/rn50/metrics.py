@@ -13,6 +13,7 @@ import numpy as np
 
 from rn50.errors import UsageError
 from rn50.jsonio import jsonable
+from rn50.words import opt
 
 EPS = 1e-12
 
@@ -68,7 +69,7 @@ IMAGENET_CLASSES = 1000
 
 def resolve_head(choice: str, outputs: int) -> str:
     if choice not in HEADS:
-        raise UsageError(f"unknown --head {choice!r}", fix=f"use one of {', '.join(HEADS)}")
+        raise UsageError(f"unknown {opt('head')} {choice!r}", fix=f"use one of {', '.join(HEADS)}")
     if choice != AUTO_HEAD:
         return choice
     return CLASSIFIER if outputs == IMAGENET_CLASSES else EMBEDDING

@@ -23,6 +23,7 @@ from torch import nn
 
 from rn50.errors import UsageError
 from rn50.model import VARIANTS, BasicBlock, Bottleneck, ResNet, resnet
+from rn50.words import cmd, opt
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +176,14 @@ def check_source(weights: str | Path) -> None:
         return
     if "://" in str(weights):
         raise UsageError(
-            f"--weights {weights} is a URL: rn50 never downloads weights",
+            f"{opt('weights')} {weights} is a URL: rn50 never downloads weights",
             fix="download the checkpoint yourself and pass its local path",
         )
     path = Path(weights)
     if not path.exists():
-        raise UsageError(f"weights file not found: {path}", fix="pass an existing .pth file or --weights seeded")
+        raise UsageError(
+            f"weights file not found: {path}", fix=f"pass an existing .pth file or {opt('weights')} seeded"
+        )
     if path.is_dir():
         raise UsageError(f"weights path is a directory: {path}", fix="pass the checkpoint file itself")
     if not path.is_file():  # a device (/dev/zero would be read to the end), a FIFO (would block), a socket
@@ -349,7 +352,7 @@ def load_model(weights: str | Path = SEEDED, *, depth: int = 50) -> LoadedModel:
     if problem:
         guessed = guess_depth(state)
         hint = (
-            f"these look like ResNet-{guessed} weights: pass --depth {guessed}"
+            f"these look like ResNet-{guessed} weights: pass {opt('depth')} {guessed}"
             if guessed and guessed != depth
             else f"pass a torchvision-style ResNet-{depth} state dict"
         )
@@ -363,7 +366,7 @@ def workdir_model(workdir: Any) -> nn.Module:
     """The PyTorch model a work directory's artifacts were made from (its weights re-checked)."""
     record = workdir.manifest().get("model")
     if not record:
-        raise UsageError(f"{workdir.manifest_path} names no model", fix="run rn50 export --out DIR first")
+        raise UsageError(f"{workdir.manifest_path} names no model", fix=f"run {cmd('export', out='DIR')} first")
     kept = kept_weights_name(record["weights"])
     if workdir.artifact(kept) is not None:
         _, path = workdir.require(kept)  # the exact weights, checked against the manifest
@@ -376,6 +379,6 @@ def workdir_model(workdir: Any) -> nn.Module:
     if loaded.fingerprint != record["weights_sha256"]:
         raise UsageError(
             f"the weights {record['weights']} changed since the artifacts were made",
-            fix="re-run rn50 export with these weights, or restore the original file",
+            fix=f"re-run {cmd('export')} with these weights, or restore the original file",
         )
     return loaded.model

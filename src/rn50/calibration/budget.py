@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rn50.metrics import fmt
+from rn50.words import opt
 
 if TYPE_CHECKING:  # kept light: the CLI imports this module's defaults
     from collections.abc import Callable
@@ -115,7 +116,7 @@ class BudgetSearch:
         first, last = self.steps[0].output, self.final
         if len(self.steps) == 1 and self.met:
             return (
-                f"budget {self.budget.describe()} already met by the INT8 file without --budget "
+                f"budget {self.budget.describe()} already met by the INT8 file without {opt('budget')} "
                 f"(cosine mean {first.cosine_mean:.6f}): nothing left out"
             )
         verb = "met" if self.met else "NOT met"
@@ -268,7 +269,7 @@ def search(
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     evaluator = Evaluator(fp32, crops, reference)
-    say(f"{target}: measuring the INT8 file without --budget")
+    say(f"{target}: measuring the INT8 file without {opt('budget')}")
     proto = emit(frozenset())
     first = evaluator.measure(proto)
     evaluator.rebase(proto)

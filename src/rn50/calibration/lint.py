@@ -24,6 +24,7 @@ from onnx import numpy_helper
 from rn50.errors import UsageError
 from rn50.onnx_graph import LAYER_OPS, dequantized, opset_of, residual_adds
 from rn50.runtimes.qdq_form import QDQ_TARGETS, QDQ_TENSORRT, producers
+from rn50.words import cmd
 
 TARGETS = QDQ_TARGETS
 EXCLUDED_KEY = "rn50.int8_excluded"  # metadata: JSON list of the Conv/Gemm nodes (and residual Adds) left out of INT8
@@ -55,7 +56,8 @@ def excluded_of(model: onnx.ModelProto) -> frozenset[str]:
         names = json.loads(meta[EXCLUDED_KEY])
     except ValueError:
         raise UsageError(
-            f"the model's {EXCLUDED_KEY} metadata is not a JSON list", fix="regenerate it with rn50 quantize --int8"
+            f"the model's {EXCLUDED_KEY} metadata is not a JSON list",
+            fix=f"regenerate it with {cmd('quantize', int8=True)}",
         ) from None
     return frozenset(str(n) for n in names)
 
@@ -234,6 +236,6 @@ def check(model: onnx.ModelProto, target: str) -> list[Violation]:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UsageError(
             f"Q/DQ model breaks a {target} rule: {problems[0]}{more}",
-            fix="regenerate it with rn50 quantize --int8 --target " + target,
+            fix=f"regenerate it with {cmd('quantize', int8=True, target=target)}",
         )
     return [v for v in found if v.severity == "warning"]

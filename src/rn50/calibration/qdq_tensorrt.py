@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 
 from rn50.errors import UsageError
 from rn50.onnx_graph import LAYER_OPS, consumers, producers, residual_adds, toposort
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
@@ -69,7 +70,7 @@ def emit(model: onnx.ModelProto, table: CalibrationTable, exclude: frozenset[str
             return activation_dq[tensor]
         if tensor not in table.ranges:
             raise UsageError(
-                f"the calibration table has no range for {tensor!r}", fix="run rn50 calibrate on this model"
+                f"the calibration table has no range for {tensor!r}", fix=f"run {cmd('calibrate')} on this model"
             )
         scale = max(table.amax(tensor), 1e-8) / QMAX
         s, z = f"{tensor}_scale", f"{tensor}_zero_point"

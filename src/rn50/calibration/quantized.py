@@ -32,6 +32,7 @@ from rn50.runtimes.qdq_form import (
     QdqForm,
     form_of,
 )
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -175,7 +176,7 @@ def emitter(
     nodes of ``keep_float``, always) left out of INT8, stamped and linted; a CPU target's file is made for CPUs of
     ``cpu_class``."""
     if target not in EMITTERS:
-        raise UsageError(f"unknown --target {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
+        raise UsageError(f"unknown {opt('target')} {target!r}", fix=f"use {', '.join(EMITTERS)} or all")
     head = int8_budget.classifier(model)
     fixed = (frozenset({head}) if classifier == "float" and head is not None else frozenset()) | keep_float
     make = functools.partial(EMITTERS[target], cpu_class=cpu_class) if target in CPU_TARGETS else EMITTERS[target]
@@ -254,10 +255,11 @@ def make_int8_files(
         if not found.met:
             exhausted = len(found.steps) - 1 == len(found.ranking)
             fix = (
-                "loosen --budget: every ranked layer was tried"
+                f"loosen {opt('budget')}: every ranked layer was tried"
                 if exhausted
-                else f"raise --max-excluded (now {max_excluded}; {len(found.ranking)} layers are ranked) or loosen "
-                "--budget"
+                else f"raise {opt('max_excluded')} (now {max_excluded}; {len(found.ranking)} layers are ranked) or "
+                "loosen "
+                f"{opt('budget')}"
             )
             missed.append(
                 (f"{target}: {found.summary()}; still failing: {'; '.join(budget.failures(found.final))}", fix)

@@ -16,6 +16,7 @@ import numpy as np
 
 from rn50.errors import UsageError
 from rn50.feeds import FeedSet, check_finite
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -38,12 +39,12 @@ def method_options(method: str, *, percentile: float | None = None) -> dict[str,
     if method == "percentile":
         p = DEFAULT_PERCENTILE if percentile is None else percentile
         if not 50.0 < p <= 100.0:
-            raise UsageError(f"--percentile {p} is out of range", fix="pass a value in (50, 100], e.g. 99.99")
+            raise UsageError(f"{opt('percentile')} {p} is out of range", fix="pass a value in (50, 100], e.g. 99.99")
         return {"percentile": p, "num_bins": 2048, "symmetric": True}
     if percentile is not None:
         raise UsageError(
-            f"--percentile applies to --method percentile, not {method}",
-            fix="drop --percentile or pass --method percentile",
+            f"{opt('percentile')} applies to {opt('method')} percentile, not {method}",
+            fix=f"drop {opt('percentile')} or pass {opt('method')} percentile",
         )
     if method == "entropy":
         return {"num_bins": 128, "num_quantized_bins": 128, "symmetric": False}
@@ -79,7 +80,7 @@ class _Reader:
 def check_feeds(feeds: FeedSet, *, image_size: int = 224, warn_small: bool = True) -> None:
     if len(feeds) == 0:
         raise UsageError(
-            "the calibration set holds zero images", fix="pass --images with images, or use the sample photos"
+            "the calibration set holds zero images", fix=f"pass {opt('images')} with images, or use the sample photos"
         )
     if feeds.shape != (3, image_size, image_size):
         raise UsageError(

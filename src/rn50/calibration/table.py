@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import Artifact, atomic_write_text, sha256_file, versions
 from rn50.errors import UsageError, uninterrupted
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,7 +62,7 @@ class CalibrationTable:
             raise UsageError(
                 f"the calibration table was made for another model (ONNX sha256 {self.onnx_sha256[:12]}, not "
                 f"{onnx_sha256[:12]})",
-                fix="run rn50 calibrate on this model",
+                fix=f"run {cmd('calibrate')} on this model",
             )
 
     def save(self, path: Path) -> None:
@@ -73,16 +74,18 @@ class CalibrationTable:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read calibration table {path} ({e})", fix="run rn50 calibrate again") from e
+            raise UsageError(f"cannot read calibration table {path} ({e})", fix=f"run {cmd('calibrate')} again") from e
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise UsageError(f"{path} is not an rn50 calibration table", fix="run rn50 calibrate to make one")
+            raise UsageError(f"{path} is not an rn50 calibration table", fix=f"run {cmd('calibrate')} to make one")
         data.pop("schema")
         key = data.pop("key", None)
         digest = data.pop("ranges_sha256", None)
         data["ranges"] = {k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
         table = cls(**data)
         if key != table.key or digest != _digest(table.ranges):
-            raise UsageError(f"{path} was edited: its key does not match its contents", fix="run rn50 calibrate again")
+            raise UsageError(
+                f"{path} was edited: its key does not match its contents", fix=f"run {cmd('calibrate')} again"
+            )
         return table
 
 

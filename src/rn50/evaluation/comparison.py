@@ -23,6 +23,7 @@ from rn50.machine import describe
 from rn50.metrics import CLASSIFIER, ENGINE, PerInput, compare, for_head, input_verdict
 from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
 from rn50.runtimes.registry import Target, engine_deviation, make_runner
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,8 +56,9 @@ def few_images_warning(count: int) -> list[str]:
     if count >= FEW_IMAGES:
         return []
     return [
-        f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more (--count, "
-        "--images)"
+        f"only {count} image(s): too few for the verdict to mean much; compare on {FEW_IMAGES} or more "
+        f"({opt('count')}, "
+        f"{opt('images')})"
     ]
 
 

@@ -24,6 +24,7 @@ from rn50.runtimes.registry import (
     shown_name,
     unavailable_reason,
 )
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from rn50.runtimes.qdq_form import QdqForm
@@ -78,7 +79,9 @@ def parity_targets(
     for path in extra_onnx or []:  # their existence is checked by ParityOptions.check
         files.append((Path(path).name, onnx_precision(Path(path)), Path(path), "onnx", None, sha256_file(Path(path))))
     if not files:
-        raise UsageError(f"nothing to compare in {workdir.root}", fix="run rn50 export first, or pass --onnx FILE")
+        raise UsageError(
+            f"nothing to compare in {workdir.root}", fix=f"run {cmd('export')} first, or pass {opt('onnx')} FILE"
+        )
     targets, skipped = [], []
     reasons = {runtime: unavailable_reason(runtime) for runtime in map(shown_name, wanted)}  # once per runtime
     cpu_class = str(cpu_info()["int8_class"])
@@ -96,7 +99,7 @@ def parity_targets(
                 and name not in (artifacts or [])
             ):
                 cause, fix = engine_deviation(runtime, form, cpu_class)
-                anyway = f"--runtime {runtime} --artifact {name}"
+                anyway = f"{opt('runtime')} {runtime} {opt('artifact')} {name}"
                 reason = f"not run unless named: {cause}; {fix} (to measure it anyway: {anyway})"
             if reason:
                 skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
@@ -172,12 +175,14 @@ def profile_targets(
             outside = [b for b in settings.batches if not lo <= b <= hi]
             if outside:
                 raise UsageError(
-                    f"--batch {','.join(map(str, outside))} is outside {engine.name}'s profile (batch {lo}..{hi})",
-                    fix=f"profile batches within {lo}..{hi}, or rebuild with rn50 build-trt --min-batch/--max-batch",
+                    f"{opt('batch')} {','.join(map(str, outside))} is outside {engine.name}'s profile (batch "
+                    f"{lo}..{hi})",
+                    fix=f"profile batches within {lo}..{hi}, or rebuild with {cmd('build-trt')} "
+                    f"{opt('min_batch')}/{opt('max_batch')}",
                 )
     if not targets and not skipped:
         raise UsageError(
-            "nothing to profile with these --runtime/--precision/--artifact choices",
-            fix="drop a filter, or run rn50 export / quantize first",
+            f"nothing to profile with these {opt('runtime')}/{opt('precision')}/{opt('artifact')} choices",
+            fix=f"drop a filter, or run {cmd('export')} / quantize first",
         )
     return targets, skipped

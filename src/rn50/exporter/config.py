@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rn50.errors import UsageError
+from rn50.words import opt
 
 DEFAULT_OPSET = 18
 SUPPORTED_OPSETS = range(17, 22)
@@ -29,6 +30,6 @@ def check_opset(opset: int) -> None:
     if opset not in SUPPORTED_OPSETS:
         raise UsageError(
             f"unsupported opset {opset}",
-            fix=f"pass --opset between {SUPPORTED_OPSETS.start} and {SUPPORTED_OPSETS.stop - 1} (default "
+            fix=f"pass {opt('opset')} between {SUPPORTED_OPSETS.start} and {SUPPORTED_OPSETS.stop - 1} (default "
             f"{DEFAULT_OPSET})",
         )

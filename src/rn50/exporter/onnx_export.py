@@ -12,6 +12,7 @@ import torch
 
 from rn50.errors import CheckFailed, check_interrupt
 from rn50.exporter.config import check_opset
+from rn50.words import opt
 
 if TYPE_CHECKING:
     import onnx
@@ -66,7 +67,7 @@ def torch_to_onnx(model: torch.nn.Module, *, opset: int, image_size: int = 224) 
         log.debug("exporter output:\n%s", quiet.getvalue())
         raise CheckFailed(
             f"torch.onnx.export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-            fix="run with --verbose for the exporter's report; the model must be traceable by torch.export",
+            fix=f"run with {opt('verbose')} for the exporter's report; the model must be traceable by torch.export",
         ) from e
     check_interrupt()  # torch.export swallows a KeyboardInterrupt in some of its strategies and tries the next
     if program is None:

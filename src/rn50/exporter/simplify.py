@@ -9,6 +9,7 @@ import onnx.version_converter
 
 from rn50.errors import CheckFailed
 from rn50.onnx_graph import opset_of
+from rn50.words import opt
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ def check(model: onnx.ModelProto) -> onnx.ModelProto:
         onnx.checker.check_model(inferred)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise CheckFailed(
-            f"the ONNX model fails the checker: {str(e).splitlines()[0]}", fix="report this with --verbose output"
+            f"the ONNX model fails the checker: {str(e).splitlines()[0]}",
+            fix=f"report this with {opt('verbose')} output",
         ) from e
     return inferred
 
@@ -33,10 +35,10 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         simplified, ok = onnxsim.simplify(model, check_n=0)
     except Exception as e:  # onnxsim raises RuntimeError/ValueError from its C++ core
         raise CheckFailed(
-            f"onnxsim failed: {str(e).splitlines()[0]}", fix="pass --no-simplify to keep the exported graph"
+            f"onnxsim failed: {str(e).splitlines()[0]}", fix=f"pass {opt('simplify', False)} to keep the exported graph"
         ) from e
     if not ok:
-        raise CheckFailed("onnxsim could not validate the simplified model", fix="pass --no-simplify")
+        raise CheckFailed("onnxsim could not validate the simplified model", fix=f"pass {opt('simplify', False)}")
     return check(simplified)
 
 
@@ -48,7 +50,7 @@ def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     except Exception as e:  # the converter raises RuntimeError with an adapter assertion
         raise CheckFailed(
             f"cannot convert the model from opset {opset_of(model)} to {opset}: {str(e).splitlines()[0]}",
-            fix="pass --opset 18",
+            fix=f"pass {opt('opset')} 18",
         ) from e
     if opset < 18:
         # onnx's 18->17 adapter moves Reduce* axes back to an attribute but keeps the opset-18-only

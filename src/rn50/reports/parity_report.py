@@ -18,6 +18,7 @@ from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results.parity_results import REPORT, ParityReport, TargetResult, to_dict
 from rn50.runtimes.registry import standin_note
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,7 +51,8 @@ def _tried(r: TargetResult) -> str:
     layers = ",".join(t.keep_float)
     verdict = "**passes**" if not t.failures else "still fails: " + "; ".join(t.failures)
     return (
-        f"**Checked** ({r.label}): with {layers} kept in float (`rn50 quantize --int8 --keep-float {layers}`), the "
+        f"**Checked** ({r.label}): with {layers} kept in float (`{cmd('quantize', int8=True, keep_float=layers)}`), "
+        "the "
         f"file computes cos mean {t.metrics.cosine_mean:.4f}, worst {t.metrics.cosine_min:.4f} against PyTorch on "
         f"the same {t.metrics.samples} inputs — {verdict}."
     )
@@ -61,8 +63,9 @@ def _int8_fix(rows: list[TargetResult]) -> str:
     bench_int8_outliers.py measures each on a reproduction)."""
     worst = max((e.ratio for r in rows for c in r.causes for e in c.outside), default=0.0)
     few = all(r.input_verdict is not None and r.input_verdict.few for r in rows)
+    example = f"`{cmd('quantize', int8=True, keep_float='LAYER')}`"
     departs = list(dict.fromkeys(c.departs.split(" (")[0] for r in rows for c in r.causes if c.departs))
-    keep = f"`rn50 quantize --int8 --keep-float {','.join(departs)}`" if departs else None
+    keep = f"`{cmd('quantize', int8=True, keep_float=','.join(departs))}`" if departs else None
     if worst > 1.5:
         return (
             f"**What would fix it** (suggested, not yet tried by rn50 on these inputs): they drive activations up to "
@@ -74,14 +77,15 @@ def _int8_fix(rows: list[TargetResult]) -> str:
                 if keep
                 else ""
             )
-            + "; or calibrate on images like them (`rn50 quantize --int8 --images DIR` with such images among the "
+            + f"; or calibrate on images like them (`{cmd('quantize', int8=True, images='DIR')}` with such images "
+            "among the "
             "calibration set) — which widens every range, so check the other inputs after it."
         )
     return (
         "**What would fix it** (suggested, not yet tried by rn50 on these inputs): the failing inputs stay within "
         "the calibrated ranges, so the error is the ranges' resolution, not clipping: leave the layers where the "
-        f"error departs out of INT8 ({keep or '`rn50 quantize --int8 --keep-float LAYER`'}), or let the budget "
-        "search choose them (`rn50 quantize --int8 --budget min_cosine_mean=0.998`)."
+        f"error departs out of INT8 ({keep or example}), or let the budget "
+        f"search choose them (`{cmd('quantize', int8=True, budget='min_cosine_mean=0.998')}`)."
     )
 
 
@@ -166,7 +170,7 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
         + (
             [
                 "Head: an **embedding** (as export recorded it): judged by cosine and error only; top-1, top-5 and "
-                "accuracy mean nothing for it and are not computed (`rn50 export --head classifier` if it is a "
+                f"accuracy mean nothing for it and are not computed (`{cmd('export', head='classifier')}` if it is a "
                 "classifier)."
             ]
             if report.head == "embedding"
@@ -322,7 +326,7 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
 
 def markdown(report: ParityReport, *, image: str | None = None, layers_image: str | None = None) -> str:
     parts = sections(report, image=image, layers_image=layers_image)
-    return to_markdown("rn50 parity", [*parts, Section("", after=[machine_line(report.machine)])])
+    return to_markdown(str(cmd("parity")), [*parts, Section("", after=[machine_line(report.machine)])])
 
 
 def _abs_limit(thresholds: str) -> float | None:
@@ -366,7 +370,7 @@ def error_plot(errors: dict[str, np.ndarray], results: dict[str, TargetResult] |
     ax.set_yticks(range(1, len(labels) + 1), ticks)
     ax.set_xscale("log")
     ax.set_xlabel("|output − PyTorch FP32| per logit (box: quartiles, whiskers: 1st–99th percentile)")
-    ax.set_title("rn50 parity: error per runtime (green: pass, red: fail)")
+    ax.set_title(f"{cmd('parity')}: error per runtime (green: pass, red: fail)")
     if marked:
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()

@@ -15,6 +15,7 @@ from rn50.results import parity_results
 from rn50.results.profile_results import HOST, METRIC_NAME, REPORT, ProfileReport, Row, to_dict
 from rn50.runtimes.registry import STANDIN, spec, standin_note
 from rn50.runtimes.timing import HIGH_CV
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -176,7 +177,8 @@ def sections(
     if report.unstable:
         main.after.append(
             f"> warning: {len(report.unstable)} row(s) vary by more than {HIGH_CV:.0%} (coefficient of variation, ⚠): "
-            "another process may be competing for the machine; re-run with a longer --duration on a quiet machine."
+            f"another process may be competing for the machine; re-run with a longer {opt('duration')} on a quiet "
+            "machine."
         )
     if image:
         main.images.append(("latency per runtime and batch; speed against error", image))
@@ -205,7 +207,8 @@ def sections(
 
 def markdown(report: ProfileReport, verdicts: Verdicts | None = None, *, image: str | None = None) -> str:
     return to_markdown(
-        "rn50 profile", [*sections(report, verdicts, image=image), Section("", after=[machine_line(report.machine)])]
+        str(cmd("profile")),
+        [*sections(report, verdicts, image=image), Section("", after=[machine_line(report.machine)])],
     )
 
 
@@ -238,7 +241,7 @@ def chart(report: ProfileReport, verdicts: Verdicts | None = None) -> bytes | No
     )
     ax.set_xscale("log")
     ax.set_xlabel("median latency, ms (log scale)")
-    ax.set_title(f"rn50 profile · {report.settings.threads} CPU threads")
+    ax.set_title(f"{cmd('profile')} · {report.settings.threads} CPU threads")
     ax.legend()
     if scatter:
         ax2: Any = axes[0][1]

@@ -13,6 +13,7 @@ from rn50.exporter.layer_names import layer_label
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import fmt
 from rn50.reports.render import Section, to_markdown
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -124,7 +125,8 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         if i == 0 and image:
             part.images.append(("logits' cosine mean to FP32 after each layer left out of INT8", image))
         part.paragraphs.append(
-            f"After each step ({s['checked_on']} held-apart crops; step 0 is the INT8 file without --budget; a layer "
+            f"After each step ({s['checked_on']} held-apart crops; step 0 is the INT8 file without {opt('budget')}; "
+            "a layer "
             "that does not raise the cosine mean goes back to INT8):"
         )
         part.header = ["step", "layer tried in float", "kept out", "cos mean", "cos worst", "top-1", "budget"]
@@ -211,9 +213,9 @@ def searches_of(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def load(path: Path) -> list[dict[str, Any]]:
     from rn50.errors import UsageError
 
-    data = read_json(path, what="quantize report", fix="run rn50 quantize again")
+    data = read_json(path, what="quantize report", fix=f"run {cmd('quantize')} again")
     if not isinstance(data, list):
-        raise UsageError(f"{path} is not a quantize report", fix="run rn50 quantize again")
+        raise UsageError(f"{path} is not a quantize report", fix=f"run {cmd('quantize')} again")
     return data
 
 

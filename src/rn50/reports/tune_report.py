@@ -10,6 +10,7 @@ from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.charts import png, pyplot
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results.tune_results import REPORT, to_dict
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,7 +43,7 @@ def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def sections(data: dict[str, Any], *, image: str | None = None) -> list[Section]:
-    head = Section("Serving configuration (rn50 tune)", "tune")
+    head = Section(f"Serving configuration ({cmd('tune')})", "tune")
     head.paragraphs.append(f"**{data['verdict']}.**")
     head.paragraphs.append(
         f"`{data['artifact']}` on {data['runtime']} ({data['precision']}), {data['concurrency']} concurrent clients, "
@@ -73,7 +74,8 @@ def sections(data: dict[str, Any], *, image: str | None = None) -> list[Section]
     head.after.append(
         "thr: CPU threads per instance; front: no other correct configuration is both faster and lower in p99. "
         "A configuration with one wrong answer or one failed request is never chosen. "
-        "Serve the best one with `rn50 triton-repo --from-tune` (its config.pbtxt) or the same flags of `rn50 serve`."
+        f"Serve the best one with `{cmd('triton-repo', from_tune=True)}` (its config.pbtxt) or the same flags of "
+        f"`{cmd('serve')}`."
     )
     if image:
         head.images.append(("throughput against p99 latency, the front and the budget", image))
@@ -99,7 +101,7 @@ def chart(data: dict[str, Any]) -> bytes | None:
     ax.axvline(data["budget_ms"], color="#b3261e", linestyle=":", label=f"p99 budget {data['budget_ms']:g} ms")
     ax.set_xlabel(f"p99 latency (ms) at {data['concurrency']} clients")
     ax.set_ylabel("images / s")
-    ax.set_title("rn50 tune: serving configurations on Triton")
+    ax.set_title(f"{cmd('tune')}: serving configurations on Triton")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return png(fig, dpi=110)
@@ -114,5 +116,5 @@ def write(report: TuneReport, folder: Path) -> list[Path]:
         written.append(folder / CHART)
     atomic_write_text(written[0], json.dumps(data, indent=2) + "\n")
     parts = [*sections(data, image=CHART if image else None), Section("", after=[machine_line(data["machine"])])]
-    atomic_write_text(written[1], to_markdown("rn50 tune", parts))
+    atomic_write_text(written[1], to_markdown(str(cmd("tune")), parts))
     return written

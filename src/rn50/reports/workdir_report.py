@@ -14,6 +14,7 @@ from rn50.machine import describe
 from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_html, to_markdown
 from rn50.runtimes.registry import standin_note
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from rn50.results.pipeline_results import StepResult
@@ -57,7 +58,7 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     out = Section("What to ship", "recommendation")
     if parity is None:
         out.paragraphs.append(
-            "No parity yet: run `rn50 parity` (or `rn50 pipeline`) to know which engines can be trusted."
+            f"No parity yet: run `{cmd('parity')}` (or `{cmd('pipeline')}`) to know which engines can be trusted."
         )
         return out
     verdicts = verdicts_of(parity)
@@ -95,7 +96,7 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
             passed = [r.label for r in ran if r.status == "pass"]
             out.bullets.append(
                 f"{name}: passed parity: {', '.join(passed) or 'none'}"
-                + ("" if profile is not None else " (no profile yet: run `rn50 profile` for the fastest)")
+                + ("" if profile is not None else f" (no profile yet: run `{cmd('profile')}` for the fastest)")
             )
         for r in ran:
             if r.status == "fail":
@@ -105,9 +106,9 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     if ort_int8 is not None and made_for:
         other = "avx2" if made_for == "vnni" else "vnni"
         out.bullets.append(
-            f"Other CPUs: {ort_int8.path} is made for {made_for}-class CPUs; for {other}-class ones (see `rn50 "
-            "doctor`) "
-            f"make it with `rn50 quantize --int8 --cpu {other}` and check it there with `rn50 parity`"
+            f"Other CPUs: {ort_int8.path} is made for {made_for}-class CPUs; for {other}-class ones (see "
+            f"`{cmd('doctor')}`) "
+            f"make it with `{cmd('quantize', int8=True, cpu=other)}` and check it there with `{cmd('parity')}`"
         )
     return out
 

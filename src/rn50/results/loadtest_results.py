@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.jsonio import jsonable, read_json
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,7 +76,7 @@ def to_dict(report: LoadtestReport) -> dict[str, Any]:
 def load(path: Path) -> dict[str, Any]:
     from rn50.errors import UsageError
 
-    data = read_json(path, what="load-test report", fix="pass a loadtest.json written by rn50 loadtest")
+    data = read_json(path, what="load-test report", fix=f"pass a loadtest.json written by {cmd('loadtest')}")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UsageError(f"{path} is not an rn50 load-test report", fix="run rn50 loadtest again")
+        raise UsageError(f"{path} is not an rn50 load-test report", fix=f"run {cmd('loadtest')} again")
     return data

@@ -13,6 +13,7 @@ from rn50.errors import UsageError
 from rn50.jsonio import jsonable, read_json
 from rn50.metrics import InputVerdict, OutputMetrics, PerInput
 from rn50.runtimes.registry import label
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -176,7 +177,7 @@ def to_dict(report: ParityReport) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> ParityReport:
     if data.get("schema") != SCHEMA:
         raise UsageError(
-            f"not an rn50 parity report (schema {data.get('schema')!r})",
+            f"not an {cmd('parity')} report (schema {data.get('schema')!r})",
             fix=f"pass a parity.json written by rn50 ({SCHEMA})",
         )
     results = []
@@ -219,4 +220,4 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
 
 
 def load(path: Path) -> ParityReport:
-    return from_dict(read_json(path, what="parity report", fix="pass a parity.json written by rn50 parity"))
+    return from_dict(read_json(path, what="parity report", fix=f"pass a parity.json written by {cmd('parity')}"))

@@ -14,6 +14,7 @@ from rn50.machine import check_batch_memory, check_threads, usable_cores
 from rn50.metrics import DEFAULT_THRESHOLDS
 from rn50.runtimes.registry import label
 from rn50.runtimes.timing import LatencyStats
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,12 +67,13 @@ class Settings:
 
         if not self.batches or any(b < 1 for b in self.batches):
             raise UsageError(
-                f"--batch {','.join(map(str, self.batches))}: batch sizes must be >= 1", fix="pass e.g. --batch 1,8,32"
+                f"{opt('batch')} {','.join(map(str, self.batches))}: batch sizes must be >= 1",
+                fix=f"pass e.g. {opt('batch')} 1,8,32",
             )
         check_batch_memory(max(self.batches))
         check_threads(self.threads)
         if self.warmup_iterations < 0:
-            raise UsageError(f"--warmup-iterations {self.warmup_iterations} is negative", fix="pass 0 or more")
+            raise UsageError(f"{opt('warmup_iterations')} {self.warmup_iterations} is negative", fix="pass 0 or more")
         check_budget(warmup_s=self.warmup_s, duration_s=self.duration_s, iterations=self.iterations)
 
 
@@ -83,7 +85,7 @@ def parse_batches(values: list[str] | None) -> tuple[int, ...]:
         batches = tuple(int(b) for b in values)
     except ValueError:
         raise UsageError(
-            f"--batch {','.join(values)!r} is not a list of integers", fix="pass e.g. --batch 1,8,32"
+            f"{opt('batch')} {','.join(values)!r} is not a list of integers", fix=f"pass e.g. {opt('batch')} 1,8,32"
         ) from None
     return tuple(dict.fromkeys(batches))  # sizes are checked by Settings.validate
 
@@ -144,7 +146,7 @@ def to_dict(report: ProfileReport) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> ProfileReport:
     if data.get("schema") != SCHEMA:
         raise UsageError(
-            f"not an rn50 profile report (schema {data.get('schema')!r})",
+            f"not an {cmd('profile')} report (schema {data.get('schema')!r})",
             fix=f"pass a profile.json written by rn50 ({SCHEMA})",
         )
     rows = []
@@ -159,4 +161,4 @@ def from_dict(data: dict[str, Any]) -> ProfileReport:
 
 
 def load(path: Path) -> ProfileReport:
-    return from_dict(read_json(path, what="profile report", fix="pass a profile.json written by rn50 profile"))
+    return from_dict(read_json(path, what="profile report", fix=f"pass a profile.json written by {cmd('profile')}"))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.jsonio import jsonable, read_json
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,7 +118,7 @@ class TuneReport:
             )
         base = self.default_point
         if best is base:
-            ratio = f" (rn50 serve's default: no configuration measured beats it by {GAIN - 1:.0%} or more)"
+            ratio = f" ({cmd('serve')}'s default: no configuration measured beats it by {GAIN - 1:.0%} or more)"
         elif base is not None and base.throughput > 0 and base.status != "failed":
             ratio = f", {best.throughput / base.throughput:.2f}× the default"
         else:
@@ -139,7 +140,7 @@ def to_dict(report: TuneReport) -> dict[str, Any]:
 def load(path: Path) -> dict[str, Any]:
     from rn50.errors import UsageError
 
-    data = read_json(path, what="tune report", fix="pass a tune.json written by rn50 tune")
+    data = read_json(path, what="tune report", fix=f"pass a tune.json written by {cmd('tune')}")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UsageError(f"{path} is not an rn50 tune report", fix="run rn50 tune again")
+        raise UsageError(f"{path} is not an {cmd('tune')} report", fix=f"run {cmd('tune')} again")
     return data

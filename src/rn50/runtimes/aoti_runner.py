@@ -12,6 +12,7 @@ import torch
 from rn50.errors import UsageError
 from rn50.runtimes.base import Feed, Runner, TensorSpec
 from rn50.runtimes.torch_runner import TorchThreads
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,7 +50,7 @@ class AotiRunner(Runner):
         if len(x) > self.sidecar.max_batch:
             raise UsageError(
                 f"batch {len(x)} is above {self.path.name}'s largest batch ({self.sidecar.max_batch})",
-                fix=f"use --batch {self.sidecar.max_batch} or less",
+                fix=f"use {opt('batch')} {self.sidecar.max_batch} or less",
             )
         with torch.inference_mode():
             y = self._package(torch.from_numpy(np.ascontiguousarray(x)))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rn50.errors import UsageError
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -60,7 +61,7 @@ def check_feed(feed: Mapping[str, np.ndarray], specs: list[TensorSpec], *, where
     if problems:
         raise UsageError(
             f"{where}: " + "; ".join(problems),
-            fix="rn50 feeds 'input' float32 (N, 3, 224, 224); export the model with rn50 export, or feed what its "
+            fix=f"rn50 feeds 'input' float32 (N, 3, 224, 224); export the model with {cmd('export')}, or feed what its "
             "inputs say",
         )
 

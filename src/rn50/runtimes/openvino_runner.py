@@ -15,6 +15,7 @@ import numpy as np
 
 from rn50.errors import EnvironmentProblem, UsageError
 from rn50.runtimes.base import Feed, Runner, TensorSpec
+from rn50.words import cmd, opt
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ def unconverted_nodes(path: Path, message: str) -> str:
 def read_model(core: Any, path: Path) -> Any:
     """An ONNX file or an IR pair, read by OpenVINO; every way it can fail is one UsageError naming the file."""
     if not path.is_file():
-        raise UsageError(f"model file not found: {path}", fix="run rn50 export (--ir for OpenVINO IR) first")
+        raise UsageError(
+            f"model file not found: {path}", fix=f"run {cmd('export')} ({opt('ir')} for OpenVINO IR) first"
+        )
     if path.suffix == ".xml":
         import xml.etree.ElementTree as ElementTree
 
@@ -89,21 +92,21 @@ def read_model(core: Any, path: Path) -> Any:
         if not weights.is_file():
             raise UsageError(
                 f"{path.name} has no weights file {weights.name} beside it",
-                fix="keep the .xml and .bin of an IR together, or write them again with rn50 export --ir",
+                fix=f"keep the .xml and .bin of an IR together, or write them again with {cmd('export', ir=True)}",
             )
         try:
             ElementTree.parse(path)
         except ElementTree.ParseError as e:
             raise UsageError(
                 f"{path.name} is not an OpenVINO IR: not valid XML ({e})",
-                fix="write the IR again with rn50 export --ir / rn50 quantize --ir",
+                fix=f"write the IR again with {cmd('export', ir=True)} / {cmd('quantize', ir=True)}",
             ) from e
     try:
         return core.read_model(str(path))
     except Exception as e:  # OpenVINO raises RuntimeError/GeneralFailure/OpConversionFailure with C++ text
         raise UsageError(
             f"OpenVINO cannot read {path.name}: {unconverted_nodes(path, str(e))}{first_line(e)}",
-            fix="check the file (rn50 verify), or write it again with rn50 export / quantize",
+            fix=f"check the file ({cmd('verify')}), or write it again with {cmd('export')} / quantize",
         ) from e
 
 
@@ -154,14 +157,14 @@ class OpenVinoRunner(Runner):
         except Exception as e:
             raise UsageError(
                 f"OpenVINO cannot compile {self.model_path.name}: {first_line(e)}",
-                fix="check the file (rn50 verify), or write it again with rn50 export / quantize",
+                fix=f"check the file ({cmd('verify')}), or write it again with {cmd('export')} / quantize",
             ) from e
         got = compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type: f32, bf16, f16
         ran = got.get_type_name() if hasattr(got, "get_type_name") else str(got)
         if ran != self.precision:
             raise EnvironmentProblem(
                 f"OpenVINO compiled {self.model_path.name} for {ran}, not the {self.precision} asked for",
-                fix="report this with rn50 doctor's output; rn50 never reports one precision under another",
+                fix=f"report this with {cmd('doctor')}'s output; rn50 never reports one precision under another",
             )
         self._compiled[hint] = compiled
         return compiled

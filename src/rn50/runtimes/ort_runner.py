@@ -17,6 +17,7 @@ import numpy as np
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.device import TorchCuda
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,7 +102,7 @@ class OnnxRuntimeRunner(Runner):
         if provider not in PROVIDERS:
             raise UsageError(f"unknown ONNX Runtime provider {provider!r}", fix=f"use one of {', '.join(PROVIDERS)}")
         if threads is not None and threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}", fix="pass a positive thread count")
+            raise UsageError(f"{opt('threads')} must be >= 1, got {threads}", fix="pass a positive thread count")
         super().__init__(label=label or f"onnxruntime-{provider}")
         self.model_path = Path(model_path)
         self.provider = provider
@@ -122,7 +123,7 @@ class OnnxRuntimeRunner(Runner):
         ort = import_onnxruntime()
         if not self.model_path.is_file():
             raise UsageError(
-                f"ONNX file not found: {self.model_path}", fix="run rn50 export first or pass an existing file"
+                f"ONNX file not found: {self.model_path}", fix=f"run {cmd('export')} first or pass an existing file"
             )
         wanted = PROVIDERS[self.provider]
         if wanted not in ort.get_available_providers():
@@ -145,7 +146,7 @@ class OnnxRuntimeRunner(Runner):
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise UsageError(
                 f"ONNX Runtime cannot load {self.model_path}: {str(e).splitlines()[0]}",
-                fix="check that the file is a valid ONNX model (rn50 export writes one)",
+                fix=f"check that the file is a valid ONNX model ({cmd('export')} writes one)",
             ) from e
         got = session.get_providers()
         if wanted not in got:
@@ -194,7 +195,7 @@ class OnnxRuntimeRunner(Runner):
             raise CheckFailed(
                 f"{self.label}: ONNX Runtime could not run {self.model_path.name} on {self.device}: "
                 f"{text.splitlines()[0]}",
-                fix="run rn50 parity --runtime onnxruntime-cpu to check the file; this runtime cannot run it as "
+                fix=f"run {cmd('parity', runtime='onnxruntime-cpu')} to check the file; this runtime cannot run it as "
                 "written",
             ) from e
 
@@ -217,7 +218,8 @@ class OnnxRuntimeRunner(Runner):
             # e.g. a Q/DQ file with nodes the CUDA provider leaves to the CPU: ONNX Runtime refuses to capture it
             raise EnvironmentProblem(
                 f"no CUDA graph for {self.model_path.name}: {str(e.__cause__).splitlines()[0]}",
-                fix="this file runs without CUDA graphs (its other rows); pass --no-cuda-graphs to skip them",
+                fix=f"this file runs without CUDA graphs (its other rows); pass {opt('cuda_graphs', False)} to skip "
+                "them",
             ) from e
         batch = next(iter(feed.values())).shape[0]
         binding = session.io_binding()

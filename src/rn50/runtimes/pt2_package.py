@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rn50.artifacts import atomic_write_text
 from rn50.errors import UsageError
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,7 +39,7 @@ class Pt2Sidecar:
         except (OSError, ValueError, TypeError) as e:
             raise UsageError(
                 f"cannot read {path.name}, the record of what {path.stem} was compiled for ({e})",
-                fix="make the package again: rn50 export --pt2",
+                fix=f"make the package again: {cmd('export', pt2=True)}",
             ) from e
 
 
@@ -61,12 +62,12 @@ def check_sidecar(package: Path) -> Pt2Sidecar:
     if side.torch != torch.__version__:
         raise UsageError(
             f"{package.name} was compiled by torch {side.torch}; this machine has {torch.__version__}",
-            fix="make the package again here: rn50 export --pt2",
+            fix=f"make the package again here: {cmd('export', pt2=True)}",
         )
     if side.isa != this_isa():
         raise UsageError(
             f"{package.name} was compiled for the CPU instruction set {side.isa or 'none'}; this CPU's is "
             f"{this_isa() or 'none'}",
-            fix="make the package again on this machine: rn50 export --pt2",
+            fix=f"make the package again on this machine: {cmd('export', pt2=True)}",
         )
     return side

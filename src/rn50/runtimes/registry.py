@@ -10,6 +10,7 @@ from rn50.errors import UsageError
 from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TENSORRT
 from rn50.runtimes.trt_env import RUNTIME as TENSORRT
 from rn50.runtimes.trt_env import STANDIN_RUNTIME as STANDIN
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -198,7 +199,7 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
         RuntimeSpec(
             "torch-compile-cpu",
             "torch.compile (Inductor, freezing) on the CPU, FP32, each batch size compiled at its first run: "
-            "named only (--runtime)",
+            f"named only ({opt('runtime')})",
             (TORCH,),
             "cpu",
             _inductor_cpu,
@@ -207,7 +208,7 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
         ),
         RuntimeSpec(
             "aoti-cpu",
-            "AOTInductor packages (rn50 export --pt2): PyTorch compiled ahead of time for this CPU",
+            f"AOTInductor packages ({cmd('export', pt2=True)}): PyTorch compiled ahead of time for this CPU",
             ("pt2",),
             "cpu",
             _inductor_cpu,
@@ -257,7 +258,7 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
         ),
         RuntimeSpec(
             TENSORRT,
-            "TensorRT engines (rn50 build-trt)",
+            f"TensorRT engines ({cmd('build-trt')})",
             ("engine",),
             "gpu",
             _tensorrt,
@@ -329,7 +330,8 @@ def engine_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tupl
             f"{runtime} does not compute this file as its Q/DQ nodes say (more than integer rounding explains: a "
             "fusion "
             "that changes the math, a wrong build or a runtime bug)",
-            "compare the file on another runtime (rn50 parity --artifact …) and report it to the runtime's maintainers "
+            f"compare the file on another runtime ({cmd('parity', artifact='…')}) and report it to the runtime's "
+            "maintainers "
             "with parity.json; the file's own error is judged apart (file vs FP32)",
         )
     assert form is not None
@@ -342,17 +344,17 @@ def engine_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tupl
         made = f" (it was made for {form.cpu_class}-class CPUs)" if form.cpu_class else ""
         return (
             cause + made,
-            "re-run `rn50 quantize --int8 --cpu avx2`: 7-bit weights, computed faithfully on every x86 CPU",
+            f"re-run `{cmd('quantize', int8=True, cpu='avx2')}`: 7-bit weights, computed faithfully on every x86 CPU",
         )
     if form.target == QDQ_TENSORRT:
         return (
             cause + " (it is made for TensorRT)",
-            "on this CPU run the onnxruntime-cpu file made with `rn50 quantize --int8 --cpu avx2` instead",
+            f"on this CPU run the onnxruntime-cpu file made with `{cmd('quantize', int8=True, cpu='avx2')}` instead",
         )
     return (
         cause,
-        "quantize weights to 7 bits for CPUs without VNNI (ONNX Runtime: reduce_range=True), or use `rn50 quantize "
-        "--int8 --cpu avx2`",
+        "quantize weights to 7 bits for CPUs without VNNI (ONNX Runtime: reduce_range=True), or use "
+        f"`{cmd('quantize', int8=True, cpu='avx2')}`",
     )
 
 

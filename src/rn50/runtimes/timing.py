@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rn50.errors import UsageError
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,11 +65,11 @@ def summarize(samples_ms: list[float], *, batch: int) -> LatencyStats:
 
 def check_budget(*, warmup_s: float, duration_s: float | None, iterations: int | None) -> None:
     if warmup_s < 0:
-        raise UsageError(f"--warmup {warmup_s} is negative", fix="pass 0 or more seconds")
+        raise UsageError(f"{opt('warmup')} {warmup_s} is negative", fix="pass 0 or more seconds")
     if duration_s is not None and duration_s <= 0:
-        raise UsageError(f"--duration {duration_s} must be > 0", fix="pass a positive number of seconds, e.g. 5")
+        raise UsageError(f"{opt('duration')} {duration_s} must be > 0", fix="pass a positive number of seconds, e.g. 5")
     if iterations is not None and iterations < 1:
-        raise UsageError(f"--iterations {iterations} must be >= 1", fix="pass a positive count")
+        raise UsageError(f"{opt('iterations')} {iterations} must be >= 1", fix="pass a positive count")
 
 
 def collect(
@@ -89,7 +90,7 @@ def collect(
     """
     check_budget(warmup_s=warmup_s, duration_s=duration_s, iterations=iterations)
     if warmup_min < 0:
-        raise UsageError(f"--warmup-iterations {warmup_min} is negative", fix="pass 0 or more")
+        raise UsageError(f"{opt('warmup_iterations')} {warmup_min} is negative", fix="pass 0 or more")
     start, n = clock(), 0
     while n < warmup_min or clock() - start < warmup_s:
         one()

@@ -8,6 +8,7 @@ import torch
 from rn50.errors import EnvironmentProblem
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.device import TorchCuda
+from rn50.words import opt
 
 
 class TorchThreads:
@@ -48,7 +49,7 @@ class TorchRunner(Runner):
         self._threads.take()
         if self._device.startswith("cuda"):
             if not torch.cuda.is_available():
-                raise EnvironmentProblem("torch cannot see a CUDA GPU", fix="run the reference on --device cpu")
+                raise EnvironmentProblem("torch cannot see a CUDA GPU", fix=f"run the reference on {opt('device')} cpu")
             # The reference must be plain FP32: TF32 matmuls/convs would hide real errors.
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
@@ -69,7 +70,7 @@ class TorchRunner(Runner):
         if cuda_graph:
             raise EnvironmentProblem(
                 "CUDA graphs are not measured for eager PyTorch",
-                fix="compare torch.compile(mode='reduce-overhead') by hand, or pass --no-cuda-graphs",
+                fix=f"compare torch.compile(mode='reduce-overhead') by hand, or pass {opt('cuda_graphs', False)}",
             )
         stream = torch.cuda.Stream(device=self._device)
         x = torch.from_numpy(feed["input"]).to(self._device)

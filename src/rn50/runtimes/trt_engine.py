@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rn50.errors import CheckFailed, UsageError
 from rn50.runtimes.trt_env import trt
 from rn50.runtimes.trt_plan import BuildOptions, profile_shapes
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,7 +87,8 @@ def parse_onnx(
         more = f" (+{len(errors) - MAX_PARSER_ERRORS} more)" if len(errors) > MAX_PARSER_ERRORS else ""
         raise UsageError(
             f"TensorRT's ONNX parser rejected {onnx_path.name}: " + "; ".join(errors[:MAX_PARSER_ERRORS]) + more,
-            fix="rebuild the file with rn50 export / rn50 quantize, then rn50 build-trt; report the node if it "
+            fix=f"rebuild the file with {cmd('export')} / {cmd('quantize')}, then {cmd('build-trt')}; report the "
+            "node if it "
             "persists",
         )
     return network, parser
@@ -112,12 +114,12 @@ def configure(
     if progress is not None:
         config.progress_monitor = progress_monitor(progress)
     profile = builder.create_optimization_profile()
-    lo, opt, hi = profile_shapes(opts)
-    profile.set_shape(INPUT, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
+    lo, mid, hi = profile_shapes(opts)
+    profile.set_shape(INPUT, trt.Dims(list(lo)), trt.Dims(list(mid)), trt.Dims(list(hi)))
     if config.add_optimization_profile(profile) < 0:
         raise UsageError(
-            f"TensorRT refused the optimisation profile {lo} / {opt} / {hi}",
-            fix="pass --min-batch <= --opt-batch <= --max-batch",
+            f"TensorRT refused the optimisation profile {lo} / {mid} / {hi}",
+            fix=f"pass {opt('min_batch')} <= {opt('opt_batch')} <= {opt('max_batch')}",
         )
     return config
 
@@ -133,13 +135,15 @@ def build(
     if serialized is None:
         raise CheckFailed(
             f"TensorRT could not build the engine: {logger.last_error()}",
-            fix="rerun with --verbose for TensorRT's log; for a workspace error pass a larger --workspace",
+            fix=f"rerun with {opt('verbose')} for TensorRT's log; for a workspace error pass a larger "
+            f"{opt('workspace')}",
         )
     plan = bytes(serialized)
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     if engine is None:
         raise CheckFailed(
-            f"TensorRT built an engine it cannot load: {logger.last_error()}", fix="report this with --verbose output"
+            f"TensorRT built an engine it cannot load: {logger.last_error()}",
+            fix=f"report this with {opt('verbose')} output",
         )
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     io = []

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -70,23 +71,27 @@ class BuildOptions:
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {self.precision!r}", fix="pass --fp16, --int8, or neither for FP32")
+            raise UsageError(
+                f"unknown precision {self.precision!r}", fix=f"pass {opt('fp16')}, {opt('int8')}, or neither for FP32"
+            )
         if self.min_batch < 1:
-            raise UsageError(f"--min-batch {self.min_batch} must be >= 1", fix="pass 1 or more")
+            raise UsageError(f"{opt('min_batch')} {self.min_batch} must be >= 1", fix="pass 1 or more")
         if not self.min_batch <= self.opt_batch <= self.max_batch:
             raise UsageError(
                 f"batch range min {self.min_batch} / opt {self.opt_batch} / max {self.max_batch} is not ordered",
-                fix="pass --min-batch <= --opt-batch <= --max-batch",
+                fix=f"pass {opt('min_batch')} <= {opt('opt_batch')} <= {opt('max_batch')}",
             )
         if self.workspace_mib < 1:
-            raise UsageError(f"--workspace {self.workspace_mib} MiB must be >= 1", fix="pass a positive size in MiB")
+            raise UsageError(
+                f"{opt('workspace')} {self.workspace_mib} MiB must be >= 1", fix="pass a positive size in MiB"
+            )
         if not 0 <= self.opt_level <= MAX_OPT_LEVEL:
             raise UsageError(
-                f"--opt-level {self.opt_level} is out of range", fix=f"pass 0 to {MAX_OPT_LEVEL} (default 3)"
+                f"{opt('opt_level')} {self.opt_level} is out of range", fix=f"pass 0 to {MAX_OPT_LEVEL} (default 3)"
             )
         if self.hardware_compat not in HARDWARE_COMPAT:
             raise UsageError(
-                f"--hardware-compat {self.hardware_compat!r}", fix=f"use one of {', '.join(HARDWARE_COMPAT)}"
+                f"{opt('hardware_compat')} {self.hardware_compat!r}", fix=f"use one of {', '.join(HARDWARE_COMPAT)}"
             )
 
 
@@ -133,7 +138,7 @@ class Sidecar:
         if not path.is_file():
             raise UsageError(
                 f"{path} is missing: the engine's metadata is unknown",
-                fix="rebuild with `rn50 build-trt` (engines need their .engine.json sidecar)",
+                fix=f"rebuild with `{cmd('build-trt')}` (engines need their .engine.json sidecar)",
             )
         try:
             data = json.loads(path.read_text())
@@ -150,7 +155,9 @@ class Sidecar:
             _cc(sidecar.compute_capability)
             return sidecar
         except (OSError, ValueError, TypeError) as e:
-            raise UsageError(f"{path} is not an rn50 engine sidecar ({e})", fix="rebuild with `rn50 build-trt`") from e
+            raise UsageError(
+                f"{path} is not an rn50 engine sidecar ({e})", fix=f"rebuild with `{cmd('build-trt')}`"
+            ) from e
 
 
 def _major(version: str) -> str:
@@ -183,7 +190,7 @@ def check_engine_file(sidecar: Sidecar, engine: Path, engine_sha256: str) -> Non
 
 
 def rebuild_fix(precision: str) -> str:
-    return f"rebuild with `rn50 build-trt{'' if precision == 'fp32' else ' --' + precision}` on this machine"
+    return f"rebuild with `{cmd('build-trt')}{'' if precision == 'fp32' else ' --' + precision}` on this machine"
 
 
 def check_sidecar(
@@ -215,7 +222,7 @@ def check_sidecar(
         raise UsageError(
             f"the engine was built for compute capability {sidecar.compute_capability} ({sidecar.gpu}); this GPU is "
             f"{compute_capability}",
-            fix=fix + (" or build with --hardware-compat ampere-plus" if compat == "none" else ""),
+            fix=fix + (f" or build with {opt('hardware_compat')} ampere-plus" if compat == "none" else ""),
         )
 
 
@@ -301,7 +308,8 @@ def check_int8_engine(report: LayerReport, excluded: frozenset[str] = frozenset(
         raise CheckFailed(
             f"INT8 engine has {len(missing)} convolutions not running in INT8 "
             f"({', '.join(missing[:3]) or 'none found in INT8'})",
-            fix="check the Q/DQ placement (rn50 quantize --int8 --target tensorrt lints it) and the layer report",
+            fix=f"check the Q/DQ placement ({cmd('quantize', int8=True, target='tensorrt')} lints it) and the layer "
+            "report",
         )
     if wrong:
         raise CheckFailed(

@@ -15,6 +15,7 @@ from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.trt_engine import dims, recording_logger
 from rn50.runtimes.trt_env import device_memory, require_tensorrt, runtime_name, standin, trt, version
 from rn50.runtimes.trt_plan import Sidecar, check_engine_file, check_sidecar, rebuild_fix, sidecar_path
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from rn50.runtimes.device import DeviceMemory
@@ -42,7 +43,7 @@ class TensorRTRunner(Runner):
         self._standin = str(mark.label) if mark is not None else ""
         self.memory = device_memory()
         if not self.engine_path.is_file():
-            raise UsageError(f"engine not found: {self.engine_path}", fix="run rn50 build-trt first")
+            raise UsageError(f"engine not found: {self.engine_path}", fix=f"run {cmd('build-trt')} first")
         self.sidecar = sidecar = Sidecar.load(sidecar_path(self.engine_path))
         precision = str(sidecar.options.get("precision", "fp32"))
         plan = self.engine_path.read_bytes()
@@ -99,7 +100,8 @@ class TensorRTRunner(Runner):
                 lo, hi = self._batch_range()
                 raise UsageError(
                     f"{self.label}: input shape {arr.shape} is outside the engine's profile (batch {lo}..{hi})",
-                    fix="feed batches within the profile, or rebuild with rn50 build-trt --min-batch/--max-batch",
+                    fix=f"feed batches within the profile, or rebuild with {cmd('build-trt')} "
+                    f"{opt('min_batch')}/{opt('max_batch')}",
                 )
             buffer = memory.to_device(arr, self.stream)
             buffers.append(buffer)
@@ -117,7 +119,9 @@ class TensorRTRunner(Runner):
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self._memory.stream_handle(self.stream)):
-            raise CheckFailed(f"{self.label}: execute_async_v3 failed", fix="rerun with --verbose for TensorRT's log")
+            raise CheckFailed(
+                f"{self.label}: execute_async_v3 failed", fix=f"rerun with {opt('verbose')} for TensorRT's log"
+            )
 
     def device_bench(self, feed: Feed, *, cuda_graph: bool) -> DeviceBench | None:
         """Buffers stay on the device; with ``cuda_graph`` one enqueue is captured and replayed."""

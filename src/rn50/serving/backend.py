@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rn50.errors import Rn50Error
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from rn50.runtimes.base import Runner
@@ -117,9 +118,9 @@ class ServedModel:
         digest = sha256_file(artifact.path)
         if digest != artifact.sha256:
             raise UsageError(
-                f"{artifact.path} changed since rn50 serve checked it (sha256 {digest[:12]}, expected "
+                f"{artifact.path} changed since {cmd('serve')} checked it (sha256 {digest[:12]}, expected "
                 f"{artifact.sha256[:12]})",
-                fix="restart rn50 serve",
+                fix=f"restart {cmd('serve')}",
             )
         target = Target(artifact.runtime, artifact.precision, artifact.artifact, artifact.path, sha256=artifact.sha256)
         runner = make_runner(target, threads=artifact.threads)

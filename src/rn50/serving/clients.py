@@ -15,6 +15,7 @@ import numpy as np
 from rn50.errors import UsageError
 from rn50.serving.backend import INPUT, OUTPUT
 from rn50.serving.triton_config import ARTIFACT_PARAMETER, PRECISION_PARAMETER, SHA256_PARAMETER
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +47,8 @@ def connect(url: str, protocol: str) -> Any:
     except Exception as e:  # tritonclient's transport errors have several types
         raise UsageError(
             f"no Triton server answers at {url} ({protocol}): {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-            fix="start one with rn50 serve, or pass --url HOST:PORT (--protocol grpc for a gRPC port)",
+            fix=f"start one with {cmd('serve')}, or pass {opt('url')} HOST:PORT ({opt('protocol')} grpc for a gRPC "
+            "port)",
         ) from None
     if not live:
         try:
@@ -54,7 +56,8 @@ def connect(url: str, protocol: str) -> Any:
         except Exception:  # something answers on the port, but not Triton's API (a plain web server)
             raise UsageError(
                 f"the server at {url} is not a Triton server (no answer to Triton's /v2 API)",
-                fix="pass --url the HTTP port rn50 serve printed (--protocol grpc for its gRPC port)",
+                fix=f"pass {opt('url')} the HTTP port {cmd('serve')} printed ({opt('protocol')} grpc for its gRPC "
+                "port)",
             ) from None
         raise UsageError(f"the Triton server at {url} is not live", fix="see the server's log")
     return client
@@ -114,7 +117,7 @@ def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
         raise UsageError(
             f"model {model!r} is not ready on this server"
             + (f" (it has: {', '.join(names)})" if names else " (it lists no models)"),
-            fix="pass --model-name the name rn50 serve printed (default resnet50)",
+            fix=f"pass {opt('model_name')} the name {cmd('serve')} printed (default resnet50)",
         )
     cfg = _ask(client, "get_model_config", model, protocol)
     cfg = cfg.get("config", cfg)
@@ -122,7 +125,7 @@ def model_info(client: Any, model: str, protocol: str) -> ServedModelInfo:
     if [i.get("name") for i in inputs] != [INPUT] or inputs[0].get("data_type") != "TYPE_FP32":
         raise UsageError(
             f"model {model!r} takes {[(i.get('name'), i.get('data_type')) for i in inputs]}, not one FP32 {INPUT!r}",
-            fix="load-test a model rn50 serve or rn50 triton-repo wrote",
+            fix=f"load-test a model {cmd('serve')} or {cmd('triton-repo')} wrote",
         )
     params = {k: v.get("string_value") for k, v in cfg.get("parameters", {}).items()}
     return ServedModelInfo(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.errors import CheckFailed, EnvironmentProblem, UsageError
 from rn50.serving.triton_config import TRITON_EXTRA
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,13 +55,18 @@ class Endpoints:
 
     def check(self) -> None:
         """Ports are valid, distinct and free on ``host`` (a taken port is named before the server starts)."""
-        ports = {"--port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
+        ports = {
+            str(opt("port")): self.http_port,
+            str(opt("grpc_port")): self.grpc_port,
+            str(opt("metrics_port")): self.metrics_port,
+        }
         for name, port in ports.items():
             if not 1 <= port <= 65535:
                 raise UsageError(f"{name} {port} is not a TCP port", fix="pass a port between 1 and 65535")
         if len(set(ports.values())) < len(ports):
             raise UsageError(
-                f"--port, --grpc-port and --metrics-port must differ, got {', '.join(map(str, ports.values()))}",
+                f"{opt('port')}, {opt('grpc_port')} and {opt('metrics_port')} must differ, got "
+                f"{', '.join(map(str, ports.values()))}",
                 fix="give each endpoint its own port",
             )
         for name, port in ports.items():
@@ -208,7 +214,9 @@ def wait(triton: Any, poll_s: float = 0.5) -> None:
     """Block until the server stops by itself (an error) or the process is interrupted (Ctrl-C, SIGTERM)."""
     while triton.is_alive():
         time.sleep(poll_s)
-    raise CheckFailed("Triton Inference Server stopped on its own", fix="see its log (rn50 serve prints where it is)")
+    raise CheckFailed(
+        "Triton Inference Server stopped on its own", fix=f"see its log ({cmd('serve')} prints where it is)"
+    )
 
 
 SCRATCH_PREFIX, OWNER_FILE = "rn50-serve-", "owner.pid"
@@ -235,7 +243,7 @@ def scratch_folder() -> Iterator[Path]:
     at a path of plain ASCII without spaces (Triton's command line and its Python stub take nothing else), named
     after this process, and removed when the run ends."""
     for folder in remove_abandoned_scratch():
-        log.info("removed %s, left by an rn50 serve that was killed", folder)
+        log.info(f"removed %s, left by an {cmd('serve')} that was killed", folder)
     folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     if not folder.as_posix().isascii() or " " in folder.as_posix():
         shutil.rmtree(folder, ignore_errors=True)

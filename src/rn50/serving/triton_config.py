@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rn50.errors import EnvironmentProblem, UsageError
+from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -209,11 +210,15 @@ class Batching:
 
     def check(self) -> None:
         if self.max_batch < 1:
-            raise UsageError(f"--max-batch-size {self.max_batch} must be >= 1", fix="pass e.g. --max-batch-size 8")
+            raise UsageError(
+                f"{opt('max_batch_size')} {self.max_batch} must be >= 1", fix=f"pass e.g. {opt('max_batch_size')} 8"
+            )
         if self.queue_delay_us < 0:
-            raise UsageError(f"--queue-delay-us {self.queue_delay_us} is negative", fix="pass 0 or more microseconds")
+            raise UsageError(
+                f"{opt('queue_delay_us')} {self.queue_delay_us} is negative", fix="pass 0 or more microseconds"
+            )
         if self.instances < 1:
-            raise UsageError(f"--instances {self.instances} must be >= 1", fix="pass e.g. --instances 1")
+            raise UsageError(f"{opt('instances')} {self.instances} must be >= 1", fix=f"pass e.g. {opt('instances')} 1")
 
 
 def batch_limits(io: ModelIO, batching: Batching, label: str) -> tuple[int, list[int]]:
@@ -225,7 +230,7 @@ def batch_limits(io: ModelIO, batching: Batching, label: str) -> tuple[int, list
     if lo != 1:
         raise UsageError(
             f"{label}: the engine's profile starts at batch {lo}; Triton's dynamic batcher sends batches from 1",
-            fix="rebuild it with rn50 build-trt --min-batch 1",
+            fix=f"rebuild it with {cmd('build-trt', min_batch=1)}",
         )
     return hi, sorted({io.batch_opt or hi, hi})
 
@@ -295,7 +300,9 @@ def parse(text: str) -> Any:
     try:
         return text_format.Parse(text, pb2.ModelConfig())
     except text_format.ParseError as e:
-        raise UsageError(f"not a Triton model configuration: {e}", fix="regenerate it with rn50 triton-repo") from e
+        raise UsageError(
+            f"not a Triton model configuration: {e}", fix=f"regenerate it with {cmd('triton-repo')}"
+        ) from e
 
 
 def check(cfg: Any, io: ModelIO, *, where: str) -> None:
@@ -326,4 +333,4 @@ def check(cfg: Any, io: ModelIO, *, where: str) -> None:
     if bad:
         problems.append(f"preferred batch size(s) {bad} above max_batch_size {cfg.max_batch_size}")
     if problems:
-        raise UsageError(f"{where}: " + "; ".join(problems), fix="regenerate it with rn50 triton-repo")
+        raise UsageError(f"{where}: " + "; ".join(problems), fix=f"regenerate it with {cmd('triton-repo')}")
