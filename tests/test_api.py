@@ -67,3 +67,18 @@ def test_a_locked_work_directory_is_refused(work: Path) -> None:
         holder.kill()
         holder.wait()
         os.unlink(work / ".rn50.lock")
+
+
+def test_options_are_checked_once_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI and the API check a command's options once, before any work; the command trusts them."""
+    from typer.testing import CliRunner
+
+    from rn50.cli import app
+    from rn50.commands.info import InfoOptions
+
+    calls = []
+    original = InfoOptions.check
+    monkeypatch.setattr(InfoOptions, "check", lambda self: calls.append(1) or original(self))
+    assert CliRunner().invoke(app, ["info", "--json"]).exit_code == 0
+    rn50.info()
+    assert calls == [1, 1]

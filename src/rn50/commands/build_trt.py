@@ -120,7 +120,6 @@ class BuildTrtOutcome:
 
 def build_trt(options: BuildTrtOptions, workdir: WorkDir, ui: Ui = QUIET) -> BuildTrtOutcome:
     """Build a strongly typed TensorRT engine (FP32, FP16 or INT8 from the ONNX file's own precision)."""
-    options.check()
     made = missing_source(options, workdir)
     if made is not None:
         ui.status(f"making the {made} ONNX file first…")

@@ -77,7 +77,6 @@ def calibrate(
     from rn50.calibration.table import table_for
     from rn50.exporter.onnx_file import fp32_artifact
 
-    options.check()
     fp32_artifact(workdir)  # the model first: no image is read for a directory that has none
     feeds = feeds or read_feeds(options, ui)
     c = options.calibration

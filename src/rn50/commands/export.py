@@ -158,7 +158,6 @@ def export(
     """Export to a simplified ONNX file with a dynamic batch, and verify it against PyTorch."""
     from rn50.exporter.onnx_file import FP32_NAME, write_fp32_onnx
 
-    options.check()
     ui.status("exporting (build, torch.export, onnxsim, verify)…")
     result = write_fp32_onnx(options.config, workdir, verify=options.verify, loaded=loaded)
     irs = []

@@ -74,5 +74,4 @@ def info(options: InfoOptions, _workdir: WorkDir | None = None, _ui: Ui = QUIET)
     from rn50.model import resnet
     from rn50.summary import summarize
 
-    options.check()
     return InfoOutcome(summarize(resnet(options.depth), image_size=options.image_size))

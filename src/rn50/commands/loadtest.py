@@ -132,7 +132,6 @@ def loadtest(options: LoadtestOptions, workdir: WorkDir, ui: Ui = QUIET) -> Load
     from rn50.reports import loadtest_report
 
     say = ui.status
-    options.check()
     if options.wait_s:
         say("waiting for the server")
         wait_ready(options.url, options.protocol, options.model, options.wait_s)

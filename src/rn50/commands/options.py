@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rn50.calibration.ranges import AUTO_METHOD, DEFAULT_METHOD, METHODS, method_options
-from rn50.commands.flags import flag
+from rn50.commands.flags import flag, option
 from rn50.errors import UsageError
 from rn50.feeds import DEFAULT_SAMPLE_COUNT
 
@@ -53,11 +53,21 @@ def model_name_flag() -> Any:
     return flag("--model-name", default="resnet50", help="The model's name on the Triton server.")
 
 
-THREADS_HELP = "CPU threads of every CPU runtime (default: the cores this process may use)."
+# --threads of the commands that measure or compare (parity, profile, the pipeline): one flag, one default — the
+# cores this process may use (``machine.usable_cores``), given to every runtime, the PyTorch reference included.
+THREADS = option("--threads", help="CPU threads of every CPU runtime (default: the cores this process may use).")
 
 
-def threads_flag(help: str = THREADS_HELP) -> Any:
-    return flag("--threads", default=None, help=help)
+def threads_flag() -> Any:
+    """--threads as a field of a command's own options (parity); profile's ``Settings`` is declared with it below."""
+    from rn50.machine import usable_cores
+
+    return flag(*THREADS.decls, help=THREADS.help, default_factory=usable_cores)
+
+
+def instance_threads_flag(default_is: str) -> Any:
+    """--threads of a served model: per instance, not per process (serve, triton-repo); unset, the backend's own."""
+    return flag("--threads", default=None, help=f"CPU threads per instance (default: {default_is}).")
 
 
 def runtimes_flag(help: str = "Runtime(s) to run (default: every one available here)") -> Any:
@@ -292,7 +302,7 @@ def _declare_library_flags() -> None:
         warmup_iterations=option("--warmup-iterations", help="Warm-up iterations at least, whatever --warmup says."),
         duration_s=option("--duration", help="Seconds measured per runtime, artifact and batch."),
         iterations=option("--iterations", help="An exact number of measured iterations, instead of --duration."),
-        threads=option("--threads", help=THREADS_HELP),
+        threads=THREADS,
         cuda_graphs=option(
             "--cuda-graphs/--no-cuda-graphs", help="GPU rows: also time the run replayed as a CUDA graph."
         ),

@@ -54,7 +54,7 @@ class ParityOptions:
     reference_device: str = flag(
         "--reference-device", default="cpu", help="Device of the PyTorch reference: cpu or cuda (TF32 off)."
     )
-    threads: int | None = threads_flag()
+    threads: int = threads_flag()
 
     def check(self) -> None:
         from rn50.machine import check_threads
@@ -64,8 +64,7 @@ class ParityOptions:
             raise UsageError(
                 f"--reference-device {self.reference_device!r}", fix=f"use {' or '.join(REFERENCE_DEVICES)}"
             )
-        if self.threads is not None:
-            check_threads(self.threads)
+        check_threads(self.threads)
         check_batch(self.batch)
         for path in self.onnx or []:
             if not Path(path).is_file():
@@ -121,7 +120,6 @@ def parity(
     from rn50.runtimes.torch_runner import TorchRunner
     from rn50.weights import workdir_model
 
-    options.check()
     targets, skipped = planned or parity_targets(
         workdir, runtimes=options.runtimes, artifacts=options.artifacts, extra_onnx=options.onnx
     )

@@ -424,7 +424,6 @@ def pipeline(options: PipelineOptions, workdir: WorkDir, ui: Ui = QUIET) -> Pipe
     """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
     from rn50.reports import workdir_report
 
-    options.check()
     result = Pipeline(workdir, options, ui).run()
     # A run refused before any step did anything (another model's directory, ...) leaves the directory alone.
     written = workdir_report.write(workdir, list(result.steps)) if result.started else []

@@ -82,7 +82,6 @@ def profile(
     """Latency and throughput of every runtime × precision × batch, on the same inputs (trtexec's names)."""
     from rn50.weights import workdir_model
 
-    options.check()
     targets, skipped = planned or profile_targets(
         workdir, options.settings, runtimes=options.runtimes, precisions=options.precisions, artifacts=options.artifacts
     )

@@ -233,7 +233,6 @@ def quantize(
     from rn50.calibration.ranges import AUTO_METHOD
     from rn50.reports.quantize_report import write_quality_report
 
-    options.check()
     calibrated = None
     methods: dict[str, list[MethodScore]] = {}
     tables: dict[str, CalibrationTable] = {}  # each INT8 target's table

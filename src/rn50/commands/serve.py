@@ -17,7 +17,7 @@ import numpy as np
 
 from rn50.artifacts import PARTIAL
 from rn50.commands.flags import flag
-from rn50.commands.options import model_name_flag, threads_flag
+from rn50.commands.options import instance_threads_flag, model_name_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed, EnvironmentProblem, Stopped, UsageError
 from rn50.jsonio import jsonable
@@ -66,7 +66,7 @@ class ServeOptions:
     model: str = model_name_flag()
     endpoints: Endpoints = field(default_factory=Endpoints)
     batching: Batching = field(default_factory=Batching)
-    threads: int | None = threads_flag("CPU threads per instance (default: the runtime's).")
+    threads: int | None = instance_threads_flag("the runtime's")
 
     def check(self) -> None:
         check_installed()
@@ -201,7 +201,6 @@ class Ready:
 def serve(options: ServeOptions, workdir: WorkDir, ui: Ui = QUIET) -> None:
     """Serve one artifact on a real Triton Inference Server (PyTriton's), through rn50's runner; Ctrl-C or SIGTERM stops
     it: Triton stops taking requests, answers those in flight and exits (exit 130, said as "stopped")."""
-    options.check()
     served, kind = served_artifact(options, workdir)
     kept_log = workdir.root.resolve() / f"triton-{options.model}.log"
     ui.status("starting Triton Inference Server…")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_text
 from rn50.commands.flags import flag
-from rn50.commands.options import artifacts_flag, threads_flag
+from rn50.commands.options import artifacts_flag, instance_threads_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import EnvironmentProblem, UsageError
 from rn50.jsonio import jsonable
@@ -55,7 +55,7 @@ class TritonRepoOptions:
         help="cpu, gpu (default both): which instance groups to write.",
     )
     batching: Batching = field(default_factory=Batching)
-    threads: int | None = threads_flag("CPU threads per CPU instance (default: the backend's).")
+    threads: int | None = instance_threads_flag("the backend's")
     from_tune: bool = flag(
         "--from-tune",
         default=False,
@@ -191,7 +191,6 @@ def _model_folder(target: Path) -> Iterator[Path]:
 
 def triton_repo(options: TritonRepoOptions, workdir: WorkDir, _ui: Ui = QUIET) -> TritonRepoOutcome:
     """A Triton model repository for the work directory's artifacts, on Triton's stock backends."""
-    options.check()
     if options.from_tune:
         options = tuned_options(options, workdir)
     root = options.repo or workdir.path(REPOSITORY)

@@ -138,7 +138,6 @@ def tune(options: TuneOptions, workdir: WorkDir, ui: Ui = QUIET) -> TuneOutcome:
     from rn50.machine import describe
     from rn50.reports import tune_report
 
-    options.check()
     start = time.monotonic()
     served, kind = served_artifact(options.serve_options(default_config()), workdir)
     limits = options.thresholds.limits(served.precision)
