@@ -236,6 +236,62 @@ def test_a_runtime_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatch, tmp_
         assert "toy-cpu" in help_text, help_text
 
 
+def test_an_artifact_kind_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A toy kind of artifact (an ONNX file under another suffix) and a runtime that reads it, registered here alone:
+    parity plans it, triton-repo serves it where its row says, verify checks its sidecar and reports a stray file of
+    its suffix — with no other edit."""
+    import json
+
+    import onnx
+    from tiny import small_convnet
+    from typer.testing import CliRunner
+
+    from rn50 import cli
+    from rn50.artifacts import Artifact, WorkDir, sha256_file
+    from rn50.evaluation import targets
+    from rn50.runtimes import kinds, registry
+    from rn50.runtimes.model_io import onnx_io
+    from rn50.runtimes.ort_runner import OnnxRuntimeRunner
+
+    def runner(target: registry.Target, threads: int | None, _model: object) -> OnnxRuntimeRunner:
+        assert target.path is not None
+        return OnnxRuntimeRunner(target.path, threads=threads, label=target.label)
+
+    def sidecar(path: Path, _digest: str) -> str | None:
+        return "its sidecar is missing" if not path.with_suffix(".json").exists() else None
+
+    toy = kinds.ModelKind(
+        "toy",
+        ".toy",
+        onnx_io,
+        served={"*": (kinds.Placement("cpu", "onnxruntime", "model.onnx"),)},
+        sidecar_problem=sidecar,
+    )
+    monkeypatch.setitem(kinds.KINDS, "toy", toy)
+    reader = registry.RuntimeSpec("toy-cpu", "reads toy files", ("toy",), "cpu", lambda: None, runner)
+    monkeypatch.setitem(registry.RUNTIME_TABLE, reader.name, reader)
+    root = tmp_path / "work"
+    root.mkdir()
+    onnx.save(small_convnet(), str(root / "small.toy"))
+    (root / "small.json").write_text("{}")
+    WorkDir(root).record(
+        Artifact("toy-fp32", "small.toy", "toy", "fp32", sha256_file(root / "small.toy"), None, {}, {})
+    )
+
+    planned, _ = targets.parity_targets(WorkDir(root), runtimes=["onnxruntime-cpu", "toy-cpu"])
+    assert [(t.runtime, t.artifact) for t in planned] == [("toy-cpu", "toy-fp32")]
+    app = cli.build_app()
+    done = CliRunner().invoke(app, ["triton-repo", "--out", str(root), "--json"])
+    assert done.exit_code == 0, done.output
+    assert [m["name"] for m in json.loads(done.stdout)["models"]] == ["toy-fp32-cpu"], done.stdout
+    (root / "small.json").unlink()
+    (root / "stray.toy").write_bytes(b"")
+    done = CliRunner().invoke(app, ["verify", "--out", str(root), "--json"])
+    findings = {f["path"]: (f["status"], f["detail"]) for f in json.loads(done.stdout)["findings"]}
+    assert findings["small.toy"] == ("bad-sidecar", "its sidecar is missing")
+    assert findings["stray.toy"][0] == "unrecorded"
+
+
 def test_the_torch_runner_takes_threads_and_restores_the_process_count() -> None:
     """--threads reaches PyTorch through its runner, as it reaches every CPU runtime; nothing process-wide stays."""
     import torch

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 
 from rn50.cli import app
 from rn50.errors import UsageError
-from rn50.serving.triton_config import Batching, ModelIO, TensorIO, batch_limits
+from rn50.runtimes.model_io import ModelIO, TensorIO
+from rn50.serving.triton_config import Batching, batch_limits
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -237,7 +238,8 @@ def test_triton_repo_bad_input_is_one_line(
 
 @needs_triton
 def test_a_config_that_does_not_match_its_artifact_is_refused() -> None:
-    from rn50.serving.triton_config import Placement, build, check, model_config_pb2, parse, to_text
+    from rn50.runtimes.kinds import Placement
+    from rn50.serving.triton_config import build, check, model_config_pb2, parse, to_text
 
     io = ModelIO((TensorIO("input", "float32", (3, 224, 224)),), (TensorIO("logits", "float32", (1000,)),))
     cfg = parse(
@@ -268,8 +270,10 @@ def test_a_config_that_does_not_match_its_artifact_is_refused() -> None:
 
 @needs_triton
 def test_an_engine_config_comes_from_its_sidecar_and_profile(tmp_path: Path) -> None:
+    from rn50.runtimes.kinds import Placement
+    from rn50.runtimes.model_io import engine_io
     from rn50.runtimes.trt_plan import Sidecar, sidecar_path
-    from rn50.serving.triton_config import Placement, build, check, engine_io, parse, to_text
+    from rn50.serving.triton_config import build, check, parse, to_text
 
     engine = tmp_path / "resnet50.fp16.engine"
     engine.write_bytes(b"plan")

@@ -1,12 +1,13 @@
 """What every command hands back to whoever called it, and what it may tell them while it runs.
 
 A command is a library function ``run(options, workdir, ui) -> Outcome`` that takes options already checked: its
-caller (``rn50.cli``, ``rn50.api``; the pipeline checks its own options for every step) calls ``options.check()`` once,
-before any work directory is opened, so every option is refused or accepted in one place. The outcome holds the result; its
-``sections`` are what a terminal shows (the same ``Section`` objects the report files are rendered from), its
-``to_dict`` is what ``--json`` prints (the report's own dictionary where the command writes one), and ``error`` is
-the failure the command ends with after its result is shown (a failed check, exit 1). ``Ui`` is how a command says
-what it is doing: the CLI shows it as a spinner and progress bars on a terminal and as lines in a log."""
+caller (``rn50.cli``, ``rn50.api``; the pipeline checks its own options for every step) calls ``options.check()``
+once, before any work directory is opened, so every option is refused or accepted in one place. The outcome holds
+the result; its ``sections`` are what a terminal shows (the same ``Section`` objects the report files are rendered
+from), its ``to_dict`` is what ``--json`` prints (the report's own dictionary where the command writes one), and
+``error`` is the failure the command ends with after its result is shown (a failed check, exit 1). ``Ui`` is how a
+command says what it is doing: the CLI shows it as a spinner and progress bars on a terminal and as lines in a
+log."""
 
 from __future__ import annotations
 

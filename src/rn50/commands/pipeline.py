@@ -35,7 +35,7 @@ from rn50.machine import resolve_cpu_class
 from rn50.reports.render import Section
 from rn50.results.pipeline_results import PipelineResult, StepResult, StepStatus
 from rn50.results.profile_results import Settings
-from rn50.runtimes.registry import MODEL_KINDS
+from rn50.runtimes.kinds import KINDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -147,7 +147,9 @@ class Pipeline:
 
     def artifact_shas(self) -> dict[str, str]:
         """Every file a runtime runs (an IR's .bin included): a changed one makes parity and profile run again."""
-        return {a.name: a.sha256 for a in self.workdir.artifacts() if a.kind in (*MODEL_KINDS, "ir-weights")}
+        arts = self.workdir.artifacts()
+        models = {c for a in arts if a.kind in KINDS for c in (a.name, *KINDS[a.kind].companion_names(a.name))}
+        return {a.name: a.sha256 for a in arts if a.name in models}
 
     def reusable(self, step: str, key: str, inputs: dict[str, Any]) -> bool:
         """True if ``step`` may be reused; if it ran here before and must run again, says why."""

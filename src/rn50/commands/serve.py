@@ -23,8 +23,8 @@ from rn50.errors import CheckFailed, EnvironmentProblem, Stopped, UsageError
 from rn50.jsonio import jsonable
 from rn50.machine import check_threads
 from rn50.reports.render import Section
+from rn50.runtimes.kinds import KINDS, Placement
 from rn50.runtimes.registry import (
-    MODEL_KINDS,
     RUNTIME_TABLE,
     check_names,
     label,
@@ -36,7 +36,7 @@ from rn50.runtimes.registry import (
 )
 from rn50.serving.backend import INPUT, OUTPUT, ServedArtifact
 from rn50.serving.server import Endpoints, check_installed, python_path, running, scratch_folder, wait
-from rn50.serving.triton_config import Batching, Placement, artifact_io, build, check, parse, to_text
+from rn50.serving.triton_config import Batching, build, check, parse, to_text
 
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
@@ -59,7 +59,7 @@ class ServeOptions:
         default=None,
         help=lambda: (
             "Runtime that runs it (default by the artifact's kind: "
-            + ", ".join(f"{k} on {default_runtime(k)}" for k in MODEL_KINDS if default_runtime(k))
+            + ", ".join(f"{k} on {default_runtime(k)}" for k in KINDS if default_runtime(k))
             + ")."
         ),
     )
@@ -115,9 +115,12 @@ def served_artifact(options: ServeOptions, workdir: WorkDir) -> tuple[ServedArti
         raise EnvironmentProblem(
             f"cannot serve on {runtime}: {reason}", fix="pick another --runtime, or run on a machine that has it"
         )
-    if art.kind == "ir":
-        workdir.require(art.name + "-weights")  # an IR is its .xml and its .bin, both unchanged
-    threads = options.threads if "engine" not in spec(runtime).reads else None
+    kind = KINDS[art.kind]
+    if kind.io is None:
+        raise UsageError(f"{options.artifact}: {kind.not_served}", fix="serve an ONNX, IR or engine artifact")
+    for companion in kind.companion_names(art.name):  # an IR is its .xml and its .bin, both unchanged
+        workdir.require(companion)
+    threads = options.threads if kind.cpu_threads else None
     return ServedArtifact(runtime, precision, art.name, path.resolve(), art.sha256, threads), art.kind
 
 
@@ -125,7 +128,10 @@ def write_repository(options: ServeOptions, served: ServedArtifact, kind: str, r
     """The one-model repository Triton loads: config.pbtxt (checked like triton-repo's) and model.py."""
     from rn50.serving import triton_model
 
-    io = artifact_io(kind, served.path)
+    read_io = KINDS[kind].io
+    if read_io is None:  # refused by served_artifact before anything is started
+        raise UsageError(f"{served.artifact}: {KINDS[kind].not_served}", fix="serve an ONNX, IR or engine artifact")
+    io = read_io(served.path)
     parameters = served.parameters() | {"sys_path": python_path(), "owner_pid": str(os.getpid())}
     cfg = build(
         options.model,

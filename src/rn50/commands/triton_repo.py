@@ -18,17 +18,15 @@ from rn50.errors import EnvironmentProblem, UsageError
 from rn50.jsonio import jsonable
 from rn50.machine import check_threads
 from rn50.reports.render import Section
-from rn50.runtimes.registry import MODEL_KINDS, check_names
+from rn50.runtimes.kinds import DEVICES, KINDS
+from rn50.runtimes.registry import check_names
 from rn50.serving.triton_config import (
-    DEVICES,
     REPOSITORY_INDEX,
     Batching,
-    artifact_io,
     build,
     check,
     model_name,
     parse,
-    placements,
     repository_models,
     to_text,
 )
@@ -199,26 +197,25 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir, _ui: Ui = QUIET) -
     skipped: list[RepoSkipped] = []
     planned = []
     for art in known.values():
-        if art.kind not in MODEL_KINDS or (options.artifacts and art.name not in options.artifacts):
+        kind = KINDS.get(art.kind)
+        if kind is None or (options.artifacts and art.name not in options.artifacts):
             continue
         path = workdir.checked(art)  # a changed file never reaches a repository
-        files = [path]
-        if art.kind == "ir":
-            files.append(workdir.require(art.name + "-weights")[1])  # an IR is its .xml and its .bin
-        if art.kind == "pt2":
-            skipped.append(RepoSkipped(art.name, "an AOTInductor package: rn50 does not serve .pt2 on Triton yet"))
+        files = [path, *(workdir.require(c)[1] for c in kind.companion_names(art.name))]  # an IR: .xml and .bin
+        if kind.io is None or not kind.served:
+            skipped.append(RepoSkipped(art.name, kind.not_served))
             continue
-        if art.kind == "engine" and _standin_engine(path):
+        if kind.batch_profile and _standin_engine(path):
             skipped.append(
                 RepoSkipped(art.name, "an engine of rn50's TensorRT stand-in (its test double), not a TensorRT engine")
             )
             continue
         try:
-            io = artifact_io(art.kind, path)
+            io = kind.io(path)
         except EnvironmentProblem as e:
             skipped.append(RepoSkipped(art.name, e.message))
             continue
-        for placement in placements(art.name, art.kind, art.precision):
+        for placement in kind.placements(art.precision, art.config.get("target")):
             if options.devices and placement.device not in options.devices:
                 continue
             name = model_name(art.name, placement.device)

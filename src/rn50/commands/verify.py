@@ -8,23 +8,17 @@ from typing import TYPE_CHECKING, Literal
 
 from rn50.artifacts import MANIFEST, PARTIAL, made_by, sha256_file
 from rn50.commands.outcome import QUIET, Ui
-from rn50.errors import CheckFailed, UsageError
+from rn50.errors import CheckFailed
 from rn50.reports.render import Section
+from rn50.runtimes.kinds import KINDS, recorded_suffixes, served_filenames
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from rn50.artifacts import WorkDir
 
 Status = Literal["ok", "missing", "changed", "stale-parent", "bad-sidecar", "unrecorded"]
 FAILING: tuple[Status, ...] = ("missing", "changed", "stale-parent", "bad-sidecar")
-RECORDED_SUFFIXES = (
-    ".onnx",
-    ".engine",
-    ".xml",
-    ".bin",
-)  # files rn50 records; one of these not in the manifest is reported
 
 
 @dataclass(frozen=True)
@@ -112,7 +106,8 @@ def findings(workdir: WorkDir) -> list[Finding]:
                 )
             )
             continue
-        sidecar_problem = SIDECAR_PROBLEMS.get(art.kind)
+        kind = KINDS.get(art.kind)
+        sidecar_problem = kind.sidecar_problem if kind is not None else None
         if sidecar_problem is not None:
             problem = sidecar_problem(path, digest)
             if problem:
@@ -134,7 +129,7 @@ def findings(workdir: WorkDir) -> list[Finding]:
     for path in sorted(workdir.root.rglob("*")):
         if (
             path.is_file()
-            and path.suffix in RECORDED_SUFFIXES
+            and path.suffix in recorded_suffixes()
             and path.resolve() not in known
             and not path.name.endswith(PARTIAL)
         ):
@@ -160,36 +155,7 @@ def _repository_copies(workdir: WorkDir) -> dict[Path, tuple[str, str]]:
             if not all(isinstance(m.get(k), str) for k in ("artifact", "sha256")):
                 continue
             version = index.parent / m["name"] / "1"
-            main = next((f for f in sorted(version.glob("model.*")) if f.suffix in (".onnx", ".plan", ".xml")), None)
+            main = next((f for f in sorted(version.glob("model.*")) if f.name in served_filenames()), None)
             if main is not None and version.resolve().is_relative_to(workdir.root.resolve()):
                 copies[main] = (m["artifact"], m["sha256"])
     return copies
-
-
-def _pt2_problem(package: Path, digest: str) -> str | None:
-    """A package's sidecar: readable, and describing this package (what it was compiled for is checked when it is
-    run: verify says whether the files are intact, not whether this machine can run them)."""
-    from rn50.runtimes.pt2_package import Pt2Sidecar, sidecar_path
-
-    try:
-        sidecar = Pt2Sidecar.load(sidecar_path(package))
-    except UsageError as e:
-        return e.problem
-    if sidecar.package_sha256 != digest:
-        return f"{sidecar_path(package).name} describes another package (sha256 {sidecar.package_sha256[:12]})"
-    return None
-
-
-def _engine_problem(engine: Path, digest: str) -> str | None:
-    from rn50.runtimes.trt_plan import Sidecar, check_engine_file, sidecar_path
-
-    try:
-        sidecar = Sidecar.load(sidecar_path(engine))
-        check_engine_file(sidecar, engine, digest)
-    except UsageError as e:
-        return e.problem
-    return None
-
-
-# The artifact kinds with a sidecar next to the file, and how a sidecar that does not describe its file is found.
-SIDECAR_PROBLEMS: dict[str, Callable[[Path, str], str | None]] = {"engine": _engine_problem, "pt2": _pt2_problem}

@@ -10,9 +10,10 @@ from rn50.artifacts import WorkDir, sha256_file
 from rn50.errors import UsageError
 from rn50.results.parity_results import TargetResult
 from rn50.results.profile_results import Row, Settings
+from rn50.runtimes.kinds import KINDS
+from rn50.runtimes.model_io import engine_io
 from rn50.runtimes.qdq_form import QDQ_TENSORRT
 from rn50.runtimes.registry import (
-    MODEL_KINDS,
     TORCH,
     TORCH_ARTIFACT,
     Target,
@@ -68,10 +69,11 @@ def parity_targets(
     known = workdir.by_name(artifacts)
     by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
     for art in known.values():
-        if art.kind in MODEL_KINDS and (not artifacts or art.name in artifacts):
+        if art.kind in KINDS and (not artifacts or art.name in artifacts):
             path = workdir.checked(art)  # a missing or changed file is refused, never measured
-            if art.kind == "ir" and art.name + "-weights" in known:
-                workdir.checked(known[art.name + "-weights"])  # an IR is its .xml and its .bin
+            for companion in KINDS[art.kind].companion_names(art.name):  # an IR is its .xml and its .bin
+                if companion in known:
+                    workdir.checked(known[companion])
             # An INT8 engine or IR is compared with the semantics of the Q/DQ ONNX it was made from.
             parent = by_sha.get(art.parent_sha256 or "") if art.kind != "onnx" and art.precision == "int8" else None
             source = workdir.checked(parent) if parent else None  # read for the engine check: checked too
@@ -124,12 +126,17 @@ def qdq_form(path: Path) -> QdqForm | None:
     return form_of(load_header(path)) if path.suffix == ".onnx" else None
 
 
+def fixed_batches(runtime: str) -> bool:
+    """Whether what ``runtime`` reads fixes the batches it takes (an engine's optimisation profile)."""
+    return any(KINDS[k].batch_profile for k in reads(runtime) if k in KINDS)
+
+
 def engine_batch_range(engine: Path) -> tuple[int, int]:
     """The batch sizes an engine's optimisation profile accepts, from its sidecar (no TensorRT needed)."""
-    from rn50.runtimes.trt_plan import Sidecar, sidecar_path
-
-    profile = Sidecar.load(sidecar_path(engine)).profiles[0]
-    return int(profile["input_min"][0]), int(profile["input_max"][0])
+    limits = engine_io(engine).batch_range
+    if limits is None:  # every engine rn50 builds has one profile
+        raise UsageError(f"{engine.name} has no optimisation profile", fix=f"rebuild it with {cmd('build-trt')}")
+    return limits
 
 
 def profile_targets(
@@ -166,8 +173,8 @@ def profile_targets(
                 skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
         # Batch sizes are checked against every engine's profile, runnable here or not: bad input is bad anywhere.
         engine_paths = [
-            *(t.path for t in found if "engine" in reads(t.runtime)),
-            *(s.path for s in not_here if "engine" in reads(s.runtime)),
+            *(t.path for t in found if fixed_batches(t.runtime)),
+            *(s.path for s in not_here if fixed_batches(s.runtime)),
         ]
         engines = {Path(p) for p in engine_paths if p is not None}
         for engine in sorted(engines):

@@ -71,3 +71,15 @@ def check_sidecar(package: Path) -> Pt2Sidecar:
             fix=f"make the package again on this machine: {cmd('export', pt2=True)}",
         )
     return side
+
+
+def sidecar_problem(package: Path, digest: str) -> str | None:
+    """A package's sidecar: readable, and describing this package (what it was compiled for is checked when it is
+    run: verify says whether the files are intact, not whether this machine can run them)."""
+    try:
+        sidecar = Pt2Sidecar.load(sidecar_path(package))
+    except UsageError as e:
+        return e.problem
+    if sidecar.package_sha256 != digest:
+        return f"{sidecar_path(package).name} describes another package (sha256 {sidecar.package_sha256[:12]})"
+    return None

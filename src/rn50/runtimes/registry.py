@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from rn50.errors import UsageError
 from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TENSORRT
@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rn50.runtimes.base import Runner
+    from rn50.runtimes.kinds import Device
     from rn50.runtimes.qdq_form import QdqForm
 
 TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile target
-MODEL_KINDS = ("onnx", "ir", "engine", "pt2")  # artifact kinds a runtime runs from a file
 TORCH = "model"  # what a PyTorch runtime reads: the model itself, not a file
 STANDIN_NOTE = (
     f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
@@ -36,8 +36,8 @@ class RuntimeSpec:
 
     name: str  # as users type it (--runtime) and as results are labelled
     summary: str  # one line: the CLI's help and the README's list
-    reads: tuple[str, ...]  # artifact kinds it runs (MODEL_KINDS), or (TORCH,) for the PyTorch model
-    device: Literal["cpu", "gpu"]  # where it runs, the profile's timing modes, and Triton's instance kind in rn50 serve
+    reads: tuple[str, ...]  # artifact kinds it runs (rn50.runtimes.kinds), or (TORCH,) for the PyTorch model
+    device: Device  # where it runs, the profile's timing modes, and Triton's instance kind in rn50 serve
     unavailable: Callable[[], str | None]  # why it cannot run on this machine (None: it may; loading can still fail)
     runner: Callable[[Target, int | None, Callable[[], Any] | None], Runner]  # (target, threads, PyTorch model loader)
     # The precision results on an artifact of a precision are judged and labelled as (None: it does not run it).

@@ -317,3 +317,13 @@ def check_int8_engine(report: LayerReport, excluded: frozenset[str] = frozenset(
             f"({', '.join(wrong[:3])})",
             fix="check the Q/DQ file's rn50.int8_excluded record against its Q/DQ nodes, and the layer report",
         )
+
+
+def sidecar_problem(engine: Path, digest: str) -> str | None:
+    """The engine's sidecar: readable, and describing this engine (``rn50 verify``)."""
+    try:
+        sidecar = Sidecar.load(sidecar_path(engine))
+        check_engine_file(sidecar, engine, digest)
+    except UsageError as e:
+        return e.problem
+    return None
