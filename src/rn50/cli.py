@@ -2,9 +2,9 @@
 
 Every command is a row of ``COMMANDS``: the library function that runs it (``rn50.commands``), its options object
 and which work directory it needs. A command's flags are read from its options object, whose fields declare their
-own flag, help and default (``rn50.commands.flags``): an option group is declared once, and every command holding it takes
-the same flags. What a command shows is rendered from the ``Section``s its outcome gives (the ones its report files
-are rendered from), and ``--json`` prints the outcome's own dictionary."""
+own flag, help and default (``rn50.commands.flags``): an option group is declared once, and every command holding
+it takes the same flags. What a command shows is rendered from the ``Section``s its outcome gives (the ones its
+report files are rendered from), and ``--json`` prints the outcome's own dictionary."""
 
 from __future__ import annotations
 
