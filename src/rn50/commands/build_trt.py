@@ -16,8 +16,9 @@ from rn50.commands.quantize import QuantizeOptions, quantize
 from rn50.errors import UsageError
 from rn50.reports.render import Section
 from rn50.runtimes.qdq_form import QDQ_TENSORRT
+from rn50.runtimes.registry import from_test_double
 from rn50.runtimes.trt_build import BuildResult, EngineSource, build_engine
-from rn50.runtimes.trt_env import STANDIN_RUNTIME, require_tensorrt
+from rn50.runtimes.trt_env import require_tensorrt
 from rn50.runtimes.trt_plan import ONNX_FOR_PRECISION, BuildOptions
 
 if TYPE_CHECKING:
@@ -101,11 +102,7 @@ class BuildTrtOutcome:
     def sections(self) -> list[Section]:
         r = self.result
         lines = [f"{'reused' if r.reused else 'wrote'} {r.engine} (+ {r.sidecar.name})"]
-        notes = (
-            [f"note: built by {STANDIN_RUNTIME}: rn50's TensorRT stand-in, not TensorRT"]
-            if r.runtime == STANDIN_RUNTIME
-            else []
-        )
+        notes = [f"note: built by {r.runtime}, a test double, not TensorRT"] if from_test_double(r.runtime) else []
         if r.layers:
             lines.append(
                 f"layers: {r.layers.layers}; by input precision {r.layers.precisions}; INT8 convolutions "

@@ -174,20 +174,15 @@ def check_onnxruntime() -> list[Check]:
 
 def check_tensorrt() -> Check:
     from rn50.errors import EnvironmentProblem
-    from rn50.runtimes.trt_env import import_tensorrt, standin
+    from rn50.runtimes.trt_env import double_on_path, import_tensorrt
 
     try:
         trt = import_tensorrt()
     except EnvironmentProblem as e:
         return Check("tensorrt", MISSING, e.problem, e.fix)
-    mark = standin()
-    if mark is not None:
-        return Check(
-            "tensorrt",
-            MISSING,
-            f"only {mark.label} is on the path (emulating {trt.__version__})",
-            "remove rn50's tests/standin from PYTHONPATH and pip install 'rn50[tensorrt]' on a GPU host",
-        )
+    double = double_on_path()
+    if double is not None:
+        return Check("tensorrt", MISSING, *double)
     return Check("tensorrt", OK, str(trt.__version__))
 
 

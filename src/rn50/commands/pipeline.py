@@ -308,7 +308,7 @@ def plan_quantize(p: Pipeline) -> Work:
 
 def plan_build_trt(p: Pipeline) -> Work | StepResult:
     from rn50.commands.build_trt import ENGINE_PRECISIONS, BuildTrtOptions, build_trt
-    from rn50.runtimes.registry import STANDIN, unavailable_reason
+    from rn50.runtimes.registry import from_test_double, unavailable_reason
     from rn50.runtimes.trt_plan import BuildOptions
 
     reason = unavailable_reason("tensorrt")
@@ -323,7 +323,7 @@ def plan_build_trt(p: Pipeline) -> Work | StepResult:
             options = BuildTrtOptions(BuildOptions(precision=precision, min_batch=1, opt_batch=8, max_batch=max_batch))
             result = build_trt(options, p.workdir, p.ui).result
             done.append((precision, result.reused))
-        by = f" by {result.runtime} (rn50's test stand-in, not TensorRT)" if result.runtime == STANDIN else ""
+        by = f" by {result.runtime} (a test double, not TensorRT)" if from_test_double(result.runtime) else ""
         status: StepStatus = "reused" if all(r for _, r in done) else "ran"
         return status, [], ", ".join(f"{p} {'reused' if r else 'built'}" for p, r in done) + by
 

@@ -19,7 +19,7 @@ from rn50.jsonio import jsonable
 from rn50.machine import check_threads
 from rn50.reports.render import Section
 from rn50.runtimes.kinds import DEVICES, KINDS
-from rn50.runtimes.registry import check_names
+from rn50.runtimes.registry import check_names, from_test_double
 from rn50.serving.triton_config import (
     REPOSITORY_INDEX,
     Batching,
@@ -126,11 +126,11 @@ class TritonRepoOutcome:
         return jsonable(self)
 
 
-def _standin_engine(path: Path) -> bool:
-    from rn50.runtimes.trt_env import STANDIN_RUNTIME
+def _built_by(path: Path) -> str:
+    """The runtime label an engine's sidecar records (a test double's, for an engine of one)."""
     from rn50.runtimes.trt_plan import Sidecar, sidecar_path
 
-    return Sidecar.load(sidecar_path(path)).runtime == STANDIN_RUNTIME
+    return Sidecar.load(sidecar_path(path)).runtime
 
 
 def tuned_options(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOptions:
@@ -205,10 +205,8 @@ def triton_repo(options: TritonRepoOptions, workdir: WorkDir, _ui: Ui = QUIET) -
         if kind.io is None or not kind.served:
             skipped.append(RepoSkipped(art.name, kind.not_served))
             continue
-        if kind.batch_profile and _standin_engine(path):
-            skipped.append(
-                RepoSkipped(art.name, "an engine of rn50's TensorRT stand-in (its test double), not a TensorRT engine")
-            )
+        if kind.batch_profile and from_test_double(_built_by(path)):
+            skipped.append(RepoSkipped(art.name, f"an engine of {_built_by(path)}, a test double: no server loads it"))
             continue
         try:
             io = kind.io(path)

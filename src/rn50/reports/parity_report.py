@@ -17,7 +17,7 @@ from rn50.charts import png, pyplot
 from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results.parity_results import REPORT, ParityReport, TargetResult, to_dict
-from rn50.runtimes.registry import standin_note
+from rn50.runtimes.registry import double_notes
 from rn50.words import cmd
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
             else []
         ),
         notes=[f"warning: {w}" for w in feeds.warnings]
-        + [f"note: {n}" for n in standin_note(r.runtime for r in report.results)],
+        + [f"note: {n}" for n in double_notes(r.runtime for r in report.results)],
         header=[
             "runtime · artifact",
             "precision",

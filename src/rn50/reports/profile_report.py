@@ -13,7 +13,7 @@ from rn50.errors import UsageError
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results import parity_results
 from rn50.results.profile_results import HOST, METRIC_NAME, REPORT, ProfileReport, Row, to_dict
-from rn50.runtimes.registry import STANDIN, spec, standin_note
+from rn50.runtimes.registry import double_notes, from_test_double, spec
 from rn50.runtimes.timing import HIGH_CV
 from rn50.words import cmd, opt
 
@@ -73,7 +73,7 @@ def fastest(
         for r in report.measured
         if r.batch == batch
         and r.mode == HOST
-        and r.runtime != STANDIN
+        and not from_test_double(r.runtime)
         and acceptable(r, verdicts)
         and (where is None or where(r))
     ]
@@ -113,7 +113,7 @@ def sections(
         "Speed",
         "speed",
         paragraphs=[settings_line(report)],
-        notes=[f"note: {n}" for n in standin_note(r.runtime for r in report.rows)],
+        notes=[f"note: {n}" for n in double_notes(r.runtime for r in report.rows)],
         header=["runtime · artifact", "precision", "batch", "metric", "median ms", "p99 ms", "CV", "img/s", "parity"],
     )
     stats = Section(

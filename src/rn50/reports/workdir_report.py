@@ -13,7 +13,7 @@ from rn50.errors import UsageError
 from rn50.machine import describe
 from rn50.metrics import fmt
 from rn50.reports.render import Section, machine_line, to_html, to_markdown
-from rn50.runtimes.registry import standin_note
+from rn50.runtimes.registry import double_notes, from_test_double
 from rn50.words import cmd
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     the GPU), the fastest runtime · artifact whose parity passed, its speed and its error against PyTorch, and what
     failed and why — one line each."""
     from rn50.reports.profile_report import fastest, verdicts_of
-    from rn50.runtimes.registry import STANDIN, is_gpu, spec
+    from rn50.runtimes.registry import is_gpu, spec
 
     out = Section("What to ship", "recommendation")
     if parity is None:
@@ -68,7 +68,9 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     targets = [("cpu", f"CPU ({cpu.get('model') or 'this machine'}, INT8 class {cpu.get('int8_class', '?')})")]
     targets.append(("gpu", f"GPU ({machine['gpus'][0]['name']})" if machine.get("gpus") else "GPU"))
     for device, name in targets:
-        on_device = [r for r in parity.results if (is_gpu(r.runtime) == (device == "gpu")) and r.runtime != STANDIN]
+        on_device = [
+            r for r in parity.results if (is_gpu(r.runtime) == (device == "gpu")) and not from_test_double(r.runtime)
+        ]
         ran = [r for r in on_device if r.status in ("pass", "fail")]
         if not ran:
             reasons = sorted({r.reason for r in on_device if r.reason})
@@ -137,7 +139,7 @@ def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Se
     if loadtest is not None:
         summary.paragraphs.append(f"{loadtest['verdict']} ({_when(loadtest['created'])}).")
     shown = [r.runtime for r in parity.results] if parity is not None else []
-    summary.paragraphs += standin_note(shown + ([r.runtime for r in profile.rows] if profile is not None else []))
+    summary.paragraphs += double_notes(shown + ([r.runtime for r in profile.rows] if profile is not None else []))
     if steps:
         step_table = steps_section(steps)
         summary.header, summary.rows = step_table.header, step_table.rows

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rn50.errors import UsageError
 from rn50.runtimes.qdq_form import CPU_TARGETS, QDQ_TENSORRT
 from rn50.runtimes.trt_env import RUNTIME as TENSORRT
-from rn50.runtimes.trt_env import STANDIN_RUNTIME as STANDIN
+from rn50.runtimes.trt_env import TEST_DOUBLES
 from rn50.words import cmd, opt
 
 if TYPE_CHECKING:
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
 
 TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile target
 TORCH = "model"  # what a PyTorch runtime reads: the model itself, not a file
-STANDIN_NOTE = (
-    f"{STANDIN} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
-    "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or speed."
-)
 
 
 @dataclass(frozen=True)
@@ -270,8 +266,8 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
 
 
 def spec(runtime: str) -> RuntimeSpec:
-    """The table row of ``runtime`` (``tensorrt-standin`` is how ``tensorrt`` is shown under the stand-in)."""
-    name = TENSORRT if runtime == STANDIN else runtime
+    """The table row of ``runtime`` (a test double's label: the row of the runtime it stands in for)."""
+    name = TEST_DOUBLES[runtime][0] if runtime in TEST_DOUBLES else runtime
     if name not in RUNTIME_TABLE:
         raise UsageError(f"unknown runtime {runtime!r}", fix=f"use one of {', '.join(RUNTIME_TABLE)}")
     return RUNTIME_TABLE[name]
@@ -296,9 +292,15 @@ def describe_runtimes(names: Iterable[str] | None = None) -> str:
     return "; ".join(f"{s.name} ({s.summary})" for s in RUNTIME_TABLE.values() if names is None or s.name in names)
 
 
-def standin_note(runtimes: Iterable[str]) -> list[str]:
-    """The note every report carries when it shows stand-in results."""
-    return [STANDIN_NOTE] if STANDIN in runtimes else []
+def from_test_double(runtime: str) -> bool:
+    """Whether results labelled ``runtime`` come from a test double wired in place of a runtime (never real)."""
+    return runtime in TEST_DOUBLES
+
+
+def double_notes(runtimes: Iterable[str]) -> list[str]:
+    """What a report says under its table where a test double's results appear in it."""
+    present = set(runtimes)
+    return [note for label, (_, note) in TEST_DOUBLES.items() if label in present]
 
 
 def reads(runtime: str) -> tuple[str, ...]:
@@ -400,8 +402,8 @@ def unavailable_reason(runtime: str) -> str | None:
 
 
 def shown_name(runtime: str) -> str:
-    """The name results of ``runtime`` are labelled with: ``tensorrt`` becomes ``tensorrt-standin`` when
-    the TensorRT loaded here is rn50's test stand-in."""
+    """The name results of ``runtime`` are labelled with: a test double's label where the module loaded for it
+    is one (``trt_env.runtime_name``)."""
     if runtime == TENSORRT:
         from rn50.runtimes.trt_env import runtime_name, tensorrt_reason
 

@@ -35,7 +35,7 @@ class BuildResult:
     sidecar: Path
     reused: bool
     layers: LayerReport | None
-    runtime: str  # "tensorrt", or "tensorrt-standin" under rn50's test stand-in
+    runtime: str  # "tensorrt", or a test double's label (trt_env.TEST_DOUBLES)
 
 
 @dataclass(frozen=True)

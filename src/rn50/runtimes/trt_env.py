@@ -31,6 +31,34 @@ INSTALL_HINT = "pip install 'rn50[tensorrt]' (NVIDIA's wheels; needs a CUDA GPU 
 RUNTIME = "tensorrt"
 STANDIN_RUNTIME = "tensorrt-standin"
 STANDIN_MARK = "__rn50_standin__"
+# The test doubles wired in here in place of a runtime, by the label their results carry: the runtime each stands in
+# for, and what every report, outcome and skipped model says where its results appear (the rest of rn50 asks
+# ``registry.from_test_double`` and never names a double itself).
+TEST_DOUBLES = {
+    STANDIN_RUNTIME: (
+        RUNTIME,
+        f"{STANDIN_RUNTIME} rows come from rn50's TensorRT stand-in (its test double, running the ONNX file on "
+        "ONNX Runtime CPU), not from TensorRT: they show that rn50's TensorRT code ran, not TensorRT's accuracy or "
+        "speed.",
+    )
+}
+
+
+def double_label() -> str:
+    """The loaded test double's own description (its device column), "" under TensorRT."""
+    mark = standin()
+    return str(mark.label) if mark is not None else ""
+
+
+def double_on_path() -> tuple[str, str] | None:
+    """(what is loaded, the fix) when the TensorRT module here is rn50's test double, not TensorRT (doctor)."""
+    mark = standin()
+    if mark is None:
+        return None
+    return (
+        f"only {mark.label} is on the path (emulating {trt.__version__})",
+        "remove rn50's tests/standin from PYTHONPATH and pip install 'rn50[tensorrt]' on a GPU host",
+    )
 
 
 def import_tensorrt() -> ModuleType:

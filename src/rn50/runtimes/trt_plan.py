@@ -126,7 +126,7 @@ class Sidecar:
     io: list[dict[str, Any]]
     layers: dict[str, Any] = field(default_factory=dict)  # summary of the inspector report
     schema: str = SIDECAR_SCHEMA
-    runtime: str = "tensorrt"  # "tensorrt-standin" for an engine of rn50's test stand-in
+    runtime: str = "tensorrt"  # the label of what built it: a test double's (trt_env.TEST_DOUBLES) for one of its
 
     def save(self, path: Path) -> None:
         from rn50.artifacts import atomic_write_text

@@ -13,7 +13,7 @@ import numpy as np
 from rn50.errors import CheckFailed, UsageError
 from rn50.runtimes.base import DeviceBench, Feed, Runner, TensorSpec
 from rn50.runtimes.trt_engine import dims, recording_logger
-from rn50.runtimes.trt_env import device_memory, require_tensorrt, runtime_name, standin, trt, version
+from rn50.runtimes.trt_env import device_memory, double_label, require_tensorrt, runtime_name, trt, version
 from rn50.runtimes.trt_plan import Sidecar, check_engine_file, check_sidecar, rebuild_fix, sidecar_path
 from rn50.words import cmd, opt
 
@@ -34,13 +34,12 @@ class TensorRTRunner(Runner):
         self.memory: DeviceMemory | None = None  # set by activate()
         self._gpu = ""
         self._runtime = ""
-        self._standin = ""  # the stand-in's own label, where it runs instead of TensorRT
+        self._double = ""  # a test double's own label, where one runs instead of TensorRT
 
     def activate(self) -> None:
         self._gpu, cc = require_tensorrt()
         self._runtime = runtime_name()
-        mark = standin()
-        self._standin = str(mark.label) if mark is not None else ""
+        self._double = double_label()
         self.memory = device_memory()
         if not self.engine_path.is_file():
             raise UsageError(f"engine not found: {self.engine_path}", fix=f"run {cmd('build-trt')} first")
@@ -87,8 +86,8 @@ class TensorRTRunner(Runner):
 
     @property
     def device(self) -> str:
-        if self._standin:
-            return self._standin
+        if self._double:
+            return self._double
         return f"TensorRT on {self._gpu}" if self._gpu else "TensorRT"
 
     def _bind(self, feed: Feed) -> list[Any]:
