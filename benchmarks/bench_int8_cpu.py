@@ -1,6 +1,6 @@
 """INT8 on every CPU, measured: each Q/DQ form rn50 can write (the onnxruntime-cpu file for vnni- and for
 avx2-class CPUs, the TensorRT file) on ONNX Runtime CPU and OpenVINO, three ways — the file's own semantics
-vs FP32 (the quantization error), the runtime vs FP32, the runtime vs the file (the engine error) — and, on
+vs FP32 (the quantization error), the runtime vs FP32, the runtime vs the file (its fidelity) — and, on
 the machine's own CPU, batch-1 latency of each form beside PyTorch eager FP32 and ONNX Runtime FP32.
 
 Run by hand after `rn50 export` and `rn50 calibrate` into the same directory:

@@ -44,7 +44,7 @@ def main(model: Path, feed: Path) -> dict[str, object]:
                 "failures": list(r.failures),
                 "cause": r.cause,
                 "fix": r.fix,
-                "engine_cosine_mean": r.engine.cosine_mean if r.engine else None,
+                "engine_cosine_mean": r.fidelity.cosine_mean if r.fidelity else None,
             }
             for r in results
         ],

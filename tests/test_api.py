@@ -36,7 +36,7 @@ def test_every_command_but_serve_is_a_function_with_its_flags_as_keywords() -> N
 def test_parity_returns_the_report_the_cli_renders(work: Path) -> None:
     outcome = rn50.parity(out=work, runtime="onnxruntime-cpu", artifact=["onnx-fp32"], count=8)
     assert outcome.report.passed and outcome.error is None
-    assert outcome.to_dict()["schema"] == "rn50.parity/3" and (work / "parity.json").is_file()
+    assert outcome.to_dict()["schema"] == "rn50.parity/4" and (work / "parity.json").is_file()
 
 
 def test_a_failed_check_raises_with_the_outcome_unless_asked_not_to(work: Path) -> None:

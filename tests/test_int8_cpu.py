@@ -25,7 +25,7 @@ from rn50.feeds import FeedSet
 from rn50.machine import AVX2, VNNI, cpu_info, int8_class
 from rn50.metrics import thresholds_for
 from rn50.runtimes.qdq_form import QdqForm, form_of
-from rn50.runtimes.registry import Target, engine_deviation, saturates
+from rn50.runtimes.registry import Target, fidelity_deviation, saturates
 
 if TYPE_CHECKING:
     from rn50.results.parity_results import TargetResult
@@ -114,8 +114,8 @@ def test_which_runtimes_saturate_on_which_form(runtime: str, form: QdqForm, cpu_
         ("onnxruntime-cpu", U8_7BIT, ("does not compute this file as its Q/DQ nodes say", "report it")),
     ],
 )
-def test_engine_deviation_names_the_cause_and_the_fix(runtime: str, form: QdqForm, needles: tuple[str, ...]) -> None:
-    cause, fix = engine_deviation(runtime, form, AVX2)
+def test_fidelity_deviation_names_the_cause_and_the_fix(runtime: str, form: QdqForm, needles: tuple[str, ...]) -> None:
+    cause, fix = fidelity_deviation(runtime, form, AVX2)
     for needle in needles:
         assert needle in f"{cause} {fix}"
 
@@ -141,13 +141,16 @@ def test_engine_check_on_this_machines_kernels(tmp_path: Path, bits: int) -> Non
     cause, the 7-bit one passes. The expectation follows this machine's class; each class is also covered below."""
     this = cpu_info()["int8_class"]
     for runtime, r in _engine_check(tmp_path, bits).items():
-        assert r.engine is not None and r.quantization is not None, runtime
+        assert r.fidelity is not None and r.quantization is not None, runtime
         if this == AVX2 and bits == 8:
-            assert r.status == "fail" and any(f.startswith("engine vs file") for f in r.failures), (runtime, r.failures)
+            assert r.status == "fail" and any(f.startswith("runtime vs file") for f in r.failures), (
+                runtime,
+                r.failures,
+            )
             assert r.cause is not None and "saturate" in r.cause and r.fix is not None and "--cpu avx2" in r.fix
         else:
             assert r.status == "pass" and r.cause is None, (runtime, r.failures)
-            assert r.engine.cosine_min > 0.9999
+            assert r.fidelity.cosine_min > 0.9999
 
 
 @pytest.mark.skipif(
@@ -209,7 +212,7 @@ def test_a_runtime_that_deviates_from_its_file_fails_on_any_cpu(
 
     monkeypatch.setattr(comparison, "make_runner", lambda target, **kw: Perturbed(real(target, **kw)))
     (r,) = _engine_check(tmp_path, 7, runtimes=("onnxruntime-cpu",)).values()
-    assert r.status == "fail" and any(f.startswith("engine vs file") for f in r.failures)
+    assert r.status == "fail" and any(f.startswith("runtime vs file") for f in r.failures)
     assert r.quantization is not None and r.quantization.max_abs == 0.0  # the file itself is fine
     assert r.cause is not None and "does not compute this file as its Q/DQ nodes say" in r.cause
 

@@ -81,8 +81,8 @@ def test_openvino_fp32_matches_pytorch_like_onnxruntime_and_bf16_is_its_own_row(
                 and "--artifact onnx-int8-tensorrt" in r["reason"]
             ), r
             continue
-        assert r["status"] == "pass" and r["engine"] is not None  # against its Q/DQ file's own semantics
-        assert r["engine"]["cosine_min"] > 0.98 and r["quantization"]["cosine_mean"] > 0.985
+        assert r["status"] == "pass" and r["fidelity"] is not None  # against its Q/DQ file's own semantics
+        assert r["fidelity"]["cosine_min"] > 0.98 and r["quantization"]["cosine_mean"] > 0.985
     md = (ov_dir / "parity.md").read_text()
     assert "| openvino-cpu-bf16 · onnx-fp32 | bf16 |" in md
 

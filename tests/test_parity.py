@@ -133,3 +133,38 @@ def test_parity_needs_a_work_directory(tmp_path: Path) -> None:
     result = cli.invoke(app, ["parity", "--out", str(tmp_path / "fresh")])
     one_line_error(result, 2, "is not an rn50 work directory")
     assert not (tmp_path / "fresh").exists()
+
+
+def test_the_fidelity_check_is_read_under_its_old_name_too() -> None:
+    """Schema 4 names the runtime-vs-file check ``fidelity`` ("engine" is kept for TensorRT engines): a schema-3
+    parity.json and ``--threshold engine:…`` are still read, as what they meant."""
+    from rn50.commands.options import parse_thresholds
+    from rn50.jsonio import jsonable
+    from rn50.results.parity_results import SCHEMA, FeedSummary, Reference, from_dict, to_dict
+
+    assert parse_thresholds(["engine:min_cosine=0.9"]) == parse_thresholds(["fidelity:min_cosine=0.9"])
+    assert parse_thresholds(["fidelity:min_cosine=0.9"]) == {"fidelity": {"min_cosine": 0.9}}
+    logits = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    metrics = jsonable(compare(logits, logits * 1.01))
+    row = {
+        "runtime": "onnxruntime-cpu",
+        "artifact": "onnx-int8-tensorrt",
+        "precision": "int8",
+        "path": "x.onnx",
+        "status": "pass",
+        "device": "cpu",
+        "metrics": metrics,
+        "engine": metrics,
+        "engine_thresholds": "cos ≥ 0.98",
+    }
+    old = {
+        "schema": "rn50.parity/3",
+        "results": [row],
+        "feeds": jsonable(FeedSummary("samples", "d", 4, "f", 0, (), False)),
+        "reference": jsonable(Reference("torch-cpu", "PyTorch FP32", "cpu", None, None)),
+        "machine": {},
+        "created": 0.0,
+    }
+    report = from_dict(old)
+    assert report.results[0].fidelity is not None and report.results[0].fidelity_thresholds == "cos ≥ 0.98"
+    assert to_dict(report)["schema"] == SCHEMA == "rn50.parity/4" and "fidelity" in to_dict(report)["results"][0]

@@ -210,7 +210,7 @@ def test_parity_runs_engines_against_pytorch_and_int8_against_its_file(copy: Pat
             and "not TensorRT" in r["device"]
         )
     assert rows["engine-fp32"]["metrics"]["cosine_min"] > 0.99999
-    engine = rows["engine-int8"]["engine"]  # against the semantics of the Q/DQ file the engine was built from
+    engine = rows["engine-int8"]["fidelity"]  # against the semantics of the Q/DQ file the engine was built from
     assert (
         engine is not None
         and engine["cosine_min"] > 0.98

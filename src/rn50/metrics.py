@@ -272,20 +272,22 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
 }
 
 
-# The engine error of an INT8 result: the runtime's logits against its Q/DQ file's own semantics (the same file,
-# Q/DQ run literally with float arithmetic). Not zero even for a faithful engine: integer kernels requantize with
-# their own rounding, and a rounding step apart in one layer carries through the next ones. Measured on the
-# seeded ResNet-50, 64 held-apart crops (2-core AMD EPYC; benchmarks/bench_int8_cpu.py): faithful kernels
-# (ONNX Runtime and OpenVINO on a CPU with VNNI; both on a CPU without VNNI on 7-bit weights) stayed at worst
-# cosine ≥ 0.984 and mean ≥ 0.996 to their file; kernels that saturate (u8×s8 pairs summed in 16 bits on
-# full-range weights, no VNNI) fell to worst 0.86–0.92, mean ≈ 0.98.
-ENGINE = "engine"
-ENGINE_THRESHOLDS = Thresholds(min_cosine=0.98, min_cosine_mean=0.99)
-THRESHOLD_SETS: dict[str, Thresholds] = {**DEFAULT_THRESHOLDS, ENGINE: ENGINE_THRESHOLDS}  # what --threshold names
+# The fidelity of an INT8 result ("runtime vs file"): the runtime's logits against its Q/DQ file's own semantics (the
+# same file, Q/DQ run literally with float arithmetic). Not zero even for a faithful runtime: integer kernels
+# requantize with their own rounding, and a rounding step apart in one layer carries through the next ones. Measured
+# on the seeded ResNet-50, 64 held-apart crops (2-core AMD EPYC; benchmarks/bench_int8_cpu.py): faithful kernels (ONNX
+# Runtime and OpenVINO on a CPU with VNNI; both on a CPU without VNNI on 7-bit weights) stayed at worst cosine ≥ 0.984
+# and mean ≥ 0.996 to their file; kernels that saturate (u8×s8 pairs summed in 16 bits on full-range weights, no VNNI)
+# fell to worst 0.86–0.92, mean ≈ 0.98.
+FIDELITY = "fidelity"
+FIDELITY_THRESHOLDS = Thresholds(min_cosine=0.98, min_cosine_mean=0.99)
+THRESHOLD_SETS: dict[str, Thresholds] = {**DEFAULT_THRESHOLDS, FIDELITY: FIDELITY_THRESHOLDS}  # what --threshold names
+THRESHOLD_ALIASES = {"engine": FIDELITY}  # the name the fidelity set had until parity.json schema 4
+RUNTIME_VS_FILE = "runtime vs file"  # how a failure of the fidelity check starts (parity's reports find it so)
 
 
 def thresholds_for(precision: str, **overrides: float | None) -> Thresholds:
-    """The bounds for results of ``precision`` (or the ``engine`` set), with overrides."""
+    """The bounds for results of ``precision`` (or the ``fidelity`` set), with overrides."""
     if precision not in THRESHOLD_SETS:
         raise UsageError(f"unknown precision {precision!r}", fix=f"use one of {', '.join(THRESHOLD_SETS)}")
     given = {k: v for k, v in overrides.items() if v is not None}

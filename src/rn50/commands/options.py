@@ -172,15 +172,16 @@ class CalibrationOptions:
 
 
 def parse_thresholds(items: list[str] | None) -> dict[str, dict[str, float]]:
-    """``PRECISION:KEY=VALUE`` items (--threshold), e.g. ``int8:min_cosine=0.99``; ``engine:…`` bounds an INT8
-    runtime's error against its own Q/DQ file."""
-    from rn50.metrics import THRESHOLD_SETS, Thresholds
+    """``PRECISION:KEY=VALUE`` items (--threshold), e.g. ``int8:min_cosine=0.99``; ``fidelity:…`` bounds an INT8
+    runtime's error against its own Q/DQ file (``engine:…``, its name before parity.json schema 4, is read as it)."""
+    from rn50.metrics import THRESHOLD_ALIASES, THRESHOLD_SETS, Thresholds
 
     keys = set(Thresholds.__dataclass_fields__)
     out: dict[str, dict[str, float]] = {}
     for item in items or []:
         try:
-            prec, rest = item.split(":", 1)
+            given, rest = item.split(":", 1)
+            prec = THRESHOLD_ALIASES.get(given, given)
             key, value = rest.split("=", 1)
             number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
         except ValueError:
@@ -244,7 +245,7 @@ class ThresholdOptions:
             default_factory=ThresholdOptions,
             parse=ThresholdOptions.parse,
             cli_type=list[str] | None,
-            help="Override a bound, PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99 (engine:… bounds an INT8 runtime "
+            help="Override a bound, PRECISION:KEY=VALUE, e.g. int8:min_cosine=0.99 (fidelity:… bounds an INT8 runtime "
             "against its file; int8:max_top1_drop=1% judges accuracy on labelled images against the reference's).",
         )
 

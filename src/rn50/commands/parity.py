@@ -1,5 +1,5 @@
 """``rn50 parity``: every runtime × precision artifact against the PyTorch FP32 reference, on the same feeds, and
-every INT8 result against its own Q/DQ file (the engine is ``rn50.evaluation.comparison``); parity.json/.md/.png."""
+every INT8 result against its own Q/DQ file (compared by ``rn50.evaluation.comparison``); parity.json/.md/.png."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``rn50 profile``: latency and throughput of every runtime × precision × batch (the engine is
+"""``rn50 profile``: latency and throughput of every runtime × precision × batch (measured by
 ``rn50.evaluation.measurement``); profile.json/.md/.png."""
 
 from __future__ import annotations

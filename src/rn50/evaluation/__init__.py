@@ -1,1 +1,1 @@
-"""The run/compare engines: which runtime × artifact pairs to run, running them, comparing and measuring."""
+"""Evaluation: which runtime × artifact pairs to run, running them, comparing and measuring."""

@@ -1,9 +1,10 @@
-"""Parity's engine: every runner runs once on the same feeds (``run_all``), then each result is compared with the
-PyTorch FP32 reference (``compare_all``). An INT8 result has a third reference: its Q/DQ file's own semantics (the
-file run literally, Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; computed
-once per file). File vs PyTorch is the quantization error, judged by the INT8 thresholds; runtime vs file is the
-engine error, judged by the ``engine`` thresholds. A runtime that computes something other than its file fails,
-and the result names the likely cause (e.g. INT8 kernels that saturate on a CPU without VNNI) and the fix.
+"""How parity runs and compares: every runner runs once on the same feeds (``run_all``), then each result is
+compared with the PyTorch FP32 reference (``compare_all``). An INT8 result has a third reference: its Q/DQ file's own
+semantics (the file run literally, Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations
+off; computed once per file). File vs PyTorch is the quantization error, judged by the INT8 thresholds; runtime vs
+file is the runtime's fidelity to its file, judged by the ``fidelity`` thresholds. A runtime that computes something
+other than its file fails, and the result names the likely cause (e.g. INT8 kernels that saturate on a CPU without
+VNNI) and the fix.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from rn50.errors import CheckFailed, EnvironmentProblem
 from rn50.evaluation.explanation import diagnose
 from rn50.evaluation.semantics import SEMANTICS, run_batches, semantics
 from rn50.machine import describe
-from rn50.metrics import CLASSIFIER, ENGINE, PerInput, compare, for_head, input_verdict
+from rn50.metrics import CLASSIFIER, FIDELITY, RUNTIME_VS_FILE, PerInput, compare, for_head, input_verdict
 from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
-from rn50.runtimes.registry import Target, engine_deviation, make_runner
+from rn50.runtimes.registry import Target, fidelity_deviation, make_runner
 from rn50.words import opt
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def run_all(
         if r.logits is None or qdq is None or qdq in files:
             continue
         if not qdq.is_file():
-            log.warning("%s: the Q/DQ ONNX it was made from is not in the manifest; no engine check", r.target.label)
+            log.warning("%s: the Q/DQ ONNX it was made from is not in the manifest; no fidelity check", r.target.label)
             continue
         say(f"{SEMANTICS} · {qdq.name}")
         files[qdq] = semantics(qdq, feeds, batch, threads=threads)
@@ -165,20 +166,23 @@ def compare_all(
         m = compare(got, ref, classes=classes)
         failures = list(limits.failures(m))
         qdq = t.qdq_file
-        quantization = engine = None
+        quantization = fidelity = None
         cause = fix = None
-        engine_limits = thresholds(ENGINE)
+        fidelity_limits = thresholds(FIDELITY)
         if qdq is not None and qdq in files:
-            quantization, engine = compare(files[qdq], ref, classes=classes), compare(got, files[qdq], classes=classes)
+            quantization, fidelity = (
+                compare(files[qdq], ref, classes=classes),
+                compare(got, files[qdq], classes=classes),
+            )
             failures += [f"file vs FP32: {f}" for f in limits.failures(quantization)]
-            deviates = [f"engine vs file: {f}" for f in engine_limits.failures(engine)]
+            deviates = [f"{RUNTIME_VS_FILE}: {f}" for f in fidelity_limits.failures(fidelity)]
             if deviates:
-                cause, fix = engine_deviation(t.runtime, t.form, cpu_class)
+                cause, fix = fidelity_deviation(t.runtime, t.form, cpu_class)
             failures += deviates
         top1, top5 = _accuracy(got, labels)
         failures += limits.accuracy_failures(reference_top1, top1)
         inputs = PerInput.of(got, ref)
-        file_inputs = PerInput.of(files[qdq], ref) if engine is not None and qdq is not None else None
+        file_inputs = PerInput.of(files[qdq], ref) if fidelity is not None and qdq is not None else None
         # The verdict hangs on the inputs of what fails: an INT8 file that fails vs FP32 is judged on its inputs.
         judged = file_inputs if file_inputs is not None and quantization is not None else inputs
         verdict = input_verdict(judged, names, limits)
@@ -198,10 +202,10 @@ def compare_all(
                 top5,
                 run.seconds,
                 t.sha256,
-                str(qdq) if engine is not None else None,
+                str(qdq) if fidelity is not None else None,
                 quantization,
-                engine,
-                engine_limits.describe() if engine is not None else "",
+                fidelity,
+                fidelity_limits.describe() if fidelity is not None else "",
                 cause,
                 fix,
                 inputs,

@@ -1,4 +1,4 @@
-"""Profile's engine: latency and throughput of every runtime × precision × batch, on the same inputs, with the same
+"""How profile measures: latency and throughput of every runtime × precision × batch, on the same inputs, with the same
 warm-up, phases and statistics for each, and the machine recorded.
 
 CPU runtimes are timed by the host clock around a full ``infer`` call. GPU runtimes are timed three ways, named as

@@ -17,7 +17,7 @@ from rn50.runtimes.registry import (
     TORCH,
     TORCH_ARTIFACT,
     Target,
-    engine_deviation,
+    fidelity_deviation,
     reads,
     result_precision,
     runtime_names,
@@ -58,7 +58,7 @@ def parity_targets(
     """Targets to run, and those skipped with the reason (never silently dropped).
 
     Not run unless named with ``artifacts``: rn50's TensorRT Q/DQ file on a CPU runtime whose INT8 kernels saturate
-    on its form on this CPU (it is made for TensorRT; measured, it fails its engine check). Every other pair runs,
+    on its form on this CPU (it is made for TensorRT; measured, it fails its fidelity check). Every other pair runs,
     a file made for another CPU class included: that one fails with the cause and the fix."""
     from rn50.machine import cpu_info
 
@@ -100,7 +100,7 @@ def parity_targets(
                 and saturates(runtime, form, cpu_class)
                 and name not in (artifacts or [])
             ):
-                cause, fix = engine_deviation(runtime, form, cpu_class)
+                cause, fix = fidelity_deviation(runtime, form, cpu_class)
                 anyway = f"{opt('runtime')} {runtime} {opt('artifact')} {name}"
                 reason = f"not run unless named: {cause}; {fix} (to measure it anyway: {anyway})"
             if reason:

@@ -14,7 +14,7 @@ import numpy as np
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
 from rn50.calibration.outliers import DEPART_FACTOR, DEPARTS
 from rn50.charts import png, pyplot
-from rn50.metrics import fmt
+from rn50.metrics import RUNTIME_VS_FILE, fmt
 from rn50.reports.render import Section, machine_line, to_markdown
 from rn50.results.parity_results import REPORT, ParityReport, TargetResult, to_dict
 from rn50.runtimes.registry import double_notes
@@ -99,16 +99,16 @@ def verdict_text(r: TargetResult) -> str:
 
 
 def thresholds_line(report: ParityReport) -> str:
-    """The bounds each precision (and the engine check) was judged by in this run, once per report."""
+    """The bounds each precision (and the fidelity check) was judged by in this run, once per report."""
     used = {r.precision: r.thresholds for r in report.ran}
-    engine = next((r.engine_thresholds for r in report.ran if r.engine_thresholds), None)
-    if engine:
-        used["engine (INT8 runtime vs its file)"] = engine
+    fidelity = next((r.fidelity_thresholds for r in report.ran if r.fidelity_thresholds), None)
+    if fidelity:
+        used["fidelity (INT8 runtime vs its file)"] = fidelity
     return "Thresholds: " + "; ".join(f"{k}: {v}" for k, v in used.items()) + "." if used else ""
 
 
-def engine_verdict(r: TargetResult) -> str:
-    deviates = [f for f in r.failures if f.startswith("engine vs file")]
+def fidelity_verdict(r: TargetResult) -> str:
+    deviates = [f for f in r.failures if f.startswith(RUNTIME_VS_FILE)]
     return f"FAIL: {'; '.join(deviates)} — {r.cause}; fix: {r.fix}" if deviates else "pass (faithful to its file)"
 
 
@@ -216,12 +216,12 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
     if image:
         main.images.append(("error distribution per runtime", image))
     parts = [main]
-    int8 = [r for r in report.ran if r.engine is not None and r.quantization is not None]
+    int8 = [r for r in report.ran if r.fidelity is not None and r.quantization is not None]
     if int8:
         parts.append(
             Section(
-                "INT8: the file's error and the engine's",
-                "int8-engine",
+                "INT8: the file's error and the runtime's",
+                "int8-fidelity",
                 paragraphs=[
                     "Each INT8 result against a third reference: its Q/DQ file's own semantics (the file run as "
                     "written, "
@@ -229,31 +229,31 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
                     "same on "
                     "every CPU). **File vs FP32** is the quantization error (calibration's business, judged by the "
                     "INT8 "
-                    "thresholds); **engine vs file** is the runtime's own error (saturating kernels, a fusion that "
+                    "thresholds); **runtime vs file** is the runtime's own error (saturating kernels, a fusion that "
                     "changes "
-                    "the math, a wrong build), judged by the engine thresholds."
+                    "the math, a wrong build), judged by the fidelity thresholds."
                 ],
                 header=[
                     "runtime · artifact",
                     "file vs FP32: cos mean",
                     "cos worst",
-                    "engine vs file: cos mean",
+                    "runtime vs file: cos mean",
                     "cos worst",
                     "max abs",
-                    "engine",
+                    "fidelity",
                 ],
                 rows=[
                     [
                         r.label,
                         f"{r.quantization.cosine_mean:.6f}",
                         f"{r.quantization.cosine_min:.6f}",
-                        f"{r.engine.cosine_mean:.6f}",
-                        f"{r.engine.cosine_min:.6f}",
-                        f"{r.engine.max_abs:.3g}",
-                        engine_verdict(r),
+                        f"{r.fidelity.cosine_mean:.6f}",
+                        f"{r.fidelity.cosine_min:.6f}",
+                        f"{r.fidelity.max_abs:.3g}",
+                        fidelity_verdict(r),
                     ]
                     for r in int8
-                    if r.quantization is not None and r.engine is not None
+                    if r.quantization is not None and r.fidelity is not None
                 ],
             )
         )

@@ -70,7 +70,7 @@ def quality_sections(results: list[QuantizeResult]) -> list[Section]:
     parts[0].paragraphs.append(
         "Final logits and each Conv/Gemm output against the FP32 graph, as each file says it computes: its own "
         "Q/DQ semantics (ONNX Runtime's CPU provider with graph optimizations off), the same on every CPU. That is "
-        'parity\'s "file vs FP32"; parity also measures each runtime against the file ("engine vs file").'
+        'parity\'s "file vs FP32"; parity also measures each runtime against the file ("runtime vs file").'
     )
     for r in results:
         o = r.output

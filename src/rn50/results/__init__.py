@@ -1,1 +1,2 @@
-"""Result types of the run/compare engines and their JSON forms: below both the commands and the reports."""
+"""Result types of evaluation (parity, profile, load test, tune) and their JSON forms: below both the commands
+and the reports."""

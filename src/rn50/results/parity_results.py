@@ -1,6 +1,6 @@
-"""What a parity run found (parity.json): per runtime × artifact the verdict, its error statistics against PyTorch
-FP32 and, for INT8, the file's error and the engine's; the feeds and the reference it ran on. Types and their JSON
-form only: the run is ``rn50.evaluation``'s, the Markdown and HTML are ``rn50.reports``'."""
+"""What a parity run found (parity.json): per runtime × artifact the verdict, its error statistics against PyTorch FP32
+and, for INT8, the file's error and the runtime's (its fidelity to the file); the feeds and the reference it ran on.
+Types and their JSON form only: the run is ``rn50.evaluation``'s, the Markdown and HTML are ``rn50.reports``'."""
 
 from __future__ import annotations
 
@@ -65,12 +65,12 @@ class TargetResult:
     seconds: float | None = None
     sha256: str | None = None  # of the file tested (checked against the manifest first)
     # INT8: the Q/DQ file whose own semantics the result is compared with (an engine's or IR's source), the file's
-    # error (its semantics vs PyTorch FP32, judged by the INT8 thresholds) and the engine's (the runtime vs the file,
-    # judged by ``engine_thresholds``); when the engine deviates, its likely cause and the fix.
+    # error (its semantics vs PyTorch FP32, judged by the INT8 thresholds) and its fidelity (the runtime vs the file,
+    # judged by ``fidelity_thresholds``); when the runtime deviates, its likely cause and the fix.
     semantics_file: str | None = None
     quantization: OutputMetrics | None = None
-    engine: OutputMetrics | None = None
-    engine_thresholds: str = ""
+    fidelity: OutputMetrics | None = None
+    fidelity_thresholds: str = ""
     cause: str | None = None
     fix: str | None = None
     # Each input's error (the result vs PyTorch FP32; for INT8 also the file's), and which inputs the verdict hangs
@@ -146,12 +146,12 @@ class ParityReport:
     def summary(self) -> str:
         """One line: how many pairs passed, and for INT8 both errors at their worst (the pipeline's step detail)."""
         line = f"{len(self.ran)} runtime × artifact pairs pass, {len(self.results) - len(self.ran)} not run here"
-        int8 = [r for r in self.ran if r.engine is not None and r.quantization is not None]
+        int8 = [r for r in self.ran if r.fidelity is not None and r.quantization is not None]
         if int8:
             worst_file = min(r.quantization.cosine_min for r in int8 if r.quantization is not None)
-            worst_engine = min(r.engine.cosine_min for r in int8 if r.engine is not None)
+            worst_fidelity = min(r.fidelity.cosine_min for r in int8 if r.fidelity is not None)
             line += (
-                f"; INT8: file vs FP32 worst cos {worst_file:.4f}, engine vs file worst cos {worst_engine:.4f} "
+                f"; INT8: file vs FP32 worst cos {worst_file:.4f}, runtime vs file worst cos {worst_fidelity:.4f} "
                 f"({len(int8)} rows)"
             )
         return line
@@ -166,8 +166,10 @@ class ParityReport:
 REPORT = "parity.json"
 # 2: INT8 results carry the file's error and the engine's (``quantization``, ``engine``); 3: every result carries
 # each input's error (``inputs``, ``file_inputs``) and the inputs its verdict hangs on (``input_verdict``); a failing
-# INT8 row the cause per failing input (``causes``).
-SCHEMA = "rn50.parity/3"
+# INT8 row the cause per failing input (``causes``); 4: the runtime's error against its file is ``fidelity`` (it was
+# ``engine``, a word rn50 keeps for TensorRT engines): version 3 files are still read.
+SCHEMA = "rn50.parity/4"
+READ_SCHEMAS = ("rn50.parity/3", SCHEMA)
 
 
 def to_dict(report: ParityReport) -> dict[str, Any]:
@@ -175,7 +177,7 @@ def to_dict(report: ParityReport) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any]) -> ParityReport:
-    if data.get("schema") != SCHEMA:
+    if data.get("schema") not in READ_SCHEMAS:
         raise UsageError(
             f"not an {cmd('parity')} report (schema {data.get('schema')!r})",
             fix=f"pass a parity.json written by rn50 ({SCHEMA})",
@@ -183,7 +185,9 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
     results = []
     for r in data["results"]:
         r = dict(r)
-        for key in ("metrics", "quantization", "engine"):
+        if "engine" in r:  # schema 3
+            r["fidelity"], r["fidelity_thresholds"] = r.pop("engine"), r.pop("engine_thresholds", "")
+        for key in ("metrics", "quantization", "fidelity"):
             if r.get(key) is not None:
                 r[key] = OutputMetrics.from_dict(r[key])
         r["failures"] = tuple(r.get("failures", ()))

@@ -325,7 +325,7 @@ def saturates(runtime: str, form: QdqForm | None, cpu_class: str) -> bool:
     return form is not None and cpu_class == AVX2 and rule is not None and rule(form)
 
 
-def engine_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tuple[str, str]:
+def fidelity_deviation(runtime: str, form: QdqForm | None, cpu_class: str) -> tuple[str, str]:
     """The likely cause of an INT8 runtime computing something other than its Q/DQ file, and the fix."""
     if not saturates(runtime, form, cpu_class):
         return (
