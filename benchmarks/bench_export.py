@@ -1,6 +1,6 @@
 """`rn50 export` end to end (fresh process: imports, seeded weights, torch.export, onnxsim, verify).
 
-Target: <= 20 s for ResNet-50 on a 2-core machine. Run by hand: python benchmarks/bench_export.py [--runs 3]
+Pair: <= 20 s for ResNet-50 on a 2-core machine. Run by hand: python benchmarks/bench_export.py [--runs 3]
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def accuracy(paths: dict[str, Path], crops: int, threads: int) -> dict[str, obje
     from rn50.feeds import samples
     from rn50.machine import cpu_info
     from rn50.metrics import compare
-    from rn50.runtimes.registry import Target, make_runner, unavailable_reason
+    from rn50.runtimes.registry import Pair, make_runner, unavailable_reason
 
     feeds = samples(crops, split="evaluation")
     ref = semantics(paths["fp32"], feeds, 8, threads=threads)  # the FP32 graph (PyTorch differs from it by ~1e-6)
@@ -66,7 +66,7 @@ def accuracy(paths: dict[str, Path], crops: int, threads: int) -> dict[str, obje
         for runtime in ("onnxruntime-cpu", "openvino-cpu"):
             if unavailable_reason(runtime):
                 continue
-            with make_runner(Target(runtime, "int8", name, path), threads=threads) as runner:
+            with make_runner(Pair(runtime, "int8", name, path), threads=threads) as runner:
                 got = run_batches(runner, feeds, 8)
             row[runtime] = {"vs_fp32": compare(got, ref).to_dict(), "vs_file": compare(got, file).to_dict()}
         rows.append(row)
@@ -75,7 +75,7 @@ def accuracy(paths: dict[str, Path], crops: int, threads: int) -> dict[str, obje
 
 def latency(paths: dict[str, Path], threads: int, rounds: int, duration: float) -> dict[str, float]:
     """Batch-1 median latency (ms): PyTorch eager FP32, ONNX Runtime FP32, each form on each CPU runtime, in turn."""
-    from rn50.runtimes.registry import Target, make_runner
+    from rn50.runtimes.registry import Pair, make_runner
     from rn50.runtimes.timing import measure, summarize
     from rn50.samples import sample_crops
     from rn50.weights import load_model
@@ -86,7 +86,7 @@ def latency(paths: dict[str, Path], threads: int, rounds: int, duration: float) 
         runners = {
             "torch-cpu fp32": stack.enter_context(
                 make_runner(
-                    Target("torch-cpu", "fp32", "pytorch-fp32", None),
+                    Pair("torch-cpu", "fp32", "pytorch-fp32", None),
                     model=lambda: load_model("seeded", depth=50).model,
                 )
             )
@@ -95,7 +95,7 @@ def latency(paths: dict[str, Path], threads: int, rounds: int, duration: float) 
             for runtime in ("onnxruntime-cpu", "openvino-cpu"):
                 precision = "fp32" if name == "fp32" else "int8"
                 runners[f"{runtime} {name}"] = stack.enter_context(
-                    make_runner(Target(runtime, precision, name, path), threads=threads)
+                    make_runner(Pair(runtime, precision, name, path), threads=threads)
                 )
         import torch
 

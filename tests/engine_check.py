@@ -14,17 +14,17 @@ import numpy as np
 
 def main(model: Path, feed: Path) -> dict[str, object]:
     from rn50.evaluation.comparison import compare_all, run_all
+    from rn50.evaluation.pairs import qdq_form
     from rn50.evaluation.semantics import semantics
-    from rn50.evaluation.targets import qdq_form
     from rn50.feeds import FeedSet
     from rn50.machine import cpu_info
-    from rn50.runtimes.registry import Target, unavailable_reason
+    from rn50.runtimes.registry import Pair, unavailable_reason
 
     images = np.load(feed)
     feeds = FeedSet("arrays", feed.name, images, feed.name)
     form = qdq_form(model)
     targets = [
-        Target(r, "int8", model.name, model, None, None, form)
+        Pair(r, "int8", model.name, model, None, None, form)
         for r in ("onnxruntime-cpu", "openvino-cpu")
         if unavailable_reason(r) is None
     ]

@@ -20,15 +20,15 @@ import pytest
 from helpers import one_line_error
 from tiny import activation_ranges, saturating_conv, small_convnet
 
-from rn50.evaluation import comparison, targets
+from rn50.evaluation import comparison, pairs
 from rn50.feeds import FeedSet
 from rn50.machine import AVX2, VNNI, cpu_info, int8_class
 from rn50.metrics import thresholds_for
 from rn50.runtimes.qdq_form import QdqForm, form_of
-from rn50.runtimes.registry import Target, fidelity_deviation, saturates
+from rn50.runtimes.registry import Pair, fidelity_deviation, saturates
 
 if TYPE_CHECKING:
-    from rn50.results.parity_results import TargetResult
+    from rn50.results.parity_results import PairResult
 
 HERE = Path(__file__).resolve().parent
 QEMU = shutil.which("qemu-x86_64")
@@ -122,13 +122,13 @@ def test_fidelity_deviation_names_the_cause_and_the_fix(runtime: str, form: QdqF
 
 def _engine_check(
     tmp_path: Path, bits: int, runtimes: tuple[str, ...] = ("onnxruntime-cpu", "openvino-cpu")
-) -> dict[str, TargetResult]:
+) -> dict[str, PairResult]:
     """rn50's engine check of the saturating convolution on this machine's real kernels, as parity runs it."""
     model, x = saturating_conv(bits)
     path = tmp_path / f"conv{bits}.onnx"
     onnx.save(model, str(path))
     feeds = FeedSet("arrays", "crafted", x, "crafted")
-    targets = [Target(r, "int8", path.name, path, None, None, form_of(model)) for r in runtimes]
+    targets = [Pair(r, "int8", path.name, path, None, None, form_of(model)) for r in runtimes]
     runs, files = comparison.run_all(targets, feeds, len(x), threads=1, strict_runtimes=True, say=lambda _m: None)
     reference = comparison.semantics(path, feeds, len(x), threads=1)
     results, _ = comparison.compare_all(runs, reference, files, None, thresholds=thresholds_for)
@@ -291,7 +291,7 @@ def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(
     )
     monkeypatch.setattr("rn50.machine.cpu_info", lambda *a, **k: real_cpu_info(*a, **k) | {"int8_class": cpu_class})
     runtimes = ["onnxruntime-cpu", "openvino-cpu"]
-    planned, skipped = targets.parity_targets(workdir, runtimes=runtimes)
+    planned, skipped = pairs.parity_pairs(workdir, runtimes=runtimes)
     if cpu_class == AVX2:
         assert [t.runtime for t in planned] == ["onnxruntime-cpu"]
         (r,) = skipped
@@ -302,7 +302,7 @@ def test_the_tensorrt_file_is_not_run_by_default_where_cpu_kernels_saturate(
         )
     else:
         assert [t.runtime for t in planned] == runtimes and skipped == []
-    named, _ = targets.parity_targets(workdir, runtimes=runtimes, artifacts=["onnx-int8-tensorrt"])
+    named, _ = pairs.parity_pairs(workdir, runtimes=runtimes, artifacts=["onnx-int8-tensorrt"])
     assert [t.runtime for t in named] == runtimes
 
 

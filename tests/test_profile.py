@@ -186,7 +186,7 @@ def test_gpu_rows_time_compute_and_copies_apart_and_skip_what_cannot_run(monkeyp
             return 0.5, 0.25
 
     monkeypatch.setattr(profiling, "make_runner", lambda *a, **k: FakeGpu(label="fake"))
-    target = profiling.Target("onnxruntime-cuda", "fp16", "onnx-fp16", Path("x.onnx"))
+    target = profiling.Pair("onnxruntime-cuda", "fp16", "onnx-fp16", Path("x.onnx"))
     settings = Settings(batches=(1, 2), warmup_s=0, warmup_iterations=0, duration_s=None, iterations=3, threads=1)
     rows = profiling.profile_target(target, settings, np.zeros((2, 3, 2, 2), np.float32), lambda: None, lambda m: None)
     assert [(r.batch, r.mode, r.status) for r in rows] == [

@@ -200,14 +200,14 @@ def test_a_runtime_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatch, tmp_
     from rn50 import cli
     from rn50.artifacts import Artifact, WorkDir, sha256_file
     from rn50.commands.doctor import check_runtimes
-    from rn50.evaluation import comparison, targets
+    from rn50.evaluation import comparison, pairs
     from rn50.feeds import FeedSet
     from rn50.metrics import thresholds_for
     from rn50.results.profile_results import Settings
     from rn50.runtimes import registry
     from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 
-    def runner(target: registry.Target, threads: int | None, _model: object) -> OnnxRuntimeRunner:
+    def runner(target: registry.Pair, threads: int | None, _model: object) -> OnnxRuntimeRunner:
         assert target.path is not None
         return OnnxRuntimeRunner(target.path, threads=threads, label=target.label)
 
@@ -219,9 +219,9 @@ def test_a_runtime_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatch, tmp_
     workdir = WorkDir(root)
     workdir.record(Artifact("onnx-fp32", "small.onnx", "onnx", "fp32", sha256_file(root / "small.onnx"), None, {}, {}))
 
-    planned, _ = targets.parity_targets(workdir, runtimes=["onnxruntime-cpu", "toy-cpu"])
+    planned, _ = pairs.parity_pairs(workdir, runtimes=["onnxruntime-cpu", "toy-cpu"])
     assert [t.runtime for t in planned] == ["onnxruntime-cpu", "toy-cpu"]
-    profiled, _ = targets.profile_targets(workdir, Settings(batches=(1,)), artifacts=["onnx-fp32"])
+    profiled, _ = pairs.profile_pairs(workdir, Settings(batches=(1,)), artifacts=["onnx-fp32"])
     assert "toy-cpu" in {t.runtime for t in profiled}
     feeds = FeedSet(
         "arrays", "noise", np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32), "noise"
@@ -248,12 +248,12 @@ def test_an_artifact_kind_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatc
 
     from rn50 import cli
     from rn50.artifacts import Artifact, WorkDir, sha256_file
-    from rn50.evaluation import targets
+    from rn50.evaluation import pairs
     from rn50.runtimes import kinds, registry
     from rn50.runtimes.model_io import onnx_io
     from rn50.runtimes.ort_runner import OnnxRuntimeRunner
 
-    def runner(target: registry.Target, threads: int | None, _model: object) -> OnnxRuntimeRunner:
+    def runner(target: registry.Pair, threads: int | None, _model: object) -> OnnxRuntimeRunner:
         assert target.path is not None
         return OnnxRuntimeRunner(target.path, threads=threads, label=target.label)
 
@@ -278,7 +278,7 @@ def test_an_artifact_kind_is_one_row_of_the_table(monkeypatch: pytest.MonkeyPatc
         Artifact("toy-fp32", "small.toy", "toy", "fp32", sha256_file(root / "small.toy"), None, {}, {})
     )
 
-    planned, _ = targets.parity_targets(WorkDir(root), runtimes=["onnxruntime-cpu", "toy-cpu"])
+    planned, _ = pairs.parity_pairs(WorkDir(root), runtimes=["onnxruntime-cpu", "toy-cpu"])
     assert [(t.runtime, t.artifact) for t in planned] == [("toy-cpu", "toy-fp32")]
     app = cli.build_app()
     done = CliRunner().invoke(app, ["triton-repo", "--out", str(root), "--json"])

@@ -53,7 +53,7 @@ class BuildTrtOptions:
 
 def check_source_file(path: Path, precision: str) -> None:
     """--onnx: an existing ONNX file whose own precision is the one asked for (never silently another)."""
-    from rn50.evaluation.targets import onnx_precision
+    from rn50.evaluation.pairs import onnx_precision
 
     if not path.is_file():
         raise UsageError(f"ONNX file not found: {path}", fix="pass an existing file to --onnx")

@@ -21,7 +21,7 @@ from rn50.commands.options import (
 from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed, UsageError
 from rn50.evaluation.comparison import run_parity
-from rn50.evaluation.targets import parity_targets
+from rn50.evaluation.pairs import parity_pairs
 from rn50.exporter.onnx_file import FP32_NAME
 from rn50.onnx_graph import load_header
 from rn50.reports import parity_report
@@ -32,8 +32,8 @@ from rn50.runtimes.registry import check_names
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
     from rn50.feeds import FeedSet
-    from rn50.results.parity_results import ParityReport, TargetResult
-    from rn50.runtimes.registry import Target
+    from rn50.results.parity_results import PairResult, ParityReport
+    from rn50.runtimes.registry import Pair
 
 log = logging.getLogger(__name__)
 REFERENCE_DEVICES = ("cpu", "cuda")
@@ -41,7 +41,7 @@ REFERENCE_DEVICES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class ParityOptions:
-    """``rn50 parity``: the feeds, the targets (filters and extra files), the thresholds and the reference."""
+    """``rn50 parity``: the feeds, the pairs (filters and extra files), the thresholds and the reference."""
 
     feeds: FeedOptions = field(default_factory=FeedOptions)
     batch: int = flag("--batch", default=PARITY_BATCH, help="The batch size every runtime runs at.")
@@ -111,7 +111,7 @@ def parity(
     workdir: WorkDir,
     ui: Ui = QUIET,
     *,
-    planned: tuple[list[Target], list[TargetResult]] | None = None,
+    planned: tuple[list[Pair], list[PairResult]] | None = None,
     feeds: FeedSet | None = None,
     model: Any = None,
 ) -> ParityOutcome:
@@ -120,7 +120,7 @@ def parity(
     from rn50.runtimes.torch_runner import TorchRunner
     from rn50.weights import workdir_model
 
-    targets, skipped = planned or parity_targets(
+    pairs, skipped = planned or parity_pairs(
         workdir, runtimes=options.runtimes, artifacts=options.artifacts, extra_onnx=options.onnx
     )
     feeds = feeds or options.feeds.read(status=ui.status)
@@ -131,7 +131,7 @@ def parity(
     )
     report, errors = run_parity(
         reference,
-        targets,
+        pairs,
         feeds,
         thresholds=options.thresholds.limits,
         batch=options.batch,

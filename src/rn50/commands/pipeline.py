@@ -332,7 +332,7 @@ def plan_build_trt(p: Pipeline) -> Work | StepResult:
 
 def plan_parity(p: Pipeline) -> Work:
     from rn50.commands.parity import ParityOptions, parity
-    from rn50.evaluation.targets import parity_targets
+    from rn50.evaluation.pairs import parity_pairs
     from rn50.machine import cpu_info
 
     options = ParityOptions(
@@ -340,11 +340,11 @@ def plan_parity(p: Pipeline) -> Work:
         thresholds=p.options.thresholds,
         threads=p.options.profile.threads,
     )
-    targets, skipped = parity_targets(p.workdir)
+    pairs, skipped = parity_pairs(p.workdir)
     feeds = options.feeds.read(status=p.ui.status)
     inputs = {
         "artifacts": p.artifact_shas(),
-        "targets": [(t.runtime, t.artifact) for t in targets],
+        "targets": [(t.runtime, t.artifact) for t in pairs],
         "feeds": feeds.fingerprint,
         "thresholds": options.thresholds.overrides,
         "cpu": cpu_info()["int8_class"],
@@ -352,7 +352,7 @@ def plan_parity(p: Pipeline) -> Work:
     }
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        done = parity(options, p.workdir, p.ui, planned=(targets, skipped), feeds=feeds, model=p.model())
+        done = parity(options, p.workdir, p.ui, planned=(pairs, skipped), feeds=feeds, model=p.model())
         report = done.report
         if done.error is not None:
             raise done.error
@@ -363,21 +363,21 @@ def plan_parity(p: Pipeline) -> Work:
 
 def plan_profile(p: Pipeline) -> Work:
     from rn50.commands.profile import ProfileOptions, profile
-    from rn50.evaluation.targets import profile_targets
+    from rn50.evaluation.pairs import profile_pairs
     from rn50.machine import cpu_info
 
     settings = p.options.profile
-    targets, skipped = profile_targets(p.workdir, settings)
+    pairs, skipped = profile_pairs(p.workdir, settings)
     inputs = {
         "artifacts": p.artifact_shas(),
-        "targets": [(t.runtime, t.artifact) for t in targets],
+        "targets": [(t.runtime, t.artifact) for t in pairs],
         "settings": settings,
         "cpu": cpu_info(),
         "rn50": __version__,
     }
 
     def run() -> tuple[StepStatus, list[Path], str]:
-        done = profile(ProfileOptions(settings), p.workdir, p.ui, planned=(targets, skipped), model_loader=p.model)
+        done = profile(ProfileOptions(settings), p.workdir, p.ui, planned=(pairs, skipped), model_loader=p.model)
         report = done.report
         return (
             "ran",

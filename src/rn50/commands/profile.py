@@ -10,7 +10,7 @@ from rn50.commands.flags import flag
 from rn50.commands.options import artifacts_flag
 from rn50.commands.outcome import QUIET, Ui
 from rn50.evaluation.measurement import run_profile
-from rn50.evaluation.targets import profile_targets
+from rn50.evaluation.pairs import profile_pairs
 from rn50.reports import profile_report
 from rn50.reports.render import Section
 from rn50.results import parity_results, profile_results
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
     from rn50.errors import Rn50Error
     from rn50.results.profile_results import ProfileReport, Row
-    from rn50.runtimes.registry import Target
+    from rn50.runtimes.registry import Pair
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,17 @@ def profile(
     workdir: WorkDir,
     ui: Ui = QUIET,
     *,
-    planned: tuple[list[Target], list[Row]] | None = None,
+    planned: tuple[list[Pair], list[Row]] | None = None,
     model_loader: Callable[[], Any] | None = None,
 ) -> ProfileOutcome:
     """Latency and throughput of every runtime × precision × batch, on the same inputs (trtexec's names)."""
     from rn50.weights import workdir_model
 
-    targets, skipped = planned or profile_targets(
+    pairs, skipped = planned or profile_pairs(
         workdir, options.settings, runtimes=options.runtimes, precisions=options.precisions, artifacts=options.artifacts
     )
     report = run_profile(
-        targets,
+        pairs,
         options.settings,
         skipped=skipped,
         progress=lambda m: ui.status(f"profile: {m}"),

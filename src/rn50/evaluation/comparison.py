@@ -22,8 +22,8 @@ from rn50.evaluation.explanation import diagnose
 from rn50.evaluation.semantics import SEMANTICS, run_batches, semantics
 from rn50.machine import describe
 from rn50.metrics import CLASSIFIER, FIDELITY, RUNTIME_VS_FILE, PerInput, compare, for_head, input_verdict
-from rn50.results.parity_results import FeedSummary, ParityReport, Reference, TargetResult, Verdict
-from rn50.runtimes.registry import Target, fidelity_deviation, make_runner
+from rn50.results.parity_results import FeedSummary, PairResult, ParityReport, Reference, Verdict
+from rn50.runtimes.registry import Pair, fidelity_deviation, make_runner
 from rn50.words import opt
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> tuple[float | No
 class Outputs:
     """One runner's logits over the feeds, or why it could not run."""
 
-    target: Target
+    pair: Pair
     logits: np.ndarray | None = None
     device: str | None = None
     status: Verdict | None = None  # skipped | error when it did not run
@@ -83,7 +83,7 @@ class Outputs:
 
 
 def run_target(
-    target: Target,
+    pair: Pair,
     feeds: FeedSet,
     batch: int,
     *,
@@ -91,22 +91,22 @@ def run_target(
     strict_runtimes: bool,
     model: Callable[[], Any] | None = None,
 ) -> Outputs:
-    """``model``: loads the PyTorch model, for a target that runs it (compiled PyTorch)."""
+    """``model``: loads the PyTorch model, for a pair that runs it (compiled PyTorch)."""
     start = time.perf_counter()
     try:
-        with make_runner(target, threads=threads, model=model) as runner:
+        with make_runner(pair, threads=threads, model=model) as runner:
             logits, device, seconds = run_batches(runner, feeds, batch), runner.device, time.perf_counter() - start
-        return Outputs(target, logits, device, seconds=seconds)
+        return Outputs(pair, logits, device, seconds=seconds)
     except EnvironmentProblem as e:
         if strict_runtimes:
             raise
-        return Outputs(target, status="skipped", reason=e.message)
+        return Outputs(pair, status="skipped", reason=e.message)
     except CheckFailed as e:
-        return Outputs(target, status="error", reason=e.message)
+        return Outputs(pair, status="error", reason=e.message)
 
 
 def run_all(
-    targets: list[Target],
+    pairs: list[Pair],
     feeds: FeedSet,
     batch: int,
     *,
@@ -117,16 +117,16 @@ def run_all(
 ) -> tuple[list[Outputs], dict[Path, np.ndarray]]:
     """Every target's outputs, and the semantics of every Q/DQ file an INT8 result ran (each file once)."""
     runs = []
-    for t in targets:
+    for t in pairs:
         say(t.label)
         runs.append(run_target(t, feeds, batch, threads=threads, strict_runtimes=strict_runtimes, model=model))
     files: dict[Path, np.ndarray] = {}
     for r in runs:
-        qdq = r.target.qdq_file
+        qdq = r.pair.qdq_file
         if r.logits is None or qdq is None or qdq in files:
             continue
         if not qdq.is_file():
-            log.warning("%s: the Q/DQ ONNX it was made from is not in the manifest; no fidelity check", r.target.label)
+            log.warning("%s: the Q/DQ ONNX it was made from is not in the manifest; no fidelity check", r.pair.label)
             continue
         say(f"{SEMANTICS} · {qdq.name}")
         files[qdq] = semantics(qdq, feeds, batch, threads=threads)
@@ -143,20 +143,20 @@ def compare_all(
     names: tuple[str, ...] = (),
     reference_top1: float | None = None,
     classes: bool = True,
-) -> tuple[list[TargetResult], dict[str, np.ndarray]]:
+) -> tuple[list[PairResult], dict[str, np.ndarray]]:
     """Each run against the reference (and an INT8 run's file against the reference, the run against its file):
     verdicts, and per label the per-element absolute errors (for plots)."""
     from rn50.machine import cpu_info
 
-    results: list[TargetResult] = []
+    results: list[PairResult] = []
     errors: dict[str, np.ndarray] = {}
     cpu_class = str(cpu_info()["int8_class"])
     for run in runs:
-        t = run.target
+        t = run.pair
         if run.logits is None:
             assert run.status is not None  # a run without outputs says why
             results.append(
-                TargetResult(
+                PairResult(
                     t.runtime, t.artifact, t.precision, str(t.path), run.status, reason=run.reason, sha256=t.sha256
                 )
             )
@@ -187,7 +187,7 @@ def compare_all(
         judged = file_inputs if file_inputs is not None and quantization is not None else inputs
         verdict = input_verdict(judged, names, limits)
         results.append(
-            TargetResult(
+            PairResult(
                 t.runtime,
                 t.artifact,
                 t.precision,
@@ -219,19 +219,19 @@ def compare_all(
 
 def run_parity(
     reference: Runner,
-    targets: list[Target],
+    pairs: list[Pair],
     feeds: FeedSet,
     *,
     thresholds: Callable[[str], Thresholds],
     batch: int = 8,
-    skipped: list[TargetResult] | None = None,
+    skipped: list[PairResult] | None = None,
     strict_runtimes: bool = False,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
     fp32_onnx: Path | None = None,
     head: str = CLASSIFIER,
 ) -> tuple[ParityReport, dict[str, np.ndarray]]:
-    """Returns the report and, per target label, the per-element absolute errors (for plots). The options
+    """Returns the report and, per pair label, the per-element absolute errors (for plots). The options
     were checked by ``ParityOptions.check``. ``fp32_onnx``: the FP32 graph the INT8 files were made from, for the
     cause of a failing INT8 row per input. ``head`` "embedding": judged without top-1/top-5 or accuracy."""
     classes = head == CLASSIFIER
@@ -242,9 +242,9 @@ def run_parity(
     with reference:
         ref = run_batches(reference, feeds, batch)
         ref_device = reference.device
-    model = getattr(reference, "model", None)  # the reference's PyTorch model, for compiled PyTorch targets
+    model = getattr(reference, "model", None)  # the reference's PyTorch model, for compiled PyTorch pairs
     runs, files = run_all(
-        targets,
+        pairs,
         feeds,
         batch,
         threads=threads,
@@ -266,7 +266,7 @@ def run_parity(
     )
     results = diagnose(
         results,
-        {run.target.label: run.target for run in runs},
+        {run.pair.label: run.pair for run in runs},
         feeds,
         fp32_onnx,
         getattr(reference, "model", None),

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from rn50.feeds import FeedSet
     from rn50.metrics import OutputMetrics, Thresholds
-    from rn50.results.parity_results import TargetResult
-    from rn50.runtimes.registry import Target
+    from rn50.results.parity_results import PairResult
+    from rn50.runtimes.registry import Pair
 
 log = logging.getLogger(__name__)
 EXPLAINED = 8  # failing inputs explained per row, the worst first
@@ -71,7 +71,7 @@ def try_keep_float(
 
 
 def explain_row(
-    r: TargetResult,
+    r: PairResult,
     fp32: onnx.ModelProto,
     names: dict[str, str],
     feeds: FeedSet,
@@ -80,7 +80,7 @@ def explain_row(
     *,
     classes: bool,
     threads: int | None,
-) -> TargetResult:
+) -> PairResult:
     """A failing INT8 row whose file fails against FP32, with ``causes`` per failing input and the fix checked: the
     layers where the failing inputs depart kept in float, judged on every input."""
     assert r.file_inputs is not None and r.input_verdict is not None and r.semantics_file is not None
@@ -146,14 +146,14 @@ def _torch_layers(model: Any, images: np.ndarray, wanted: dict[str, str]) -> dic
 
 
 def locate_divergence(
-    target: Target, result: TargetResult, feeds: FeedSet, model: Any, names: dict[str, str], threads: int | None
+    pair: Pair, result: PairResult, feeds: FeedSet, model: Any, names: dict[str, str], threads: int | None
 ) -> Divergence:
-    """The first layer where ``target``'s runtime departs from PyTorch on ``result``'s failing inputs (``names``:
+    """The first layer where ``pair``'s runtime departs from PyTorch on ``result``'s failing inputs (``names``:
     ONNX node → PyTorch module)."""
     from rn50.calibration.quality import with_tensor_outputs
     from rn50.runtimes.registry import make_runner
 
-    path = target.path
+    path = pair.path
     if path is None or path.suffix != ".onnx" or model is None:
         return Divergence(None, None, (), 0, "its layers cannot be marked (not an ONNX file); see its ONNX source")
     inputs = result.inputs
@@ -169,7 +169,7 @@ def locate_divergence(
     with tempfile.TemporaryDirectory(prefix="rn50-marked-") as tmp:
         marked = Path(tmp) / path.name
         onnx.save_model(with_tensor_outputs(candidate, list(outputs.values())), str(marked))
-        runner = make_runner(dataclasses.replace(target, path=marked), threads=threads)
+        runner = make_runner(dataclasses.replace(pair, path=marked), threads=threads)
         with runner:
             got = runner.infer({"input": images})
     ref = _torch_layers(model, images, {n: names[n] for n in outputs})
@@ -191,8 +191,8 @@ def locate_divergence(
 
 
 def diagnose(
-    results: list[TargetResult],
-    targets: dict[str, Target],
+    results: list[PairResult],
+    pairs: dict[str, Pair],
     feeds: FeedSet,
     fp32_onnx: Path | None,
     model: Any,
@@ -202,7 +202,7 @@ def diagnose(
     classes: bool,
     threads: int | None,
     say: Callable[[str], None],
-) -> list[TargetResult]:
+) -> list[PairResult]:
     """Every failing row of ``results`` with what can be found of why: for an INT8 row whose file fails against
     FP32, its causes per input and the fix checked (``explain_row``); for a row whose runtime can mark its layers,
     where it first departs from PyTorch (``locate_divergence``). The FP32 graph is read and its layers named once."""
@@ -223,11 +223,11 @@ def diagnose(
         if r.file_inputs is not None and r.input_verdict is not None and r.semantics_file is not None:
             say(f"INT8: why {r.label}'s failing inputs fail, layer by layer")
             r = explain_row(r, fp32, names, feeds, reference, thresholds, classes=classes, threads=threads)
-        target = targets.get(r.label)
-        if target is not None:
+        pair = pairs.get(r.label)
+        if pair is not None:
             say(f"locating the first layer where {r.label} departs from PyTorch")
             try:
-                found = locate_divergence(target, r, feeds, model, names, threads)
+                found = locate_divergence(pair, r, feeds, model, names, threads)
             except Exception as e:  # noqa: BLE001 - locating is a diagnosis; the verdict stands without it
                 log.warning("%s: could not locate the layer where it departs: %s", r.label, e)
                 found = Divergence(None, None, (), 0, f"could not be located: {e}")

@@ -18,7 +18,7 @@ from rn50.artifacts import versions
 from rn50.errors import CheckFailed, EnvironmentProblem
 from rn50.machine import describe
 from rn50.results.profile_results import DEVICE, GRAPH, HOST, ProfileReport, Row, Settings
-from rn50.runtimes.registry import Target, is_gpu, make_runner
+from rn50.runtimes.registry import Pair, is_gpu, make_runner
 from rn50.runtimes.timing import collect, summarize, wall_clock
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def inputs(batch: int, pool: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def profile_target(
-    target: Target,
+    pair: Pair,
     settings: Settings,
     pool: np.ndarray,
     model_loader: Callable[[], Any],
@@ -45,18 +45,18 @@ def profile_target(
         duration_s=settings.duration_s,
         iterations=settings.iterations,
     )
-    base = (target.runtime, target.artifact, target.precision)
+    base = (pair.runtime, pair.artifact, pair.precision)
     rows: list[Row] = []
     try:
-        with make_runner(target, threads=settings.threads, model=model_loader) as runner:  # threads: the runner's
+        with make_runner(pair, threads=settings.threads, model=model_loader) as runner:  # threads: the runner's
             device = runner.device
             for batch in settings.batches:
                 feed = inputs(batch, pool)
-                progress(f"{target.label} · batch {batch}")
+                progress(f"{pair.label} · batch {batch}")
                 out = runner.infer(feed)  # also checks the feed against the model's inputs
                 stats = summarize(timed(wall_clock(functools.partial(runner.infer, feed))), batch=batch)
-                rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=target.sha256))
-                if not is_gpu(target.runtime):
+                rows.append(Row(*base, "ok", batch, HOST, device, stats, sha256=pair.sha256))
+                if not is_gpu(pair.runtime):
                     continue
                 modes = [(DEVICE, False)] + ([(GRAPH, True)] if settings.cuda_graphs else [])
                 copies: tuple[float, float] | None = None  # the same for every mode of this batch
@@ -64,7 +64,7 @@ def profile_target(
                     try:
                         bench = runner.device_bench(feed, cuda_graph=graph)
                     except EnvironmentProblem as e:
-                        rows.append(Row(*base, "skipped", batch, mode, device, reason=e.message, sha256=target.sha256))
+                        rows.append(Row(*base, "skipped", batch, mode, device, reason=e.message, sha256=pair.sha256))
                         continue
                     if bench is None:
                         continue
@@ -72,16 +72,16 @@ def profile_target(
                     h2d, d2h = copies
                     timer = bench.memory.timer(bench.stream, bench.enqueue)
                     stats = summarize(timed(timer), batch=batch)
-                    rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h, sha256=target.sha256))
+                    rows.append(Row(*base, "ok", batch, mode, device, stats, h2d, d2h, sha256=pair.sha256))
     except EnvironmentProblem as e:
-        return rows + [Row(*base, "skipped", reason=e.message, sha256=target.sha256)]
+        return rows + [Row(*base, "skipped", reason=e.message, sha256=pair.sha256)]
     except CheckFailed as e:
-        return rows + [Row(*base, "error", reason=e.message, sha256=target.sha256)]
+        return rows + [Row(*base, "error", reason=e.message, sha256=pair.sha256)]
     return rows
 
 
 def run_profile(
-    targets: list[Target],
+    pairs: list[Pair],
     settings: Settings,
     *,
     skipped: list[Row] | None = None,
@@ -93,7 +93,7 @@ def run_profile(
     say = progress or (lambda _m: None)
     pool = sample_crops(min(max(settings.batches), 16), split="evaluation")
     rows: list[Row] = []
-    for target in targets:
-        rows += profile_target(target, settings, pool, model_loader, say)
+    for pair in pairs:
+        rows += profile_target(pair, settings, pool, model_loader, say)
     machine = versions() | describe() | {"threads": settings.threads}
     return ProfileReport(settings, machine, tuple(rows + list(skipped or [])))

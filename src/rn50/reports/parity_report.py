@@ -16,7 +16,7 @@ from rn50.calibration.outliers import DEPART_FACTOR, DEPARTS
 from rn50.charts import png, pyplot
 from rn50.metrics import RUNTIME_VS_FILE, fmt
 from rn50.reports.render import Section, machine_line, to_markdown
-from rn50.results.parity_results import REPORT, ParityReport, TargetResult, to_dict
+from rn50.results.parity_results import REPORT, PairResult, ParityReport, to_dict
 from rn50.runtimes.registry import double_notes
 from rn50.words import cmd
 
@@ -44,7 +44,7 @@ def _departs(c: InputCause) -> str:
     return "no layer departs from the typical error" + low
 
 
-def _tried(r: TargetResult) -> str:
+def _tried(r: PairResult) -> str:
     """The fix, as rn50 checked it on this row's own inputs."""
     t = r.tried_fix
     assert t is not None
@@ -58,7 +58,7 @@ def _tried(r: TargetResult) -> str:
     )
 
 
-def _int8_fix(rows: list[TargetResult]) -> str:
+def _int8_fix(rows: list[PairResult]) -> str:
     """What would fix it, from what was found (a suggestion: rn50 has not tried it on these inputs; the benchmark
     bench_int8_outliers.py measures each on a reproduction)."""
     worst = max((e.ratio for r in rows for c in r.causes for e in c.outside), default=0.0)
@@ -89,7 +89,7 @@ def _int8_fix(rows: list[TargetResult]) -> str:
     )
 
 
-def verdict_text(r: TargetResult) -> str:
+def verdict_text(r: PairResult) -> str:
     return {
         "pass": "pass",
         "fail": "FAIL: " + "; ".join(r.failures),
@@ -107,20 +107,20 @@ def thresholds_line(report: ParityReport) -> str:
     return "Thresholds: " + "; ".join(f"{k}: {v}" for k, v in used.items()) + "." if used else ""
 
 
-def fidelity_verdict(r: TargetResult) -> str:
+def fidelity_verdict(r: PairResult) -> str:
     deviates = [f for f in r.failures if f.startswith(RUNTIME_VS_FILE)]
     return f"FAIL: {'; '.join(deviates)} — {r.cause}; fix: {r.fix}" if deviates else "pass (faithful to its file)"
 
 
-def by_reason(results: list[TargetResult]) -> dict[str, list[TargetResult]]:
+def by_reason(results: list[PairResult]) -> dict[str, list[PairResult]]:
     """Results grouped by the reason they did not run (one row a reason, not one a pair)."""
-    out: dict[str, list[TargetResult]] = {}
+    out: dict[str, list[PairResult]] = {}
     for r in results:
         out.setdefault(str(r.reason), []).append(r)
     return out
 
 
-def _divergence_cells(r: TargetResult) -> list[str]:
+def _divergence_cells(r: PairResult) -> list[str]:
     d = r.divergence
     assert d is not None
     if d.note:
@@ -335,7 +335,7 @@ def _abs_limit(thresholds: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def error_plot(errors: dict[str, np.ndarray], results: dict[str, TargetResult] | None = None) -> bytes | None:
+def error_plot(errors: dict[str, np.ndarray], results: dict[str, PairResult] | None = None) -> bytes | None:
     """Box plot of |candidate − reference| per runtime (log scale), each box coloured and labelled by its verdict,
     with its max-abs threshold marked where it has one; None when matplotlib is absent."""
     if not errors:

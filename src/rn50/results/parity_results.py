@@ -49,7 +49,7 @@ class TriedFix:
 
 
 @dataclass(frozen=True)
-class TargetResult:
+class PairResult:
     runtime: str
     artifact: str
     precision: str
@@ -119,7 +119,7 @@ class Reference:
 class ParityReport:
     feeds: FeedSummary
     reference: Reference
-    results: tuple[TargetResult, ...]
+    results: tuple[PairResult, ...]
     machine: dict[str, Any]
     created: float = field(default_factory=time.time)
     head: str = "classifier"  # an "embedding" was judged without top-1/top-5 or accuracy
@@ -129,11 +129,11 @@ class ParityReport:
         return not self.failed
 
     @property
-    def failed(self) -> list[TargetResult]:
+    def failed(self) -> list[PairResult]:
         return [r for r in self.results if r.status in FAILED]
 
     @property
-    def ran(self) -> list[TargetResult]:
+    def ran(self) -> list[PairResult]:
         return [r for r in self.results if r.metrics is not None]
 
     def verdict_line(self) -> str:
@@ -210,7 +210,7 @@ def from_dict(data: dict[str, Any]) -> ParityReport:
         if r.get("divergence") is not None:
             d = r["divergence"]
             r["divergence"] = Divergence(**(d | {"layers": tuple(tuple(x) for x in d["layers"])}))
-        results.append(TargetResult(**r))
+        results.append(PairResult(**r))
     feeds = dict(data["feeds"])
     feeds |= {"warnings": tuple(feeds.get("warnings", ())), "names": tuple(feeds.get("names", ()))}
     return ParityReport(

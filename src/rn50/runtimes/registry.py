@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rn50.runtimes.kinds import Device
     from rn50.runtimes.qdq_form import QdqForm
 
-TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile target
+TORCH_ARTIFACT = "pytorch-fp32"  # the PyTorch model itself, as a profile pair
 TORCH = "model"  # what a PyTorch runtime reads: the model itself, not a file
 
 
@@ -35,7 +35,7 @@ class RuntimeSpec:
     reads: tuple[str, ...]  # artifact kinds it runs (rn50.runtimes.kinds), or (TORCH,) for the PyTorch model
     device: Device  # where it runs, the profile's timing modes, and Triton's instance kind in rn50 serve
     unavailable: Callable[[], str | None]  # why it cannot run on this machine (None: it may; loading can still fail)
-    runner: Callable[[Target, int | None, Callable[[], Any] | None], Runner]  # (target, threads, PyTorch model loader)
+    runner: Callable[[Pair, int | None, Callable[[], Any] | None], Runner]  # (pair, threads, PyTorch model loader)
     # The precision results on an artifact of a precision are judged and labelled as (None: it does not run it).
     judged_as: Callable[[str], str | None] = lambda precision: precision  # noqa: E731
     serves: tuple[str, ...] = ()  # artifact kinds `rn50 serve` runs on it unless --runtime says otherwise
@@ -43,7 +43,7 @@ class RuntimeSpec:
     # pairs summed in a saturating 16-bit intermediate), and how its cause names those kernels.
     saturates_on_avx2: Callable[[QdqForm], bool] | None = None
     kernels: str = ""
-    # Eager PyTorch: parity's reference and profile's baseline, never a parity target. A role, not what it reads:
+    # Eager PyTorch: parity's reference and profile's baseline, never a parity pair. A role, not what it reads:
     # compiled PyTorch reads the model too and is judged against the reference like any runtime.
     reference: bool = False
     # Run when --runtime is not given. False: named only (torch.compile: a compile per batch size, ~10 s each for
@@ -69,16 +69,16 @@ def _ort(provider: str) -> Callable[[], str | None]:
     return unavailable
 
 
-def _ort_runner(provider: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
-    def make(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+def _ort_runner(provider: str) -> Callable[[Pair, int | None, Callable[[], Any] | None], Runner]:
+    def make(pair: Pair, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
         from rn50.runtimes.ort_runner import OnnxRuntimeRunner, cuda_options_for
 
         return OnnxRuntimeRunner(
-            _file(target),
+            _file(pair),
             provider=provider,
             threads=threads,
-            label=target.label,
-            cuda_options=cuda_options_for(target.precision),
+            label=pair.label,
+            cuda_options=cuda_options_for(pair.precision),
         )
 
     return make
@@ -98,11 +98,11 @@ def _openvino(precision: str) -> Callable[[], str | None]:
     return unavailable
 
 
-def _openvino_runner(precision: str) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
-    def make(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+def _openvino_runner(precision: str) -> Callable[[Pair, int | None, Callable[[], Any] | None], Runner]:
+    def make(pair: Pair, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
         from rn50.runtimes.openvino_runner import OpenVinoRunner
 
-        return OpenVinoRunner(_file(target), precision=precision, threads=threads, label=target.label)
+        return OpenVinoRunner(_file(pair), precision=precision, threads=threads, label=pair.label)
 
     return make
 
@@ -120,14 +120,14 @@ def _torch(device: str) -> Callable[[], str | None]:
 
 def _torch_runner(
     device: str, *, compiled: bool = False
-) -> Callable[[Target, int | None, Callable[[], Any] | None], Runner]:
-    def make(target: Target, threads: int | None, model: Callable[[], Any] | None) -> Runner:
+) -> Callable[[Pair, int | None, Callable[[], Any] | None], Runner]:
+    def make(pair: Pair, threads: int | None, model: Callable[[], Any] | None) -> Runner:
         from rn50.runtimes.torch_runner import TorchCompileRunner, TorchRunner
 
         if model is None:
-            raise ValueError(f"{target.runtime} needs the PyTorch model: pass model=")
+            raise ValueError(f"{pair.runtime} needs the PyTorch model: pass model=")
         kind = TorchCompileRunner if compiled else TorchRunner
-        return kind(model(), device=device, label=target.runtime, threads=threads)
+        return kind(model(), device=device, label=pair.runtime, threads=threads)
 
     return make
 
@@ -144,10 +144,10 @@ def _inductor_cpu() -> str | None:
     return None
 
 
-def _aoti_runner(target: Target, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+def _aoti_runner(pair: Pair, threads: int | None, _model: Callable[[], Any] | None) -> Runner:
     from rn50.runtimes.aoti_runner import AotiRunner
 
-    return AotiRunner(_file(target), threads=threads, label=target.label)
+    return AotiRunner(_file(pair), threads=threads, label=pair.label)
 
 
 def _tensorrt() -> str | None:
@@ -156,16 +156,16 @@ def _tensorrt() -> str | None:
     return tensorrt_reason()
 
 
-def _tensorrt_runner(target: Target, _threads: int | None, _model: Callable[[], Any] | None) -> Runner:
+def _tensorrt_runner(pair: Pair, _threads: int | None, _model: Callable[[], Any] | None) -> Runner:
     from rn50.runtimes.trt_runner import TensorRTRunner
 
-    return TensorRTRunner(_file(target), label=target.label)
+    return TensorRTRunner(_file(pair), label=pair.label)
 
 
-def _file(target: Target) -> Path:
-    if target.path is None:
-        raise ValueError(f"{target.label} names no file")
-    return target.path
+def _file(pair: Pair) -> Path:
+    if pair.path is None:
+        raise ValueError(f"{pair.label} names no file")
+    return pair.path
 
 
 # Measured (README, "INT8 on every CPU"): on CPUs without VNNI ONNX Runtime saturates on uint8 activations with
@@ -276,7 +276,7 @@ def spec(runtime: str) -> RuntimeSpec:
 def runtime_names(
     *, reference: bool | None = None, device: str | None = None, by_default: bool | None = None
 ) -> tuple[str, ...]:
-    """Runtimes of the table, in its order: ``reference`` False for parity's targets (no eager PyTorch), True for the
+    """Runtimes of the table, in its order: ``reference`` False for parity's pairs (no eager PyTorch), True for the
     reference only; ``device`` "cpu" or "gpu"; ``by_default`` True: those run when --runtime is not given."""
     return tuple(
         s.name
@@ -366,7 +366,7 @@ def label(runtime: str, artifact: str) -> str:
 
 
 @dataclass(frozen=True)
-class Target:
+class Pair:
     runtime: str
     precision: str
     artifact: str  # manifest name, or the file name for an explicit path
@@ -411,6 +411,6 @@ def shown_name(runtime: str) -> str:
     return runtime
 
 
-def make_runner(target: Target, *, threads: int | None = None, model: Callable[[], Any] | None = None) -> Runner:
-    """The runner for ``target``; ``model`` loads the PyTorch model for a PyTorch target."""
-    return spec(target.runtime).runner(target, threads, model)
+def make_runner(pair: Pair, *, threads: int | None = None, model: Callable[[], Any] | None = None) -> Runner:
+    """The runner for ``pair``; ``model`` loads the PyTorch model for a PyTorch pair."""
+    return spec(pair.runtime).runner(pair, threads, model)

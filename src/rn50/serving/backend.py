@@ -113,7 +113,7 @@ class ServedModel:
         so that the model answers before Triton calls it ready."""
         from rn50.artifacts import sha256_file
         from rn50.errors import UsageError
-        from rn50.runtimes.registry import Target, make_runner
+        from rn50.runtimes.registry import Pair, make_runner
 
         digest = sha256_file(artifact.path)
         if digest != artifact.sha256:
@@ -122,7 +122,7 @@ class ServedModel:
                 f"{artifact.sha256[:12]})",
                 fix=f"restart {cmd('serve')}",
             )
-        target = Target(artifact.runtime, artifact.precision, artifact.artifact, artifact.path, sha256=artifact.sha256)
+        target = Pair(artifact.runtime, artifact.precision, artifact.artifact, artifact.path, sha256=artifact.sha256)
         runner = make_runner(target, threads=artifact.threads)
         runner.__enter__()
         model = cls(artifact, runner)

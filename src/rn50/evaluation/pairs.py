@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rn50.artifacts import WorkDir, sha256_file
 from rn50.errors import UsageError
-from rn50.results.parity_results import TargetResult
+from rn50.results.parity_results import PairResult
 from rn50.results.profile_results import Row, Settings
 from rn50.runtimes.kinds import KINDS
 from rn50.runtimes.model_io import engine_io
@@ -16,7 +16,7 @@ from rn50.runtimes.qdq_form import QDQ_TENSORRT
 from rn50.runtimes.registry import (
     TORCH,
     TORCH_ARTIFACT,
-    Target,
+    Pair,
     fidelity_deviation,
     reads,
     result_precision,
@@ -48,13 +48,13 @@ def onnx_precision(path: Path) -> str:
     return "fp32"
 
 
-def parity_targets(
+def parity_pairs(
     workdir: WorkDir,
     *,
     runtimes: list[str] | None = None,
     artifacts: list[str] | None = None,
     extra_onnx: list[Path] | None = None,
-) -> tuple[list[Target], list[TargetResult]]:
+) -> tuple[list[Pair], list[PairResult]]:
     """Targets to run, and those skipped with the reason (never silently dropped).
 
     Not run unless named with ``artifacts``: rn50's TensorRT Q/DQ file on a CPU runtime whose INT8 kernels saturate
@@ -84,7 +84,7 @@ def parity_targets(
         raise UsageError(
             f"nothing to compare in {workdir.root}", fix=f"run {cmd('export')} first, or pass {opt('onnx')} FILE"
         )
-    targets, skipped = [], []
+    pairs, skipped = [], []
     reasons = {runtime: unavailable_reason(runtime) for runtime in map(shown_name, wanted)}  # once per runtime
     cpu_class = str(cpu_info()["int8_class"])
     for name, precision, path, kind, source, sha in files:
@@ -104,17 +104,17 @@ def parity_targets(
                 anyway = f"{opt('runtime')} {runtime} {opt('artifact')} {name}"
                 reason = f"not run unless named: {cause}; {fix} (to measure it anyway: {anyway})"
             if reason:
-                skipped.append(TargetResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
+                skipped.append(PairResult(runtime, name, judged, str(path), "skipped", reason=reason, sha256=sha))
             else:
-                targets.append(Target(runtime, judged, name, path, source, sha, form))
+                pairs.append(Pair(runtime, judged, name, path, source, sha, form))
     for runtime, reason in reasons.items():  # compiled PyTorch: judged against the reference like a file's runtime
         if TORCH not in reads(runtime) or (artifacts and TORCH_ARTIFACT not in artifacts):
             continue
         if reason:
-            skipped.append(TargetResult(runtime, TORCH_ARTIFACT, "fp32", "", "skipped", reason=reason))
+            skipped.append(PairResult(runtime, TORCH_ARTIFACT, "fp32", "", "skipped", reason=reason))
         else:
-            targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
-    return targets, skipped
+            pairs.append(Pair(runtime, "fp32", TORCH_ARTIFACT, None))
+    return pairs, skipped
 
 
 def qdq_form(path: Path) -> QdqForm | None:
@@ -139,18 +139,18 @@ def engine_batch_range(engine: Path) -> tuple[int, int]:
     return limits
 
 
-def profile_targets(
+def profile_pairs(
     workdir: WorkDir,
     settings: Settings,
     *,
     runtimes: list[str] | None = None,
     precisions: list[str] | None = None,
     artifacts: list[str] | None = None,
-) -> tuple[list[Target], list[Row]]:
+) -> tuple[list[Pair], list[Row]]:
     """Targets to measure and rows for those skipped, with the reason (never silently dropped, never zero).
     The names and settings were checked by ``ProfileOptions.check``."""
     wanted = runtimes or list(runtime_names(by_default=True))
-    targets: list[Target] = []
+    pairs: list[Pair] = []
     skipped: list[Row] = []
     if not artifacts or TORCH_ARTIFACT in artifacts:
         for runtime in (r for r in wanted if TORCH in reads(r)):
@@ -160,14 +160,14 @@ def profile_targets(
             if reason:
                 skipped.append(Row(runtime, TORCH_ARTIFACT, "fp32", "skipped", reason=reason))
             else:
-                targets.append(Target(runtime, "fp32", TORCH_ARTIFACT, None))
+                pairs.append(Pair(runtime, "fp32", TORCH_ARTIFACT, None))
     file_runtimes = [r for r in wanted if TORCH not in reads(r)]
     file_artifacts = [a for a in artifacts or [] if a != TORCH_ARTIFACT] or None
     if file_runtimes and (file_artifacts or not artifacts):
-        found, not_here = parity_targets(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
+        found, not_here = parity_pairs(workdir, runtimes=file_runtimes, artifacts=file_artifacts)
         for t in found:
             if not precisions or t.precision in precisions:
-                targets.append(t)
+                pairs.append(t)
         for s in not_here:
             if not precisions or s.precision in precisions:
                 skipped.append(Row(s.runtime, s.artifact, s.precision, "skipped", reason=s.reason, sha256=s.sha256))
@@ -187,9 +187,9 @@ def profile_targets(
                     fix=f"profile batches within {lo}..{hi}, or rebuild with {cmd('build-trt')} "
                     f"{opt('min_batch')}/{opt('max_batch')}",
                 )
-    if not targets and not skipped:
+    if not pairs and not skipped:
         raise UsageError(
             f"nothing to profile with these {opt('runtime')}/{opt('precision')}/{opt('artifact')} choices",
             fix=f"drop a filter, or run {cmd('export')} / quantize first",
         )
-    return targets, skipped
+    return pairs, skipped
