@@ -855,3 +855,40 @@ def test_triton_repo_from_tune_refuses_what_it_would_override(tiny: Path) -> Non
     one_line_error(cli.invoke(app, ["triton-repo", "--out", str(tiny), "--from-tune"]), 2, "no tune.json", "rn50 tune")
     done = cli.invoke(app, ["triton-repo", "--out", str(tiny), "--from-tune", "--max-batch-size", "4"])
     one_line_error(done, 2, "--from-tune sets the artifact, batching")
+
+
+def test_loadtest_and_tune_results_read_back_as_the_types_they_were_written_from() -> None:
+    """loadtest.json and tune.json are read back into their typed results (report.md renders those, as the command
+    did), not into dictionaries each reader interprets."""
+    import json
+
+    from rn50.metrics import Thresholds, compare
+    from rn50.results import loadtest_results, tune_results
+    from rn50.runtimes.timing import summarize
+    from rn50.serving.clients import Level, ServedModelInfo
+
+    logits = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    metrics = compare(logits, logits * 1.001)
+    level = Level(2, 40, 1.5, 26.7, summarize([3.0, 4.0, 5.0], batch=1), {1: 10, 4: 7}, 0, (), 1, ("x",), metrics)
+    report = loadtest_results.LoadtestReport(
+        "http://localhost:8000",
+        "http",
+        ServedModelInfo("resnet50", 8, "fp32", "onnx-fp32", "ab" * 32),
+        "fp32",
+        Thresholds(min_cosine=0.99),
+        "5 s",
+        "8 crops",
+        (level,),
+        metrics,
+        (),
+        {"cpu": "x"},
+    )
+    again = loadtest_results.from_dict(json.loads(json.dumps(loadtest_results.to_dict(report))))
+    assert again == report and again.levels[0].formed_batch == level.formed_batch
+    config = tune_results.Config(1, 8, 1000, 2)
+    point = tune_results.Point(config, "ok", 30.0, 10.0, 12.0, 15.0, 2.5, 100, 100)
+    tuned = tune_results.TuneReport(
+        "onnx-fp32", "onnxruntime-cpu", "fp32", "ab" * 32, 4, 100, 50.0, config, (point,), "converged", {}, 12.0
+    )
+    back = tune_results.from_dict(json.loads(json.dumps(tune_results.to_dict(tuned))))
+    assert back == tuned and back.best == point

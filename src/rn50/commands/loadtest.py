@@ -8,19 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.commands.flags import flag
 from rn50.commands.options import FeedOptions, ThresholdOptions, model_name_flag
-from rn50.commands.outcome import QUIET, Ui
+from rn50.commands.outcome import QUIET, ReportOutcome, Ui
 from rn50.errors import CheckFailed, UsageError
 from rn50.metrics import DEFAULT_THRESHOLDS
-from rn50.reports.render import Section
 from rn50.results import loadtest_results
 from rn50.results.loadtest_results import LoadtestReport
 from rn50.serving.clients import PROTOCOLS, connect, model_info, run, wait_ready
 from rn50.serving.server import check_installed
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from rn50.artifacts import WorkDir
+    from rn50.reports.render import Section
 
 DEFAULT_URL = "127.0.0.1:8000"
 DEFAULT_LEVELS = (1, 4, 8)
@@ -103,21 +101,15 @@ def failure(report: LoadtestReport) -> CheckFailed:
 
 
 @dataclass(frozen=True)
-class LoadtestOutcome:
-    report: LoadtestReport
-    written: list[Path]
-
+class LoadtestOutcome(ReportOutcome[LoadtestReport]):
     @property
     def error(self) -> CheckFailed | None:
         return None if self.report.passed else failure(self.report)
 
-    def sections(self) -> list[Section]:
+    def report_sections(self) -> list[Section]:
         from rn50.reports import loadtest_report
 
-        return [
-            *loadtest_report.sections(self.to_dict()),
-            Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.written)]),
-        ]
+        return loadtest_report.sections(self.report)
 
     def to_dict(self) -> dict[str, Any]:
         return loadtest_results.to_dict(self.report)

@@ -12,10 +12,11 @@ log."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from rn50.errors import Rn50Error
     from rn50.reports.render import Section
@@ -28,6 +29,30 @@ class Outcome(Protocol):
 
     @property
     def error(self) -> Rn50Error | None: ...
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ReportOutcome(Generic[R]):
+    """The outcome of a command that writes a report (parity, profile, loadtest, tune): its typed result and the
+    files written. A terminal shows the report's own sections, then what was written; ``--json`` prints the report's
+    JSON form. A subclass says which sections (``report_sections``), which JSON (``to_dict``) and its ``error``."""
+
+    report: R
+    written: list[Path]
+
+    def report_sections(self) -> list[Section]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def sections(self) -> list[Section]:
+        from rn50.reports.render import Section
+
+        return [*self.report_sections(), Section("", paragraphs=["wrote " + ", ".join(map(str, self.written))])]
 
 
 def _quiet(*_args: Any) -> None:

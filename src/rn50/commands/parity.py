@@ -18,21 +18,22 @@ from rn50.commands.options import (
     runtimes_flag,
     threads_flag,
 )
-from rn50.commands.outcome import QUIET, Ui
+from rn50.commands.outcome import QUIET, ReportOutcome, Ui
 from rn50.errors import CheckFailed, UsageError
 from rn50.evaluation.comparison import run_parity
 from rn50.evaluation.pairs import parity_pairs
 from rn50.exporter.onnx_file import FP32_NAME
 from rn50.onnx_graph import load_header
 from rn50.reports import parity_report
-from rn50.reports.render import Section
 from rn50.results import parity_results
+from rn50.results.parity_results import ParityReport
 from rn50.runtimes.registry import check_names
 
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
     from rn50.feeds import FeedSet
-    from rn50.results.parity_results import PairResult, ParityReport
+    from rn50.reports.render import Section
+    from rn50.results.parity_results import PairResult
     from rn50.runtimes.registry import Pair
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,13 @@ class ParityOptions:
 
 
 @dataclass(frozen=True)
-class ParityOutcome:
-    report: ParityReport
-    written: list[Path]
-
+class ParityOutcome(ReportOutcome[ParityReport]):
     @property
     def error(self) -> CheckFailed | None:
         return None if self.report.passed else failure(self.report)
 
-    def sections(self) -> list[Section]:
-        return [
-            *parity_report.sections(self.report),
-            Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.written)]),
-        ]
+    def report_sections(self) -> list[Section]:
+        return parity_report.sections(self.report)
 
     def to_dict(self) -> dict[str, Any]:
         return parity_results.to_dict(self.report)

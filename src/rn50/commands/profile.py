@@ -8,22 +8,25 @@ from typing import TYPE_CHECKING, Any
 
 from rn50.commands.flags import flag
 from rn50.commands.options import artifacts_flag
-from rn50.commands.outcome import QUIET, Ui
+from rn50.commands.outcome import QUIET, ReportOutcome, Ui
 from rn50.evaluation.measurement import run_profile
 from rn50.evaluation.pairs import profile_pairs
 from rn50.reports import profile_report
-from rn50.reports.render import Section
 from rn50.results import parity_results, profile_results
-from rn50.results.profile_results import PRECISIONS, Settings
+from rn50.results.profile_results import (
+    PRECISIONS,
+    ProfileReport,
+    Settings,
+)
 from rn50.runtimes.registry import TORCH_ARTIFACT, check_names, describe_runtimes, runtime_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from rn50.artifacts import WorkDir
     from rn50.errors import Rn50Error
-    from rn50.results.profile_results import ProfileReport, Row
+    from rn50.reports.render import Section
+    from rn50.results.profile_results import Row
     from rn50.runtimes.registry import Pair
 
 
@@ -55,17 +58,12 @@ class ProfileOptions:
 
 
 @dataclass(frozen=True)
-class ProfileOutcome:
-    report: ProfileReport
-    written: list[Path]
+class ProfileOutcome(ReportOutcome[ProfileReport]):
     verdicts: dict[Any, Any] = field(default_factory=dict)
     error: Rn50Error | None = None
 
-    def sections(self) -> list[Section]:
-        return [
-            *profile_report.sections(self.report, self.verdicts, full=False),
-            Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.written)]),
-        ]
+    def report_sections(self) -> list[Section]:
+        return profile_report.sections(self.report, self.verdicts, full=False)
 
     def to_dict(self) -> dict[str, Any]:
         return profile_results.to_dict(self.report)

@@ -144,19 +144,19 @@ def tuned_options(options: TritonRepoOptions, workdir: WorkDir) -> TritonRepoOpt
     path = workdir.path(tune_results.REPORT)
     if not path.is_file():
         raise UsageError(f"no {tune_results.REPORT} in {workdir.root}", fix="run rn50 tune first")
-    data = tune_results.load(path)
-    best = data.get("best")
-    if not isinstance(best, dict):
+    tuned = tune_results.load(path)
+    if tuned.best is None:
         raise UsageError(f"{path}: rn50 tune found no configuration within its budget", fix="run rn50 tune again")
-    art = workdir.by_name([data["artifact"]])[data["artifact"]]
-    if art.sha256 != data["sha256"]:
-        raise UsageError(f"{data['artifact']} changed since rn50 tune measured it", fix="run rn50 tune again")
+    best = tuned.best.config
+    art = workdir.by_name([tuned.artifact])[tuned.artifact]
+    if art.sha256 != tuned.sha256:
+        raise UsageError(f"{tuned.artifact} changed since rn50 tune measured it", fix="run rn50 tune again")
     return dataclasses.replace(
         options,
-        artifacts=[data["artifact"]],
-        devices=[spec(data["runtime"]).device],
-        batching=Batching(int(best["max_batch"]), int(best["queue_delay_us"]), int(best["instances"])),
-        threads=int(best["threads"]),
+        artifacts=[tuned.artifact],
+        devices=[spec(tuned.runtime).device],
+        batching=Batching(best.max_batch, best.queue_delay_us, best.instances),
+        threads=best.threads,
     )
 
 

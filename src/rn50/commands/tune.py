@@ -10,7 +10,6 @@ while it beats the current one, and stops at a local maximum, at ``--max-points`
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rn50.commands.flags import flag
 from rn50.commands.loadtest import LOADTEST_COUNT
 from rn50.commands.options import FeedOptions, ThresholdOptions, model_name_flag
-from rn50.commands.outcome import QUIET, Ui
+from rn50.commands.outcome import QUIET, ReportOutcome, Ui
 from rn50.commands.serve import DEFAULT_ARTIFACT, ServeOptions, served_artifact, served_copy, write_repository
 from rn50.errors import INTERRUPT, CheckFailed, EnvironmentProblem, Interrupted, UsageError
 from rn50.machine import usable_cores
@@ -28,8 +27,6 @@ from rn50.serving.server import Endpoints, running, scratch_folder
 from rn50.serving.triton_config import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, Batching
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import numpy as np
 
     from rn50.artifacts import WorkDir
@@ -112,17 +109,13 @@ def _rank(p: Point) -> tuple[int, float]:
 
 
 @dataclass(frozen=True)
-class TuneOutcome:
-    report: TuneReport
-    written: list[Path]
+class TuneOutcome(ReportOutcome[TuneReport]):
     error: CheckFailed | Interrupted | None = None
 
-    def sections(self) -> list[Section]:
+    def report_sections(self) -> list[Section]:
         from rn50.reports import tune_report
-        from rn50.reports.render import Section
 
-        data = json.loads(json.dumps(self.to_dict()))  # the sections read the JSON form, as report.md does
-        return [*tune_report.sections(data), Section("", paragraphs=["wrote " + ", ".join(map(str, self.written))])]
+        return tune_report.sections(self.report)
 
     def to_dict(self) -> dict[str, Any]:
         from rn50.results.tune_results import to_dict

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from rn50.runtimes.registry import double_notes, from_test_double
 from rn50.words import cmd
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rn50.results.pipeline_results import StepResult
     from rn50.results.profile_results import Row
 
@@ -115,29 +118,95 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     return out
 
 
-def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Section]:
-    """report.md/html: a summary, the artifacts, then parity's and profile's own sections, what was skipped,
-    and the machine."""
+@dataclass(frozen=True)
+class Part:
+    """One result a work directory may hold and its part of report.md/html, registered once: the file it is read
+    from (into its typed result), the chart written beside it, its summary lines and its sections. A new command's
+    result joins the report as one row of ``PARTS``."""
+
+    name: str
+    file: str
+    load: Callable[[Path], Any]
+    chart: str | None
+    sections: Callable[[Any, str | None, Found], list[Section]]  # (result, chart or None, every part's result)
+    summary: Callable[[Any, Found], list[str]] = lambda _result, _found: []
+    missing: Section | None = None  # what the report says when the file is not there
+
+
+Found = dict[str, Any]  # part name → its result, None where the directory has none
+
+
+def _parts() -> tuple[Part, ...]:
     from rn50.reports import loadtest_report, parity_report, profile_report, quantize_report, tune_report
     from rn50.results import loadtest_results, parity_results, profile_results, tune_results
 
-    parity = _load(workdir, parity_results.REPORT, parity_results.load)
-    profile = _load(workdir, profile_results.REPORT, profile_results.load)
-    loadtest = _load(workdir, loadtest_results.REPORT, loadtest_results.load)
-    verdicts = profile_report.verdicts_of(parity)
+    def verdicts(found: Found) -> Any:
+        return profile_report.verdicts_of(found["parity"])
+
+    return (
+        Part(
+            "parity",
+            parity_results.REPORT,
+            parity_results.load,
+            parity_report.PLOT,
+            lambda r, image, _f: parity_report.sections(r, image=image),
+            lambda r, _f: [f"{r.verdict_line()} ({_when(r.created)})."],
+            Section("Verdicts", "verdicts", paragraphs=[f"No {parity_results.REPORT} in this directory."]),
+        ),
+        Part(
+            "profile",
+            profile_results.REPORT,
+            profile_results.load,
+            profile_report.CHART,
+            lambda r, image, found: profile_report.sections(r, verdicts(found), image=image),
+            lambda r, found: [
+                f"Fastest at acceptable error, {line}." for line in profile_report.fastest_lines(r, verdicts(found))
+            ],
+            Section("Speed", "speed", paragraphs=[f"No {profile_results.REPORT} in this directory."]),
+        ),
+        Part(
+            "loadtest",
+            loadtest_results.REPORT,
+            loadtest_results.load,
+            loadtest_report.CHART,
+            lambda r, image, _f: loadtest_report.sections(r, image=image),
+            lambda r, _f: [f"{r.verdict_line()} ({_when(r.created)})."],
+        ),
+        Part(
+            "tune",
+            tune_results.REPORT,
+            tune_results.load,
+            tune_report.CHART,
+            lambda r, image, _f: tune_report.sections(r, image=image),
+        ),
+        Part(
+            "quantize",
+            quantize_report.REPORT,
+            quantize_report.load,
+            quantize_report.BUDGET_CHART,
+            lambda data, image, _f: (
+                quantize_report.budget_sections(quantize_report.searches_of(data), image=image)
+                if quantize_report.searches_of(data)
+                else []
+            ),
+        ),
+    )
+
+
+def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Section]:
+    """report.md/html: what to ship, a summary, the artifacts, then each result's own sections (``PARTS``), what was
+    skipped, and the machine."""
+    parts = _parts()
+    found: Found = {part.name: _load(workdir, part.file, part.load) for part in parts}
+    parity, profile = found["parity"], found["profile"]
     out: list[Section] = [recommendation(parity, profile, workdir)]
 
     summary = Section("Summary", "summary")
-    if parity is not None:
-        summary.paragraphs.append(f"{parity.verdict_line()} ({_when(parity.created)}).")
-    else:
+    if parity is None:
         summary.paragraphs.append("Parity: not run yet.")
-    if profile is not None:
-        summary.paragraphs += [
-            f"Fastest at acceptable error, {line}." for line in profile_report.fastest_lines(profile, verdicts)
-        ]
-    if loadtest is not None:
-        summary.paragraphs.append(f"{loadtest['verdict']} ({_when(loadtest['created'])}).")
+    for part in parts:
+        if found[part.name] is not None:
+            summary.paragraphs += part.summary(found[part.name], found)
     shown = [r.runtime for r in parity.results] if parity is not None else []
     summary.paragraphs += double_notes(shown + ([r.runtime for r in profile.rows] if profile is not None else []))
     if steps:
@@ -154,31 +223,13 @@ def sections(workdir: WorkDir, steps: list[StepResult] | None = None) -> list[Se
         arts.paragraphs.append("No artifacts yet.")
     out.append(arts)
 
-    if parity is not None:
-        image = parity_report.PLOT if workdir.path(parity_report.PLOT).is_file() else None
-        out += parity_report.sections(parity, image=image)
-    else:
-        out.append(Section("Verdicts", "verdicts", paragraphs=["No parity.json in this directory."]))
-
-    if profile is not None:
-        image = profile_report.CHART if workdir.path(profile_report.CHART).is_file() else None
-        out += profile_report.sections(profile, verdicts, image=image)
-    else:
-        out.append(Section("Speed", "speed", paragraphs=["No profile.json in this directory."]))
-
-    if loadtest is not None:  # rn50 loadtest against a served model
-        image = loadtest_report.CHART if workdir.path(loadtest_report.CHART).is_file() else None
-        out += loadtest_report.sections(loadtest, image=image)
-
-    tuned = _load(workdir, tune_results.REPORT, tune_results.load)
-    if tuned is not None:  # rn50 tune: the serving configuration
-        image = tune_report.CHART if workdir.path(tune_report.CHART).is_file() else None
-        out += tune_report.sections(tuned, image=image)
-
-    searches = quantize_report.searches_of(_load(workdir, quantize_report.REPORT, quantize_report.load) or [])
-    if searches:  # quantize --budget: the ranking and the steps
-        image = quantize_report.BUDGET_CHART if workdir.path(quantize_report.BUDGET_CHART).is_file() else None
-        out += quantize_report.budget_sections(searches, image=image)
+    for part in parts:
+        result = found[part.name]
+        if result is None:
+            out += [part.missing] if part.missing is not None else []
+            continue
+        image = part.chart if part.chart is not None and workdir.path(part.chart).is_file() else None
+        out += part.sections(result, image, found)
 
     skipped = Section("Skipped, and why", "skipped", header=["what", "why"])
     for st in steps or []:

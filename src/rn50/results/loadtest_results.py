@@ -73,10 +73,48 @@ def to_dict(report: LoadtestReport) -> dict[str, Any]:
     return data
 
 
-def load(path: Path) -> dict[str, Any]:
+def _level(data: dict[str, Any]) -> Level:
+    from rn50.metrics import OutputMetrics
+    from rn50.runtimes.timing import LatencyStats
+    from rn50.serving.clients import Level
+
+    values = {k: data[k] for k in Level.__dataclass_fields__ if k in data}
+    return Level(
+        **values
+        | {
+            "latency": LatencyStats(**data["latency"]) if data.get("latency") else None,
+            "batches": {int(b): int(n) for b, n in data["batches"].items()},  # JSON keys are strings
+            "error_examples": tuple(data["error_examples"]),
+            "wrong_examples": tuple(data["wrong_examples"]),
+            "metrics": OutputMetrics.from_dict(data["metrics"]) if data.get("metrics") else None,
+        }
+    )
+
+
+def from_dict(data: dict[str, Any]) -> LoadtestReport:
+    from rn50.metrics import OutputMetrics, Thresholds
+    from rn50.serving.clients import ServedModelInfo
+
+    values = {k: data[k] for k in LoadtestReport.__dataclass_fields__ if k in data}
+    return LoadtestReport(
+        **values
+        | {
+            "model": ServedModelInfo(**data["model"]),
+            "thresholds": Thresholds(**data["thresholds"]),
+            "levels": tuple(_level(level) for level in data["levels"]),
+            "overall": OutputMetrics.from_dict(data["overall"]) if data.get("overall") else None,
+            "failures": tuple(data["failures"]),
+        }
+    )
+
+
+def load(path: Path) -> LoadtestReport:
     from rn50.errors import UsageError
 
     data = read_json(path, what="load-test report", fix=f"pass a loadtest.json written by {cmd('loadtest')}")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} is not an rn50 load-test report", fix=f"run {cmd('loadtest')} again")
-    return data
+    try:
+        return from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"{path} is a malformed load-test report ({e})", fix=f"run {cmd('loadtest')} again") from None

@@ -137,10 +137,19 @@ def to_dict(report: TuneReport) -> dict[str, Any]:
     return data
 
 
-def load(path: Path) -> dict[str, Any]:
+def from_dict(data: dict[str, Any]) -> TuneReport:
+    points = tuple(Point(**(p | {"config": Config(**p["config"])})) for p in data["points"])
+    fields = {k: data[k] for k in TuneReport.__dataclass_fields__ if k in data}
+    return TuneReport(**(fields | {"default": Config(**data["default"]), "points": points}))
+
+
+def load(path: Path) -> TuneReport:
     from rn50.errors import UsageError
 
     data = read_json(path, what="tune report", fix=f"pass a tune.json written by {cmd('tune')}")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path} is not an {cmd('tune')} report", fix=f"run {cmd('tune')} again")
-    return data
+    try:
+        return from_dict(data)
+    except (KeyError, TypeError) as e:
+        raise UsageError(f"{path} is a malformed tune report ({e})", fix=f"run {cmd('tune')} again") from None
