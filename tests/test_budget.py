@@ -480,3 +480,31 @@ def test_target_all_keeps_the_file_that_met_the_budget(workdir: Path, monkeypatc
     assert ort.is_file() and (trt.read_bytes() if trt.exists() else None) == before
     report = json.loads((workdir / "quantize-report.json").read_text())
     assert [r["name"] for r in report] == ["onnx-int8-onnxruntime-cpu"]
+
+
+def test_a_budget_search_reads_back_as_the_search_it_was_written_from() -> None:
+    """quantize-report.json's search is read back into a BudgetSearch (report.md renders the type, as quantize did)."""
+    import json
+
+    import numpy as np
+
+    from rn50.calibration.budget import BudgetSearch, Sensitivity, Step
+    from rn50.metrics import Thresholds, compare
+    from rn50.reports.quantize_report import RecordedSearch, budget_sections, search_dict, search_from_dict
+
+    logits = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    before, after = compare(logits * 1.1, logits), compare(logits * 1.01, logits)
+    search = BudgetSearch(
+        "tensorrt",
+        Thresholds(min_cosine_mean=0.998),
+        8,
+        (Sensitivity("/conv1/Conv", "Conv", 0.999, 0.004), Sensitivity("/layer1.0/Add", "Add", 0.998, 0.001, 4)),
+        (Step(None, before, False), Step("/conv1/Conv", after, True)),
+        16,
+        64,
+        12.5,
+    )
+    modules = {"/conv1/Conv": "conv1", "/layer1.0/Add": "layer1.0.add"}
+    back = search_from_dict(json.loads(json.dumps(search_dict(search, modules))))
+    assert back == RecordedSearch(search, modules)
+    assert budget_sections([back])[0].paragraphs[0] == search.summary() + "."

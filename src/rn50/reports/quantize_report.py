@@ -4,7 +4,7 @@ and each Conv/Gemm output against the FP32 graph on held-apart crops; the budget
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from rn50.artifacts import atomic_write_bytes, atomic_write_text
@@ -116,16 +116,16 @@ def search_dict(search: BudgetSearch, modules: dict[str, str] | None = None) -> 
     }
 
 
-def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None) -> list[Section]:
+def budget_sections(searches: list[RecordedSearch], *, image: str | None = None) -> list[Section]:
     """Per target: the budget, the metric after each step, and the sensitivity ranking."""
     out = []
-    for i, s in enumerate(searches):
-        modules = s.get("modules", {})
-        part = Section(f"INT8 budget — {s['target']}", f"budget-{s['target']}", paragraphs=[s["summary"] + "."])
+    for i, recorded in enumerate(searches):
+        s, modules = recorded.search, recorded.modules
+        part = Section(f"INT8 budget — {s.target}", f"budget-{s.target}", paragraphs=[s.summary() + "."])
         if i == 0 and image:
             part.images.append(("logits' cosine mean to FP32 after each layer left out of INT8", image))
         part.paragraphs.append(
-            f"After each step ({s['checked_on']} held-apart crops; step 0 is the INT8 file without {opt('budget')}; "
+            f"After each step ({s.checked_on} held-apart crops; step 0 is the INT8 file without {opt('budget')}; "
             "a layer "
             "that does not raise the cosine mean goes back to INT8):"
         )
@@ -133,29 +133,29 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
         part.rows = [
             [
                 str(k),
-                layer_label(st["left_out"], modules) if st["left_out"] else "–",
-                "–" if st["left_out"] is None else "yes" if st["kept"] else "no, back to INT8",
-                f"{st['output']['cosine_mean']:.6f}",
-                f"{st['output']['cosine_min']:.6f}",
-                fmt(st["output"]["top1_agreement"], ".3f"),
-                "met" if st["met"] else "not met",
+                layer_label(st.left_out, modules) if st.left_out else "–",
+                "–" if st.left_out is None else "yes" if st.kept else "no, back to INT8",
+                f"{st.output.cosine_mean:.6f}",
+                f"{st.output.cosine_min:.6f}",
+                fmt(st.output.top1_agreement, ".3f"),
+                "met" if st.met else "not met",
             ]
-            for k, st in enumerate(s["steps"])
+            for k, st in enumerate(s.steps)
         ]
         out.append(part)
-        if s["ranking"]:
-            crops = [r.get("crops", s["ranked_on"]) for r in s["ranking"]]
+        if s.ranking:
+            crops = [r.crops for r in s.ranking]
             ranking = Section(
-                f"Layer sensitivity — {s['target']}",
-                f"sensitivity-{s['target']}",
+                f"Layer sensitivity — {s.target}",
+                f"sensitivity-{s.target}",
                 paragraphs=[
                     "Each layer (a residual Add: its shortcut) put back in float alone, every other quantized "
                     "layer INT8; most sensitive first. "
                     + (
-                        f"Every layer measured on {min(crops)} held-apart crops, the {crops.count(s['ranked_on'])} "
-                        f"most sensitive of those again on {s['ranked_on']} (ranked first). "
-                        if min(crops) < s["ranked_on"]
-                        else f"Measured on {s['ranked_on']} held-apart crops. "
+                        f"Every layer measured on {min(crops)} held-apart crops, the {crops.count(s.ranked_on)} "
+                        f"most sensitive of those again on {s.ranked_on} (ranked first). "
+                        if min(crops) < s.ranked_on
+                        else f"Measured on {s.ranked_on} held-apart crops. "
                     )
                     + "The search leaves layers out in this order."
                 ],
@@ -164,38 +164,36 @@ def budget_sections(searches: list[dict[str, Any]], *, image: str | None = None)
             ranking.rows = [
                 [
                     str(k),
-                    layer_label(r["node"], modules),
-                    r["op"],
+                    layer_label(r.node, modules),
+                    r.op,
                     str(c),
-                    f"{r['cosine_mean']:.6f}",
-                    f"{r['gain']:+.6f}",
+                    f"{r.cosine_mean:.6f}",
+                    f"{r.gain:+.6f}",
                 ]
-                for k, (r, c) in enumerate(zip(s["ranking"], crops, strict=True), 1)
+                for k, (r, c) in enumerate(zip(s.ranking, crops, strict=True), 1)
             ]
             out.append(ranking)
     return out
 
 
-def budget_chart(searches: list[dict[str, Any]]) -> bytes | None:
+def budget_chart(searches: list[RecordedSearch]) -> bytes | None:
     plt = pyplot("budget chart")
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for s in searches:
-        ys = [st["output"]["cosine_mean"] for st in s["steps"]]
-        line = ax.plot(range(len(ys)), ys, marker="o", markersize=3, linewidth=0.8, label=f"{s['target']} (each step)")[
-            0
-        ]
-        back = [(k, y) for k, (y, st) in enumerate(zip(ys, s["steps"], strict=True)) if not st["kept"]]
+    for s in (recorded.search for recorded in searches):
+        ys = [st.output.cosine_mean for st in s.steps]
+        line = ax.plot(range(len(ys)), ys, marker="o", markersize=3, linewidth=0.8, label=f"{s.target} (each step)")[0]
+        back = [(k, y) for k, (y, st) in enumerate(zip(ys, s.steps, strict=True)) if not st.kept]
         if back:
             ax.plot(
                 *zip(*back, strict=True),
                 linestyle="none",
                 marker="x",
                 color=line.get_color(),
-                label=f"{s['target']}: put back in INT8",
+                label=f"{s.target}: put back in INT8",
             )
-    bound = searches[0]["bounds"].get("min_cosine_mean")
+    bound = searches[0].search.budget.min_cosine_mean
     if bound is not None:
         ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"budget: mean cos ≥ {bound}")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
@@ -206,17 +204,43 @@ def budget_chart(searches: list[dict[str, Any]]) -> bytes | None:
     return png(fig, dpi=100)
 
 
-def searches_of(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r["budget"] for r in data if r.get("budget")]
+@dataclass(frozen=True)
+class RecordedSearch:
+    """A budget search as quantize-report.json records it: the search and the PyTorch module of each node it names."""
+
+    search: BudgetSearch
+    modules: dict[str, str]
 
 
-def load(path: Path) -> list[dict[str, Any]]:
+def search_from_dict(data: dict[str, Any]) -> RecordedSearch:
+    from rn50.calibration.budget import BudgetSearch, Sensitivity, Step
+    from rn50.metrics import OutputMetrics, Thresholds
+
+    steps = tuple(Step(s["left_out"], OutputMetrics.from_dict(s["output"]), s["met"], s["kept"]) for s in data["steps"])
+    search = BudgetSearch(
+        data["target"],
+        Thresholds(**data["bounds"]),
+        data["max_excluded"],
+        tuple(Sensitivity(**r) for r in data["ranking"]),
+        steps,
+        data["ranked_on"],
+        data["checked_on"],
+        data["seconds"],
+    )
+    return RecordedSearch(search, dict(data.get("modules", {})))
+
+
+def load(path: Path) -> list[RecordedSearch]:
+    """The budget searches quantize-report.json records (none when quantize ran without --budget)."""
     from rn50.errors import UsageError
 
     data = read_json(path, what="quantize report", fix=f"run {cmd('quantize')} again")
     if not isinstance(data, list):
         raise UsageError(f"{path} is not a quantize report", fix=f"run {cmd('quantize')} again")
-    return data
+    try:
+        return [search_from_dict(r["budget"]) for r in data if isinstance(r, dict) and r.get("budget")]
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{path} is a malformed quantize report ({e})", fix=f"run {cmd('quantize')} again") from None
 
 
 def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> list[Path]:
@@ -238,7 +262,7 @@ def write_quality_report(workdir: WorkDir, results: list[QuantizeResult]) -> lis
         ]
     )
     paths = [workdir.path(REPORT), workdir.path("quantize-report.md")]
-    searches = searches_of(data)
+    searches = [RecordedSearch(r.search, r.modules or {}) for r in results if r.search is not None]
     image = budget_chart(searches) if searches else None
     if image is not None:
         atomic_write_bytes(workdir.path(BUDGET_CHART), image)

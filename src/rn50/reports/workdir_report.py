@@ -184,11 +184,7 @@ def _parts() -> tuple[Part, ...]:
             quantize_report.REPORT,
             quantize_report.load,
             quantize_report.BUDGET_CHART,
-            lambda data, image, _f: (
-                quantize_report.budget_sections(quantize_report.searches_of(data), image=image)
-                if quantize_report.searches_of(data)
-                else []
-            ),
+            lambda searches, image, _f: quantize_report.budget_sections(searches, image=image),
         ),
     )
 
