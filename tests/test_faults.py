@@ -31,6 +31,7 @@ def test_version_alone_prints_the_version() -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"rn50 {__version__}", done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs rn50 doctor in a fresh interpreter (every runtime imported)
 def test_third_party_telemetry_stays_off_the_terminal() -> None:
     """With a HOME nothing can be written to (/proc refuses a new folder, even to root), ONNX Runtime's telemetry
     warned in colour at import and OpenVINO's through the root logger; neither is rn50's to say (--verbose

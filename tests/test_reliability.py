@@ -127,6 +127,7 @@ HOLD = (
 CALIBRATE = ["calibrate", "--count", "2", "--method", "minmax"]  # a command that takes the lock, and is quick
 
 
+@pytest.mark.slow  # three rn50 processes
 def test_second_run_is_refused_and_a_dead_holder_is_taken_over(work: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(work)], stdout=subprocess.PIPE, text=True)
     try:

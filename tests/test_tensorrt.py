@@ -259,6 +259,7 @@ def _patched_stubs(tmp: Path) -> Path:
     importlib.util.find_spec("tensorrt_bindings") is None or importlib.util.find_spec("mypy") is None,
     reason="needs tensorrt-stubs and mypy (pip install --no-deps tensorrt-stubs)",
 )
+@pytest.mark.slow  # runs mypy
 def test_tensorrt_modules_type_check_against_tensorrt_stubs(tmp_path: Path) -> None:
     stubs = _patched_stubs(tmp_path / "stubs")
     canary = tmp_path / "canary.py"

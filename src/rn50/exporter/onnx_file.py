@@ -13,16 +13,16 @@ import onnx
 from rn50 import __version__
 from rn50.artifacts import Artifact, WorkDir, atomic_path, sha256_file, versions
 from rn50.exporter.config import ExportConfig, check_opset
-from rn50.exporter.onnx_export import torch_to_onnx
 from rn50.exporter.simplify import check, convert_opset, simplify
-from rn50.exporter.verify import Verification, verify_onnx
 from rn50.metrics import AUTO_HEAD, IMAGENET_CLASSES, for_head, resolve_head, thresholds_for
 from rn50.onnx_graph import stamp_metadata
 from rn50.preprocess import DEFAULT
-from rn50.weights import SEEDED, LoadedModel, kept_weights_name, load_model
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from rn50.exporter.verify import Verification
+    from rn50.weights import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def model_record(loaded: LoadedModel, depth: int, head: str = AUTO_HEAD) -> dict
 
 
 def build_onnx(loaded: LoadedModel, config: ExportConfig) -> onnx.ModelProto:
+    from rn50.exporter.onnx_export import torch_to_onnx  # torch: loaded when a model is exported, not before
+
     proto = torch_to_onnx(loaded.model, opset=config.opset)
     proto = simplify(proto) if config.simplify else check(proto)
     proto = convert_opset(proto, config.opset)
@@ -77,6 +79,8 @@ def keep_weights(workdir: WorkDir, loaded: LoadedModel, depth: int) -> None:
     differently; a user's checkpoint may move or change after the export."""
     import torch
 
+    from rn50.weights import SEEDED, kept_weights_name
+
     seeded = loaded.source == SEEDED
     target = workdir.path(f"seeded-resnet{depth}.pt" if seeded else f"weights-resnet{depth}.pt")
     with atomic_path(target, then=lambda: workdir.record(kept)) as tmp:  # the file and its record land together
@@ -98,6 +102,9 @@ def write_fp32_onnx(
     config: ExportConfig, workdir: WorkDir, *, verify: bool = True, loaded: LoadedModel | None = None
 ) -> ExportResult:
     """Export to ``<workdir>/resnet<depth>.fp32.onnx``; the manifest marks it verified or not."""
+    from rn50.exporter.verify import verify_onnx
+    from rn50.weights import load_model
+
     check_opset(config.opset)
     loaded = loaded or load_model(config.weights, depth=config.depth)
     record = model_record(loaded, config.depth, config.head)
