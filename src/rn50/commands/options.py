@@ -314,6 +314,11 @@ def _declare_library_flags() -> None:
         http_port=option("--port", help="HTTP port."),
         grpc_port=option("--grpc-port", help="gRPC port."),
         metrics_port=option("--metrics-port", help="Prometheus metrics port."),
+        max_request_mb=option(
+            "--max-request-mb",
+            help="Largest HTTP request body in MB: a larger one is refused (413) before Triton reads it, by rn50's "
+            "front on the HTTP port; 0: no limit and no front.",
+        ),
     )
     declare(
         Batching,

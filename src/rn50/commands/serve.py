@@ -191,8 +191,9 @@ class Ready:
                 "",
                 paragraphs=[
                     f"serving {s.label} ({s.precision}) as model '{s.model}', max batch {s.max_batch_size}: HTTP "
-                    f"{e.host}:{e.http_port}, "
-                    f"gRPC {e.host}:{e.grpc_port}, metrics http://{e.host}:{e.metrics_port}/metrics",
+                    f"{e.host}:{e.http_port}"
+                    + (f" (request bodies up to {e.max_request_mb:g} MB), " if e.max_request_mb else ", ")
+                    + f"gRPC {e.host}:{e.grpc_port}, metrics http://{e.host}:{e.metrics_port}/metrics",
                     f"ready (the model answered through the server); Triton's log: {s.live_log}, kept as "
                     f"{s.log_file} when it "
                     "stops; Ctrl-C or SIGTERM stops it",

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # Endpoints a client could use to change the server (load or unload models, shared memory, tracing, log
 # settings) need PyTriton's access token; inference, health, metadata, statistics and metrics do not.
 RESTRICTED = ["model-repository", "shared-memory", "trace", "logging"]
+# A batch of 8 images is 4.8 MB as binary tensors and about 12 MB as JSON; 32 MB takes both with room to spare.
+DEFAULT_MAX_REQUEST_MB = 32.0
 EXIT_TIMEOUT_S = (
     10  # how long Triton waits for in-flight requests when it is stopped (a batch of 8 takes < 1 s on 2 cores)
 )
@@ -48,10 +50,17 @@ class Endpoints:
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
+    # The largest HTTP request body, checked by rn50's front before Triton reads it (serving.front); 0: no front,
+    # Triton's HTTP endpoint on the port itself, with no limit.
+    max_request_mb: float = DEFAULT_MAX_REQUEST_MB
 
     @property
     def http_url(self) -> str:
         return f"{self.host}:{self.http_port}"
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 2**20)
 
     def check(self) -> None:
         """Ports are valid, distinct and free on ``host`` (a taken port is named before the server starts)."""
@@ -60,6 +69,11 @@ class Endpoints:
             str(opt("grpc_port")): self.grpc_port,
             str(opt("metrics_port")): self.metrics_port,
         }
+        if not self.max_request_mb >= 0:
+            raise UsageError(
+                f"{opt('max_request_mb')} {self.max_request_mb} is negative",
+                fix="pass a size in MB, or 0 for no limit (no front: Triton's own HTTP endpoint)",
+            )
         for name, port in ports.items():
             if not 1 <= port <= 65535:
                 raise UsageError(f"{name} {port} is not a TCP port", fix="pass a port between 1 and 65535")
@@ -168,10 +182,15 @@ def running(repository: Path, endpoints: Endpoints, *, log_file: Path) -> Iterat
         logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.WARNING))
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
+    from rn50.serving.front import Front, free_port
+
+    # With a request limit, Triton's HTTP endpoint listens on a private loopback port behind rn50's front.
+    limited = endpoints.max_request_bytes > 0
+    http_address, http_port = ("127.0.0.1", free_port()) if limited else (endpoints.host, endpoints.http_port)
     config = TritonConfig(
         model_repository=repository,
-        http_address=endpoints.host,
-        http_port=endpoints.http_port,
+        http_address=http_address,
+        http_port=http_port,
         grpc_address=endpoints.host,
         grpc_port=endpoints.grpc_port,
         metrics_address=endpoints.host,
@@ -185,12 +204,17 @@ def running(repository: Path, endpoints: Endpoints, *, log_file: Path) -> Iterat
     started: list[BaseException | None] = []
     release = threading.Event()
     threading.Thread(target=_start, args=(triton, started, release), daemon=True).start()
+    proxy = Front(endpoints.host, endpoints.http_port, http_port, endpoints.max_request_bytes) if limited else None
     try:
         _wait_started(triton, started, log_file)
+        if proxy is not None:
+            proxy.start()
         yield triton
     finally:
-        triton.stop()
+        triton.stop()  # in-flight requests are answered first, and their answers relayed by the front
         release.set()
+        if proxy is not None:
+            proxy.stop()
 
 
 def _wait_started(triton: Any, started: list[BaseException | None], log_file: Path) -> None:
