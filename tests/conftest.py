@@ -45,6 +45,18 @@ ONE_WORKER = {
 }
 
 
+# What needs the README quick start's work directory: run after everything else, so that the workers are busy with
+# other tests while the quick start runs (pytest_sessionstart starts it with the session), not waiting for it.
+QUICKSTART_FIXTURES = {"pipeline_run", "export_dir", "workdir_copy", "fp32_onnx"}
+AFTER_QUICKSTART = {"test_readme"}
+
+
+def _needs_quickstart(item: pytest.Item) -> bool:
+    return bool(QUICKSTART_FIXTURES & set(getattr(item, "fixturenames", ()))) or (
+        Path(str(item.fspath)).stem in AFTER_QUICKSTART
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
@@ -52,6 +64,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = Path(str(item.fspath)).stem
         if module in ONE_WORKER:
             item.add_marker(pytest.mark.xdist_group(module))
+    # A stable sort: the README's lines keep their order; xdist hands out groups in the order their first test comes,
+    # so a group (one worker's file) with a test that needs the quick start goes after everything else as a whole.
+    late = {Path(str(i.fspath)).stem for i in items if _needs_quickstart(i)} & ONE_WORKER
+    items.sort(key=lambda i: _needs_quickstart(i) or Path(str(i.fspath)).stem in late)
 
 
 def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
