@@ -15,25 +15,12 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ARTIFACT = "onnx-int8-onnxruntime-cpu"
-RN50 = [sys.executable, "-m", "rn50"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from bench_serving import ARTIFACT, RN50, free_ports  # run from benchmarks/, as its siblings are
 
 
 def round_of(work: Path, limit_mb: float, args: argparse.Namespace) -> list[dict]:
