@@ -51,7 +51,7 @@ def served(work: Path, args: argparse.Namespace) -> dict:
             ARTIFACT,
             "--threads",
             str(args.threads),
-            "--max-batch",
+            "--max-batch-size",
             str(args.max_batch),
             "--port",
             str(http),
