@@ -48,7 +48,7 @@ ONE_WORKER = {
 # What needs the README quick start's work directory: run after everything else, so that the workers are busy with
 # other tests while the quick start runs (pytest_sessionstart starts it with the session), not waiting for it.
 QUICKSTART_FIXTURES = {"pipeline_run", "export_dir", "workdir_copy", "fp32_onnx"}
-AFTER_QUICKSTART = {"test_readme"}  # the README's lines, in order
+AFTER_QUICKSTART = {"test_readme"}
 
 
 def _needs_quickstart(item: pytest.Item) -> bool:
@@ -64,17 +64,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = Path(str(item.fspath)).stem
         if module in ONE_WORKER:
             item.add_marker(pytest.mark.xdist_group(module))
-    # A stable sort (the README's lines keep their order); xdist hands out groups in the order their first test comes.
-    # The README's lines are the longest chain (~9 minutes, each on the last one's work directory): first, so one
-    # worker waits for the quick start — whose process keeps the core busy meanwhile — and then runs them, while the
-    # other worker takes everything else; a group with another test that needs the quick start goes last.
-    late = {Path(str(i.fspath)).stem for i in items if _needs_quickstart(i)} & ONE_WORKER - AFTER_QUICKSTART
-
-    def order(item: pytest.Item) -> int:
-        module = Path(str(item.fspath)).stem
-        return -1 if module in AFTER_QUICKSTART else 1 if _needs_quickstart(item) or module in late else 0
-
-    items.sort(key=order)
+    # A stable sort: the README's lines keep their order; xdist hands out groups in the order their first test comes,
+    # so a group (one worker's file) with a test that needs the quick start goes after everything else as a whole.
+    late = {Path(str(i.fspath)).stem for i in items if _needs_quickstart(i)} & ONE_WORKER
+    items.sort(key=lambda i: _needs_quickstart(i) or Path(str(i.fspath)).stem in late)
 
 
 def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
