@@ -60,16 +60,16 @@ def _refusal(status: int, message: str) -> bytes:
     ).encode() + body
 
 
-async def _response(upstream: asyncio.StreamReader, method: str) -> tuple[bytes, bytes, bool]:
-    """Triton's answer: its head, its body, and whether it closes the connection."""
+async def _response(upstream: asyncio.StreamReader, method: str) -> tuple[bytes, int, bytes, bool]:
+    """Triton's answer: its head, its status, its body, and whether it closes the connection."""
     head = await upstream.readuntil(b"\r\n\r\n")
     status_line, fields = _headers(head)
     status = int(status_line.split(" ", 2)[1])
     closes = fields.get("connection", "").lower() == "close"
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return head, b"", closes
+        return head, status, b"", closes
     if "content-length" in fields:
-        return head, await upstream.readexactly(int(fields["content-length"])), closes
+        return head, status, await upstream.readexactly(int(fields["content-length"])), closes
     if fields.get("transfer-encoding", "").lower() == "chunked":
         body = bytearray()
         while True:
@@ -78,15 +78,15 @@ async def _response(upstream: asyncio.StreamReader, method: str) -> tuple[bytes,
             chunk = await upstream.readexactly(size + 2)
             body += size_line + chunk
             if size == 0:
-                return head, bytes(body), closes
-    return head, await upstream.read(), True  # delimited by the end of the connection
+                return head, status, bytes(body), closes
+    return head, status, await upstream.read(), True  # delimited by the end of the connection
 
 
-def _as_bad_request(head: bytes, body: bytes) -> bytes | None:
+def _as_bad_request(head: bytes, status: int, body: bytes) -> bytes | None:
     """Triton's 500 for a request body it could not parse, as the 400 it is (the same body and headers)."""
-    status_line, _ = _headers(head)
-    if not status_line.split(" ", 2)[1] == "500" or not any(e.encode() in body for e in PARSE_ERRORS):
+    if status != 500 or not any(e.encode() in body for e in PARSE_ERRORS):
         return None
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     version = status_line.split(" ", 1)[0]
     return head.replace(status_line.encode("latin-1"), f"{version} 400 Bad Request".encode(), 1)
 
@@ -147,18 +147,18 @@ class Front:
                 except asyncio.LimitOverrunError:
                     writer.write(_refusal(431, f"the request's headers are over {HEADER_LIMIT // 1024} KiB"))
                     return
-                refused = self._refused(head)
+                request_line, fields = _headers(head)
+                refused = self._refused(fields)
                 if refused is not None:
                     writer.write(refused)
                     return
-                request_line, fields = _headers(head)
                 body = await reader.readexactly(int(fields.get("content-length") or 0))
                 if upstream is None:
                     upstream = await asyncio.open_connection("127.0.0.1", self.upstream_port, limit=HEADER_LIMIT)
                 upstream[1].write(head + body)
                 await upstream[1].drain()
-                answer_head, answer_body, closes = await _response(upstream[0], request_line.split(" ", 1)[0])
-                writer.write((_as_bad_request(answer_head, answer_body) or answer_head) + answer_body)
+                answer_head, status, answer_body, closes = await _response(upstream[0], request_line.split(" ", 1)[0])
+                writer.write((_as_bad_request(answer_head, status, answer_body) or answer_head) + answer_body)
                 await writer.drain()
                 if closes or fields.get("connection", "").lower() == "close" or request_line.endswith("HTTP/1.0"):
                     return
@@ -170,9 +170,8 @@ class Front:
                     await w.drain()
                     w.close()
 
-    def _refused(self, head: bytes) -> bytes | None:
+    def _refused(self, fields: dict[str, str]) -> bytes | None:
         """Why a request is answered here, without Triton: no length, a malformed one, or one over the limit."""
-        _, fields = _headers(head)
         if "transfer-encoding" in fields:
             return _refusal(411, "send the request body with a Content-Length (chunked bodies are not taken)")
         try:
