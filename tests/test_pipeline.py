@@ -14,6 +14,7 @@ from rn50.cli import app
 
 cli = CliRunner()
 ONNX_ARTIFACTS = {"onnx-fp32", "onnx-fp16", "onnx-int8-tensorrt", "onnx-int8-onnxruntime-cpu"}
+PT2_ARTIFACTS = {"pt2-fp32-cpu", "pt2-int8-cpu"}  # AOTInductor packages (the pt2 step)
 
 
 @pytest.fixture()
@@ -40,15 +41,18 @@ def test_pipeline_end_to_end_on_cpu(pipeline_run: tuple[Path, subprocess.Complet
     root, done = pipeline_run
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((root / "manifest.json").read_text())
-    assert ONNX_ARTIFACTS | {"calibration-percentile"} <= set(manifest["artifacts"])
-    assert set(manifest["steps"]) == {"export", "quantize", "parity", "profile"}  # calibration has its own cache
+    assert ONNX_ARTIFACTS | PT2_ARTIFACTS | {"calibration-percentile", "pt2-int8-program"} <= set(manifest["artifacts"])
+    assert set(manifest["steps"]) == {"export", "quantize", "pt2", "parity", "profile"}  # calibration: its own cache
     _files_match_manifest(root)
     parity = json.loads((root / "parity.json").read_text())
-    assert parity["passed"] and {r["artifact"] for r in parity["results"] if r["status"] == "pass"} == ONNX_ARTIFACTS
+    passed = {r["artifact"] for r in parity["results"] if r["status"] == "pass"}
+    assert parity["passed"] and passed == ONNX_ARTIFACTS | PT2_ARTIFACTS
     profile = json.loads((root / "profile.json").read_text())
     measured = {(r["runtime"], r["artifact"], r["batch"]) for r in profile["rows"] if r["status"] == "ok"}
     for artifact in ONNX_ARTIFACTS:
         assert {("onnxruntime-cpu", artifact, 1), ("onnxruntime-cpu", artifact, 8)} <= measured
+    for artifact in PT2_ARTIFACTS:
+        assert {("aoti-cpu", artifact, 1), ("aoti-cpu", artifact, 8)} <= measured
     assert ("torch-cpu", "pytorch-fp32", 1) in measured
     report = (root / "report.md").read_text()
     assert re.search(r"\| build-trt \| skipped \| [\d.]+ \| .*TensorRT", report)  # says why, not silently absent
@@ -104,6 +108,7 @@ def test_second_run_reuses_every_step(out: Path) -> None:
         "export": "reused",
         "calibrate": "reused",
         "quantize": "reused",
+        "pt2": "reused",
         "build-trt": "skipped",
         "parity": "reused",
         "profile": "reused",
@@ -124,7 +129,9 @@ def test_failing_step_stops_the_run_and_keeps_earlier_artifacts(out: Path) -> No
     assert "| parity | failed |" in (out / "report.md").read_text()
     # The failed parity was not recorded as done: the next run checks again.
     again = cli.invoke(app, ["pipeline", "--out", str(out), "--only", "parity", "--json"])
-    assert again.exit_code == 0 and json.loads(again.stdout)["steps"][4]["status"] == "ran"
+    assert (
+        again.exit_code == 0 and {s["name"]: s["status"] for s in json.loads(again.stdout)["steps"]}["parity"] == "ran"
+    )
 
 
 def test_ctrl_c_in_a_step_keeps_manifest_and_files_consistent(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,7 +231,7 @@ def test_doctor_on_this_machine() -> None:
     data = json.loads(result.stdout)
     checks = {c["name"]: c for c in data["checks"]}
     assert data["verdict"] == "ok" and data["broken"] == []
-    assert {"python", "torch", "onnx", "onnxruntime", "tensorrt", "gpu", "cpu"} <= set(checks)
+    assert {"python", "torch", "onnx", "onnxruntime", "tensorrt", "gpu", "cpu", "torchao"} <= set(checks)
     assert checks["onnxruntime"]["status"] == "ok" and "CPUExecutionProvider" in checks["onnxruntime"]["detail"]
     for c in checks.values():
         assert c["status"] in ("ok", "missing", "broken")

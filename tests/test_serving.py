@@ -786,6 +786,27 @@ def test_a_work_directory_with_a_space_and_an_accent_is_served(served_dir: Path,
     assert (work / "triton-resnet50.log").is_file()  # Triton's log, kept in the work directory
 
 
+@needs_triton
+def test_pytorchs_int8_package_is_served_and_every_answer_checked(served_dir: Path, tmp_path: Path) -> None:
+    """The README's work directory holds PyTorch's INT8 AOTInductor package (the pipeline's pt2 step): rn50 serve
+    runs it with rn50's runner in Triton's Python backend, and the load test checks every answer against PyTorch."""
+    work = Path(shutil.copytree(served_dir, tmp_path / "work"))
+    s = Server(work, "--artifact", "pt2-int8-cpu")
+    try:
+        args = ["--url", s.url, "--concurrency", "1,2", "--requests", "8", "--count", "4"]
+        done = subprocess.run(
+            [*RN50, "loadtest", "--out", str(work), *args], capture_output=True, text=True, timeout=300
+        )
+    finally:
+        assert s.stop() == 130, "".join(s.lines)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((work / "loadtest.json").read_text())
+    assert data["passed"] and data["precision"] == "int8" and data["model"]["artifact"] == "pt2-int8-cpu"
+    assert [(level["errors"], level["wrong"]) for level in data["levels"]] == [(0, 0), (0, 0)]
+    assert data["overall"]["samples"] == 16 and data["overall"]["cosine_min"] >= 0.95
+    assert any("aoti-cpu" in line for line in s.lines)
+
+
 # --- rn50 tune ---------------------------------------------------------------------------------------------------
 
 

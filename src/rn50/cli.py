@@ -359,8 +359,10 @@ class _LevelFormatter(logging.Formatter):
 
 
 # Loggers whose warnings are a library's, not rn50's findings: Python warnings (Pillow's DecompressionBombWarning),
-# matplotlib's "created a temporary cache directory" with a read-only HOME. Shown with --verbose.
-THIRD_PARTY_LOGGERS = ("py.warnings", "matplotlib")
+# matplotlib's "created a temporary cache directory" with a read-only HOME, torchao's import-time "Failed to load"
+# its CUDA kernels and "Detected no triton" on a CPU machine, torch's pytree deprecation that torchao triggers.
+# Shown with --verbose.
+THIRD_PARTY_LOGGERS = ("py.warnings", "matplotlib", "torchao", "torch.utils._pytree")
 
 
 def _not_a_library_on_the_root_logger(record: logging.LogRecord) -> bool:

@@ -22,6 +22,8 @@ from rn50.commands.outcome import QUIET, Ui
 from rn50.errors import CheckFailed
 from rn50.machine import AVX2, cpu_info, gpu_info
 from rn50.reports.render import Section
+from rn50.runtimes.pt2_package import TORCHAO_INSTALL
+from rn50.words import cmd
 
 Status = Literal["ok", "missing", "broken"]
 OK: Status = "ok"
@@ -332,6 +334,11 @@ def run_checks() -> list[Check]:
     checks.append(check_package("onnxsim", "simplifying before quantization", "pip install onnxsim"))
     checks += check_onnxruntime()
     checks += [check_openvino(), check_tensorrt(), check_triton(), check_gpu(), check_cpu()]
+    checks.append(
+        check_package(
+            "torchao", f"PyTorch's INT8 path, {cmd('quantize', int8=True, pt2=True)}", TORCHAO_INSTALL, required=False
+        )
+    )
     checks.append(
         check_package("matplotlib", "charts in parity/profile reports", "pip install matplotlib", required=True)
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rn50.exporter.onnx_file import ExportResult
     from rn50.exporter.openvino_ir import IrResult
     from rn50.exporter.pt2 import Pt2Result
+    from rn50.feeds import FeedSet
     from rn50.weights import LoadedModel
 
 
@@ -67,10 +68,64 @@ def pt2_dict(r: Pt2Result) -> dict[str, Any]:
     return {
         "path": r.path,
         "verified": r.verified,
+        "verified_against": "pytorch" if r.program is None else "program",
         "max_abs": r.metrics.max_abs,
         "cosine_min": r.metrics.cosine_min,
         **asdict(r.sidecar),
+        **({} if r.program is None else {"program": r.program}),
+        **({} if r.quantization is None else {"program_vs_fp32": r.quantization.to_dict()}),
     }
+
+
+def pt2_sections(r: Pt2Result | None) -> list[Section]:
+    """What an AOTInductor package is, what it cost to make, and how it was checked: one paragraph."""
+    if r is None:
+        return []
+    side = r.sidecar
+    quantized = ""
+    if r.program is not None and r.quantization is not None:
+        q = r.quantization
+        quantized = (
+            f"; PT2E-quantized in {side.quantize_s or 0:.1f} s, its program {r.program.name} vs PyTorch FP32: cos mean "
+            f"{q.cosine_mean:.6f}, worst {q.cosine_min:.6f}"
+        )
+    return [
+        Section(
+            "",
+            paragraphs=[
+                f"wrote {r.path} ({side.precision.upper()} AOTInductor package for this CPU: torch {side.torch}, "
+                f"{side.isa or 'no vector'} ISA; compiled in {side.compile_s:.1f} s, process peak memory "
+                f"{side.peak_rss_mb:.0f} MB{quantized}; vs {r.against}: max abs {r.metrics.max_abs:.3g}, cos worst "
+                f"{r.metrics.cosine_min:.8f}) " + ("pass" if r.verified else "FAIL: " + "; ".join(r.failures))
+            ],
+        )
+    ]
+
+
+def unverified_pt2(r: Pt2Result | None) -> CheckFailed | None:
+    if r is None or r.verified:
+        return None
+    return CheckFailed(
+        f"{r.path.name} does not match {r.against}: {'; '.join(r.failures)}",
+        fix="the manifest marks it unverified; report it with --verbose",
+    )
+
+
+def write_int8_package(workdir: WorkDir, feeds: FeedSet) -> Pt2Result:
+    """PyTorch's INT8 path: the work directory's model PT2E-quantized on ``feeds`` and compiled for this CPU."""
+    from rn50.exporter.onnx_file import fp32_artifact
+    from rn50.exporter.pt2 import CALIBRATION_BATCH, write_pt2_int8
+    from rn50.weights import workdir_model
+
+    art, path = fp32_artifact(workdir)
+    return write_pt2_int8(
+        workdir,
+        workdir_model(workdir),
+        feeds.batches(CALIBRATION_BATCH),
+        stem=path.name.removesuffix(".fp32.onnx"),
+        parent_sha256=art.parent_sha256,
+        images=feeds.description,
+    )
 
 
 def ir_dict(r: IrResult) -> dict[str, Any]:
@@ -92,13 +147,7 @@ class ExportOutcome:
 
     @property
     def error(self) -> CheckFailed | None:
-        bad_pt2 = None
-        if self.pt2 is not None and not self.pt2.verified:
-            bad_pt2 = CheckFailed(
-                f"{self.pt2.path.name} does not match the PyTorch model: {'; '.join(self.pt2.failures)}",
-                fix="the manifest marks it unverified; report it with --verbose",
-            )
-        return unverified(self.result) or unverified_ir(self.irs) or bad_pt2
+        return unverified(self.result) or unverified_ir(self.irs) or unverified_pt2(self.pt2)
 
     def sections(self) -> list[Section]:
         r, v = self.result, self.result.verification
@@ -121,20 +170,7 @@ class ExportOutcome:
                     ],
                 )
             )
-        if self.pt2 is not None:
-            p, side = self.pt2, self.pt2.sidecar
-            parts.append(
-                Section(
-                    "",
-                    paragraphs=[
-                        f"wrote {p.path} (AOTInductor package for this CPU: torch {side.torch}, "
-                        f"{side.isa or 'no vector'} ISA; compiled in {side.compile_s:.1f} s, process peak memory "
-                        f"{side.peak_rss_mb:.0f} MB; vs PyTorch: max abs {p.metrics.max_abs:.3g}, cos worst "
-                        f"{p.metrics.cosine_min:.8f}) " + ("pass" if p.verified else "FAIL: " + "; ".join(p.failures))
-                    ],
-                )
-            )
-        return parts + ir_sections(self.irs)
+        return parts + pt2_sections(self.pt2) + ir_sections(self.irs)
 
     def to_dict(self) -> dict[str, Any]:
         r, v = self.result, self.result.verification

@@ -1,4 +1,4 @@
-"""``rn50 pipeline``: export → calibrate → quantize → build-trt → parity → profile, then the report.
+"""``rn50 pipeline``: export → calibrate → quantize → pt2 → build-trt → parity → profile, then the report.
 
 The pipeline is a table of steps. Each step plans its work from the options and the work directory: a
 key over its inputs and a function that runs the same command the CLI runs. The manifest records each
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STEPS = ("export", "calibrate", "quantize", "build-trt", "parity", "profile")
+STEPS = ("export", "calibrate", "quantize", "pt2", "build-trt", "parity", "profile")
 
 
 def select_steps(skip: list[str] | None, only: list[str] | None) -> tuple[str, ...]:
@@ -306,6 +306,71 @@ def plan_quantize(p: Pipeline) -> Work:
     return Work(run, inputs, f"FP16 and INT8 artifacts (same FP32 model, calibration table and CPU class {cpu_class})")
 
 
+def plan_pt2(p: Pipeline) -> Work | StepResult:
+    """PyTorch's ahead-of-time path: the FP32 AOTInductor package, and the INT8 one (PT2E on the calibration images)
+    where torchao is installed; reused while the model, the images, torch, torchao and this CPU's ISA are the same."""
+    from importlib.util import find_spec
+
+    from rn50.commands.calibrate import CalibrateOptions, read_feeds
+    from rn50.commands.export import pt2_sections, unverified_pt2, write_int8_package
+    from rn50.exporter.onnx_file import fp32_artifact
+    from rn50.exporter.pt2 import write_pt2
+    from rn50.runtimes.pt2_package import TORCHAO_INSTALL, program_path, sidecar_path, this_isa
+    from rn50.runtimes.registry import unavailable_reason
+
+    reason = unavailable_reason("aoti-cpu")
+    if reason:
+        return StepResult("pt2", "skipped", reason)
+    fp32, onnx_path = fp32_artifact(p.workdir)
+    int8 = find_spec("torchao") is not None
+    feeds = read_feeds(CalibrateOptions(p.options.feeds(p.options.calibration_count), p.options.calibration), p.ui)
+    v = versions()
+    inputs = {
+        "weights": (p.workdir.manifest().get("model") or {}).get("weights_sha256"),
+        "calibration": feeds.fingerprint if int8 else None,
+        "torch": v.get("torch"),
+        "torchao": _version("torchao") if int8 else None,
+        "isa": this_isa(),
+        "rn50": __version__,
+    }
+
+    def run() -> tuple[StepStatus, list[Path], str]:
+        p.say("compiling the FP32 AOTInductor package")
+        made = [
+            write_pt2(
+                p.workdir, p.model(), stem=onnx_path.name.removesuffix(".fp32.onnx"), parent_sha256=fp32.parent_sha256
+            )
+        ]
+        if int8:
+            p.say(f"PT2E: quantizing on {feeds.description}, compiling the INT8 package")
+            made.append(write_int8_package(p.workdir, feeds))
+        for r in made:
+            if (bad := unverified_pt2(r)) is not None:
+                raise bad
+        files = [
+            f for r in made for f in (r.path, sidecar_path(r.path), *([program_path(r.path)] if r.program else []))
+        ]
+        detail = "; ".join(
+            f"{r.path.name} compiled in {r.sidecar.compile_s:.0f} s"
+            + (f" (PT2E {r.sidecar.quantize_s:.0f} s)" if r.sidecar.quantize_s else "")
+            for r in made
+        )
+        log.info("%s", " ".join(par for r in made for sec in pt2_sections(r) for par in sec.paragraphs))
+        return (
+            "ran",
+            files,
+            detail + ("" if int8 else f"; no INT8 package: torchao is not installed ({TORCHAO_INSTALL})"),
+        )
+
+    return Work(run, inputs, "AOTInductor packages (same model, calibration images, torch, torchao and CPU ISA)")
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def plan_build_trt(p: Pipeline) -> Work | StepResult:
     from rn50.commands.build_trt import ENGINE_PRECISIONS, BuildTrtOptions, build_trt
     from rn50.runtimes.registry import from_test_double, unavailable_reason
@@ -393,6 +458,7 @@ PLANS: dict[str, Callable[[Pipeline], Work | StepResult]] = {
     "export": plan_export,
     "calibrate": plan_calibrate,
     "quantize": plan_quantize,
+    "pt2": plan_pt2,
     "build-trt": plan_build_trt,
     "parity": plan_parity,
     "profile": plan_profile,
@@ -423,7 +489,7 @@ class PipelineOutcome:
 
 
 def pipeline(options: PipelineOptions, workdir: WorkDir, ui: Ui = QUIET) -> PipelineOutcome:
-    """The whole job: export → calibrate → quantize → build-trt → parity → profile, then report.md/html."""
+    """The whole job: export → calibrate → quantize → pt2 → build-trt → parity → profile, then report.md/html."""
     from rn50.reports import workdir_report
 
     result = Pipeline(workdir, options, ui).run()

@@ -8,8 +8,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50.calibration.budget import CLASSIFIER_PRECISIONS, DEFAULT_MAX_EXCLUDED
-from rn50.commands.calibrate import CalibrateOptions, calibrate
-from rn50.commands.export import export_ir, ir_dict, ir_flag, ir_sections, unverified_ir
+from rn50.commands.calibrate import CalibrateOptions, calibrate, read_feeds
+from rn50.commands.export import (
+    export_ir,
+    ir_dict,
+    ir_flag,
+    ir_sections,
+    pt2_dict,
+    pt2_sections,
+    unverified_ir,
+    unverified_pt2,
+    write_int8_package,
+)
 from rn50.commands.flags import flag
 from rn50.commands.options import cpu_flag, parse_budget
 from rn50.commands.outcome import QUIET, Ui
@@ -26,6 +36,7 @@ if TYPE_CHECKING:
     from rn50.calibration.table import CalibrationTable
     from rn50.errors import CheckFailed
     from rn50.exporter.openvino_ir import IrResult
+    from rn50.exporter.pt2 import Pt2Result
     from rn50.metrics import Thresholds
 
 ALL_TARGETS = "all"
@@ -73,6 +84,13 @@ class QuantizeOptions:
         help="The final Gemm in float or int8 (float: measured, more accurate for ~1% CPU latency).",
     )
     cpu: str = cpu_flag()
+    pt2: bool = flag(
+        "--pt2",
+        default=False,
+        help="With --int8: also PyTorch's INT8 path — PT2E quantization (torchao's X86 Inductor quantizer, with its "
+        "own observers) on the same calibration images, compiled into an AOTInductor package (.pt2) for this CPU and "
+        "verified against its quantized program.",
+    )
     keep_float: list[str] | None = flag(
         "--keep-float",
         default=None,
@@ -95,6 +113,8 @@ class QuantizeOptions:
         return DEFAULT_MAX_EXCLUDED if self.max_excluded is None else self.max_excluded
 
     def check(self) -> None:
+        if self.pt2 and not self.int8:
+            raise UsageError("--pt2 without --int8", fix="pass --int8: --pt2 adds PyTorch's INT8 package")
         if not (self.int8 or self.fp16):
             raise UsageError("nothing to do", fix="pass --int8, --fp16 or both")
         targets = parse_targets(self.target)
@@ -131,6 +151,15 @@ class QuantizeOptions:
                 "--high-precision applies to the TensorRT INT8 file only",
                 fix="pass --int8 with --target tensorrt or all, or drop --high-precision",
             )
+        if self.pt2:  # torchao and a C++ compiler: refused before any work where one is missing
+            from rn50.errors import EnvironmentProblem
+            from rn50.runtimes.pt2_package import import_torchao
+            from rn50.runtimes.registry import unavailable_reason
+
+            import_torchao()
+            reason = unavailable_reason("aoti-cpu")
+            if reason:
+                raise EnvironmentProblem(f"cannot make the INT8 package: {reason}", fix="install it, or drop --pt2")
         if self.int8:
             self.calibrate.check(auto=True)
         if self.ir:  # --ir needs OpenVINO: refused before any work where it is missing
@@ -147,10 +176,11 @@ class QuantizeOutcome:
     table: Any = None  # the calibration table's outcome, when this run made or reused it
     missed: CheckFailed | None = None  # --budget not met for some target (the others' files were written)
     methods: dict[str, list[MethodScore]] = field(default_factory=dict)  # --method auto: per target, best first
+    pt2: Pt2Result | None = None  # --pt2: PyTorch's INT8 package
 
     @property
     def error(self) -> CheckFailed | None:
-        return self.missed or unverified_ir(self.irs)
+        return self.missed or unverified_ir(self.irs) or unverified_pt2(self.pt2)
 
     def sections(self) -> list[Section]:
         from rn50.reports.quantize_report import summary_sections
@@ -159,7 +189,7 @@ class QuantizeOutcome:
         parts += [methods_section(self.methods)] if self.methods else []
         parts += summary_sections(self.results)
         parts.append(Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.reports)]))
-        return parts + ir_sections(self.irs)
+        return parts + pt2_sections(self.pt2) + ir_sections(self.irs)
 
     def to_dict(self) -> list[dict[str, Any]]:
         return (
@@ -177,6 +207,7 @@ class QuantizeOutcome:
             ]
             + [ir_dict(r) for r in self.irs]
             + ([{"methods": self.methods}] if self.methods else [])
+            + ([{"pt2": pt2_dict(self.pt2)}] if self.pt2 is not None else [])
         )
 
 
@@ -213,7 +244,6 @@ def _auto_tables(options: QuantizeOptions, workdir: WorkDir, ui: Ui) -> dict[str
     import dataclasses
 
     from rn50.calibration.ranges import METHODS
-    from rn50.commands.calibrate import read_feeds
 
     feeds = read_feeds(options.calibrate, ui)
     tables = {}
@@ -282,4 +312,9 @@ def quantize(
     if options.ir:
         ui.status("writing OpenVINO IR…")
         irs = export_ir(workdir, [r.name for r in results])
-    return QuantizeOutcome(results, reports, irs, calibrated, missed, methods)
+    pt2 = None
+    if options.pt2:
+        feeds = read_feeds(options.calibrate, ui)
+        ui.status(f"PT2E: quantizing on {feeds.description} and compiling the INT8 AOTInductor package…")
+        pt2 = write_int8_package(workdir, feeds)
+    return QuantizeOutcome(results, reports, irs, calibrated, missed, methods, pt2)

@@ -95,6 +95,11 @@ class Serving:
     live_log: Path  # the same log while the server runs
 
 
+def unservable(artifact: str, kind: str) -> UsageError:
+    served = [k for k, row in KINDS.items() if row.io is not None]
+    return UsageError(f"{artifact}: {KINDS[kind].not_served}", fix=f"serve an artifact of kind {', '.join(served)}")
+
+
 def served_artifact(options: ServeOptions, workdir: WorkDir) -> tuple[ServedArtifact, str]:
     """What to serve, checked: the artifact unchanged, a runtime that runs it and is available here; and its kind."""
     art, path = workdir.require(options.artifact)
@@ -117,7 +122,7 @@ def served_artifact(options: ServeOptions, workdir: WorkDir) -> tuple[ServedArti
         )
     kind = KINDS[art.kind]
     if kind.io is None:
-        raise UsageError(f"{options.artifact}: {kind.not_served}", fix="serve an ONNX, IR or engine artifact")
+        raise unservable(options.artifact, art.kind)
     for companion in kind.companion_names(art.name):  # an IR is its .xml and its .bin, both unchanged
         workdir.require(companion)
     threads = options.threads if kind.cpu_threads else None
@@ -130,7 +135,7 @@ def write_repository(options: ServeOptions, served: ServedArtifact, kind: str, r
 
     read_io = KINDS[kind].io
     if read_io is None:  # refused by served_artifact before anything is started
-        raise UsageError(f"{served.artifact}: {KINDS[kind].not_served}", fix="serve an ONNX, IR or engine artifact")
+        raise unservable(served.artifact, kind)
     io = read_io(served.path)
     parameters = served.parameters() | {"sys_path": python_path(), "owner_pid": str(os.getpid())}
     cfg = build(

@@ -220,7 +220,12 @@ def diagnose(
         if r.status != "fail":
             out.append(r)
             continue
-        if r.file_inputs is not None and r.input_verdict is not None and r.semantics_file is not None:
+        if (
+            r.file_inputs is not None
+            and r.input_verdict is not None
+            and r.semantics_file is not None
+            and r.semantics_file.endswith(".onnx")  # layer by layer on a Q/DQ ONNX file (not a PT2E program)
+        ):
             say(f"INT8: why {r.label}'s failing inputs fail, layer by layer")
             r = explain_row(r, fp32, names, feeds, reference, thresholds, classes=classes, threads=threads)
         pair = pairs.get(r.label)

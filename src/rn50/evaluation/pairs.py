@@ -12,6 +12,7 @@ from rn50.results.parity_results import PairResult
 from rn50.results.profile_results import Row, Settings
 from rn50.runtimes.kinds import KINDS
 from rn50.runtimes.model_io import engine_io
+from rn50.runtimes.pt2_package import PROGRAM_KIND
 from rn50.runtimes.qdq_form import QDQ_TENSORRT
 from rn50.runtimes.registry import (
     TORCH,
@@ -67,14 +68,15 @@ def parity_pairs(
         tuple[str, str, Path, str, Path | None, str]
     ] = []  # (name, precision, path, kind, source ONNX of an INT8 engine, sha256)
     known = workdir.by_name(artifacts)
-    by_sha = {a.sha256: a for a in known.values() if a.kind == "onnx"}
+    by_sha = {a.sha256: a for a in known.values() if a.kind in ("onnx", PROGRAM_KIND)}  # what INT8 files come from
     for art in known.values():
         if art.kind in KINDS and (not artifacts or art.name in artifacts):
             path = workdir.checked(art)  # a missing or changed file is refused, never measured
             for companion in KINDS[art.kind].companion_names(art.name):  # an IR is its .xml and its .bin
                 if companion in known:
                     workdir.checked(known[companion])
-            # An INT8 engine or IR is compared with the semantics of the Q/DQ ONNX it was made from.
+            # An INT8 engine or IR is compared with the semantics of the Q/DQ ONNX it was made from; an INT8 package
+            # with its quantized program's.
             parent = by_sha.get(art.parent_sha256 or "") if art.kind != "onnx" and art.precision == "int8" else None
             source = workdir.checked(parent) if parent else None  # read for the engine check: checked too
             files.append((art.name, art.precision, path, art.kind, source, art.sha256))

@@ -224,9 +224,8 @@ def sections(report: ParityReport, *, image: str | None = None, layers_image: st
                 "int8-fidelity",
                 paragraphs=[
                     "Each INT8 result against a third reference: its Q/DQ file's own semantics (the file run as "
-                    "written, "
-                    "Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; the "
-                    "same on "
+                    "written, Q/DQ and float operators, by ONNX Runtime's CPU provider with graph optimizations off; "
+                    "for an INT8 AOTInductor package, its PT2E-quantized program run by PyTorch eagerly; the same on "
                     "every CPU). **File vs FP32** is the quantization error (calibration's business, judged by the "
                     "INT8 "
                     "thresholds); **runtime vs file** is the runtime's own error (saturating kernels, a fusion that "

@@ -92,10 +92,18 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
                 if m
                 else "—"
             )
+            art = workdir.artifact(best.artifact) if workdir is not None else None
+            machine_code = (
+                f" (machine code for torch {art.extra.get('torch')} and this CPU's {art.extra.get('isa')} ISA: "
+                "make it again on the machine it runs on)"
+                if art is not None and art.kind == "pt2"
+                else ""
+            )
             out.bullets.append(
                 f"{name}: ship **{Path(shipped.path).name}** ({best.artifact}) on **{best.runtime}** "
                 f"({best.precision}) — "
                 f"{best.stats.median_ms:.2f} ms at batch 1, {best.stats.throughput:.1f} img/s; vs PyTorch FP32: {error}"
+                + machine_code
             )
         else:
             passed = [r.label for r in ran if r.status == "pass"]

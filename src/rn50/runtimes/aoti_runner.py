@@ -1,6 +1,8 @@
-"""An AOTInductor package (``.pt2``, ``rn50 export --pt2``) run by ``torch._inductor.aoti_load_package``: PyTorch's
-ahead-of-time path, no Python model code and no compile at run time. A package compiled by another torch or for
-another CPU instruction set is refused before it is loaded (``rn50.runtimes.pt2_package.check_sidecar``)."""
+"""An AOTInductor package (``.pt2``, ``rn50 export --pt2``, ``rn50 quantize --int8 --pt2``) run by
+``torch._inductor.aoti_load_package``: PyTorch's ahead-of-time path, no Python model code and no compile at run time.
+A package compiled by another torch or for another CPU instruction set is refused before it is loaded
+(``rn50.runtimes.pt2_package.check_sidecar``). And an INT8 package's quantized program, run as written by PyTorch
+(``ProgramRunner``): what the package says it computes."""
 
 from __future__ import annotations
 
@@ -29,11 +31,18 @@ class AotiRunner(Runner):
         self.sidecar = check_sidecar(path)  # before anything is loaded
         self._threads = TorchThreads(threads)
         self._package: Any = None
+        self._static: dict[int, Any] = {}
 
     def activate(self) -> None:
+        from torch._inductor.package import load_package
+
+        from rn50.runtimes.pt2_package import DYNAMIC_MODEL, static_model
+
         self._threads.take()
         if self._package is None:
-            self._package = torch._inductor.aoti_load_package(str(self.path))
+            self._package = load_package(str(self.path), DYNAMIC_MODEL)
+            # the batch sizes compiled apart too (faster than the dynamic code at batch 1)
+            self._static = {b: load_package(str(self.path), static_model(b)) for b in self.sidecar.static_batches}
 
     def deactivate(self) -> None:
         self._threads.give_back()
@@ -52,6 +61,43 @@ class AotiRunner(Runner):
                 f"batch {len(x)} is above {self.path.name}'s largest batch ({self.sidecar.max_batch})",
                 fix=f"use {opt('batch')} {self.sidecar.max_batch} or less",
             )
+        run = self._static.get(len(x), self._package)
         with torch.inference_mode():
-            y = self._package(torch.from_numpy(np.ascontiguousarray(x)))
+            y = run(torch.from_numpy(np.ascontiguousarray(x)))
+        return {"logits": y.float().numpy().astype(np.float32, copy=False)}
+
+
+class ProgramRunner(Runner):
+    """A PT2E-quantized program (``torch.export.load``) run eagerly: its quantize/dequantize operators and float ones
+    as written, in float arithmetic — the INT8 package's own semantics, the same on every CPU up to float rounding."""
+
+    backend = "torch.export"
+
+    def __init__(self, path: Path, *, threads: int | None = None, label: str = "pt2 program"):
+        from rn50.runtimes.pt2_package import import_torchao
+
+        super().__init__(label=label)
+        import_torchao()  # registers the quantize/dequantize operators the program is written in
+        self.path = path
+        self._threads = TorchThreads(threads)
+        self._module: Any = None
+
+    def activate(self) -> None:
+        self._threads.take()
+        if self._module is None:
+            self._module = torch.export.load(str(self.path)).module()
+
+    def deactivate(self) -> None:
+        self._threads.give_back()
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def _infer(self, feed: Feed) -> Feed:
+        with torch.no_grad():
+            y = self._module(torch.from_numpy(np.ascontiguousarray(feed["input"])))
         return {"logits": y.float().numpy().astype(np.float32, copy=False)}

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from rn50.runtimes.model_io import engine_io, ir_io, onnx_io
+from rn50.runtimes.model_io import engine_io, ir_io, onnx_io, pt2_io
+from rn50.words import cmd
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -104,8 +105,9 @@ KINDS: dict[str, ModelKind] = {
         ModelKind(
             "pt2",
             ".pt2",
-            None,
-            not_served="an AOTInductor package: rn50 does not serve .pt2 on Triton yet",
+            pt2_io,
+            # rn50 serve runs it (rn50's runner in Triton's Python backend, aoti-cpu); no stock backend does.
+            not_served=f"an AOTInductor package: no stock Triton backend runs it ({cmd('serve')} does, with rn50's)",
             sidecar_problem=_pt2_sidecar,
         ),
     )

@@ -89,6 +89,18 @@ def engine_io(engine: Path) -> ModelIO:
     )
 
 
+def pt2_io(package: Path) -> ModelIO:
+    """Inputs, outputs and batch range of an AOTInductor package, from its sidecar (the package is not loaded)."""
+    from rn50.runtimes.pt2_package import Pt2Sidecar, sidecar_path
+
+    side = Pt2Sidecar.load(sidecar_path(package))
+    return ModelIO(
+        (TensorIO("input", "float32", (3, 224, 224)),),
+        (TensorIO("logits", "float32", (side.classes or -1,)),),
+        (1, side.max_batch),
+    )
+
+
 def ir_io(xml: Path) -> ModelIO:
     """Inputs and outputs of an OpenVINO IR, read by OpenVINO."""
     if importlib.util.find_spec("openvino") is None:

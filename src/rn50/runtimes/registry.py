@@ -204,11 +204,13 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
         ),
         RuntimeSpec(
             "aoti-cpu",
-            f"AOTInductor packages ({cmd('export', pt2=True)}): PyTorch compiled ahead of time for this CPU",
+            f"AOTInductor packages ({cmd('export', pt2=True)}; INT8: {cmd('quantize', int8=True, pt2=True)}): PyTorch "
+            "compiled ahead of time for this CPU",
             ("pt2",),
             "cpu",
             _inductor_cpu,
             _aoti_runner,
+            serves=("pt2",),
         ),
         RuntimeSpec(
             "onnxruntime-cpu",
@@ -377,11 +379,14 @@ class Pair:
 
     @property
     def qdq_file(self) -> Path | None:
-        """INT8: the Q/DQ ONNX file whose own semantics this target's results are compared with."""
+        """INT8: the file whose own semantics this target's results are compared with: a Q/DQ ONNX file, or an INT8
+        AOTInductor package's quantized program."""
+        from rn50.runtimes.pt2_package import is_program
+
         if self.precision != "int8":
             return None
         qdq = self.source or self.path
-        return qdq if qdq is not None and qdq.suffix == ".onnx" else None
+        return qdq if qdq is not None and (qdq.suffix == ".onnx" or is_program(qdq)) else None
 
     @property
     def label(self) -> str:
