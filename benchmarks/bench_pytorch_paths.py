@@ -21,7 +21,8 @@ from rn50.machine import cpu_info
 
 ROWS = (  # (what the README calls it, runtime, artifact)
     ("eager", "torch-cpu", "pytorch-fp32"),
-    ("torch.compile", "torch-compile-cpu", "pytorch-fp32"),
+    ("torch.compile, Inductor's defaults", "torch-compile-cpu-default", "pytorch-fp32"),
+    ("torch.compile, freezing", "torch-compile-cpu", "pytorch-fp32"),
     ("AOTI FP32", "aoti-cpu", "pt2-fp32-cpu"),
     ("AOTI INT8 (PT2E)", "aoti-cpu", "pt2-int8-cpu"),
     ("ONNX Runtime FP32", "onnxruntime-cpu", "onnx-fp32"),

@@ -57,6 +57,8 @@ def test_pipeline_end_to_end_on_cpu(pipeline_run: tuple[Path, subprocess.Complet
     report = (root / "report.md").read_text()
     assert re.search(r"\| build-trt \| skipped \| [\d.]+ \| .*TensorRT", report)  # says why, not silently absent
     assert "Parity: **PASS**" in report and "Fastest at acceptable error, batch 1" in report
+    # PyTorch's own path is weighed too: shipped, or named as the fastest way to stay with PyTorch
+    assert "on **aoti-cpu**" in report.split("## What to ship", 1)[1].split("\n## ", 1)[0]
     assert "build-trt" in done.stdout and "skipped" in done.stdout
 
 

@@ -220,6 +220,7 @@ def test_compiled_pytorch_is_a_parity_target_and_a_profile_row_not_the_reference
     from rn50.runtimes.registry import runtime_names, spec
 
     assert spec("torch-compile-cpu").reference is False and "torch-compile-cpu" not in runtime_names(by_default=True)
+    assert "torch-compile-cpu-default" not in runtime_names(by_default=True)
     done = cli.invoke(app, ["parity", "--out", str(tiny), "--count", "4", "--runtime", "torch-compile-cpu"])
     assert done.exit_code == 0, done.output
     (row,) = json.loads((tiny / "parity.json").read_text())["results"]
@@ -230,7 +231,7 @@ def test_compiled_pytorch_is_a_parity_target_and_a_profile_row_not_the_reference
         "pass",
     )
     assert row["metrics"]["cosine_min"] > 0.999999 and row["metrics"]["max_abs"] < 1e-3, row["metrics"]  # FP32 as FP32
-    args = ["profile", "--out", str(tiny), "--runtime", "torch-cpu", "--runtime", "torch-compile-cpu"]
+    args = ["profile", "--out", str(tiny), "--runtime", "torch-cpu,torch-compile-cpu,torch-compile-cpu-default"]
     args += ["--batch", "1,2", "--warmup", "0", "--warmup-iterations", "1", "--iterations", "3", "--threads", "1"]
     done = cli.invoke(app, args)
     assert done.exit_code == 0, done.output
@@ -240,6 +241,8 @@ def test_compiled_pytorch_is_a_parity_target_and_a_profile_row_not_the_reference
         ("torch-cpu", 2),
         ("torch-compile-cpu", 1),
         ("torch-compile-cpu", 2),
+        ("torch-compile-cpu-default", 1),  # Inductor's defaults, no freezing: freezing's share can be read beside
+        ("torch-compile-cpu-default", 2),
     }
     md = (tiny / "profile.md").read_text()
     assert "torch-compile-cpu" in md

@@ -226,7 +226,7 @@ def test_list_options_take_repeated_flags_and_commas() -> None:
     from rn50.commands.pipeline import select_steps
 
     assert items(["build-trt,profile"]) == items(["build-trt", "profile"]) == ["build-trt", "profile"]
-    assert select_steps(items(["build-trt, profile"]), None) == ("export", "calibrate", "quantize", "parity")
+    assert select_steps(items(["build-trt, profile"]), None) == ("export", "calibrate", "quantize", "pt2", "parity")
     from rn50.results.profile_results import parse_batches
 
     assert parse_batches(items(["1", "8,32"])) == (1, 8, 32) and parse_batches(None) == (1, 8)

@@ -56,7 +56,7 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
     the GPU), the fastest runtime · artifact whose parity passed, its speed and its error against PyTorch, and what
     failed and why — one line each."""
     from rn50.reports.profile_report import fastest, verdicts_of
-    from rn50.runtimes.registry import is_gpu, spec
+    from rn50.runtimes.registry import is_gpu, pytorch_path, spec
 
     out = Section("What to ship", "recommendation")
     if parity is None:
@@ -105,6 +105,14 @@ def recommendation(parity: Any, profile: Any, workdir: WorkDir | None = None) ->
                 f"{best.stats.median_ms:.2f} ms at batch 1, {best.stats.throughput:.1f} img/s; vs PyTorch FP32: {error}"
                 + machine_code
             )
+            own = fastest(profile, verdicts, 1, where=lambda row: here(row) and pytorch_path(row.runtime))
+            if own is not None and own.stats is not None and own is not best:
+                own_path = Path(results[(own.runtime, own.artifact)].path).name
+                out.bullets.append(
+                    f"{name}, staying with PyTorch: **{own_path or own.artifact}** on **{own.runtime}** "
+                    f"({own.precision}) — {own.stats.median_ms:.2f} ms at batch 1, {own.stats.throughput:.1f} img/s "
+                    f"({own.stats.median_ms / best.stats.median_ms:.2f}× the latency of the one above)"
+                )
         else:
             passed = [r.label for r in ran if r.status == "pass"]
             out.bullets.append(

@@ -119,14 +119,14 @@ def _torch(device: str) -> Callable[[], str | None]:
 
 
 def _torch_runner(
-    device: str, *, compiled: bool = False
+    device: str, *, compiled: bool = False, freezing: bool = True
 ) -> Callable[[Pair, int | None, Callable[[], Any] | None], Runner]:
     def make(pair: Pair, threads: int | None, model: Callable[[], Any] | None) -> Runner:
-        from rn50.runtimes.torch_runner import TorchCompileRunner, TorchRunner
+        from rn50.runtimes.torch_runner import TorchCompileDefaultRunner, TorchCompileRunner, TorchRunner
 
         if model is None:
             raise ValueError(f"{pair.runtime} needs the PyTorch model: pass model=")
-        kind = TorchCompileRunner if compiled else TorchRunner
+        kind = (TorchCompileRunner if freezing else TorchCompileDefaultRunner) if compiled else TorchRunner
         return kind(model(), device=device, label=pair.runtime, threads=threads)
 
     return make
@@ -200,6 +200,15 @@ RUNTIME_TABLE: dict[str, RuntimeSpec] = {
             "cpu",
             _inductor_cpu,
             _torch_runner("cpu", compiled=True),
+            by_default=False,
+        ),
+        RuntimeSpec(
+            "torch-compile-cpu-default",
+            f"torch.compile with Inductor's defaults (no freezing) on the CPU, FP32: named only ({opt('runtime')})",
+            (TORCH,),
+            "cpu",
+            _inductor_cpu,
+            _torch_runner("cpu", compiled=True, freezing=False),
             by_default=False,
         ),
         RuntimeSpec(
@@ -414,6 +423,13 @@ def shown_name(runtime: str) -> str:
 
         return runtime if tensorrt_reason() is not None else runtime_name()
     return runtime
+
+
+def pytorch_path(runtime: str) -> bool:
+    """Whether ``runtime`` is PyTorch's own deployment path (compiled in process, or an AOTInductor package), not the
+    reference and not an exported engine's."""
+    s = spec(runtime)
+    return not s.reference and bool({TORCH, "pt2"} & set(s.reads))
 
 
 def make_runner(pair: Pair, *, threads: int | None = None, model: Callable[[], Any] | None = None) -> Runner:
