@@ -225,3 +225,26 @@ def test_without_torchao_the_int8_package_is_refused_with_the_install_line(
     monkeypatch.setitem(sys.modules, "torchao", None)  # import torchao raises ImportError
     done = cli.invoke(app, ["quantize", "--out", str(tiny_dir), "--int8", "--pt2"])
     one_line_error(done, 2, "needs torchao", "pip install 'rn50[pt2e]'")
+
+
+def test_on_a_cpu_without_vnni_activations_are_7_bit(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The X86 Inductor quantizer's reduce_range on an avx2-class CPU (its documentation's advice for CPUs without
+    VNNI: u8×s8 pair sums stay within 16 bits), recorded in the manifest; 8-bit activations on this machine's class
+    are the quantized fixture's."""
+    import torch
+    import torchao  # noqa: F401 - the program's quantize/dequantize operators
+
+    from rn50.machine import cpu_info as real_cpu_info
+
+    monkeypatch.setattr("rn50.machine.cpu_info", lambda *a, **k: real_cpu_info(*a, **k) | {"int8_class": "avx2"})
+    done = cli.invoke(app, ["quantize", "--out", str(tiny), "--int8", "--pt2", "--count", "4", "--target", "tensorrt"])
+    assert done.exit_code == 0, done.output
+    art = WorkDir(tiny).artifact("pt2-int8-program")
+    assert art is not None and art.config["activations"].startswith("7-bit")
+    program = torch.export.load(str(tiny / art.path))
+    maxima = {
+        n.args[4]
+        for n in program.graph.nodes
+        if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and n.args[5] == torch.uint8
+    }
+    assert maxima == {127}

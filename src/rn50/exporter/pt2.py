@@ -136,10 +136,14 @@ def compile_package(model: nn.Module, package: Path) -> tuple[float, float]:
     return time.perf_counter() - start, peak
 
 
-def quantize_model(model: nn.Module, calibration: Iterable[np.ndarray], *, max_batch: int = MAX_BATCH) -> Any:
+def quantize_model(
+    model: nn.Module, calibration: Iterable[np.ndarray], *, reduce_range: bool, max_batch: int = MAX_BATCH
+) -> Any:
     """PT2E post-training quantization: ``model`` exported, annotated by the X86 Inductor quantizer (its default:
     static, per-channel weights), observed on the ``calibration`` batches and converted: a module of quantize/
-    dequantize and float operators, to be exported again (``programs_of``) for AOTInductor."""
+    dequantize and float operators, to be exported again (``programs_of``) for AOTInductor. ``reduce_range``: 7-bit
+    activations, which the quantizer's documentation asks for on CPUs without VNNI (u8×s8 pair sums then stay within
+    the 16 bits those CPUs' kernels sum pairs in; rn50's avx2 class)."""
     import torch
 
     import_torchao()
@@ -147,7 +151,7 @@ def quantize_model(model: nn.Module, calibration: Iterable[np.ndarray], *, max_b
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
     quantizer = x86.X86InductorQuantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
     # strict: TorchDynamo records each call of a module apart (source_fn_stack), which the quantizer's fusion patterns
     # need — non-strict export groups a block's three calls of its one ReLU module into one partition, and the
     # quantizer refuses it ("Input partition has more than one output node"; measured, torch 2.13, torchao 0.18).
@@ -266,8 +270,11 @@ def write_pt2_int8(
     staging = Path(tempfile.mkdtemp(prefix=".pt2-", suffix=PARTIAL, dir=workdir.root))
     try:
         staged, staged_program = staging / target.name, staging / program_file.name
+        from rn50.machine import AVX2, cpu_info
+
         start = time.perf_counter()
-        programs = programs_of(quantize_model(model, calibration))
+        reduce_range = str(cpu_info()["int8_class"]) == AVX2
+        programs = programs_of(quantize_model(model, calibration, reduce_range=reduce_range))
         quantize_s = time.perf_counter() - start
         program = programs[DYNAMIC_MODEL]
         torch.export.save(program, str(staged_program))
@@ -294,7 +301,12 @@ def write_pt2_int8(
             quantize_s=quantize_s,
         )
         sidecar.save(sidecar_path(staged))
-        config = {"quantizer": QUANTIZER, "calibration": images, "max_batch": MAX_BATCH}
+        config = {
+            "quantizer": QUANTIZER,
+            "activations": "7-bit (reduce_range: a CPU without VNNI)" if reduce_range else "8-bit",
+            "calibration": images,
+            "max_batch": MAX_BATCH,
+        }
         check_interrupt()
         with uninterrupted():  # the program, the package, its sidecar and the manifest entries land together
             os.replace(staged_program, program_file)  # the program first: a package is never left without it
