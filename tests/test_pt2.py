@@ -248,3 +248,39 @@ def test_on_a_cpu_without_vnni_activations_are_7_bit(tiny: Path, monkeypatch: py
         if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and n.args[5] == torch.uint8
     }
     assert maxima == {127}
+
+
+def _float_in_program(root: Path) -> set[str]:
+    """The tiny net's layers whose weights PT2E left in float (no per-channel dequantize feeds them)."""
+    import torch
+    import torchao  # noqa: F401 - the program's quantize/dequantize operators
+
+    program = torch.export.load(str(root / "tiny.int8.program.pt2"))
+    quantized = sum(
+        1 for n in program.graph.nodes if n.op == "call_function" and "dequantize_per_channel" in str(n.target)
+    )
+    layers = {"stem", "conv1", "conv2", "fc"}
+    floats = set(WorkDir(root).artifact("pt2-int8-program").config["float_modules"])  # type: ignore[union-attr]
+    assert quantized == len(layers - floats)  # every other layer's weights are int8
+    return floats
+
+
+def test_the_classifier_stays_float_and_keep_float_leaves_the_same_layers_out(tiny: Path) -> None:
+    """As rn50's Q/DQ files: the classifier in float, and --keep-float's layers (by module or ONNX node) left out of
+    PyTorch's INT8 package too; a residual Add is said not to apply (PT2E quantizes it with its convolution)."""
+    args = ["quantize", "--out", str(tiny), "--int8", "--pt2", "--count", "4", "--target", "tensorrt"]
+    done = cli.invoke(app, [*args, "--keep-float", "conv1", "--keep-float", "add"])
+    assert done.exit_code == 0, done.output
+    assert _float_in_program(tiny) == {"fc", "conv1"}
+    assert "not left out of PyTorch's INT8 package: add" in done.output
+    assert "left in float: fc, conv1" in done.output
+
+
+def test_a_budget_is_judged_on_pytorchs_package_too(tiny: Path) -> None:
+    args = ["quantize", "--out", str(tiny), "--int8", "--pt2", "--count", "4", "--target", "onnxruntime-cpu"]
+    done = cli.invoke(app, [*args, "--classifier", "int8", "--budget", "min_cosine_mean=0.9"])
+    assert done.exit_code == 0, done.output
+    assert _float_in_program(tiny) == set()  # --classifier int8: every layer INT8 (the budget holds without more)
+    art = WorkDir(tiny).artifact("pt2-int8-cpu")
+    assert art is not None and art.config["budget"] == "mean cos≥0.9"
+    assert "budget met" in done.output

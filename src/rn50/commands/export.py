@@ -12,6 +12,7 @@ from rn50.errors import CheckFailed
 from rn50.exporter.config import ExportConfig, check_opset
 from rn50.metrics import fmt
 from rn50.reports.render import Section
+from rn50.words import opt
 
 if TYPE_CHECKING:
     from rn50.artifacts import WorkDir
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from rn50.exporter.openvino_ir import IrResult
     from rn50.exporter.pt2 import Pt2Result
     from rn50.feeds import FeedSet
+    from rn50.metrics import Thresholds
     from rn50.weights import LoadedModel
 
 
@@ -85,9 +87,13 @@ def pt2_sections(r: Pt2Result | None) -> list[Section]:
     quantized = ""
     if r.program is not None and r.quantization is not None:
         q = r.quantization
+        floats = f"left in float: {', '.join(r.float_modules)}" if r.float_modules else "every layer INT8"
+        budget = ""
+        if r.budget_failures is not None:
+            budget = "; budget met" if not r.budget_failures else f"; budget NOT met: {'; '.join(r.budget_failures)}"
         quantized = (
-            f"; PT2E-quantized in {side.quantize_s or 0:.1f} s, its program {r.program.name} vs PyTorch FP32: cos mean "
-            f"{q.cosine_mean:.6f}, worst {q.cosine_min:.6f}"
+            f"; PT2E-quantized in {side.quantize_s or 0:.1f} s ({floats}), its program {r.program.name} vs PyTorch "
+            f"FP32: cos mean {q.cosine_mean:.6f}, worst {q.cosine_min:.6f}{budget}"
         )
     return [
         Section(
@@ -103,29 +109,63 @@ def pt2_sections(r: Pt2Result | None) -> list[Section]:
 
 
 def unverified_pt2(r: Pt2Result | None) -> CheckFailed | None:
-    if r is None or r.verified:
+    """A package that does not compute what it should, or an INT8 one whose program misses its budget."""
+    if r is None:
         return None
-    return CheckFailed(
-        f"{r.path.name} does not match {r.against}: {'; '.join(r.failures)}",
-        fix="the manifest marks it unverified; report it with --verbose",
-    )
+    if not r.verified:
+        return CheckFailed(
+            f"{r.path.name} does not match {r.against}: {'; '.join(r.failures)}",
+            fix="the manifest marks it unverified; report it with --verbose",
+        )
+    if r.budget_failures:
+        return CheckFailed(
+            f"{r.path.name} misses the budget with {', '.join(r.float_modules) or 'no layer'} in float (the layers the "
+            f"budget search left out of the Q/DQ files, mapped to PyTorch modules): {'; '.join(r.budget_failures)}",
+            fix=f"leave more layers out ({opt('keep_float')}), or loosen {opt('budget')}",
+        )
+    return None
 
 
-def write_int8_package(workdir: WorkDir, feeds: FeedSet) -> Pt2Result:
-    """PyTorch's INT8 path: the work directory's model PT2E-quantized on ``feeds`` and compiled for this CPU."""
+def write_int8_package(
+    workdir: WorkDir,
+    feeds: FeedSet,
+    *,
+    classifier: str = "float",
+    leave_out: tuple[str, ...] = (),
+    budget: Thresholds | None = None,
+) -> tuple[Pt2Result, tuple[str, ...]]:
+    """PyTorch's INT8 path: the work directory's model PT2E-quantized on ``feeds`` and compiled for this CPU, the
+    classifier in float unless ``classifier`` is int8 (as rn50's ONNX files), and ``leave_out`` (layers by PyTorch
+    module or ONNX node: --keep-float, a budget search's choice) left out of INT8; with ``budget``, the program judged
+    on the budget search's crops. Returns the result and the names of ``leave_out`` that name no layer PT2E quantizes
+    (a residual Add: PT2E quantizes an Add with its convolution)."""
+    from rn50.calibration.budget import BUDGET_CROPS
+    from rn50.calibration.quantized import module_names_of
     from rn50.exporter.onnx_file import fp32_artifact
-    from rn50.exporter.pt2 import CALIBRATION_BATCH, write_pt2_int8
+    from rn50.exporter.pt2 import CALIBRATION_BATCH, classifier_module, layer_modules, write_pt2_int8
+    from rn50.onnx_graph import load_header
     from rn50.weights import workdir_model
 
     art, path = fp32_artifact(workdir)
-    return write_pt2_int8(
+    model = workdir_model(workdir)
+    layers = set(layer_modules(model))
+    by_node = module_names_of(workdir, load_header(path)) if set(leave_out) - layers else {}
+    head = classifier_module(model) if classifier == "float" else None
+    wanted = [head] if head else []
+    wanted += [by_node.get(name, name) for name in leave_out]
+    floats = tuple(dict.fromkeys(n for n in wanted if n in layers))
+    result = write_pt2_int8(
         workdir,
-        workdir_model(workdir),
+        model,
         feeds.batches(CALIBRATION_BATCH),
         stem=path.name.removesuffix(".fp32.onnx"),
         parent_sha256=art.parent_sha256,
         images=feeds.description,
+        float_modules=floats,
+        budget=budget,
+        budget_crops=BUDGET_CROPS,
     )
+    return result, tuple(n for n in leave_out if by_node.get(n, n) not in layers)
 
 
 def ir_dict(r: IrResult) -> dict[str, Any]:

@@ -327,6 +327,7 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
     v = versions()
     inputs = {
         "weights": (p.workdir.manifest().get("model") or {}).get("weights_sha256"),
+        "classifier": "float",  # as the quantize step's files: the classifier left in float
         "calibration": feeds.fingerprint if int8 else None,
         "torch": v.get("torch"),
         "torchao": _version("torchao") if int8 else None,
@@ -343,7 +344,7 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
         ]
         if int8:
             p.say(f"PT2E: quantizing on {feeds.description}, compiling the INT8 package")
-            made.append(write_int8_package(p.workdir, feeds))
+            made.append(write_int8_package(p.workdir, feeds)[0])
         for r in made:
             if (bad := unverified_pt2(r)) is not None:
                 raise bad

@@ -177,6 +177,7 @@ class QuantizeOutcome:
     missed: CheckFailed | None = None  # --budget not met for some target (the others' files were written)
     methods: dict[str, list[MethodScore]] = field(default_factory=dict)  # --method auto: per target, best first
     pt2: Pt2Result | None = None  # --pt2: PyTorch's INT8 package
+    not_pt2: tuple[str, ...] = ()  # --keep-float layers that name no layer PT2E quantizes (residual Adds)
 
     @property
     def error(self) -> CheckFailed | None:
@@ -189,6 +190,16 @@ class QuantizeOutcome:
         parts += [methods_section(self.methods)] if self.methods else []
         parts += summary_sections(self.results)
         parts.append(Section("", paragraphs=["wrote " + ", ".join(str(p) for p in self.reports)]))
+        if self.not_pt2:
+            parts.append(
+                Section(
+                    "",
+                    paragraphs=[
+                        f"not left out of PyTorch's INT8 package: {', '.join(self.not_pt2)} (a residual Add: PT2E "
+                        "quantizes an Add with the convolution before it)"
+                    ],
+                )
+            )
         return parts + pt2_sections(self.pt2) + ir_sections(self.irs)
 
     def to_dict(self) -> list[dict[str, Any]]:
@@ -312,9 +323,24 @@ def quantize(
     if options.ir:
         ui.status("writing OpenVINO IR…")
         irs = export_ir(workdir, [r.name for r in results])
-    pt2 = None
+    pt2: Pt2Result | None = None
+    not_pt2: tuple[str, ...] = ()
     if options.pt2:
         feeds = read_feeds(options.calibrate, ui)
         ui.status(f"PT2E: quantizing on {feeds.description} and compiling the INT8 AOTInductor package…")
-        pt2 = write_int8_package(workdir, feeds)
-    return QuantizeOutcome(results, reports, irs, calibrated, missed, methods, pt2)
+        pt2, not_pt2 = write_int8_package(
+            workdir,
+            feeds,
+            classifier=options.classifier,
+            leave_out=tuple(options.keep_float or ()) + searched_out(results),
+            budget=options.budget,
+        )
+    return QuantizeOutcome(results, reports, irs, calibrated, missed, methods, pt2, not_pt2)
+
+
+def searched_out(results: list[QuantizeResult]) -> tuple[str, ...]:
+    """The layers a budget search left out of INT8, for PyTorch's INT8 package: the onnxruntime-cpu file's (its form,
+    uint8 activations and int8 per-channel weights, is PT2E's), else the first searched file's."""
+    searched = [r for r in results if r.search is not None]
+    chosen = next((r for r in searched if r.target in CPU_TARGETS), searched[0] if searched else None)
+    return chosen.search.excluded if chosen is not None and chosen.search is not None else ()

@@ -69,6 +69,8 @@ class Pt2Result:
     failures: tuple[str, ...]
     program: Path | None = None  # INT8: the quantized program (the package's own semantics)
     quantization: OutputMetrics | None = None  # INT8: the program vs eager PyTorch FP32 (the quantization's error)
+    budget_failures: tuple[str, ...] | None = None  # INT8 with a budget: what the program misses of it (() met)
+    float_modules: tuple[str, ...] = ()  # INT8: the layers left out of INT8, by PyTorch module
 
     @property
     def sha256(self) -> str:
@@ -137,11 +139,17 @@ def compile_package(model: nn.Module, package: Path) -> tuple[float, float]:
 
 
 def quantize_model(
-    model: nn.Module, calibration: Iterable[np.ndarray], *, reduce_range: bool, max_batch: int = MAX_BATCH
+    model: nn.Module,
+    calibration: Iterable[np.ndarray],
+    *,
+    reduce_range: bool,
+    float_modules: tuple[str, ...] = (),
+    max_batch: int = MAX_BATCH,
 ) -> Any:
     """PT2E post-training quantization: ``model`` exported, annotated by the X86 Inductor quantizer (its default:
     static, per-channel weights), observed on the ``calibration`` batches and converted: a module of quantize/
-    dequantize and float operators, to be exported again (``programs_of``) for AOTInductor. ``reduce_range``: 7-bit
+    dequantize and float operators, to be exported again (``programs_of``) for AOTInductor; ``float_modules`` (PyTorch
+    module names) left out of INT8. ``reduce_range``: 7-bit
     activations, which the quantizer's documentation asks for on CPUs without VNNI (u8×s8 pair sums then stay within
     the 16 bits those CPUs' kernels sum pairs in; rn50's avx2 class)."""
     import torch
@@ -152,6 +160,8 @@ def quantize_model(
 
     quantizer = x86.X86InductorQuantizer()
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
+    for name in float_modules:  # left out of INT8: runs in float between its neighbours' dequantize and quantize
+        quantizer.set_module_name_qconfig(name, None)
     # strict: TorchDynamo records each call of a module apart (source_fn_stack), which the quantizer's fusion patterns
     # need — non-strict export groups a block's three calls of its one ReLU module into one partition, and the
     # quantizer refuses it ("Input partition has more than one output node"; measured, torch 2.13, torchao 0.18).
@@ -163,6 +173,20 @@ def quantize_model(
         converted = convert_pt2e(prepared)
     _drop_unused_parameters(converted)
     return converted
+
+
+def layer_modules(model: nn.Module) -> list[str]:
+    """The model's layers PT2E quantizes, by module name: its convolutions and linear layers."""
+    from torch import nn
+
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def classifier_module(model: nn.Module) -> str | None:
+    """The classifier: the model's last linear layer (``fc``), kept in float as rn50's ONNX files keep it."""
+    from torch import nn
+
+    return next((name for name, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
 
 
 def _drop_unused_parameters(module: Any) -> None:
@@ -258,11 +282,15 @@ def write_pt2_int8(
     stem: str,
     parent_sha256: str | None,
     images: str,
+    float_modules: tuple[str, ...] = (),
+    budget: Thresholds | None = None,
+    budget_crops: int = 0,
 ) -> Pt2Result:
-    """PT2E INT8: ``model`` quantized on the ``calibration`` batches into a program (``<stem>.int8.program.pt2``, the
-    package's own semantics) compiled for this CPU into ``<stem>.int8.cpu.pt2``; the package verified against the
-    program, the program measured against eager FP32; program, package, sidecar and manifest entries land together.
-    ``images``: the calibration set, as the manifest records it."""
+    """PT2E INT8: ``model`` quantized on the ``calibration`` batches (``float_modules`` left out) into a program
+    (``<stem>.int8.program.pt2``, the package's own semantics) compiled for this CPU into ``<stem>.int8.cpu.pt2``; the
+    package verified against the program, the program measured against eager FP32 on parity's default crops (and,
+    with ``budget``, judged on the budget search's crops); program, package, sidecar and manifest entries land
+    together. ``images``: the calibration set, as the manifest records it."""
     import torch
 
     target = workdir.path(f"{stem}.int8.cpu.pt2")
@@ -274,7 +302,9 @@ def write_pt2_int8(
 
         start = time.perf_counter()
         reduce_range = str(cpu_info()["int8_class"]) == AVX2
-        programs = programs_of(quantize_model(model, calibration, reduce_range=reduce_range))
+        programs = programs_of(
+            quantize_model(model, calibration, reduce_range=reduce_range, float_modules=float_modules)
+        )
         quantize_s = time.perf_counter() - start
         program = programs[DYNAMIC_MODEL]
         torch.export.save(program, str(staged_program))
@@ -284,7 +314,7 @@ def write_pt2_int8(
             semantics = program.module()(torch.from_numpy(crops)).numpy()
         got = _run_package(staged, crops)
         metrics = compare(got, _as_run(semantics))
-        quantization = compare(semantics, _eager(model, crops))
+        quantization, missed = _judge(program, model, budget, budget_crops)
         failures = tuple(FIDELITY_THRESHOLDS.failures(metrics))
         program_sha = sha256_file(staged_program)
         sidecar = Pt2Sidecar(
@@ -306,7 +336,8 @@ def write_pt2_int8(
             "activations": "7-bit (reduce_range: a CPU without VNNI)" if reduce_range else "8-bit",
             "calibration": images,
             "max_batch": MAX_BATCH,
-        }
+            "float_modules": list(float_modules),
+        } | ({"budget": budget.describe()} if budget is not None else {})
         check_interrupt()
         with uninterrupted():  # the program, the package, its sidecar and the manifest entries land together
             os.replace(staged_program, program_file)  # the program first: a package is never left without it
@@ -335,7 +366,30 @@ def write_pt2_int8(
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Pt2Result(target, sidecar, metrics, failures, program_file, quantization)
+    return Pt2Result(target, sidecar, metrics, failures, program_file, quantization, missed, float_modules)
+
+
+def _judge(
+    program: Any, model: nn.Module, budget: Thresholds | None, budget_crops: int
+) -> tuple[OutputMetrics, tuple[str, ...] | None]:
+    """The program against eager FP32 on parity's default crops (as the quantize report measures every file); with
+    ``budget``, its failures on the first ``budget_crops`` held-apart crops, the budget search's (None: no budget)."""
+    import numpy as np
+    import torch
+
+    from rn50.feeds import DEFAULT_SAMPLE_COUNT
+    from rn50.samples import sample_crops
+
+    count = max(DEFAULT_SAMPLE_COUNT, budget_crops if budget is not None else 0)
+    crops = np.ascontiguousarray(sample_crops(count, split="evaluation"))
+    module = program.module()
+    with torch.no_grad():
+        parts = [module(torch.from_numpy(b)).numpy() for b in np.array_split(crops, -(-count // CALIBRATION_BATCH))]
+    semantics, reference = np.concatenate(parts), _eager(model, crops)
+    quality = compare(semantics[:DEFAULT_SAMPLE_COUNT], reference[:DEFAULT_SAMPLE_COUNT])
+    if budget is None:
+        return quality, None
+    return quality, tuple(budget.failures(compare(semantics[:budget_crops], reference[:budget_crops])))
 
 
 def _torchao_version() -> str:
