@@ -130,16 +130,16 @@ def write_int8_package(
     workdir: WorkDir,
     feeds: FeedSet,
     *,
-    classifier: str = "float",
+    classifier: str | None = None,
     leave_out: tuple[str, ...] = (),
     budget: Thresholds | None = None,
 ) -> tuple[Pt2Result, tuple[str, ...]]:
-    """PyTorch's INT8 path: the work directory's model PT2E-quantized on ``feeds`` and compiled for this CPU, the
-    classifier in float unless ``classifier`` is int8 (as rn50's ONNX files), and ``leave_out`` (layers by PyTorch
-    module or ONNX node: --keep-float, a budget search's choice) left out of INT8; with ``budget``, the program judged
+    """PyTorch's INT8 path: the work directory's model PT2E-quantized on ``feeds`` and compiled for this CPU, its
+    classifier as ``classifier`` says (None: rn50's default, float, as its ONNX files), and ``leave_out`` (layers by
+    PyTorch module or ONNX node: --keep-float, a budget search's choice) left out of INT8; with ``budget``, judged
     on the budget search's crops. Returns the result and the names of ``leave_out`` that name no layer PT2E quantizes
     (a residual Add: PT2E quantizes an Add with its convolution)."""
-    from rn50.calibration.budget import BUDGET_CROPS
+    from rn50.calibration.budget import BUDGET_CROPS, CLASSIFIER_PRECISIONS
     from rn50.calibration.quantized import module_names_of
     from rn50.exporter.onnx_file import fp32_artifact
     from rn50.exporter.pt2 import CALIBRATION_BATCH, classifier_module, layer_modules, write_pt2_int8
@@ -150,7 +150,7 @@ def write_int8_package(
     model = workdir_model(workdir)
     layers = set(layer_modules(model))
     by_node = module_names_of(workdir, load_header(path)) if set(leave_out) - layers else {}
-    head = classifier_module(model) if classifier == "float" else None
+    head = classifier_module(model) if (classifier or CLASSIFIER_PRECISIONS[0]) == "float" else None
     wanted = [head] if head else []
     wanted += [by_node.get(name, name) for name in leave_out]
     floats = tuple(dict.fromkeys(n for n in wanted if n in layers))

@@ -311,6 +311,7 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
     where torchao is installed; reused while the model, the images, torch, torchao and this CPU's ISA are the same."""
     from importlib.util import find_spec
 
+    from rn50.calibration.budget import CLASSIFIER_PRECISIONS
     from rn50.commands.calibrate import CalibrateOptions, read_feeds
     from rn50.commands.export import pt2_sections, unverified_pt2, write_int8_package
     from rn50.exporter.onnx_file import fp32_artifact
@@ -327,7 +328,7 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
     v = versions()
     inputs = {
         "weights": (p.workdir.manifest().get("model") or {}).get("weights_sha256"),
-        "classifier": "float",  # as the quantize step's files: the classifier left in float
+        "classifier": CLASSIFIER_PRECISIONS[0],  # the package's classifier, as the quantize step's files have it
         "calibration": feeds.fingerprint if int8 else None,
         "torch": v.get("torch"),
         "torchao": _version("torchao") if int8 else None,
