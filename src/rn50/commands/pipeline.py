@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rn50 import __version__
-from rn50.artifacts import WorkDir, versions
+from rn50.artifacts import WorkDir, dist_version, versions
 from rn50.commands.flags import flag
 from rn50.commands.options import (
     CALIBRATION_COUNT,
@@ -309,8 +309,6 @@ def plan_quantize(p: Pipeline) -> Work:
 def plan_pt2(p: Pipeline) -> Work | StepResult:
     """PyTorch's ahead-of-time path: the FP32 AOTInductor package, and the INT8 one (PT2E on the calibration images)
     where torchao is installed; reused while the model, the images, torch, torchao and this CPU's ISA are the same."""
-    from importlib.util import find_spec
-
     from rn50.calibration.budget import CLASSIFIER_PRECISIONS
     from rn50.commands.calibrate import CalibrateOptions, read_feeds
     from rn50.commands.export import pt2_sections, unverified_pt2, write_int8_package
@@ -323,7 +321,8 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
     if reason:
         return StepResult("pt2", "skipped", reason)
     fp32, onnx_path = fp32_artifact(p.workdir)
-    int8 = find_spec("torchao") is not None
+    torchao = dist_version("torchao")
+    int8 = torchao is not None
     feeds = read_feeds(CalibrateOptions(p.options.feeds(p.options.calibration_count), p.options.calibration), p.ui)
     v = versions()
     inputs = {
@@ -331,7 +330,7 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
         "classifier": CLASSIFIER_PRECISIONS[0],  # the package's classifier, as the quantize step's files have it
         "calibration": feeds.fingerprint if int8 else None,
         "torch": v.get("torch"),
-        "torchao": _version("torchao") if int8 else None,
+        "torchao": torchao,
         "isa": this_isa(),
         "rn50": __version__,
     }
@@ -365,12 +364,6 @@ def plan_pt2(p: Pipeline) -> Work | StepResult:
         )
 
     return Work(run, inputs, "AOTInductor packages (same model, calibration images, torch, torchao and CPU ISA)")
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 def plan_build_trt(p: Pipeline) -> Work | StepResult:

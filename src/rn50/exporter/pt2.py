@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rn50.artifacts import PARTIAL, Artifact, sha256_file, versions
+from rn50.artifacts import PARTIAL, Artifact, dist_version, sha256_file, versions
 from rn50.errors import check_interrupt, uninterrupted
 from rn50.metrics import FIDELITY_THRESHOLDS, OutputMetrics, Thresholds, compare
 from rn50.runtimes.pt2_package import (
@@ -204,12 +204,13 @@ def _drop_unused_parameters(module: Any) -> None:
     module.recompile()
 
 
-def _verify_crops() -> np.ndarray:
+def _evaluation_crops(count: int) -> np.ndarray:
+    """The first ``count`` held-apart crops (a prefix of any larger count's: ``sample_crops`` draws them in order)."""
     import numpy as np
 
     from rn50.samples import sample_crops
 
-    return np.ascontiguousarray(sample_crops(VERIFY_CROPS, split="evaluation"))
+    return np.ascontiguousarray(sample_crops(count, split="evaluation"))
 
 
 def _eager(model: nn.Module, crops: np.ndarray) -> np.ndarray:
@@ -226,7 +227,7 @@ def _run_package(package: Path, crops: np.ndarray) -> np.ndarray:
     from torch._inductor.package import load_package
 
     with torch.inference_mode():
-        out = [torch._inductor.aoti_load_package(str(package))(torch.from_numpy(crops)).numpy()]
+        out = [load_package(str(package), DYNAMIC_MODEL)(torch.from_numpy(crops)).numpy()]
         for b in STATIC_BATCHES:
             out.append(load_package(str(package), static_model(b))(torch.from_numpy(crops[:b])).numpy())
     return np.concatenate(out)
@@ -239,32 +240,42 @@ def _as_run(reference: np.ndarray) -> np.ndarray:
     return np.concatenate([reference, *(reference[:b] for b in STATIC_BATCHES)])
 
 
+def _sidecar(
+    staged: Path, seconds: float, peak: float, classes: int, *, precision: str = "fp32", quantize_s: float | None = None
+) -> Pt2Sidecar:
+    """What the staged package was compiled for and what it cost, saved beside it."""
+    import torch
+
+    sidecar = Pt2Sidecar(
+        torch=torch.__version__,
+        device="cpu",
+        isa=this_isa(),
+        max_batch=MAX_BATCH,
+        static_batches=list(STATIC_BATCHES),
+        compile_s=seconds,
+        peak_rss_mb=peak,
+        package_sha256=sha256_file(staged),
+        classes=classes,
+        precision=precision,
+        quantize_s=quantize_s,
+    )
+    sidecar.save(sidecar_path(staged))
+    return sidecar
+
+
 def write_pt2(workdir: WorkDir, model: nn.Module, *, stem: str, parent_sha256: str | None) -> Pt2Result:
     """Compile ``model`` for this CPU into ``<stem>.fp32.cpu.pt2``, verify it against eager PyTorch, and land the
     package, its sidecar and its manifest entry together."""
-    import torch
-
     target = workdir.path(f"{stem}.fp32.cpu.pt2")
     staging = Path(tempfile.mkdtemp(prefix=".pt2-", suffix=PARTIAL, dir=workdir.root))
     try:
         staged = staging / target.name
         seconds, peak = compile_package(model, staged)
-        crops = _verify_crops()
+        crops = _evaluation_crops(VERIFY_CROPS)
         got = _run_package(staged, crops)
         metrics = compare(got, _as_run(_eager(model, crops)))
         failures = tuple(PT2_THRESHOLDS.failures(metrics))
-        sidecar = Pt2Sidecar(
-            torch=torch.__version__,
-            device="cpu",
-            isa=this_isa(),
-            max_batch=MAX_BATCH,
-            static_batches=list(STATIC_BATCHES),
-            compile_s=seconds,
-            peak_rss_mb=peak,
-            package_sha256=sha256_file(staged),
-            classes=int(got.shape[-1]),
-        )
-        sidecar.save(sidecar_path(staged))
+        sidecar = _sidecar(staged, seconds, peak, int(got.shape[-1]))
         check_interrupt()
         with uninterrupted():  # the package, its sidecar and the manifest entry land together
             _land(staged, target)
@@ -291,15 +302,17 @@ def write_pt2_int8(
     package verified against the program, the program measured against eager FP32 on parity's default crops (and,
     with ``budget``, judged on the budget search's crops); program, package, sidecar and manifest entries land
     together. ``images``: the calibration set, as the manifest records it."""
+    import numpy as np
     import torch
+
+    from rn50.feeds import DEFAULT_SAMPLE_COUNT
+    from rn50.machine import AVX2, cpu_info
 
     target = workdir.path(f"{stem}.int8.cpu.pt2")
     program_file = program_path(target)
     staging = Path(tempfile.mkdtemp(prefix=".pt2-", suffix=PARTIAL, dir=workdir.root))
     try:
         staged, staged_program = staging / target.name, staging / program_file.name
-        from rn50.machine import AVX2, cpu_info
-
         start = time.perf_counter()
         reduce_range = str(cpu_info()["int8_class"]) == AVX2
         programs = programs_of(
@@ -309,28 +322,23 @@ def write_pt2_int8(
         program = programs[DYNAMIC_MODEL]
         torch.export.save(program, str(staged_program))
         seconds, peak = compile_programs(programs, staged)
-        crops = _verify_crops()
+        # The program and eager PyTorch once, on parity's default crops (and the budget search's, with a budget); the
+        # package is verified on their first VERIFY_CROPS, the crops the FP32 package is verified on.
+        crops = _evaluation_crops(max(DEFAULT_SAMPLE_COUNT, VERIFY_CROPS, budget_crops if budget is not None else 0))
+        module = program.module()
         with torch.no_grad():
-            semantics = program.module()(torch.from_numpy(crops)).numpy()
-        got = _run_package(staged, crops)
-        metrics = compare(got, _as_run(semantics))
-        quantization, missed = _judge(program, model, budget, budget_crops)
+            batches = np.array_split(crops, -(-len(crops) // CALIBRATION_BATCH))
+            semantics = np.concatenate([module(torch.from_numpy(b)).numpy() for b in batches])
+        got = _run_package(staged, crops[:VERIFY_CROPS])
+        metrics = compare(got, _as_run(semantics[:VERIFY_CROPS]))
         failures = tuple(FIDELITY_THRESHOLDS.failures(metrics))
+        reference = _eager(model, crops)
+        quantization = compare(semantics[:DEFAULT_SAMPLE_COUNT], reference[:DEFAULT_SAMPLE_COUNT])
+        missed = None
+        if budget is not None:  # judged on the budget search's crops
+            missed = tuple(budget.failures(compare(semantics[:budget_crops], reference[:budget_crops])))
         program_sha = sha256_file(staged_program)
-        sidecar = Pt2Sidecar(
-            torch=torch.__version__,
-            device="cpu",
-            isa=this_isa(),
-            max_batch=MAX_BATCH,
-            static_batches=list(STATIC_BATCHES),
-            compile_s=seconds,
-            peak_rss_mb=peak,
-            package_sha256=sha256_file(staged),
-            classes=int(got.shape[-1]),
-            precision="int8",
-            quantize_s=quantize_s,
-        )
-        sidecar.save(sidecar_path(staged))
+        sidecar = _sidecar(staged, seconds, peak, int(got.shape[-1]), precision="int8", quantize_s=quantize_s)
         config = {
             "quantizer": QUANTIZER,
             "activations": "7-bit (reduce_range: a CPU without VNNI)" if reduce_range else "8-bit",
@@ -351,7 +359,7 @@ def write_pt2_int8(
                     program_sha,
                     parent_sha256,
                     config | {"exporter": "torch.export (PT2E quantized program)"},
-                    versions() | {"torchao": _torchao_version()},
+                    versions() | {"torchao": dist_version("torchao")},
                     verified=True,
                     extra={
                         "vs_fp32_cosine_mean": quantization.cosine_mean,
@@ -367,35 +375,6 @@ def write_pt2_int8(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Pt2Result(target, sidecar, metrics, failures, program_file, quantization, missed, float_modules)
-
-
-def _judge(
-    program: Any, model: nn.Module, budget: Thresholds | None, budget_crops: int
-) -> tuple[OutputMetrics, tuple[str, ...] | None]:
-    """The program against eager FP32 on parity's default crops (as the quantize report measures every file); with
-    ``budget``, its failures on the first ``budget_crops`` held-apart crops, the budget search's (None: no budget)."""
-    import numpy as np
-    import torch
-
-    from rn50.feeds import DEFAULT_SAMPLE_COUNT
-    from rn50.samples import sample_crops
-
-    count = max(DEFAULT_SAMPLE_COUNT, budget_crops if budget is not None else 0)
-    crops = np.ascontiguousarray(sample_crops(count, split="evaluation"))
-    module = program.module()
-    with torch.no_grad():
-        parts = [module(torch.from_numpy(b)).numpy() for b in np.array_split(crops, -(-count // CALIBRATION_BATCH))]
-    semantics, reference = np.concatenate(parts), _eager(model, crops)
-    quality = compare(semantics[:DEFAULT_SAMPLE_COUNT], reference[:DEFAULT_SAMPLE_COUNT])
-    if budget is None:
-        return quality, None
-    return quality, tuple(budget.failures(compare(semantics[:budget_crops], reference[:budget_crops])))
-
-
-def _torchao_version() -> str:
-    from importlib.metadata import version
-
-    return version("torchao")
 
 
 def _land(staged: Path, target: Path) -> None:

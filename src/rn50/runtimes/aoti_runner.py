@@ -20,16 +20,29 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-class AotiRunner(Runner):
+class _PyTorchFileRunner(Runner):
+    """What the runners of PyTorch's files share: the file, PyTorch's CPU threads while active, the image input."""
+
+    def __init__(self, path: Path, *, threads: int | None, label: str):
+        super().__init__(label=label)
+        self.path = path
+        self._threads = TorchThreads(threads)
+
+    def deactivate(self) -> None:
+        self._threads.give_back()
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]
+
+
+class AotiRunner(_PyTorchFileRunner):
     backend = "aoti"
 
     def __init__(self, path: Path, *, threads: int | None = None, label: str = "aoti-cpu"):
         from rn50.runtimes.pt2_package import check_sidecar
 
-        super().__init__(label=label)
-        self.path = path
         self.sidecar = check_sidecar(path)  # before anything is loaded
-        self._threads = TorchThreads(threads)
+        super().__init__(path, threads=threads, label=label)
         self._package: Any = None
         self._static: dict[int, Any] = {}
 
@@ -43,12 +56,6 @@ class AotiRunner(Runner):
             self._package = load_package(str(self.path), DYNAMIC_MODEL)
             # the batch sizes compiled apart too (faster than the dynamic code at batch 1)
             self._static = {b: load_package(str(self.path), static_model(b)) for b in self.sidecar.static_batches}
-
-    def deactivate(self) -> None:
-        self._threads.give_back()
-
-    def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]
 
     @property
     def device(self) -> str:
@@ -67,7 +74,7 @@ class AotiRunner(Runner):
         return {"logits": y.float().numpy().astype(np.float32, copy=False)}
 
 
-class ProgramRunner(Runner):
+class ProgramRunner(_PyTorchFileRunner):
     """A PT2E-quantized program (``torch.export.load``) run eagerly: its quantize/dequantize operators and float ones
     as written, in float arithmetic — the INT8 package's own semantics, the same on every CPU up to float rounding."""
 
@@ -76,22 +83,14 @@ class ProgramRunner(Runner):
     def __init__(self, path: Path, *, threads: int | None = None, label: str = "pt2 program"):
         from rn50.runtimes.pt2_package import import_torchao
 
-        super().__init__(label=label)
         import_torchao()  # registers the quantize/dequantize operators the program is written in
-        self.path = path
-        self._threads = TorchThreads(threads)
+        super().__init__(path, threads=threads, label=label)
         self._module: Any = None
 
     def activate(self) -> None:
         self._threads.take()
         if self._module is None:
             self._module = torch.export.load(str(self.path)).module()
-
-    def deactivate(self) -> None:
-        self._threads.give_back()
-
-    def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec("input", "float32", ("batch", 3, 224, 224))]
 
     @property
     def device(self) -> str:
